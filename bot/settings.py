@@ -1,0 +1,69 @@
+"""Settings from the environment (prefix ``LOYALTY_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TELEGRAM_API = "https://api.telegram.org"
+
+IdList = Annotated[frozenset[int], NoDecode]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", env_file=".env", extra="ignore")
+
+    bot_token: str | None = Field(default=None, pattern=r"^\d+:[A-Za-z0-9_-]+$")
+    telegram_api_url: str = Field(default=TELEGRAM_API, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    database_url: str = "sqlite+aiosqlite:///loyalty.db"
+    admin_ids: IdList = frozenset()
+    cashier_ids: IdList = frozenset()
+    support_ids: IdList = frozenset()
+    support_chat_id: int | None = None
+    program_file: Path | None = None
+    redis_url: str | None = None
+
+    @field_validator("admin_ids", "cashier_ids", "support_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                return frozenset(int(part) for part in parts)
+            except ValueError as exc:
+                raise ValueError("expected comma-separated Telegram user ids, e.g. 123,456") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # People paste plain postgresql:// URLs; the async engine needs the asyncpg driver named.
+        if value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///file.db or postgresql+asyncpg://user@host/db")
+        return value
+
+    @field_validator("program_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one line that names the setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "LOYALTY_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"{name}: {first['msg']}") from exc

@@ -1,0 +1,115 @@
+"""What a member sees of their own account: balance, expiring points, history; and staff adjustments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key
+from loyalty.program import Program
+from storage.models import AuditLog, LedgerEntry, Member
+
+HISTORY_PAGE_SIZE = 10
+
+
+@dataclass(frozen=True)
+class Balance:
+    points: int
+    lifetime_points: int
+    expiring_points: int
+    expiring_first: datetime | None
+    """Earliest expiry (UTC) among the points that expire within the horizon."""
+
+
+async def balance(session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30) -> Balance:
+    if await expire_member(session, member_id, now):
+        await session.commit()
+    member = await session.get(Member, member_id, populate_existing=True)
+    if member is None:
+        raise LookupError(member_id)
+    row = (
+        await session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.remaining), 0), func.min(LedgerEntry.expires_at)).where(
+                LedgerEntry.member_id == member_id,  # type: ignore[arg-type]
+                LedgerEntry.remaining > 0,  # type: ignore[arg-type]
+                LedgerEntry.expires_at <= now + timedelta(days=horizon_days),  # type: ignore[operator]
+            )
+        )
+    ).one()
+    return Balance(member.points, member.lifetime_points, int(row[0]), row[1])
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[LedgerEntry]
+    page: int
+    pages: int
+
+
+async def history(session: AsyncSession, member_id: int, page: int, size: int = HISTORY_PAGE_SIZE) -> HistoryPage:
+    """One page of the member's ledger, newest first; an out-of-range page is clamped."""
+    total = (
+        await session.execute(select(func.count()).where(LedgerEntry.member_id == member_id))  # type: ignore[arg-type]
+    ).scalar_one()
+    pages = max(1, -(-int(total) // size))
+    page = min(max(page, 0), pages - 1)
+    result = await session.execute(
+        select(LedgerEntry)
+        .where(LedgerEntry.member_id == member_id)  # type: ignore[arg-type]
+        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())  # type: ignore[attr-defined,union-attr]
+        .offset(page * size)
+        .limit(size)
+    )
+    return HistoryPage(list(result.scalars()), page, pages)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    entry: LedgerEntry
+    balance: int
+    created: bool
+
+
+async def adjust(
+    session: AsyncSession,
+    program: Program,
+    *,
+    member_id: int,
+    delta: int,
+    reason: str,
+    actor_id: int,
+    key: str,
+    now: datetime,
+) -> Adjustment:
+    """A staff correction, audited. A deduction beyond the balance raises InsufficientPoints."""
+    if delta == 0:
+        raise ValueError("an adjustment must change the balance")
+    if (done := await find_by_key(session, key)) is not None:
+        member = await session.get(Member, done.member_id)
+        assert member is not None
+        return Adjustment(done, member.points, created=False)
+    try:
+        if delta > 0:
+            entry, new_balance = await credit(
+                session, member_id, delta, kind=Kind.ADJUST, now=now, expires_at=program.expiry.expires_at(now),
+                key=key, reason=reason, actor_id=actor_id,
+            )
+        else:
+            entry, new_balance = await debit(
+                session, member_id, -delta, kind=Kind.ADJUST, now=now, key=key, reason=reason, actor_id=actor_id,
+            )
+        session.add(AuditLog(actor_id=actor_id, action="adjust", member_id=member_id, points=delta,
+                             detail=reason, created_at=now))
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        return await adjust(session, program, member_id=member_id, delta=delta, reason=reason,
+                            actor_id=actor_id, key=key, now=now)
+    except Exception:
+        await session.rollback()
+        raise
+    return Adjustment(entry, new_balance, created=True)

@@ -1,0 +1,189 @@
+"""The points ledger: append-only entries, earn entries as lots with what remains of each.
+
+Invariants, kept inside every transaction that touches points:
+- ``sum(entry.points) == member.points`` and ``sum(lot.remaining) == member.points``;
+- a spend never takes a balance below zero: the balance is decremented with a conditional UPDATE
+  (``WHERE points >= cost``), which is atomic on SQLite and row-locking on PostgreSQL, so concurrent
+  spends serialise on the member row;
+- spends, deductions and expiry draw from lots soonest-expiry first (never-expiring last), then oldest,
+  and record each draw in ``lot_draw``.
+
+Functions here do not commit: the caller's unit of work does, so a purchase and its points land together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import LedgerEntry, LotDraw, Member
+
+
+class InsufficientPoints(Exception):
+    def __init__(self, balance: int, needed: int) -> None:
+        super().__init__(f"balance {balance} < {needed}")
+        self.balance = balance
+        self.needed = needed
+
+
+class Kind:
+    WELCOME = "welcome"
+    PURCHASE = "purchase"
+    ADJUST = "adjust"
+    SPEND = "spend"
+    EXPIRE = "expire"
+
+
+async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:
+    result = await session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))  # type: ignore[call-overload]
+    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+
+
+async def credit(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    *,
+    kind: str,
+    now: datetime,
+    expires_at: datetime | None,
+    key: str | None = None,
+    purchase_id: int | None = None,
+    reason: str | None = None,
+    actor_id: int | None = None,
+) -> tuple[LedgerEntry, int]:
+    """Add a lot of ``points`` (> 0). Returns the entry and the new balance."""
+    if points <= 0:
+        raise ValueError("a credit must be positive")
+    balance = (
+        await session.execute(
+            update(Member)
+            .where(Member.id == member_id)  # type: ignore[arg-type]
+            .values(points=Member.points + points, lifetime_points=Member.lifetime_points + points)
+            .returning(Member.points)
+        )
+    ).scalar_one()
+    entry = LedgerEntry(
+        member_id=member_id,
+        kind=kind,
+        points=points,
+        remaining=points,
+        expires_at=expires_at,
+        purchase_id=purchase_id,
+        idempotency_key=key,
+        reason=reason,
+        actor_id=actor_id,
+        created_at=now,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry, int(balance)
+
+
+async def debit(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    *,
+    kind: str,
+    now: datetime,
+    key: str | None = None,
+    reason: str | None = None,
+    actor_id: int | None = None,
+) -> tuple[LedgerEntry, int]:
+    """Take ``points`` (> 0) from the member's lots. Raises InsufficientPoints and changes nothing if short."""
+    if points <= 0:
+        raise ValueError("a debit must be positive")
+    # Points past their expiry are not spendable even if the expiry job has not swept them yet.
+    await expire_member(session, member_id, now)
+    balance = (
+        await session.execute(
+            update(Member)
+            .where(Member.id == member_id, Member.points >= points)  # type: ignore[arg-type]
+            .values(points=Member.points - points)
+            .returning(Member.points)
+        )
+    ).scalar_one_or_none()
+    if balance is None:
+        current = (await session.execute(select(Member.points).where(Member.id == member_id))).scalar_one()  # type: ignore[arg-type]
+        raise InsufficientPoints(int(current), points)
+    entry = LedgerEntry(
+        member_id=member_id, kind=kind, points=-points, idempotency_key=key, reason=reason,
+        actor_id=actor_id, created_at=now,
+    )
+    session.add(entry)
+    await session.flush()
+    await _draw(session, entry, points, await _open_lots(session, member_id))
+    return entry, int(balance)
+
+
+async def _open_lots(session: AsyncSession, member_id: int, due_by: datetime | None = None) -> list[LedgerEntry]:
+    query = (
+        select(LedgerEntry)
+        .where(LedgerEntry.member_id == member_id, LedgerEntry.remaining > 0)  # type: ignore[arg-type]
+        .order_by(
+            LedgerEntry.expires_at.is_(None),  # type: ignore[union-attr]
+            LedgerEntry.expires_at,  # type: ignore[arg-type]
+            LedgerEntry.id,  # type: ignore[arg-type]
+        )
+        .with_for_update()
+    )
+    if due_by is not None:
+        query = query.where(LedgerEntry.expires_at <= due_by)  # type: ignore[operator]
+    return list((await session.execute(query)).scalars())
+
+
+async def _draw(session: AsyncSession, entry: LedgerEntry, points: int, lots: list[LedgerEntry]) -> None:
+    assert entry.id is not None
+    left = points
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        left -= take
+        session.add(lot)
+        session.add(LotDraw(entry_id=entry.id, lot_id=lot.id, points=take))
+    if left:
+        # Only reachable if the cached balance and the lots disagree, which the invariants forbid.
+        raise RuntimeError(f"ledger out of balance for member {entry.member_id}: {left} points without a lot")
+    await session.flush()
+
+
+async def expire_member(session: AsyncSession, member_id: int, now: datetime) -> int:
+    """Zero what remains of the member's lots that expired by ``now``; returns the points expired."""
+    lots = await _open_lots(session, member_id, due_by=now)
+    total = sum(lot.remaining for lot in lots)
+    if not total:
+        return 0
+    await session.execute(
+        update(Member).where(Member.id == member_id).values(points=Member.points - total)  # type: ignore[arg-type]
+    )
+    entry = LedgerEntry(member_id=member_id, kind=Kind.EXPIRE, points=-total, created_at=now)
+    session.add(entry)
+    await session.flush()
+    await _draw(session, entry, total, lots)
+    return total
+
+
+async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int = 500) -> list[int]:
+    query = (
+        select(LedgerEntry.member_id)
+        .where(LedgerEntry.remaining > 0, LedgerEntry.expires_at <= now)  # type: ignore[arg-type,operator]
+        .distinct()
+        .limit(limit)
+    )
+    return [int(member_id) for member_id in (await session.execute(query)).scalars()]
+
+
+async def expire_due(session: AsyncSession, now: datetime) -> int:
+    """The expiry job: zero every lot past its expiry, one member per transaction. Returns points expired."""
+    expired = 0
+    while member_ids := await members_with_expired_lots(session, now):
+        for member_id in member_ids:
+            expired += await expire_member(session, member_id, now)
+            await session.commit()
+    await session.commit()
+    return expired

@@ -1,0 +1,166 @@
+"""Members: joining, codes, languages, and finding a member from what a cashier types."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from loyalty.ledger import Kind, credit
+from loyalty.program import Program
+from storage.models import Member
+
+# No 0/O or 1/I: codes are read aloud at the till and typed from a screen.
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+CODE_LENGTH = 8
+CODE_RE = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LENGTH}}}$")
+REFERRAL_PREFIX = "ref_"
+
+LANGUAGES = ("en", "zh-Hans", "zh-Hant")
+_TRADITIONAL = ("zh-hant", "zh-tw", "zh-hk", "zh-mo")
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalize_code(text: str) -> str | None:
+    """A member or coupon code as typed (any case, spaces or dashes) in canonical form, or None."""
+    code = re.sub(r"[\s-]", "", text).upper()
+    return code if CODE_RE.match(code) else None
+
+
+def map_language(language_code: str | None) -> str:
+    """Telegram's IETF ``language_code`` to one of the languages the bot speaks."""
+    code = (language_code or "").lower().replace("_", "-")
+    if code.startswith(_TRADITIONAL):
+        return "zh-Hant"
+    if code == "zh" or code.startswith("zh-"):
+        return "zh-Hans"
+    return "en"
+
+
+def referral_code(payload: str | None) -> str | None:
+    """The member code inside a ``/start ref_<code>`` payload, or None for anything else."""
+    if not payload or not payload.startswith(REFERRAL_PREFIX) or len(payload) > 64:
+        return None
+    return normalize_code(payload[len(REFERRAL_PREFIX) :])
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    member: Member
+    created: bool
+    welcome_points: int
+    referrer: Member | None
+
+
+async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Member | None:
+    result = await session.execute(select(Member).where(Member.telegram_id == telegram_id))  # type: ignore[arg-type]
+    return result.scalar_one_or_none()
+
+
+async def get_by_code(session: AsyncSession, code: str) -> Member | None:
+    result = await session.execute(select(Member).where(Member.code == code))  # type: ignore[arg-type]
+    return result.scalar_one_or_none()
+
+
+async def find_member(session: AsyncSession, ref: str) -> Member | None:
+    """A member by member code, numeric Telegram id or @username, as a cashier types it."""
+    ref = ref.strip()
+    if ref.startswith("@"):
+        name = ref[1:].lower()
+        if not name:
+            return None
+        result = await session.execute(select(Member).where(Member.username == name))  # type: ignore[arg-type]
+        return result.scalar_one_or_none()
+    if ref.isdigit() and len(ref) <= 19:
+        member = await get_by_telegram_id(session, int(ref))
+        if member is not None:
+            return member
+    code = normalize_code(ref)
+    return await get_by_code(session, code) if code else None
+
+
+async def join(
+    session: AsyncSession,
+    program: Program,
+    *,
+    telegram_id: int,
+    chat_id: int,
+    first_name: str,
+    last_name: str | None,
+    username: str | None,
+    language_code: str | None,
+    payload: str | None,
+    now: datetime,
+) -> JoinResult:
+    """Register a member once and pay the welcome bonus once; a second call only refreshes names."""
+    existing = await get_by_telegram_id(session, telegram_id)
+    if existing is not None:
+        existing.first_name, existing.last_name = first_name[:128], (last_name or None)
+        existing.username = username.lower() if username else None
+        existing.last_seen_at = now
+        session.add(existing)
+        await session.commit()
+        return JoinResult(existing, created=False, welcome_points=0, referrer=None)
+
+    referrer = None
+    if (code := referral_code(payload)) is not None:
+        referrer = await get_by_code(session, code)
+    member = Member(
+        telegram_id=telegram_id,
+        chat_id=chat_id,
+        code=await _unused_code(session),
+        first_name=first_name[:128],
+        last_name=last_name[:128] if last_name else None,
+        username=username.lower() if username else None,
+        language=map_language(language_code),
+        referred_by_id=referrer.id if referrer else None,
+        joined_at=now,
+        last_seen_at=now,
+    )
+    session.add(member)
+    try:
+        await session.flush()
+        bonus = program.welcome.bonus
+        if bonus:
+            assert member.id is not None
+            await credit(
+                session, member.id, bonus, kind=Kind.WELCOME, now=now,
+                expires_at=program.expiry.expires_at(now), key=f"welcome:{member.id}",
+            )
+        await session.commit()
+    except IntegrityError:
+        # Two deliveries of the same /start raced; the other one registered the member.
+        await session.rollback()
+        winner = await get_by_telegram_id(session, telegram_id)
+        if winner is None:
+            raise
+        return JoinResult(winner, created=False, welcome_points=0, referrer=None)
+    await session.refresh(member)
+    return JoinResult(member, created=True, welcome_points=program.welcome.bonus, referrer=referrer)
+
+
+async def _unused_code(session: AsyncSession) -> str:
+    while True:
+        code = new_code()
+        taken = await session.execute(select(func.count()).where(Member.code == code))  # type: ignore[arg-type]
+        if not taken.scalar_one():
+            return code
+
+
+async def set_language(session: AsyncSession, member_id: int, language: str) -> None:
+    if language not in LANGUAGES:
+        raise ValueError(f"unsupported language {language!r}")
+    member = await session.get(Member, member_id)
+    if member is None:
+        raise LookupError(member_id)
+    member.language = language
+    session.add(member)
+    await session.commit()

@@ -1,0 +1,118 @@
+"""The merchant's program file: a TOML document validated with pydantic.
+
+Every section is its own model with ``extra="forbid"`` so a typo in a key is reported by name instead of being
+silently ignored. Later features add sections here; each has defaults so older files keep loading.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.numbers import get_currency_precision
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+EXAMPLE_PROGRAM = Path(__file__).with_name("program.example.toml")
+
+_ROUNDING = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}
+
+
+class ProgramError(ValueError):
+    """The program file cannot be used; the message names the key and the reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EarnRules(_Section):
+    points_per_unit: Decimal = Field(default=Decimal(1), gt=0)
+    rounding: Literal["down", "nearest", "up"] = "down"
+    minimum_amount: Decimal = Field(default=Decimal(0), ge=0)
+    maximum_amount: Decimal = Field(default=Decimal(100000), gt=0)
+
+    def points_for(self, amount: Decimal) -> int:
+        if amount < self.minimum_amount:
+            return 0
+        return int((amount * self.points_per_unit).quantize(Decimal(1), rounding=_ROUNDING[self.rounding]))
+
+
+class WelcomeRules(_Section):
+    bonus: int = Field(default=0, ge=0)
+
+
+class ExpiryRules(_Section):
+    policy: Literal["days", "never"] = "never"
+    days: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _days_needed(self) -> ExpiryRules:
+        if self.policy == "days" and self.days is None:
+            raise ValueError('policy "days" needs days = N')
+        return self
+
+    def expires_at(self, earned_at: datetime) -> datetime | None:
+        """When a lot earned at ``earned_at`` (UTC) expires, or None for never."""
+        if self.policy == "days" and self.days is not None:
+            return earned_at + timedelta(days=self.days)
+        return None
+
+
+class Program(_Section):
+    name: str = Field(min_length=1, max_length=64)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    timezone: str = "UTC"
+    earn: EarnRules = EarnRules()
+    welcome: WelcomeRules = WelcomeRules()
+    expiry: ExpiryRules = ExpiryRules()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def minor_digits(self) -> int:
+        """Decimal places of the currency's minor unit (2 for CNY, 0 for JPY)."""
+        return int(get_currency_precision(self.currency))
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(file)"
+        reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{where}: {reason}")
+    return "; ".join(lines)
+
+
+def parse_program(text: str, source: str = "program file") -> Program:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProgramError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return Program.model_validate(data)
+    except ValidationError as exc:
+        raise ProgramError(f"{source}: {_describe(exc)}") from exc
+
+
+def load_program(path: Path | None = None) -> Program:
+    path = path or EXAMPLE_PROGRAM
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProgramError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_program(text, str(path))

@@ -1,0 +1,132 @@
+"""Purchases: parsing an amount as a cashier types it, and recording a purchase exactly once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from loyalty.ledger import Kind, credit
+from loyalty.program import Program
+from storage.models import Member, Purchase
+
+CATEGORY_RE = re.compile(r"^[\w-]{1,32}$")
+RECEIPT_RE = re.compile(r"^[\w./:#-]{1,64}$")
+
+
+class AmountProblem(StrEnum):
+    NOT_A_NUMBER = "not_a_number"
+    NOT_POSITIVE = "not_positive"
+    TOO_PRECISE = "too_precise"
+    TOO_LARGE = "too_large"
+
+
+class AmountError(ValueError):
+    def __init__(self, problem: AmountProblem, limit: Decimal | None = None) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.limit = limit
+
+
+def parse_amount(text: str, program: Program) -> Decimal:
+    """A positive amount in the program's currency with at most its minor-unit decimals."""
+    # Only plain decimals: "1e3", "Infinity" and "1,000" are typos at a till, not amounts.
+    if not re.fullmatch(r"[+-]?\d+(\.\d+)?", text.strip()):
+        raise AmountError(AmountProblem.NOT_A_NUMBER)
+    try:
+        amount = Decimal(text.strip())
+    except InvalidOperation as exc:  # pragma: no cover - the pattern above admits only valid decimals
+        raise AmountError(AmountProblem.NOT_A_NUMBER) from exc
+    if amount <= 0:
+        raise AmountError(AmountProblem.NOT_POSITIVE)
+    exponent = amount.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > program.minor_digits:
+        raise AmountError(AmountProblem.TOO_PRECISE, Decimal(1).scaleb(-program.minor_digits))
+    if amount > program.earn.maximum_amount:
+        raise AmountError(AmountProblem.TOO_LARGE, program.earn.maximum_amount)
+    return amount
+
+
+def to_minor(amount: Decimal, program: Program) -> int:
+    return int(amount.scaleb(program.minor_digits))
+
+
+def from_minor(amount_minor: int, program: Program) -> Decimal:
+    return Decimal(amount_minor).scaleb(-program.minor_digits)
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase: Purchase
+    created: bool
+    points: int
+    balance: int
+
+
+async def find_purchase(session: AsyncSession, source: str, external_id: str) -> Purchase | None:
+    result = await session.execute(
+        select(Purchase).where(Purchase.source == source, Purchase.external_id == external_id)  # type: ignore[arg-type]
+    )
+    return result.scalar_one_or_none()
+
+
+async def record_purchase(
+    session: AsyncSession,
+    program: Program,
+    *,
+    member_id: int,
+    amount: Decimal,
+    source: str,
+    external_id: str,
+    now: datetime,
+    category: str | None = None,
+    recorded_by: int | None = None,
+) -> PurchaseResult:
+    """Record a purchase and award its points, once per ``(source, external_id)``."""
+    existing = await find_purchase(session, source, external_id)
+    if existing is not None:
+        return await _replayed(session, existing)
+    points = program.earn.points_for(amount)
+    purchase = Purchase(
+        member_id=member_id, source=source, external_id=external_id, amount_minor=to_minor(amount, program),
+        currency=program.currency, category=category, points=points, recorded_by=recorded_by,
+        occurred_at=now, created_at=now,
+    )
+    session.add(purchase)
+    try:
+        await session.flush()
+        assert purchase.id is not None
+        if points:
+            _, balance = await credit(
+                session, member_id, points, kind=Kind.PURCHASE, now=now,
+                expires_at=program.expiry.expires_at(now), purchase_id=purchase.id,
+                key=f"purchase:{purchase.id}",
+            )
+        else:
+            balance = await _balance(session, member_id)
+        await session.commit()
+    except IntegrityError:
+        # A concurrent delivery of the same purchase committed first: report that one.
+        await session.rollback()
+        winner = await find_purchase(session, source, external_id)
+        if winner is None:
+            raise
+        return await _replayed(session, winner)
+    return PurchaseResult(purchase, created=True, points=points, balance=balance)
+
+
+async def _balance(session: AsyncSession, member_id: int) -> int:
+    return int((await session.execute(select(Member.points).where(Member.id == member_id))).scalar_one())  # type: ignore[arg-type]
+
+
+async def _replayed(session: AsyncSession, purchase: Purchase) -> PurchaseResult:
+    return PurchaseResult(
+        purchase, created=False, points=purchase.points, balance=await _balance(session, purchase.member_id)
+    )

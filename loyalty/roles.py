@@ -1,0 +1,81 @@
+"""Who may do what. Roles come from settings (fixed at start) and from the ``staff_role`` table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import StaffRole
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    CASHIER = "cashier"
+    SUPPORT = "support"
+    MEMBER = "member"
+
+
+class Permission(StrEnum):
+    RECORD_PURCHASE = "record_purchase"
+    LOOK_UP_MEMBER = "look_up_member"
+    ADJUST_POINTS = "adjust_points"
+    ANSWER_FEEDBACK = "answer_feedback"
+
+
+_GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.OWNER: frozenset(Permission),
+    Role.ADMIN: frozenset(Permission),
+    Role.CASHIER: frozenset({Permission.RECORD_PURCHASE, Permission.LOOK_UP_MEMBER}),
+    Role.SUPPORT: frozenset({Permission.ANSWER_FEEDBACK}),
+    Role.MEMBER: frozenset(),
+}
+# When someone holds several roles, the most powerful one decides.
+_RANK = [Role.OWNER, Role.ADMIN, Role.CASHIER, Role.SUPPORT, Role.MEMBER]
+
+
+def can(role: Role, permission: Permission) -> bool:
+    return permission in _GRANTS[role]
+
+
+@dataclass(frozen=True)
+class StaticRoles:
+    """Roles from settings."""
+
+    admins: frozenset[int] = field(default_factory=frozenset)
+    cashiers: frozenset[int] = field(default_factory=frozenset)
+    support: frozenset[int] = field(default_factory=frozenset)
+
+    def roles_of(self, telegram_id: int) -> set[Role]:
+        found = set()
+        if telegram_id in self.admins:
+            found.add(Role.ADMIN)
+        if telegram_id in self.cashiers:
+            found.add(Role.CASHIER)
+        if telegram_id in self.support:
+            found.add(Role.SUPPORT)
+        return found
+
+    def staff_ids(self) -> dict[int, Role]:
+        ids = self.admins | self.cashiers | self.support
+        return {telegram_id: highest(self.roles_of(telegram_id)) for telegram_id in ids}
+
+
+def highest(roles: set[Role]) -> Role:
+    return next((role for role in _RANK if role in roles), Role.MEMBER)
+
+
+async def role_of(session: AsyncSession, static: StaticRoles, telegram_id: int) -> Role:
+    roles = static.roles_of(telegram_id)
+    granted = await session.get(StaffRole, telegram_id)
+    if granted is not None:
+        roles.add(Role(granted.role))
+    return highest(roles)
+
+
+async def staff_in_database(session: AsyncSession) -> dict[int, Role]:
+    rows = (await session.execute(select(StaffRole))).scalars()
+    return {row.telegram_id: Role(row.role) for row in rows}

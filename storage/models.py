@@ -1,0 +1,102 @@
+"""Tables. Times are aware UTC (``storage.clock.utcnow``); money is integer minor units with its currency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.clock import utcnow
+
+
+class Member(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_id: int = Field(sa_column=Column(BigInteger, unique=True, nullable=False))
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    code: str = Field(max_length=8, unique=True)
+    first_name: str = Field(default="", max_length=128)
+    last_name: str | None = Field(default=None, max_length=128)
+    # Lower-cased so @username look-ups are exact-match index hits.
+    username: str | None = Field(default=None, max_length=64, index=True)
+    language: str = Field(default="en", max_length=8)
+    points: int = 0
+    lifetime_points: int = 0
+    referred_by_id: int | None = Field(default=None, foreign_key="member.id")
+    joined_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Purchase(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_purchase_source_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    source: str = Field(max_length=16)
+    external_id: str = Field(max_length=128)
+    amount_minor: int
+    currency: str = Field(max_length=3)
+    category: str | None = Field(default=None, max_length=32)
+    points: int = 0
+    recorded_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    occurred_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One change of a member's points. Append-only except ``remaining`` on earn lots.
+
+    A positive entry is a lot: ``remaining`` is what is left of it to spend or expire.
+    """
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        # The expiry job and the spend path both look for a member's open lots, soonest expiry first.
+        Index("ix_ledger_open_lots", "member_id", "expires_at", postgresql_where="remaining > 0"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    kind: str = Field(max_length=16)
+    points: int
+    remaining: int = 0
+    expires_at: datetime | None = None
+    purchase_id: int | None = Field(default=None, foreign_key="purchase.id")
+    # Natural key of whatever caused the change; a replay hits the UNIQUE constraint and changes nothing.
+    idempotency_key: str | None = Field(default=None, max_length=128, unique=True)
+    reason: str | None = Field(default=None, max_length=256)
+    actor_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class LotDraw(SQLModel, table=True):
+    """Which lot a negative entry (spend, expiry, deduction) took points from, and how many."""
+
+    __tablename__ = "lot_draw"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="ledger_entry.id", index=True)
+    lot_id: int = Field(foreign_key="ledger_entry.id", index=True)
+    points: int
+
+
+class StaffRole(SQLModel, table=True):
+    """Roles granted in the database, on top of those in settings."""
+
+    __tablename__ = "staff_role"
+
+    telegram_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    role: str = Field(max_length=16)
+    granted_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    action: str = Field(max_length=32)
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    points: int | None = None
+    detail: str = Field(default="", max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
