@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import LedgerEntry, LotDraw, Member
 
@@ -37,8 +37,8 @@ class Kind:
 
 
 async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:
-    result = await session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))  # type: ignore[call-overload]
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    result = await session.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))  # type: ignore[arg-type]
+    return result.scalar_one_or_none()
 
 
 async def credit(
