@@ -66,4 +66,4 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "LOYALTY_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise SettingsError(f"{name}: {first['msg']}") from exc
+        raise SettingsError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from exc

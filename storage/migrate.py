@@ -27,15 +27,18 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, url, revision)
 
 
-def current_and_head(url: str) -> tuple[str | None, str | None]:
+async def current_and_head_async(url: str) -> tuple[str | None, str | None]:
+    """The database's migration and the code's latest, read over the app's own async driver."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import create_engine
+
+    from storage.database import make_engine
 
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
-    engine = create_engine(sync_url)
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    engine.dispose()
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()
     return current, head

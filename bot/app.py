@@ -1,0 +1,79 @@
+"""The composition root: wires settings, storage, the program and the routers into a Dispatcher and Bot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.utils.i18n import I18n
+
+from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
+from bot.settings import Settings
+from handlers import account, adjust, card, errors, language, menu, purchase, start
+from handlers.commands import set_default_menus, set_staff_menus
+from handlers.ui import make_i18n
+from loyalty.members import get_by_telegram_id
+from loyalty.program import Program
+from loyalty.roles import Role, StaticRoles, staff_in_database
+from storage.clock import utcnow
+from storage.database import SessionFactory
+
+
+def static_roles(settings: Settings) -> StaticRoles:
+    return StaticRoles(admins=settings.admin_ids, cashiers=settings.cashier_ids, support=settings.support_ids)
+
+
+def make_bot(settings: Settings, token: str | None = None) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
+    return Bot(
+        token=token or settings.bot_token or "",
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def build_dispatcher(
+    settings: Settings,
+    program: Program,
+    sessions: SessionFactory,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    storage: BaseStorage | None = None,
+    i18n: I18n | None = None,
+) -> Dispatcher:
+    i18n = i18n or make_i18n()
+    dp = Dispatcher(storage=storage or MemoryStorage())
+    dp["settings"] = settings
+    dp["program"] = program
+    dp["sessions"] = sessions
+    dp["clock"] = clock
+    dp["i18n"] = i18n
+    dp.update.outer_middleware(DbSessionMiddleware(sessions))
+    dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
+    MemberI18nMiddleware(i18n).setup(dp)
+    dp.include_routers(
+        errors.router, start.router, menu.router, account.router, card.router, language.router,
+        purchase.router, adjust.router,
+    )
+    menu.register_fallbacks(dp)
+    return dp
+
+
+async def set_command_menus(bot: Bot, i18n: I18n, settings: Settings, sessions: SessionFactory) -> None:
+    """Everyone gets the members' menu; each staff member's private chat gets their role's."""
+    roles = static_roles(settings)
+    async with sessions() as session:
+        staff: dict[int, Role] = roles.staff_ids() | await staff_in_database(session)
+        languages = {}
+        for telegram_id in staff:
+            member = await get_by_telegram_id(session, telegram_id)
+            languages[telegram_id] = member.language if member else None
+    await set_default_menus(bot, i18n)
+    await set_staff_menus(bot, i18n, {tid: (role, languages[tid]) for tid, role in staff.items()})

@@ -1,0 +1,105 @@
+"""A member's own account: /balance and /history (paged with inline buttons)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.i18n.lazy_proxy import LazyProxy
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.filters import IsMember, MenuButton
+from handlers.menu import BALANCE, HISTORY
+from handlers.ui import day, edit_or_keep
+from loyalty.account import HistoryPage, balance, history
+from loyalty.ledger import Kind
+from loyalty.program import Program
+from storage.models import LedgerEntry, Member
+
+router = Router(name="account")
+router.message.filter(IsMember())
+router.callback_query.filter(IsMember())
+
+EXPIRY_HORIZON_DAYS = 30
+
+KIND_LABELS: dict[str, LazyProxy] = {
+    Kind.WELCOME: __("Welcome bonus"),
+    Kind.PURCHASE: __("Purchase"),
+    Kind.ADJUST: __("Adjustment"),
+    Kind.SPEND: __("Redeemed"),
+    Kind.EXPIRE: __("Expired"),
+}
+
+
+class HistoryCallback(CallbackData, prefix="hist"):
+    page: int
+
+
+@router.message(Command("balance"))
+@router.message(MenuButton(BALANCE))
+async def show_balance(
+    message: Message, session: AsyncSession, member: Member, program: Program, i18n: I18n,
+    clock: Callable[[], datetime],
+) -> None:
+    summary = await balance(session, member.id or 0, clock(), EXPIRY_HORIZON_DAYS)
+    lines = [
+        _("⭐ <b>{points}</b> points").format(points=summary.points),
+        _("Earned since joining: {points}").format(points=summary.lifetime_points),
+    ]
+    if summary.expiring_points and summary.expiring_first:
+        lines.append(
+            _("⏳ {points} points expire in the next {days} days, the first on {date}.").format(
+                points=summary.expiring_points, days=EXPIRY_HORIZON_DAYS,
+                date=day(summary.expiring_first, program.tz, i18n.current_locale),
+            )
+        )
+    else:
+        lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
+    await message.answer("\n".join(lines))
+
+
+def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, InlineKeyboardMarkup | None]:
+    if not page.entries:
+        return _("No points history yet."), None
+    lines = [_("📜 <b>Points history</b> (page {page} of {pages})").format(page=page.page + 1, pages=page.pages), ""]
+    lines += [_entry_line(entry, program, locale) for entry in page.entries]
+    buttons = []
+    if page.page > 0:
+        buttons.append(InlineKeyboardButton(text=_("◀ Newer"), callback_data=HistoryCallback(page=page.page - 1).pack()))
+    if page.page + 1 < page.pages:
+        buttons.append(InlineKeyboardButton(text=_("Older ▶"), callback_data=HistoryCallback(page=page.page + 1).pack()))
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
+
+
+def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
+    label = str(KIND_LABELS.get(entry.kind, entry.kind))
+    if entry.reason and entry.kind == Kind.ADJUST:
+        label += f" ({html.escape(entry.reason)})"
+    return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
+
+
+@router.message(Command("history"))
+@router.message(MenuButton(HISTORY))
+async def show_history(message: Message, session: AsyncSession, member: Member, program: Program, i18n: I18n) -> None:
+    text, markup = _render(await history(session, member.id or 0, 0), program, i18n.current_locale)
+    await message.answer(text, reply_markup=markup)
+
+
+@router.callback_query(HistoryCallback.filter(F.page >= 0))
+async def page_history(
+    query: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, member: Member,
+    program: Program, i18n: I18n,
+) -> None:
+    page = await history(session, member.id or 0, callback_data.page)
+    text, markup = _render(page, program, i18n.current_locale)
+    if isinstance(query.message, Message):
+        await edit_or_keep(query.message, text, markup)
+    await query.answer()

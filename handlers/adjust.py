@@ -1,0 +1,64 @@
+"""/adjust: an admin adds or removes a member's points, with a reason, into the audit log."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.filters import HasPermission
+from loyalty.account import adjust
+from loyalty.ledger import InsufficientPoints
+from loyalty.members import find_member
+from loyalty.program import Program
+from loyalty.roles import Permission
+
+router = Router(name="adjust")
+
+MAX_ADJUSTMENT = 1_000_000
+_DELTA = re.compile(r"^[+-]\d{1,7}$")
+
+
+def _usage() -> str:
+    return _("Usage: {usage}").format(usage=html.escape(_("/adjust <member> <+/-points> <reason>")))
+
+
+@router.message(Command("adjust"), HasPermission(Permission.ADJUST_POINTS))
+async def adjust_points(
+    message: Message, command: CommandObject, session: AsyncSession, program: Program,
+    clock: Callable[[], datetime],
+) -> None:
+    parts = (command.args or "").split(maxsplit=2)
+    if len(parts) < 3:
+        await message.answer(_usage())
+        return
+    ref, delta_text, reason = parts
+    if not _DELTA.match(delta_text) or int(delta_text) == 0 or abs(int(delta_text)) > MAX_ADJUSTMENT:
+        await message.answer(_("Points must be a signed whole number like +50 or -20, not zero."))
+        return
+    member = await find_member(session, ref)
+    if member is None or member.id is None:
+        await message.answer(_("No member found for {ref}.").format(ref=html.escape(ref)))
+        return
+    actor = message.from_user.id if message.from_user else 0
+    try:
+        result = await adjust(
+            session, program, member_id=member.id, delta=int(delta_text), reason=reason[:256], actor_id=actor,
+            key=f"adjust:{message.chat.id}:{message.message_id}", now=clock(),
+        )
+    except InsufficientPoints as short:
+        await message.answer(_("{name} has only {points} points; nothing was changed.").format(
+            name=html.escape(member.first_name), points=short.balance))
+        return
+    if not result.created:
+        await message.answer(_("This adjustment was already made. Balance: {balance}.").format(balance=result.balance))
+        return
+    await message.answer(_("✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.").format(
+        delta=int(delta_text), name=html.escape(member.first_name), code=member.code, balance=result.balance))

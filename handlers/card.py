@@ -1,0 +1,42 @@
+"""/card: the member code and a QR code of it, for the cashier to scan or type."""
+
+from __future__ import annotations
+
+import html
+import io
+
+import segno
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import BufferedInputFile, Message
+from aiogram.utils.i18n import gettext as _
+
+from handlers.filters import IsMember, MenuButton
+from handlers.menu import CARD
+from loyalty.program import Program
+from storage.models import Member
+
+router = Router(name="card")
+router.message.filter(IsMember())
+
+
+def qr_png(payload: str) -> bytes:
+    buffer = io.BytesIO()
+    segno.make_qr(payload, error="m").save(buffer, kind="png", scale=10, border=4)
+    return buffer.getvalue()
+
+
+@router.message(Command("card"))
+@router.message(MenuButton(CARD))
+async def show_card(message: Message, member: Member, program: Program) -> None:
+    # The QR holds just the code, so a till's scanner types exactly what a cashier would.
+    caption = "\n".join([
+        _("💳 <b>{program}</b> member card").format(program=html.escape(program.name)),
+        _("Name: {name}").format(name=html.escape(member.first_name)),
+        _("Member code: <code>{code}</code>").format(code=member.code),
+        _("Points: {points}").format(points=member.points),
+        "",
+        _("Show this code at the till to earn points."),
+    ])
+    photo = BufferedInputFile(qr_png(member.code), filename=f"card-{member.code}.png")
+    await message.answer_photo(photo, caption=caption)

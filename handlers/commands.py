@@ -1,0 +1,68 @@
+"""Telegram command menus by role and language, set with command scopes."""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.i18n.lazy_proxy import LazyProxy
+
+from handlers.ui import locale_of
+from loyalty.roles import Role
+
+_MEMBER: list[tuple[str, LazyProxy]] = [
+    ("start", __("Join, or show the main menu")),
+    ("balance", __("Your points and what expires soon")),
+    ("history", __("Your points history")),
+    ("card", __("Your member card for the till")),
+    ("language", __("Choose your language")),
+    ("help", __("What I can do")),
+]
+_CASHIER = [("purchase", __("Record a purchase: member, amount"))]
+_ADMIN = [("adjust", __("Add or remove a member's points"))]
+
+_BY_ROLE = {
+    Role.MEMBER: _MEMBER,
+    Role.SUPPORT: _MEMBER,
+    Role.CASHIER: _MEMBER + _CASHIER,
+    Role.ADMIN: _MEMBER + _CASHIER + _ADMIN,
+    Role.OWNER: _MEMBER + _CASHIER + _ADMIN,
+}
+
+
+def commands_for(role: Role) -> list[tuple[str, str]]:
+    """Command names and descriptions in the current locale."""
+    return [(name, str(description)) for name, description in _BY_ROLE[role]]
+
+
+def _bot_commands(i18n: I18n, role: Role, locale: str) -> list[BotCommand]:
+    with i18n.use_locale(locale):
+        return [BotCommand(command=name, description=description) for name, description in commands_for(role)]
+
+
+async def set_default_menus(bot: Bot, i18n: I18n) -> None:
+    """Members' commands for everyone: English by default, Simplified Chinese for Chinese clients.
+
+    Telegram keys menus by two-letter language code only, so Traditional Chinese is set per chat once the
+    member picks it (``set_chat_menu``).
+    """
+    scope = BotCommandScopeDefault()
+    await bot.set_my_commands(_bot_commands(i18n, Role.MEMBER, "en"), scope=scope)
+    await bot.set_my_commands(_bot_commands(i18n, Role.MEMBER, "zh_Hans"), scope=scope, language_code="zh")
+
+
+async def set_chat_menu(bot: Bot, i18n: I18n, chat_id: int, role: Role, language: str | None) -> None:
+    """A chat's own menu: its role's commands, in its chosen language (else English / Simplified)."""
+    scope = BotCommandScopeChat(chat_id=chat_id)
+    default = locale_of(language) if language else "en"
+    chinese = locale_of(language) if language else "zh_Hans"
+    await bot.set_my_commands(_bot_commands(i18n, role, default), scope=scope)
+    await bot.set_my_commands(_bot_commands(i18n, role, chinese), scope=scope, language_code="zh")
+
+
+async def set_staff_menus(bot: Bot, i18n: I18n, staff: dict[int, tuple[Role, str | None]]) -> None:
+    """Staff see their commands in their private chat with the bot (chat id == user id)."""
+    for telegram_id, (role, language) in staff.items():
+        if role is not Role.MEMBER:
+            await set_chat_menu(bot, i18n, telegram_id, role, language)

@@ -1,0 +1,38 @@
+"""Filters shared by handler modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.filters import Filter
+from aiogram.types import Message, TelegramObject
+from aiogram.utils.i18n import I18n
+
+from loyalty.roles import Permission, Role, can
+
+
+class HasPermission(Filter):
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    async def __call__(self, event: TelegramObject, role: Role = Role.MEMBER) -> bool:
+        return can(role, self.permission)
+
+
+class IsMember(Filter):
+    """Passes once the sender has joined; handlers then receive a non-None ``member``."""
+
+    async def __call__(self, event: TelegramObject, member: Any = None) -> bool:
+        return member is not None
+
+
+class MenuButton(Filter):
+    """Matches a main-menu button in any language, since the keyboard may predate a language switch."""
+
+    def __init__(self, msgid: str) -> None:
+        self.msgid = msgid
+
+    async def __call__(self, message: Message, i18n: I18n) -> bool:
+        if not message.text:
+            return False
+        return any(message.text == i18n.gettext(self.msgid, locale=locale) for locale in i18n.available_locales)

@@ -1,0 +1,61 @@
+"""/language: English, Simplified or Traditional Chinese; every later reply follows the choice."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.commands import set_chat_menu
+from handlers.filters import IsMember, MenuButton
+from handlers.menu import LANGUAGE, main_menu
+from handlers.ui import drop_keyboard, locale_of
+from loyalty.members import LANGUAGES, set_language
+from loyalty.roles import Role
+from storage.models import Member
+
+router = Router(name="language")
+router.message.filter(IsMember())
+router.callback_query.filter(IsMember())
+
+# Each language is named in itself, so anyone can find their own whatever the current one is.
+NAMES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
+
+
+class LanguageCallback(CallbackData, prefix="lang"):
+    code: str
+
+
+@router.message(Command("language"))
+@router.message(MenuButton(LANGUAGE))
+async def choose_language(message: Message) -> None:
+    markup = InlineKeyboardMarkup(inline_keyboard=[[
+        InlineKeyboardButton(text=NAMES[code], callback_data=LanguageCallback(code=code).pack()) for code in LANGUAGES
+    ]])
+    await message.answer(_("Choose your language:"), reply_markup=markup)
+
+
+@router.callback_query(LanguageCallback.filter(F.code.in_(LANGUAGES)))
+async def set_member_language(
+    query: CallbackQuery, callback_data: LanguageCallback, session: AsyncSession, member: Member, role: Role,
+    i18n: I18n, bot: Bot,
+) -> None:
+    assert member.id is not None
+    await set_language(session, member.id, callback_data.code)
+    with i18n.use_locale(locale_of(callback_data.code)):
+        await query.answer()
+        text = _("Language set to English.")
+        if isinstance(query.message, Message):
+            await drop_keyboard(query.message)
+        # A fresh menu keyboard, since its button labels are in the old language.
+        await bot.send_message(member.chat_id, text, reply_markup=main_menu())
+    await set_chat_menu(bot, i18n, member.chat_id, role, callback_data.code)
+
+
+@router.callback_query(LanguageCallback.filter())
+async def unknown_language(query: CallbackQuery) -> None:
+    await query.answer(_("That language is not available."), show_alert=True)

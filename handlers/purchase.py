@@ -1,0 +1,134 @@
+"""/purchase: a cashier records a purchase; the member is told what they earned."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.filters import HasPermission
+from handlers.ui import locale_of, money, when
+from loyalty.members import find_member
+from loyalty.program import Program
+from loyalty.purchases import (
+    CATEGORY_RE,
+    RECEIPT_RE,
+    AmountError,
+    AmountProblem,
+    PurchaseResult,
+    from_minor,
+    parse_amount,
+    record_purchase,
+)
+from loyalty.roles import Permission
+from storage.models import Member
+
+log = logging.getLogger(__name__)
+router = Router(name="purchase")
+
+
+def _usage() -> str:
+    return _("Usage: {usage}").format(
+        usage=html.escape(_("/purchase <member> <amount> [category] [receipt]"))
+    ) + "\n" + _("The member is a member code, a Telegram id or an @username.")
+
+
+def _amount_problem(error: AmountError, program: Program, locale: str) -> str:
+    if error.problem is AmountProblem.NOT_POSITIVE:
+        return _("The amount must be more than zero.")
+    if error.problem is AmountProblem.TOO_PRECISE:
+        return _("The amount can have at most {digits} decimal places.").format(digits=program.minor_digits)
+    if error.problem is AmountProblem.TOO_LARGE and error.limit is not None:
+        return _("The amount is above the limit of {limit} for one purchase. Please check it.").format(
+            limit=money(error.limit, program.currency, locale)
+        )
+    return _("The amount must be a number like 12.50.")
+
+
+@router.message(Command("purchase"), HasPermission(Permission.RECORD_PURCHASE))
+async def purchase(
+    message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n, bot: Bot,
+    clock: Callable[[], datetime],
+) -> None:
+    args = (command.args or "").split()
+    if not 2 <= len(args) <= 4:
+        await message.answer(_usage())
+        return
+    ref, amount_text, category, receipt = (args + [None, None])[:4]
+    assert ref is not None and amount_text is not None
+    locale = i18n.current_locale
+    try:
+        amount = parse_amount(amount_text, program)
+    except AmountError as error:
+        await message.answer(_amount_problem(error, program, locale))
+        return
+    if category is not None and not CATEGORY_RE.match(category):
+        await message.answer(_("The category may use letters, digits, - and _ (up to 32)."))
+        return
+    if receipt is not None and not RECEIPT_RE.match(receipt):
+        await message.answer(_("The receipt number may use letters, digits and . / : # - _ (up to 64)."))
+        return
+    member = await find_member(session, ref)
+    if member is None:
+        await message.answer(_("No member found for {ref}.").format(ref=html.escape(ref)))
+        return
+    # Without a receipt the Telegram message itself is the key, so a redelivered update awards nothing twice.
+    source, external_id = ("receipt", receipt) if receipt else ("telegram", f"{message.chat.id}:{message.message_id}")
+    assert member.id is not None
+    result = await record_purchase(
+        session, program, member_id=member.id, amount=amount, source=source, external_id=external_id,
+        now=clock(), category=category.lower() if category else None,
+        recorded_by=message.from_user.id if message.from_user else None,
+    )
+    if not result.created:
+        await message.answer(_already_recorded(result, receipt, program, locale))
+        return
+    await message.answer(
+        _("✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} points, balance {balance}.").format(
+            amount=money(amount, program.currency, locale), name=html.escape(member.first_name),
+            code=member.code, points=result.points, balance=result.balance,
+        )
+    )
+    if not await _notify_member(bot, i18n, member, result, program):
+        await message.answer(_("The member could not be notified in Telegram."))
+
+
+def _already_recorded(result: PurchaseResult, receipt: str | None, program: Program, locale: str) -> str:
+    recorded = result.purchase
+    details = {
+        "when": when(recorded.created_at, program.tz, locale),
+        "amount": money(from_minor(recorded.amount_minor, program), recorded.currency, locale),
+        "points": recorded.points,
+    }
+    if receipt:
+        return _("Receipt {receipt} was already recorded on {when} ({amount}, {points} points). "
+                 "Nothing was added.").format(receipt=html.escape(receipt), **details)
+    return _("This purchase was already recorded on {when} ({amount}, {points} points). "
+             "Nothing was added.").format(**details)
+
+
+async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
+    locale = locale_of(member.language)
+    with i18n.use_locale(locale):
+        amount = money(from_minor(result.purchase.amount_minor, program), program.currency, locale)
+        if result.points:
+            text = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
+                amount=amount, points=result.points)
+        else:
+            text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
+        text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
+    try:
+        await bot.send_message(member.chat_id, text)
+    except TelegramAPIError:
+        log.warning("could not notify member %s of purchase %s", member.id, result.purchase.id, exc_info=True)
+        return False
+    return True

@@ -1,0 +1,73 @@
+"""What every handler module shares for talking to people: catalogs, locales, formatting, edits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import InlineKeyboardMarkup, Message, User
+from aiogram.utils.i18n import I18n
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency
+
+from loyalty.members import map_language
+from storage.models import Member
+
+LOCALES_DIR = Path(__file__).with_name("locales")
+DOMAIN = "messages"
+DEFAULT_LOCALE = "en"
+# Babel locales for number/date formatting: the script subtag alone is not a full Babel locale.
+_BABEL = {"en": "en", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
+
+
+def N_(msgid: str) -> str:
+    """Marks a msgid for extraction; translated later, where the reader's locale is known."""
+    return msgid
+
+
+def make_i18n() -> I18n:
+    return I18n(path=LOCALES_DIR, default_locale=DEFAULT_LOCALE, domain=DOMAIN)
+
+
+def locale_of(language: str) -> str:
+    """Member language (``zh-Hans``) to catalog name (``zh_Hans``)."""
+    return language.replace("-", "_")
+
+
+def user_locale(member: Member | None, user: User | None) -> str:
+    if member is not None:
+        return locale_of(member.language)
+    return locale_of(map_language(user.language_code if user else None))
+
+
+def money(amount: Decimal, currency: str, locale: str) -> str:
+    return format_currency(amount, currency, locale=_BABEL.get(locale, "en"))
+
+
+def day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    return format_date(moment.astimezone(tz).date(), format="medium", locale=_BABEL.get(locale, "en"))
+
+
+def when(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    return format_datetime(moment.astimezone(tz), format="short", locale=_BABEL.get(locale, "en"))
+
+
+async def edit_or_keep(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
+    """Edit a message in place; a double tap that would change nothing is not an error."""
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as exc:
+        if "message is not modified" not in exc.message:
+            raise
+
+
+async def drop_keyboard(message: Message) -> None:
+    """Remove a message's inline keyboard once its choice is made; a replayed tap finds it gone already."""
+    try:
+        await message.edit_reply_markup(reply_markup=None)
+    except TelegramBadRequest as exc:
+        if "message is not modified" not in exc.message:
+            raise

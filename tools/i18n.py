@@ -1,0 +1,87 @@
+"""Catalog upkeep for contributors: ``python tools/i18n.py update`` after changing texts, then translate,
+then ``python tools/i18n.py compile``. ``check`` is what the test suite enforces."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCALES = ROOT / "handlers" / "locales"
+POT = LOCALES / "messages.pot"
+LANGS = ("en", "zh_Hans", "zh_Hant")
+PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+TAG = re.compile(r"</?[a-z-]+[^>]*>")
+
+
+def po_path(lang: str) -> Path:
+    return LOCALES / lang / "LC_MESSAGES" / "messages.po"
+
+
+def update() -> None:
+    pybabel = str(Path(sys.executable).with_name("pybabel"))
+    subprocess.run([pybabel, "extract", "-F", "babel.cfg", "-k", "N_", "-k", "__", "--no-location",
+                    "--sort-output", "--omit-header", "-o", str(POT), "."], cwd=ROOT, check=True)
+    subprocess.run([pybabel, "update", "-i", str(POT), "-d", str(LOCALES), "-D", "messages",
+                    "--no-fuzzy-matching", "--omit-header", "--ignore-obsolete"], cwd=ROOT, check=True)
+
+
+def compiled(lang: str) -> bytes:
+    with po_path(lang).open("rb") as handle:
+        catalog = read_po(handle, locale=lang)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    return buffer.getvalue()
+
+
+def compile_all() -> None:
+    for lang in LANGS:
+        po_path(lang).with_suffix(".mo").write_bytes(compiled(lang))
+
+
+def problems() -> list[str]:
+    """Untranslated or fuzzy entries, placeholders or HTML tags that differ, and stale .mo files."""
+    found = []
+    with POT.open("rb") as handle:
+        template = {message.id for message in read_po(handle) if message.id}
+    for lang in LANGS:
+        with po_path(lang).open("rb") as handle:
+            catalog = read_po(handle, locale=lang)
+        ids = {message.id for message in catalog if message.id}
+        found += [f"{lang}: missing {msgid!r}" for msgid in sorted(template - ids)]
+        for message in catalog:
+            if not message.id:
+                continue
+            if message.fuzzy:
+                found.append(f"{lang}: fuzzy {message.id!r}")
+            if lang != "en" and not message.string:
+                found.append(f"{lang}: untranslated {message.id!r}")
+                continue
+            text = str(message.string or message.id)
+            msgid = str(message.id)
+            if sorted(PLACEHOLDER.findall(text)) != sorted(PLACEHOLDER.findall(msgid)):
+                found.append(f"{lang}: placeholders differ in {msgid!r}")
+            if sorted(TAG.findall(text)) != sorted(TAG.findall(msgid)):
+                found.append(f"{lang}: HTML tags differ in {msgid!r}")
+        mo = po_path(lang).with_suffix(".mo")
+        if not mo.exists() or mo.read_bytes() != compiled(lang):
+            found.append(f"{lang}: {mo.name} is stale; run python tools/i18n.py compile")
+    return found
+
+
+if __name__ == "__main__":
+    action = sys.argv[1] if len(sys.argv) > 1 else "check"
+    if action == "update":
+        update()
+    elif action == "compile":
+        compile_all()
+    else:
+        issues = problems()
+        print("\n".join(issues) or "catalogs complete")
+        sys.exit(1 if issues else 0)
