@@ -10,6 +10,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.types import LinkPreviewOptions
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.utils.i18n import I18n
@@ -35,7 +36,7 @@ def make_bot(settings: Settings, token: str | None = None) -> Bot:
     return Bot(
         token=token or settings.bot_token or "",
         session=session,
-        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview=LinkPreviewOptions(is_disabled=True)),
     )
 
 
@@ -59,10 +60,9 @@ def build_dispatcher(
     dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
     MemberI18nMiddleware(i18n).setup(dp)
     dp.include_routers(
-        errors.router, start.router, menu.router, account.router, card.router, language.router,
-        purchase.router, adjust.router,
+        errors.router(), start.router(), menu.router(), account.router(), card.router(), language.router(),
+        purchase.router(), adjust.router(), menu.fallback_router(),
     )
-    menu.register_fallbacks(dp)
     return dp
 
 

@@ -24,9 +24,6 @@ from loyalty.ledger import Kind
 from loyalty.program import Program
 from storage.models import LedgerEntry, Member
 
-router = Router(name="account")
-router.message.filter(IsMember())
-router.callback_query.filter(IsMember())
 
 EXPIRY_HORIZON_DAYS = 30
 
@@ -43,8 +40,6 @@ class HistoryCallback(CallbackData, prefix="hist"):
     page: int
 
 
-@router.message(Command("balance"))
-@router.message(MenuButton(BALANCE))
 async def show_balance(
     message: Message, session: AsyncSession, member: Member, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
@@ -86,14 +81,11 @@ def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
     return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
 
 
-@router.message(Command("history"))
-@router.message(MenuButton(HISTORY))
 async def show_history(message: Message, session: AsyncSession, member: Member, program: Program, i18n: I18n) -> None:
     text, markup = _render(await history(session, member.id or 0, 0), program, i18n.current_locale)
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(HistoryCallback.filter(F.page >= 0))
 async def page_history(
     query: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, member: Member,
     program: Program, i18n: I18n,
@@ -103,3 +95,15 @@ async def page_history(
     if isinstance(query.message, Message):
         await edit_or_keep(query.message, text, markup)
     await query.answer()
+
+
+def router() -> Router:
+    router = Router(name="account")
+    router.message.filter(IsMember())
+    router.callback_query.filter(IsMember())
+    router.message.register(show_balance, Command("balance"))
+    router.message.register(show_balance, MenuButton(BALANCE))
+    router.message.register(show_history, Command("history"))
+    router.message.register(show_history, MenuButton(HISTORY))
+    router.callback_query.register(page_history, HistoryCallback.filter(F.page >= 0))
+    return router

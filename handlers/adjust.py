@@ -20,7 +20,6 @@ from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
 
-router = Router(name="adjust")
 
 MAX_ADJUSTMENT = 1_000_000
 _DELTA = re.compile(r"^[+-]\d{1,7}$")
@@ -30,7 +29,6 @@ def _usage() -> str:
     return _("Usage: {usage}").format(usage=html.escape(_("/adjust <member> <+/-points> <reason>")))
 
 
-@router.message(Command("adjust"), HasPermission(Permission.ADJUST_POINTS))
 async def adjust_points(
     message: Message, command: CommandObject, session: AsyncSession, program: Program,
     clock: Callable[[], datetime],
@@ -48,6 +46,7 @@ async def adjust_points(
         await message.answer(_("No member found for {ref}.").format(ref=html.escape(ref)))
         return
     actor = message.from_user.id if message.from_user else 0
+    name, code = html.escape(member.first_name), member.code  # read now: a refused adjustment rolls back
     try:
         result = await adjust(
             session, program, member_id=member.id, delta=int(delta_text), reason=reason[:256], actor_id=actor,
@@ -55,10 +54,16 @@ async def adjust_points(
         )
     except InsufficientPoints as short:
         await message.answer(_("{name} has only {points} points; nothing was changed.").format(
-            name=html.escape(member.first_name), points=short.balance))
+            name=name, points=short.balance))
         return
     if not result.created:
         await message.answer(_("This adjustment was already made. Balance: {balance}.").format(balance=result.balance))
         return
     await message.answer(_("✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.").format(
-        delta=int(delta_text), name=html.escape(member.first_name), code=member.code, balance=result.balance))
+        delta=int(delta_text), name=name, code=code, balance=result.balance))
+
+
+def router() -> Router:
+    router = Router(name="adjust")
+    router.message.register(adjust_points, Command("adjust"), HasPermission(Permission.ADJUST_POINTS))
+    return router

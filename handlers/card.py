@@ -16,9 +16,6 @@ from handlers.menu import CARD
 from loyalty.program import Program
 from storage.models import Member
 
-router = Router(name="card")
-router.message.filter(IsMember())
-
 
 def qr_png(payload: str) -> bytes:
     buffer = io.BytesIO()
@@ -26,8 +23,6 @@ def qr_png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-@router.message(Command("card"))
-@router.message(MenuButton(CARD))
 async def show_card(message: Message, member: Member, program: Program) -> None:
     # The QR holds just the code, so a till's scanner types exactly what a cashier would.
     caption = "\n".join([
@@ -40,3 +35,11 @@ async def show_card(message: Message, member: Member, program: Program) -> None:
     ])
     photo = BufferedInputFile(qr_png(member.code), filename=f"card-{member.code}.png")
     await message.answer_photo(photo, caption=caption)
+
+
+def router() -> Router:
+    router = Router(name="card")
+    router.message.filter(IsMember())
+    router.message.register(show_card, Command("card"))
+    router.message.register(show_card, MenuButton(CARD))
+    return router

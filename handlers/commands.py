@@ -31,13 +31,17 @@ _BY_ROLE = {
 }
 
 
+def command_names(role: Role) -> list[str]:
+    return [name for name, _description in _BY_ROLE[role]]
+
+
 def commands_for(role: Role) -> list[tuple[str, str]]:
     """Command names and descriptions in the current locale."""
     return [(name, str(description)) for name, description in _BY_ROLE[role]]
 
 
 def _bot_commands(i18n: I18n, role: Role, locale: str) -> list[BotCommand]:
-    with i18n.use_locale(locale):
+    with i18n.context(), i18n.use_locale(locale):
         return [BotCommand(command=name, description=description) for name, description in commands_for(role)]
 
 

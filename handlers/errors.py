@@ -14,10 +14,8 @@ from handlers.ui import locale_of, user_locale
 from storage.models import Member
 
 log = logging.getLogger(__name__)
-router = Router(name="errors")
 
 
-@router.errors()
 async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: Member | None = None) -> bool:
     update = event.update
     log.error("update %s failed: %s", update.model_dump_json(exclude_none=True), event.exception,
@@ -45,3 +43,9 @@ def _locale(member: Member | None, user: User | None) -> str:
     # The member object may have been expired by the failed handler's rollback; read only what is loaded.
     language = inspect(member).dict.get("language") if member is not None else None
     return locale_of(language) if isinstance(language, str) else user_locale(None, user)
+
+
+def router() -> Router:
+    router = Router(name="errors")
+    router.errors.register(on_error)
+    return router

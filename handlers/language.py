@@ -18,9 +18,6 @@ from loyalty.members import LANGUAGES, set_language
 from loyalty.roles import Role
 from storage.models import Member
 
-router = Router(name="language")
-router.message.filter(IsMember())
-router.callback_query.filter(IsMember())
 
 # Each language is named in itself, so anyone can find their own whatever the current one is.
 NAMES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
@@ -30,8 +27,6 @@ class LanguageCallback(CallbackData, prefix="lang"):
     code: str
 
 
-@router.message(Command("language"))
-@router.message(MenuButton(LANGUAGE))
 async def choose_language(message: Message) -> None:
     markup = InlineKeyboardMarkup(inline_keyboard=[[
         InlineKeyboardButton(text=NAMES[code], callback_data=LanguageCallback(code=code).pack()) for code in LANGUAGES
@@ -39,7 +34,6 @@ async def choose_language(message: Message) -> None:
     await message.answer(_("Choose your language:"), reply_markup=markup)
 
 
-@router.callback_query(LanguageCallback.filter(F.code.in_(LANGUAGES)))
 async def set_member_language(
     query: CallbackQuery, callback_data: LanguageCallback, session: AsyncSession, member: Member, role: Role,
     i18n: I18n, bot: Bot,
@@ -56,6 +50,16 @@ async def set_member_language(
     await set_chat_menu(bot, i18n, member.chat_id, role, callback_data.code)
 
 
-@router.callback_query(LanguageCallback.filter())
 async def unknown_language(query: CallbackQuery) -> None:
     await query.answer(_("That language is not available."), show_alert=True)
+
+
+def router() -> Router:
+    router = Router(name="language")
+    router.message.filter(IsMember())
+    router.callback_query.filter(IsMember())
+    router.message.register(choose_language, Command("language"))
+    router.message.register(choose_language, MenuButton(LANGUAGE))
+    router.callback_query.register(set_member_language, LanguageCallback.filter(F.code.in_(LANGUAGES)))
+    router.callback_query.register(unknown_language, LanguageCallback.filter())
+    return router

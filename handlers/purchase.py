@@ -33,7 +33,6 @@ from loyalty.roles import Permission
 from storage.models import Member
 
 log = logging.getLogger(__name__)
-router = Router(name="purchase")
 
 
 def _usage() -> str:
@@ -54,7 +53,6 @@ def _amount_problem(error: AmountError, program: Program, locale: str) -> str:
     return _("The amount must be a number like 12.50.")
 
 
-@router.message(Command("purchase"), HasPermission(Permission.RECORD_PURCHASE))
 async def purchase(
     message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n, bot: Bot,
     clock: Callable[[], datetime],
@@ -132,3 +130,9 @@ async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseR
         log.warning("could not notify member %s of purchase %s", member.id, result.purchase.id, exc_info=True)
         return False
     return True
+
+
+def router() -> Router:
+    router = Router(name="purchase")
+    router.message.register(purchase, Command("purchase"), HasPermission(Permission.RECORD_PURCHASE))
+    return router

@@ -18,10 +18,7 @@ from handlers.ui import locale_of
 from loyalty.members import join
 from loyalty.program import Program
 
-router = Router(name="start")
 
-
-@router.message(CommandStart(), F.chat.type == "private", F.from_user)
 async def start(
     message: Message,
     command: CommandObject,
@@ -53,3 +50,9 @@ async def start(
                 program=html.escape(program.name), name=name, points=member.points
             )
         await message.answer(text, reply_markup=main_menu())
+
+
+def router() -> Router:
+    router = Router(name="start")
+    router.message.register(start, CommandStart(), F.chat.type == "private", F.from_user)
+    return router

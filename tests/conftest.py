@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
+from bot.app import build_dispatcher, make_bot
+from bot.emulator import FakeTelegram
+from bot.settings import Settings
 from loyalty.program import Program, load_program
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
+from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness, Clock
 
 PG_URL = os.environ.get("LOYALTY_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -74,3 +79,28 @@ def sessions(engine: AsyncEngine) -> SessionFactory:
 @pytest.fixture
 def program() -> Program:
     return load_program()
+
+
+# --- end to end: the real dispatcher and aiogram Bot over HTTP against the fake Bot API ---
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+        server.assert_clean()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 22, 4, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+async def harness(tg: FakeTelegram, sessions: SessionFactory, program: Program, clock: Clock
+                  ) -> AsyncIterator[BotHarness]:
+    settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, admin_ids=frozenset({ADMIN_ID}),
+                        cashier_ids=frozenset({CASHIER_ID}), _env_file=None)  # type: ignore[call-arg]
+    bot = make_bot(settings)
+    dp = build_dispatcher(settings, program, sessions, clock=clock)
+    yield BotHarness(tg, bot, dp, clock, sessions)
+    await bot.session.close()

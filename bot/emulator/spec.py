@@ -195,9 +195,7 @@ def parse_html(text: str) -> tuple[str, list[dict[str, Any]]]:
         if ch == "&":
             m = _ENTITY_RE.match(text, i)
             if m is None:
-                raise EntityParseError(
-                    f'Character "&" must be escaped as "&amp;" at byte offset {byte_offset}'
-                )
+                raise EntityParseError(f'Character "&" must be escaped as "&amp;" at byte offset {byte_offset}')
             decoded = _decode_entity(m)
             if decoded is None:
                 raise EntityParseError(f"Invalid character reference at byte offset {byte_offset}")
@@ -219,8 +217,7 @@ def parse_html(text: str) -> tuple[str, list[dict[str, Any]]]:
             top = stack[-1]
             if top.name != name:
                 raise EntityParseError(
-                    f'Unmatched end tag at byte offset {byte_offset}, expected "</{top.name}>", '
-                    f'found "</{name}>"'
+                    f'Unmatched end tag at byte offset {byte_offset}, expected "</{top.name}>", found "</{name}>"'
                 )
             stack.pop()
             inside_pre = bool(stack) and stack[-1].name == "pre"
@@ -260,6 +257,8 @@ class Field:
     types: tuple[str, ...]
     required: bool
     const: str | None = None  # discriminator value of a union member ("chat" for BotCommandScopeChat)
+    # A String field that takes "attach://<part>" (InputMedia.media); InputFile-typed fields are checked by type.
+    attachable: bool = False
 
 
 def _fields(raw: list[dict[str, Any]]) -> tuple[Field, ...]:
@@ -270,8 +269,15 @@ def _fields(raw: list[dict[str, Any]]) -> tuple[Field, ...]:
         if f["name"] in ("type", "status", "source") and types == ("String",):
             m = _CONST_RE.search(f["description"])
             const = m.group(1) if m else None
-        out.append(Field(f["name"], types, bool(f["required"]), const))
+        attachable = "attach://" in f["description"] and "InputFile" not in types
+        out.append(Field(f["name"], types, bool(f["required"]), const, attachable))
     return tuple(out)
+
+
+def _check_attachment(f: Field, value: Any, path: str, files: set[str]) -> list[str]:
+    if f.attachable and isinstance(value, str) and value.startswith(_ATTACH) and value[len(_ATTACH) :] not in files:
+        return [f'field "{path}": file "{value}" is not attached to the request']
+    return []
 
 
 def _kind(value: Any) -> str:
@@ -456,15 +462,10 @@ class Spec:
                         return self.check_object(value, member, path, files)
                 field_name = tagged[0][1].name
                 allowed = ", ".join(sorted({f.const or "" for _, f in tagged}))
-                return [
-                    f'field "{path}": {type_expr} {field_name} "{value.get(field_name)}" is not one of '
-                    f"{allowed}"
-                ]
+                return [f'field "{path}": {type_expr} {field_name} "{value.get(field_name)}" is not one of {allowed}']
         return self.check_value(value, members, path, files)
 
-    def check_object(
-        self, value: Any, type_name: str, path: str = "", files: set[str] | None = None
-    ) -> list[str]:
+    def check_object(self, value: Any, type_name: str, path: str = "", files: set[str] | None = None) -> list[str]:
         """Validate a decoded dict against a type of the spec."""
         files = files or set()
         if type_name in self.subtypes:
@@ -488,6 +489,7 @@ class Spec:
                     errors.append(f'field "{prefix}{f.name}" of {type_name} is required')
                 continue
             errors += self.check_value(item, f.types, prefix + f.name, files)
+            errors += _check_attachment(f, item, prefix + f.name, files)
             if f.const is not None and item != f.const:
                 errors.append(f'field "{prefix}{f.name}" must be "{f.const}" for {type_name}')
         return errors
@@ -508,9 +510,13 @@ class Spec:
                 decoded = json.loads(raw)
             except ValueError:
                 decoded = _MISSING
-        if decoded is not _MISSING and not isinstance(decoded, str):
-            if "String" not in types or not self.check_value(decoded, types, "", files):
-                return decoded
+        # Prefer the typed reading ("123" -> 123 for chat_id) unless only the raw string validates.
+        if (
+            decoded is not _MISSING
+            and not isinstance(decoded, str)
+            and ("String" not in types or not self.check_value(decoded, types, "", files))
+        ):
+            return decoded
         return raw
 
     def parse_request(
@@ -541,10 +547,13 @@ class Spec:
         for f in fields.values():
             value = decoded.get(f.name)
             if value is None:
-                if f.required:
+                if f.required and f.name == "text" and "parse_mode" in fields:
+                    errors.append("message text is empty")
+                elif f.required:
                     errors.append(f'parameter "{f.name}" is required')
                 continue
             errors += self.check_value(value, f.types, f.name, file_names)
+            errors += _check_attachment(f, value, f.name, file_names)
         errors += self._check_limits(name, decoded)
         return decoded, errors
 
@@ -568,15 +577,16 @@ class Spec:
             errors += _check_commands(params.get("commands", []))
         if method == "answerCallbackQuery" and len(params.get("text", "")) > CALLBACK_ANSWER_LIMIT:
             errors.append(f"callback answer text is longer than {CALLBACK_ANSWER_LIMIT} characters")
-        if method.startswith("editMessage") and "inline_message_id" not in params:
-            if "chat_id" not in params or "message_id" not in params:
-                errors.append("message identifier is not specified")
+        if (
+            method.startswith("editMessage")
+            and "inline_message_id" not in params
+            and ("chat_id" not in params or "message_id" not in params)
+        ):
+            errors.append("message identifier is not specified")
         for s in _walk_strings(params):
             for m in _START_LINK_RE.finditer(s):
                 if not _START_PAYLOAD_RE.fullmatch(m.group(1)):
-                    errors.append(
-                        f'invalid /start payload "{m.group(1)}": at most 64 characters of A-Z a-z 0-9 _ -'
-                    )
+                    errors.append(f'invalid /start payload "{m.group(1)}": at most 64 characters of A-Z a-z 0-9 _ -')
         return errors
 
     def _check_inline_keyboard(self, rows: list[Any]) -> list[str]:
@@ -627,8 +637,7 @@ def _check_commands(commands: Any) -> list[str]:
         command = cmd.get("command", "")
         if not isinstance(command, str) or not _COMMAND_RE.fullmatch(command):
             errors.append(
-                f'BOT_COMMAND_INVALID: commands[{i}].command "{command}" must be 1-32 characters '
-                "of a-z, 0-9 and _"
+                f'BOT_COMMAND_INVALID: commands[{i}].command "{command}" must be 1-32 characters of a-z, 0-9 and _'
             )
         description = cmd.get("description", "")
         if isinstance(description, str) and not 1 <= len(description) <= COMMAND_DESCRIPTION_LIMIT:
@@ -692,8 +701,6 @@ def load_spec(path: Path | None = None) -> Spec:
     return _load(path)
 
 
-def validate_request(
-    method: str, params: dict[str, Any], files: set[str] | frozenset[str] = frozenset()
-) -> list[str]:
+def validate_request(method: str, params: dict[str, Any], files: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Errors (Telegram-style descriptions, without "Bad Request: ") for one request; empty if valid."""
     return load_spec().validate_request(method, params, files)

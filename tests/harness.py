@@ -1,0 +1,68 @@
+"""The end-to-end harness: the real dispatcher and aiogram Bot over HTTP against the fake Bot API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+
+from bot.emulator import Call, FakeTelegram
+from storage.database import SessionFactory
+
+ADMIN_ID = 9001
+CASHIER_ID = 9002
+
+
+class Clock:
+    """A clock tests can move; handlers and the program read time only through it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class BotHarness:
+    def __init__(self, tg: FakeTelegram, bot: Bot, dp: Dispatcher, clock: Clock, sessions: SessionFactory) -> None:
+        self.tg, self.bot, self.dp, self.clock, self.sessions = tg, bot, dp, clock, sessions
+
+    def user(self, user_id: int, first_name: str = "Ann", language_code: str | None = "en",
+             username: str | None = None) -> dict[str, Any]:
+        return self.tg.user(user_id, first_name=first_name, username=username, language_code=language_code)
+
+    async def feed(self, update: dict[str, Any]) -> list[Call]:
+        """Deliver one update to the dispatcher and return the Bot API calls it caused."""
+        before = len(self.tg.calls)
+        await self.dp.feed_raw_update(self.bot, update)
+        return self.tg.calls[before:]
+
+    async def send(self, user: dict[str, Any], text: str) -> list[Call]:
+        return await self.feed(self.tg.message_update(user, text))
+
+    async def press(self, user: dict[str, Any], button_text: str) -> list[Call]:
+        """Tap the inline button with this text on the last message the bot sent to the user."""
+        message = self.tg.last_message(user["id"])
+        assert message is not None, "the bot sent nothing to press"
+        for row in message.get("reply_markup", {}).get("inline_keyboard", []):
+            for button in row:
+                if button["text"] == button_text:
+                    return await self.feed(self.tg.callback_update(user, message, button["callback_data"]))
+        raise AssertionError(f"no button {button_text!r} in {message.get('reply_markup')}")
+
+    @staticmethod
+    def texts(calls: list[Call], chat_id: int | None = None) -> list[str]:
+        out = []
+        for call in calls:
+            if chat_id is not None and call.params.get("chat_id") != chat_id:
+                continue
+            text = call.params.get("text") or call.params.get("caption")
+            if isinstance(text, str):
+                out.append(text)
+        return out
+
+

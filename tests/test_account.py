@@ -1,0 +1,151 @@
+"""A member's side: /balance with expiring points, /history paging, /card, /language, /help, the menu."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from loyalty import ledger
+from loyalty.ledger import Kind
+from storage.models import Member
+from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
+
+
+async def _join(harness: BotHarness, user_id: int = 1001, language: str = "en") -> Member:
+    await harness.send(harness.user(user_id, "Ann", language_code=language), "/start")
+    async with harness.sessions() as session:
+        return (await session.execute(select(Member).where(Member.telegram_id == user_id))).scalar_one()
+
+
+async def test_balance_shows_points_lifetime_and_what_expires_soon(harness: BotHarness) -> None:
+    member = await _join(harness)
+    assert member.id is not None
+    now = harness.clock()
+    async with harness.sessions() as session:
+        await ledger.credit(session, member.id, 40, kind=Kind.PURCHASE, now=now, expires_at=now + timedelta(days=10))
+        await ledger.credit(session, member.id, 30, kind=Kind.PURCHASE, now=now, expires_at=now + timedelta(days=20))
+        await session.commit()
+    [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
+    assert "<b>120</b> points" in text and "Earned since joining: 120" in text
+    assert "70 points expire in the next 30 days, the first on Dec 2, 2026" in text
+
+    harness.clock.advance(days=15)
+    [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
+    assert "<b>80</b> points" in text and "30 points expire" in text
+
+
+async def test_balance_without_expiring_points(harness: BotHarness) -> None:
+    await _join(harness)
+    [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
+    assert "No points expire in the next 30 days" in text
+
+
+async def test_history_pages_with_buttons(harness: BotHarness) -> None:
+    member = await _join(harness)
+    cashier = harness.user(CASHIER_ID, "Cass")
+    for index in range(12):
+        harness.clock.advance(minutes=1)
+        await harness.send(cashier, f"/purchase {member.code} {index + 1}")
+    ann = harness.user(1001)
+    [text] = harness.texts(await harness.send(ann, "/history"))
+    assert "page 1 of 2" in text and text.count("Purchase") == 10 and "<b>+12</b>" in text
+    calls = await harness.press(ann, "Older ▶")
+    edit = next(call for call in calls if call.method == "editMessageText")
+    assert "page 2 of 2" in edit.params["text"] and "Welcome bonus" in edit.params["text"]
+    assert any(call.method == "answerCallbackQuery" for call in calls)
+    # A replayed or double tap changes nothing and raises nothing.
+    message = harness.tg.last_message(1001)
+    assert message is not None
+    calls = await harness.feed(harness.tg.callback_update(ann, message, "hist:1"))
+    assert any(call.method == "answerCallbackQuery" for call in calls)
+    calls = await harness.press(ann, "◀ Newer")
+    assert "page 1 of 2" in next(c for c in calls if c.method == "editMessageText").params["text"]
+    # Forged callback data is answered without error.
+    for forged in ("hist:999", "hist:-1", "hist:x", "lang:xx"):
+        calls = await harness.feed(harness.tg.callback_update(ann, message, forged))
+        assert all("something went wrong" not in (c.params.get("text") or "") for c in calls)
+
+
+async def test_history_when_empty(harness: BotHarness) -> None:
+    from loyalty.program import Program
+
+    harness.dp["program"] = Program(name="No Bonus")
+    await _join(harness)
+    [text] = harness.texts(await harness.send(harness.user(1001), "/history"))
+    assert text == "No points history yet."
+
+
+async def test_card_has_code_and_qr(harness: BotHarness) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(1001), "/card")
+    [photo] = [call for call in calls if call.method == "sendPhoto"]
+    assert member.code in photo.params["caption"]
+    [png] = photo.files.values()
+    assert png.startswith(b"\x89PNG")
+
+
+async def test_menu_buttons_work_in_any_language(harness: BotHarness) -> None:
+    await _join(harness)
+    ann = harness.user(1001)
+    assert "points" in harness.texts(await harness.send(ann, "⭐ Balance"))[0]
+    await harness.send(ann, "/language")
+    await harness.press(ann, "简体中文")
+    # The old English keyboard still works after switching.
+    assert "积分" in harness.texts(await harness.send(ann, "⭐ Balance"))[0]
+    [photo] = [c for c in await harness.send(ann, "💳 My card") if c.method == "sendPhoto"]
+    assert "会员" in photo.params["caption"]
+
+
+async def test_language_switch_changes_every_later_reply(harness: BotHarness) -> None:
+    await _join(harness)
+    ann = harness.user(1001)
+    calls = await harness.send(ann, "/language")
+    buttons = [b["text"] for row in calls[-1].params["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == ["English", "简体中文", "繁體中文"]
+    calls = await harness.press(ann, "繁體中文")
+    assert "語言已設為繁體中文。" in harness.texts(calls, 1001)
+    menus = [c for c in calls if c.method == "setMyCommands"]
+    assert menus and all(c.params["scope"] == {"type": "chat", "chat_id": 1001} for c in menus)
+    assert "積分" in harness.texts(await harness.send(ann, "/balance"))[0]
+    assert "積分" in harness.texts(await harness.send(ann, "/help"))[0]
+    await harness.send(ann, "/language")
+    calls = await harness.press(ann, "English")
+    assert "Language set to English." in harness.texts(calls, 1001)
+    assert "points" in harness.texts(await harness.send(ann, "/balance"))[0]
+
+
+async def test_help_lists_commands_by_role(harness: BotHarness) -> None:
+    await _join(harness)
+    member_help = harness.texts(await harness.send(harness.user(1001), "/help"))[0]
+    cashier_help = harness.texts(await harness.send(harness.user(CASHIER_ID, "Cass"), "/help"))[0]
+    admin_help = harness.texts(await harness.send(harness.user(ADMIN_ID, "Boss"), "/help"))[0]
+    assert "/balance" in member_help and "/purchase" not in member_help and "/adjust" not in member_help
+    assert "/purchase" in cashier_help and "/adjust" not in cashier_help
+    assert "/purchase" in admin_help and "/adjust" in admin_help
+
+
+async def test_non_members_are_invited_to_join(harness: BotHarness) -> None:
+    stranger = harness.user(4242, "Zed")
+    for command in ("/balance", "/history", "/card", "hello"):
+        assert harness.texts(await harness.send(stranger, command)) == ["You are not a member yet. Send /start to join."]
+    assert "don't know that command" in harness.texts(await harness.send(stranger, "/frobnicate"))[0]
+
+
+async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(harness: BotHarness, monkeypatch,
+                                                                               caplog) -> None:
+    await _join(harness, language="zh-hans")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr("handlers.account.balance", broken)
+    calls = await harness.send(harness.user(1001, language_code="zh-hans"), "/balance")
+    [apology] = harness.texts(calls)
+    assert apology == harness.dp["i18n"].gettext("Sorry, something went wrong. Please try again in a moment.",
+                                                  locale="zh_Hans")
+    assert "出错" in apology or "错误" in apology
+    assert "database on fire" in caplog.text
+    # ...and the bot keeps working.
+    monkeypatch.undo()
+    assert "积分" in harness.texts(await harness.send(harness.user(1001), "/balance"))[0]

@@ -1,0 +1,154 @@
+"""/purchase and /adjust from the staff side: roles, amounts, idempotency, member notification."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from storage.models import AuditLog, LedgerEntry, Member, Purchase
+from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
+
+
+async def _join(harness: BotHarness, user_id: int = 1001, name: str = "Ann", username: str | None = "ann_w") -> Member:
+    await harness.send(harness.user(user_id, name, username=username), "/start")
+    async with harness.sessions() as session:
+        return (await session.execute(select(Member).where(Member.telegram_id == user_id))).scalar_one()
+
+
+async def _count(harness: BotHarness, model: type) -> int:
+    async with harness.sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def _points(harness: BotHarness, user_id: int = 1001) -> int:
+    async with harness.sessions() as session:
+        return int((await session.execute(select(Member.points).where(Member.telegram_id == user_id))).scalar_one())
+
+
+@pytest.mark.parametrize("ref", ["code", "id", "@ann_w", "@ANN_W", "lower-code"])
+async def test_cashier_records_a_purchase_by_any_member_reference(harness: BotHarness, ref: str) -> None:
+    member = await _join(harness)
+    reference = {"code": member.code, "id": "1001", "lower-code": member.code.lower()}.get(ref, ref)
+    cashier = harness.user(CASHIER_ID, "Cass")
+    calls = await harness.send(cashier, f"/purchase {reference} 36.50 coffee")
+    [staff_reply] = harness.texts(calls, CASHIER_ID)
+    assert "+36 points" in staff_reply and "balance 86" in staff_reply and member.code in staff_reply
+    [member_note] = harness.texts(calls, 1001)
+    assert "36.50" in member_note and "<b>36</b> points" in member_note and "86 points" in member_note
+    assert await _points(harness) == 86
+
+
+async def test_members_cannot_record_purchases_and_learn_nothing(harness: BotHarness) -> None:
+    member = await _join(harness)
+    stranger = harness.user(5555, "Eve")
+    await harness.send(stranger, "/start")
+    for command in (f"/purchase {member.code} 10", "/purchase @nobody 10", f"/adjust {member.code} +100 gift"):
+        calls = await harness.send(stranger, command)
+        [reply] = harness.texts(calls)
+        assert reply == "Sorry, that command is only for the shop's staff."
+    assert await _points(harness) == 50
+    assert await _count(harness, Purchase) == 0
+
+
+async def test_cashiers_cannot_adjust(harness: BotHarness) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/adjust {member.code} +100 gift")
+    assert harness.texts(calls) == ["Sorry, that command is only for the shop's staff."]
+    assert await _points(harness) == 50
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        ("0", "more than zero"),
+        ("0.00", "more than zero"),
+        ("-5", "more than zero"),
+        ("abc", "a number like 12.50"),
+        ("12,50", "a number like 12.50"),
+        ("1e3", "a number like 12.50"),
+        ("NaN", "a number like 12.50"),
+        ("Infinity", "a number like 12.50"),
+        ("12.345", "at most 2 decimal places"),
+        ("10000.01", "above the limit of CN¥10,000.00"),
+        ("99999999999999999999", "above the limit"),
+    ],
+)
+async def test_bad_amounts_are_refused_and_change_nothing(harness: BotHarness, amount: str, expected: str) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} {amount}")
+    [reply] = harness.texts(calls, CASHIER_ID)
+    assert expected in reply
+    assert harness.texts(calls, 1001) == []
+    assert await _count(harness, Purchase) == 0 and await _points(harness) == 50
+
+
+async def test_usage_unknown_member_and_bad_receipt(harness: BotHarness) -> None:
+    await _join(harness)
+    cashier = harness.user(CASHIER_ID, "Cass")
+    assert "Usage: /purchase &lt;member&gt; &lt;amount&gt;" in harness.texts(await harness.send(cashier, "/purchase"))[0]
+    assert "No member found for @&lt;x&gt;" in harness.texts(await harness.send(cashier, "/purchase @<x> 10"))[0]
+    assert "No member found" in harness.texts(await harness.send(cashier, "/purchase 77777777 10"))[0]
+    reply = harness.texts(await harness.send(cashier, "/purchase @ann_w 10 coffee <receipt>"))[0]
+    assert "receipt number may use" in reply
+    assert await _count(harness, Purchase) == 0
+
+
+async def test_duplicate_receipt_awards_once(harness: BotHarness) -> None:
+    member = await _join(harness)
+    cashier = harness.user(CASHIER_ID, "Cass")
+    await harness.send(cashier, f"/purchase {member.code} 20 coffee R-1001")
+    calls = await harness.send(cashier, f"/purchase {member.code} 20 coffee R-1001")
+    [reply] = harness.texts(calls, CASHIER_ID)
+    assert "Receipt R-1001 was already recorded" in reply and "Nothing was added" in reply
+    assert harness.texts(calls, 1001) == []
+    assert await _points(harness) == 70 and await _count(harness, Purchase) == 1
+
+
+async def test_redelivered_update_awards_once(harness: BotHarness) -> None:
+    member = await _join(harness)
+    update = harness.tg.message_update(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} 20")
+    await harness.feed(update)
+    calls = await harness.feed(update)
+    assert "already recorded" in harness.texts(calls, CASHIER_ID)[0]
+    assert await _points(harness) == 70 and await _count(harness, Purchase) == 1
+
+
+async def test_below_minimum_or_fractional_points_round_down(harness: BotHarness) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} 0.99")
+    assert "+0 points" in harness.texts(calls, CASHIER_ID)[0]
+    assert await _points(harness) == 50 and await _count(harness, Purchase) == 1
+
+
+async def test_member_notification_failure_is_reported_not_fatal(harness: BotHarness) -> None:
+    member = await _join(harness)
+    harness.tg.fail_for_chat(1001, 403, "Forbidden: bot was blocked by the user")
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} 10")
+    texts = harness.texts(calls, CASHIER_ID)
+    assert "+10 points" in texts[0] and "could not be notified" in texts[1]
+    assert await _points(harness) == 60
+
+
+async def test_admin_adjusts_points_with_audit_and_replay_safety(harness: BotHarness) -> None:
+    member = await _join(harness)
+    admin = harness.user(ADMIN_ID, "Boss")
+    calls = await harness.send(admin, f"/adjust {member.code} +25 birthday gift")
+    assert "+25 points for Ann" in harness.texts(calls, ADMIN_ID)[0] and "Balance: 75" in harness.texts(calls)[0]
+    update = harness.tg.message_update(admin, f"/adjust {member.code} -30 correction")
+    await harness.feed(update)
+    calls = await harness.feed(update)
+    assert "already made" in harness.texts(calls)[0]
+    assert await _points(harness) == 45
+    calls = await harness.send(admin, f"/adjust {member.code} -500 oops")
+    assert "only 45 points" in harness.texts(calls)[0]
+    for bad in ("/adjust", f"/adjust {member.code} 25 no sign", f"/adjust {member.code} +0 zero",
+                f"/adjust {member.code} +x y", "/adjust @nobody +5 who"):
+        [reply] = harness.texts(await harness.send(admin, bad))
+        assert "Usage" in reply or "signed whole number" in reply or "No member found" in reply
+    assert await _points(harness) == 45
+    async with harness.sessions() as session:
+        audit = (await session.execute(select(AuditLog).order_by(AuditLog.id))).scalars().all()
+        reasons = (await session.execute(select(LedgerEntry.reason).where(LedgerEntry.kind == "adjust"))).scalars()
+        assert [(a.actor_id, a.points, a.detail) for a in audit] == [
+            (ADMIN_ID, 25, "birthday gift"), (ADMIN_ID, -30, "correction")]
+        assert sorted(r or "" for r in reasons) == ["birthday gift", "correction"]

@@ -1,0 +1,120 @@
+"""Settings, the program file, migrations, command menus and the CLI's start-up errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.app import set_command_menus
+from bot.settings import SettingsError, load_settings
+from loyalty.program import ProgramError, load_program, parse_program
+from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_settings_parse_ids_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOYALTY_ADMIN_IDS", "1, 2,3")
+    monkeypatch.setenv("LOYALTY_DATABASE_URL", "postgresql://postgres@localhost/db")
+    settings = load_settings(_env_file=None)
+    assert settings.admin_ids == {1, 2, 3}
+    assert settings.database_url == "postgresql+asyncpg://postgres@localhost/db"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("LOYALTY_ADMIN_IDS", "1,bob"), ("LOYALTY_BOT_TOKEN", "not a token"), ("LOYALTY_DATABASE_URL", "mysql://x"),
+     ("LOYALTY_PROGRAM_FILE", "/nonexistent.toml"), ("LOYALTY_SUPPORT_CHAT_ID", "abc")],
+)
+def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        load_settings(_env_file=None)
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**clean, **env}, timeout=60)
+
+
+def test_run_without_token_explains_and_exits_2(tmp_path: Path) -> None:
+    result = _cli("run", LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2
+    assert "LOYALTY_BOT_TOKEN" in result.stderr and "loyalty demo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    result = _cli("run", LOYALTY_ADMIN_IDS="x,y", LOYALTY_BOT_TOKEN="1:abc")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: LOYALTY_ADMIN_IDS: expected comma-separated Telegram user ids, e.g. 123,456"]
+
+
+def test_invalid_program_file_stops_start_up(tmp_path: Path) -> None:
+    bad = tmp_path / "program.toml"
+    bad.write_text('name = "X"\n[earn]\nrounding = "sideways"\n')
+    result = _cli("run", LOYALTY_BOT_TOKEN="1:abc", LOYALTY_PROGRAM_FILE=str(bad),
+                  LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2 and "earn.rounding" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_example_program_loads() -> None:
+    program = load_program()
+    assert program.name == "Bean There Coffee" and program.currency == "CNY" and program.timezone == "Asia/Shanghai"
+    assert program.welcome.bonus == 50 and program.expiry.policy == "days" and program.expiry.days == 365
+    assert (ROOT / "program.example.toml").read_text() == (ROOT / "loyalty" / "program.example.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "X"\nbogus = 1', "bogus: unknown key"),
+        ('name = "X"\n[earn]\nrounding = "sideways"', "earn.rounding"),
+        ('name = "X"\n[earn]\npoints_per_unit = "-1"', "earn.points_per_unit"),
+        ('name = "X"\ntimezone = "Mars/Olympus"', "unknown time zone"),
+        ('name = "X"\n[expiry]\npolicy = "days"', "days = N"),
+        ('name = "X"\ncurrency = "yuan"', "currency"),
+        ("name = ", "not valid TOML"),
+        ("", "name: Field required"),
+    ],
+)
+def test_invalid_program_files_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ProgramError, match=message):
+        parse_program(text)
+
+
+def test_earn_rounding_rules() -> None:
+    base = 'name = "X"\n[earn]\npoints_per_unit = "1.5"\nminimum_amount = "5"\nrounding = '
+    assert parse_program(base + '"down"').earn.points_for(Decimal("9.99")) == 14
+    assert parse_program(base + '"nearest"').earn.points_for(Decimal("9.99")) == 15
+    assert parse_program(base + '"up"').earn.points_for(Decimal("9.01")) == 14
+    assert parse_program(base + '"up"').earn.points_for(Decimal("4.99")) == 0
+
+
+async def test_admin_commands_appear_only_in_staff_chats(harness: BotHarness) -> None:
+    await set_command_menus(harness.bot, harness.dp["i18n"], harness.dp["settings"], harness.sessions)
+    menus = {(str(c.params.get("scope")), c.params.get("language_code")): [x["command"] for x in c.params["commands"]]
+             for c in harness.tg.calls_of("setMyCommands")}
+    default = menus[("{'type': 'default'}", None)]
+    assert "purchase" not in default and "adjust" not in default and "balance" in default
+    assert menus[("{'type': 'default'}", "zh")] == default
+    admin = menus[(str({"type": "chat", "chat_id": ADMIN_ID}), None)]
+    cashier = menus[(str({"type": "chat", "chat_id": CASHIER_ID}), None)]
+    assert "adjust" in admin and "purchase" in admin and "purchase" in cashier and "adjust" not in cashier
+    chinese = [c for c in harness.tg.calls_of("setMyCommands") if c.params.get("language_code") == "zh"]
+    assert chinese and all(any("\u4e00" <= ch <= "\u9fff" for ch in cmd["description"])
+                           for c in chinese for cmd in c.params["commands"])
+
+
+def test_catalogs_are_complete_and_compiled() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import i18n
+
+    assert i18n.problems() == []
