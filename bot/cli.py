@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 
 from bot.settings import Settings, SettingsError, load_settings
-from loyalty.program import ProgramError
+from loyalty.program import ProgramError, load_program
 
 app = typer.Typer(help="Loyalty Assistant: a Telegram bot that runs your customer loyalty program.",
                   no_args_is_help=True, add_completion=False)
@@ -35,13 +35,17 @@ def _logging(level: str = "INFO") -> None:
 @app.command()
 def run() -> None:
     """Run the bot with long polling (SQLite migrates itself on start)."""
-    from bot.runner import StartupError, build_app, run_polling
-
     settings = _settings()
     if not settings.bot_token:
         _fail("LOYALTY_BOT_TOKEN is not set. Create a bot with @BotFather and put its token in LOYALTY_BOT_TOKEN "
               "(environment or .env). To try the bot without Telegram, run `loyalty demo`.")
+    try:
+        load_program(settings.program_file)
+    except ProgramError as exc:
+        _fail(str(exc))
     _logging()
+    # Imported late: aiogram takes seconds to import, and a settings mistake should be reported at once.
+    from bot.runner import StartupError, build_app, run_polling
 
     async def main() -> None:
         application = await build_app(settings)

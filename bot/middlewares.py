@@ -10,8 +10,7 @@ from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18nMiddleware
 
 from handlers.ui import user_locale
-from loyalty.members import get_by_telegram_id
-from loyalty.roles import Role, StaticRoles, role_of
+from loyalty.roles import Role, StaticRoles, identify
 from storage.database import SessionFactory
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -39,8 +38,7 @@ class MemberMiddleware(BaseMiddleware):
         if user is None:
             data["member"], data["role"] = None, Role.MEMBER
         else:
-            data["member"] = await get_by_telegram_id(session, user.id)
-            data["role"] = await role_of(session, self.roles, user.id)
+            data["member"], data["role"] = await identify(session, self.roles, user.id)
         return await handler(event, data)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.sql.sqltypes import UTCDateTime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key
 from loyalty.program import Program
+from storage.database import begin_write
 from storage.models import AuditLog, LedgerEntry, Member
 
 HISTORY_PAGE_SIZE = 10
@@ -25,22 +27,42 @@ class Balance:
     """Earliest expiry (UTC) among the points that expire within the horizon."""
 
 
-async def balance(session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30) -> Balance:
-    if await expire_member(session, member_id, now):
-        await session.commit()
-    member = await session.get(Member, member_id, populate_existing=True)
-    if member is None:
-        raise LookupError(member_id)
-    row = (
-        await session.execute(
-            select(func.coalesce(func.sum(LedgerEntry.remaining), 0), func.min(LedgerEntry.expires_at)).where(
-                LedgerEntry.member_id == member_id,  # type: ignore[arg-type]
-                LedgerEntry.remaining > 0,  # type: ignore[arg-type]
-                LedgerEntry.expires_at <= now + timedelta(days=horizon_days),  # type: ignore[operator]
-            )
+def _balance_statement() -> Select[tuple[int, int, int, int, datetime | None]]:
+    # Built once: /balance is the hottest read, and building the expression cost more than running it.
+    expires_at, remaining = LedgerEntry.expires_at, LedgerEntry.remaining
+    now, horizon = bindparam("now", type_=UTCDateTime), bindparam("horizon", type_=UTCDateTime)
+    member_id = bindparam("member_id")
+    open_lots = (LedgerEntry.member_id == member_id) & (remaining > 0)  # type: ignore[operator]
+    # An aggregate without GROUP BY yields exactly one row, so the cross join keeps the member's row.
+    lots = (
+        select(
+            func.coalesce(func.sum(remaining).filter(expires_at <= now), 0).label("due"),  # type: ignore[operator]
+            func.coalesce(func.sum(remaining).filter(expires_at > now), 0).label("expiring"),  # type: ignore[operator]
+            func.min(expires_at).filter(expires_at > now).label("first"),  # type: ignore[operator]
         )
-    ).one()
-    return Balance(member.points, member.lifetime_points, int(row[0]), row[1])
+        .where(open_lots, expires_at <= horizon)  # type: ignore[operator]
+        .subquery()
+    )
+    return (
+        select(Member.points, Member.lifetime_points, lots.c.due, lots.c.expiring, lots.c.first)
+        .join_from(Member, lots, true())
+        .where(Member.id == member_id)  # type: ignore[arg-type]
+    )
+
+
+_BALANCE = _balance_statement()
+
+
+async def balance(session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30) -> Balance:
+    """The member's points now, sweeping first any lot that expired since the expiry job last ran."""
+    params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days)}
+    points, lifetime, due, expiring, first = (await session.execute(_BALANCE, params)).one()
+    if due:
+        await begin_write(session)
+        await expire_member(session, member_id, now)
+        await session.commit()
+        points, lifetime, due, expiring, first = (await session.execute(_BALANCE, params)).one()
+    return Balance(int(points), int(lifetime), int(expiring), first)
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,7 @@ async def adjust(
     """A staff correction, audited. A deduction beyond the balance raises InsufficientPoints."""
     if delta == 0:
         raise ValueError("an adjustment must change the balance")
+    await begin_write(session)
     if (done := await find_by_key(session, key)) is not None:
         member = await session.get(Member, done.member_id)
         assert member is not None

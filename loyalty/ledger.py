@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.database import begin_write
 from storage.models import LedgerEntry, LotDraw, Member
 
 
@@ -168,6 +169,15 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
     return total
 
 
+async def has_expired_lots(session: AsyncSession, member_id: int, now: datetime) -> bool:
+    query = select(LedgerEntry.id).where(
+        LedgerEntry.member_id == member_id,  # type: ignore[arg-type]
+        LedgerEntry.remaining > 0,  # type: ignore[arg-type]
+        LedgerEntry.expires_at <= now,  # type: ignore[operator]
+    ).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
 async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int = 500) -> list[int]:
     query = (
         select(LedgerEntry.member_id)
@@ -182,7 +192,9 @@ async def expire_due(session: AsyncSession, now: datetime) -> int:
     """The expiry job: zero every lot past its expiry, one member per transaction. Returns points expired."""
     expired = 0
     while member_ids := await members_with_expired_lots(session, now):
+        await session.commit()
         for member_id in member_ids:
+            await begin_write(session)
             expired += await expire_member(session, member_id, now)
             await session.commit()
     await session.commit()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
+from storage.database import begin_write
 from storage.models import Member
 
 # No 0/O or 1/I: codes are read aloud at the till and typed from a screen.
@@ -101,6 +102,7 @@ async def join(
     now: datetime,
 ) -> JoinResult:
     """Register a member once and pay the welcome bonus once; a second call only refreshes names."""
+    await begin_write(session)
     existing = await get_by_telegram_id(session, telegram_id)
     if existing is not None:
         existing.first_name, existing.last_name = first_name[:128], (last_name or None)
@@ -158,6 +160,7 @@ async def _unused_code(session: AsyncSession) -> str:
 async def set_language(session: AsyncSession, member_id: int, language: str) -> None:
     if language not in LANGUAGES:
         raise ValueError(f"unsupported language {language!r}")
+    await begin_write(session)
     member = await session.get(Member, member_id)
     if member is None:
         raise LookupError(member_id)

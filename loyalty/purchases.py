@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
+from storage.database import begin_write
 from storage.models import Member, Purchase
 
 CATEGORY_RE = re.compile(r"^[\w-]{1,32}$")
@@ -90,6 +91,7 @@ async def record_purchase(
     recorded_by: int | None = None,
 ) -> PurchaseResult:
     """Record a purchase and award its points, once per ``(source, external_id)``."""
+    await begin_write(session)
     existing = await find_purchase(session, source, external_id)
     if existing is not None:
         return await _replayed(session, existing)

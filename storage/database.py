@@ -8,6 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SessionFactory = async_sessionmaker[AsyncSession]
+_WRITE = "loyalty_write"
 
 
 def is_sqlite(url: str) -> bool:
@@ -25,8 +26,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # pysqlite's own transaction handling defers BEGIN and breaks SELECT-then-UPDATE atomicity;
-        # take control so every transaction starts with BEGIN IMMEDIATE and writers queue on the lock.
+        # pysqlite's own transaction handling would BEGIN lazily at the first write, too late for a
+        # read-then-write unit of work; take control of BEGIN (below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -36,8 +37,25 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front, so they queue on busy_timeout instead of failing when a
+        # read snapshot cannot be upgraded. Readers open no transaction at all: each SELECT is its own
+        # snapshot under WAL, which is all a reply needs, and saves a BEGIN round trip to the driver thread.
+        if conn.get_execution_options().get(_WRITE):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start a unit of work that will write: call it before the unit's first statement.
+
+    On SQLite an open read transaction is ended first (its snapshot could not become a writer), and the
+    new transaction takes the write lock at once. On PostgreSQL row locks and constraints do that job.
+    """
+    if session.bind.dialect.name != "sqlite":
+        return
+    if session.in_transaction():
+        await session.commit()
+    await session.connection(execution_options={_WRITE: True})

@@ -556,6 +556,8 @@ async def test_dispatcher_long_polling_round_trip(fake: FakeTelegram) -> None:
     async def echo(message: Message) -> None:
         await message.answer(f"<b>echo</b>: {message.text}")
 
+    seen: list[str] = []
+    fake.listeners.append(lambda call: seen.append(call.method))
     bot = _make_bot(fake)
     polling = asyncio.create_task(
         dp.start_polling(bot, handle_signals=False, polling_timeout=5, close_bot_session=False)
@@ -569,5 +571,6 @@ async def test_dispatcher_long_polling_round_trip(fake: FakeTelegram) -> None:
     await polling
     await _close(bot)
     assert fake.last_text(USER_ID) == "echo: hi"
+    assert "sendMessage" in seen and "getUpdates" in seen
     assert fake.calls_of("getUpdates")[0].params["allowed_updates"] == ["message"]
     fake.assert_clean()

@@ -164,6 +164,8 @@ class FakeTelegram:
         self.commands: dict[tuple[str, str], list[JSONDict]] = {}
         self.menu_buttons: dict[str, JSONDict] = {}
         self.webhook_url = ""
+        # Called with every answered Call (the demo prints bot replies from here); exceptions are logged.
+        self.listeners: list[Callable[[Call], object]] = []
         self._users: dict[int, JSONDict] = {}
         self._named_chats: dict[str, int] = {}
         self._messages: dict[tuple[str, int], JSONDict] = {}
@@ -695,6 +697,11 @@ class FakeTelegram:
             call.response = fault.response()
         else:
             call.response = await self._dispatch(method, params, files)
+        for listener in list(self.listeners):
+            try:
+                listener(call)
+            except Exception:
+                log.exception("FakeTelegram listener failed")
         status = 200 if call.ok else int(call.response.get("error_code", 500))
         return web.json_response(call.response, status=status)
 

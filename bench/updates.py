@@ -1,0 +1,133 @@
+"""Updates per second for /balance through the full stack, next to a bare aiogram handler that only replies.
+
+Both run the real dispatcher and aiogram Bot over HTTP against the local fake Bot API in the same process,
+so the fake server's cost is paid equally; the ratio is what the loyalty stack (middlewares, database,
+i18n, rendering) costs. Run: ``.venv/bin/python bench/updates.py [--updates 2000] [--concurrency 32]``.
+PostgreSQL is measured when it answers at --pg (a database ``loyalty_bench`` is created and reset there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiogram import Bot, Dispatcher, Router
+from aiogram.types import Message
+
+from bot.app import build_dispatcher, make_bot
+from bot.emulator import FakeTelegram
+from bot.settings import Settings
+from loyalty.members import join
+from loyalty.program import load_program
+from storage.clock import utcnow
+from storage.database import make_engine, make_session_factory
+from storage.migrate import upgrade_async
+
+MEMBERS = 200
+
+
+async def measure(tg: FakeTelegram, bot: Bot, dp: Dispatcher, updates: int, concurrency: int) -> float:
+    users = [tg.user(10_000 + i, f"M{i}") for i in range(MEMBERS)]
+    batch = [tg.message_update(users[i % MEMBERS], "/balance") for i in range(updates)]
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(update: dict[str, Any]) -> None:
+        async with semaphore:
+            await dp.feed_raw_update(bot, update)
+
+    for update in batch[:50]:  # warm-up: connection pools, caches, catalogs
+        await one(update)
+    started = time.perf_counter()
+    await asyncio.gather(*(one(update) for update in batch))
+    elapsed = time.perf_counter() - started
+    tg.assert_clean()
+    return updates / elapsed
+
+
+def bare_dispatcher() -> Dispatcher:
+    router = Router()
+
+    @router.message()
+    async def reply(message: Message) -> None:
+        await message.answer("ok")
+
+    dp = Dispatcher()
+    dp.include_router(router)
+    return dp
+
+
+async def full_stack_rate(url: str, updates: int, concurrency: int) -> float:
+    await upgrade_async(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    program = load_program()
+    async with sessions() as session:
+        for i in range(MEMBERS):
+            await join(session, program, telegram_id=10_000 + i, chat_id=10_000 + i, first_name=f"M{i}",
+                       last_name=None, username=None, language_code="en", payload=None, now=utcnow())
+    async with FakeTelegram() as tg:
+        settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, _env_file=None)  # type: ignore[call-arg]
+        bot = make_bot(settings)
+        dp = build_dispatcher(settings, program, sessions)
+        try:
+            return await measure(tg, bot, dp, updates, concurrency)
+        finally:
+            await bot.session.close()
+            await engine.dispose()
+
+
+async def bare_rate(updates: int, concurrency: int) -> float:
+    async with FakeTelegram() as tg:
+        settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, _env_file=None)  # type: ignore[call-arg]
+        bot = make_bot(settings)
+        try:
+            return await measure(tg, bot, bare_dispatcher(), updates, concurrency)
+        finally:
+            await bot.session.close()
+
+
+async def fresh_pg_database(server: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(f"postgresql://{server}/postgres", timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        await conn.execute("DROP DATABASE IF EXISTS loyalty_bench WITH (FORCE)")
+        await conn.execute("CREATE DATABASE loyalty_bench")
+    finally:
+        await conn.close()
+    return f"postgresql+asyncpg://{server}/loyalty_bench"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
+    args = parser.parse_args()
+
+    rows: list[tuple[str, float]] = [("bare aiogram handler", await bare_rate(args.updates, args.concurrency))]
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        rows.append(("/balance, SQLite", await full_stack_rate(url, args.updates, args.concurrency)))
+    pg_url = await fresh_pg_database(args.pg)
+    if pg_url:
+        rows.append(("/balance, PostgreSQL", await full_stack_rate(pg_url, args.updates, args.concurrency)))
+    else:
+        print(f"(PostgreSQL at {args.pg} did not answer; skipped)")
+
+    bare = rows[0][1]
+    print(f"{args.updates} updates, concurrency {args.concurrency}")
+    print(f"{'stack':<24}{'updates/s':>12}{'vs bare':>10}")
+    for name, rate in rows:
+        print(f"{name:<24}{rate:>12.0f}{rate / bare:>10.2f}")
+
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
