@@ -58,6 +58,7 @@ async def credit(
     """Add a lot of ``points`` (> 0). Returns the entry and the new balance."""
     if points <= 0:
         raise ValueError("a credit must be positive")
+    await begin_write(session)
     balance = (
         await session.execute(
             update(Member)
@@ -97,6 +98,7 @@ async def debit(
     """Take ``points`` (> 0) from the member's lots. Raises InsufficientPoints and changes nothing if short."""
     if points <= 0:
         raise ValueError("a debit must be positive")
+    await begin_write(session)
     # Points past their expiry are not spendable even if the expiry job has not swept them yet.
     await expire_member(session, member_id, now)
     balance = (
@@ -155,6 +157,7 @@ async def _draw(session: AsyncSession, entry: LedgerEntry, points: int, lots: li
 
 async def expire_member(session: AsyncSession, member_id: int, now: datetime) -> int:
     """Zero what remains of the member's lots that expired by ``now``; returns the points expired."""
+    await begin_write(session)
     lots = await _open_lots(session, member_id, due_by=now)
     total = sum(lot.remaining for lot in lots)
     if not total:
@@ -194,7 +197,6 @@ async def expire_due(session: AsyncSession, now: datetime) -> int:
     while member_ids := await members_with_expired_lots(session, now):
         await session.commit()
         for member_id in member_ids:
-            await begin_write(session)
             expired += await expire_member(session, member_id, now)
             await session.commit()
     await session.commit()

@@ -38,10 +38,9 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the write lock up front, so they queue on busy_timeout instead of failing when a
-        # read snapshot cannot be upgraded. Readers open no transaction at all: each SELECT is its own
-        # snapshot under WAL, which is all a reply needs, and saves a BEGIN round trip to the driver thread.
-        if conn.get_execution_options().get(_WRITE):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # read snapshot cannot be upgraded; readers never block anyone under WAL. Every unit of work still
+        # gets a real transaction, so a write that forgot begin_write stays atomic.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
@@ -49,7 +48,7 @@ def make_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 async def begin_write(session: AsyncSession) -> None:
-    """Start a unit of work that will write: call it before the unit's first statement.
+    """Make sure the session's transaction may write; idempotent within a unit of work.
 
     On SQLite an open read transaction is ended first (its snapshot could not become a writer), and the
     new transaction takes the write lock at once. On PostgreSQL row locks and constraints do that job.
@@ -57,5 +56,8 @@ async def begin_write(session: AsyncSession) -> None:
     if session.bind.dialect.name != "sqlite":
         return
     if session.in_transaction():
+        connection = await session.connection()
+        if connection.sync_connection is not None and connection.sync_connection.get_execution_options().get(_WRITE):
+            return
         await session.commit()
     await session.connection(execution_options={_WRITE: True})
