@@ -144,7 +144,7 @@ async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(ha
     [apology] = harness.texts(calls)
     assert apology == harness.dp["i18n"].gettext("Sorry, something went wrong. Please try again in a moment.",
                                                   locale="zh_Hans")
-    assert "出错" in apology or "错误" in apology
+    assert apology.startswith("抱歉")
     assert "database on fire" in caplog.text
     # ...and the bot keeps working.
     monkeypatch.undo()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+from datetime import UTC, datetime
 import sys
 from pathlib import Path
 
@@ -17,7 +18,9 @@ LOCALES = ROOT / "handlers" / "locales"
 POT = LOCALES / "messages.pot"
 LANGS = ("en", "zh_Hans", "zh_Hant")
 PLACEHOLDER = re.compile(r"\{[^{}]*\}")
-TAG = re.compile(r"</?[a-z-]+[^>]*>")
+# Only Telegram's HTML tags: usage strings legitimately show "<member>", and translators translate those.
+TAG = re.compile(r"</?(?:b|strong|i|em|u|ins|s|strike|del|span|tg-spoiler|a|tg-emoji|code|pre|blockquote)\b[^>]*>")
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def po_path(lang: str) -> Path:
@@ -35,6 +38,8 @@ def update() -> None:
 def compiled(lang: str) -> bytes:
     with po_path(lang).open("rb") as handle:
         catalog = read_po(handle, locale=lang)
+    # A fixed date keeps the .mo byte-for-byte reproducible, so "stale" means the texts changed.
+    catalog.creation_date = catalog.revision_date = FIXED_DATE
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     return buffer.getvalue()
