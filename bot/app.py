@@ -11,10 +11,10 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.types import LinkPreviewOptions
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods.base import Response, TelegramMethod
+from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
@@ -27,7 +27,6 @@ from loyalty.program import Program
 from loyalty.roles import Role, StaticRoles, staff_in_database
 from storage.clock import utcnow
 from storage.database import SessionFactory
-
 
 # aiogram parses every reply as ``Response[<method's result type>]``. pydantic keeps parametrised generics only
 # weakly, so a garbage collection drops them and the next reply rebuilds the model: about 30 ms of CPU each

@@ -44,7 +44,9 @@ class Demo:
     def __init__(self, tg: FakeTelegram, app: App, console: Console, files: Path) -> None:
         self.tg, self.app, self.console, self.files = tg, app, console, files
         self.me = MEMBER
-        self.users = {p.user_id: tg.user(p.user_id, p.first_name, p.username, p.language_code) for p in PERSONAS.values()}
+        self.users = {
+            p.user_id: tg.user(p.user_id, p.first_name, p.username, p.language_code) for p in PERSONAS.values()
+        }
 
     @property
     def user(self) -> dict[str, Any]:

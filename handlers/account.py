@@ -24,7 +24,6 @@ from loyalty.ledger import Kind
 from loyalty.program import Program
 from storage.models import LedgerEntry, Member
 
-
 EXPIRY_HORIZON_DAYS = 30
 
 KIND_LABELS: dict[str, LazyProxy] = {
@@ -68,9 +67,11 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
     lines += [_entry_line(entry, program, locale) for entry in page.entries]
     buttons = []
     if page.page > 0:
-        buttons.append(InlineKeyboardButton(text=_("◀ Newer"), callback_data=HistoryCallback(page=page.page - 1).pack()))
+        newer = HistoryCallback(page=page.page - 1).pack()
+        buttons.append(InlineKeyboardButton(text=_("◀ Newer"), callback_data=newer))
     if page.page + 1 < page.pages:
-        buttons.append(InlineKeyboardButton(text=_("Older ▶"), callback_data=HistoryCallback(page=page.page + 1).pack()))
+        older = HistoryCallback(page=page.page + 1).pack()
+        buttons.append(InlineKeyboardButton(text=_("Older ▶"), callback_data=older))
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
 
 

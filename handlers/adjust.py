@@ -20,7 +20,6 @@ from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
 
-
 MAX_ADJUSTMENT = 1_000_000
 _DELTA = re.compile(r"^[+-]\d{1,7}$")
 

@@ -18,7 +18,6 @@ from loyalty.members import LANGUAGES, set_language
 from loyalty.roles import Role
 from storage.models import Member
 
-
 # Each language is named in itself, so anyone can find their own whatever the current one is.
 NAMES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
 

@@ -16,7 +16,6 @@ from loyalty.program import Program
 from loyalty.roles import Role
 from storage.models import Member
 
-
 BALANCE = N_("⭐ Balance")
 CARD = N_("💳 My card")
 HISTORY = N_("📜 History")

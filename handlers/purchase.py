@@ -61,8 +61,9 @@ async def purchase(
     if not 2 <= len(args) <= 4:
         await message.answer(_usage())
         return
-    ref, amount_text, category, receipt = (args + [None, None])[:4]
-    assert ref is not None and amount_text is not None
+    ref, amount_text = args[0], args[1]
+    category = args[2] if len(args) > 2 else None
+    receipt = args[3] if len(args) > 3 else None
     locale = i18n.current_locale
     try:
         amount = parse_amount(amount_text, program)

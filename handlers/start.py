@@ -42,9 +42,9 @@ async def start(
             text = _("Welcome to <b>{program}</b>, {name}! 🎉").format(program=html.escape(program.name), name=name)
             if result.welcome_points:
                 text += "\n" + _("You got {points} welcome points.").format(points=result.welcome_points)
-            text += "\n\n" + _("Your member code is <code>{code}</code>. Show /card at the till to earn points.").format(
-                code=member.code
-            )
+            text += "\n\n" + _(
+                "Your member code is <code>{code}</code>. Show /card at the till to earn points."
+            ).format(code=member.code)
         else:
             text = _("Welcome back to <b>{program}</b>, {name}! You have {points} points.").format(
                 program=html.escape(program.name), name=name, points=member.points

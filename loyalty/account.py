@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, bindparam, func, select, true
+from sqlalchemy import Integer, Select, bindparam, func, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.sql.sqltypes import UTCDateTime
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key
 from loyalty.program import Program
@@ -27,12 +28,12 @@ class Balance:
     """Earliest expiry (UTC) among the points that expire within the horizon."""
 
 
-def _balance_statement() -> Select[tuple[int, int, int, int, datetime | None]]:
+def _balance_statement() -> Select[int, int, int, int, datetime | None]:
     # Built once: /balance is the hottest read, and building the expression cost more than running it.
-    expires_at, remaining = LedgerEntry.expires_at, LedgerEntry.remaining
+    expires_at, remaining = col(LedgerEntry.expires_at), col(LedgerEntry.remaining)
     now, horizon = bindparam("now", type_=UTCDateTime), bindparam("horizon", type_=UTCDateTime)
-    member_id = bindparam("member_id")
-    open_lots = (LedgerEntry.member_id == member_id) & (remaining > 0)  # type: ignore[operator]
+    member_id = bindparam("member_id", type_=Integer)
+    open_lots = (col(LedgerEntry.member_id) == member_id) & (remaining > 0)
     # An aggregate without GROUP BY yields exactly one row, so the cross join keeps the member's row.
     lots = (
         select(
@@ -44,9 +45,9 @@ def _balance_statement() -> Select[tuple[int, int, int, int, datetime | None]]:
         .subquery()
     )
     return (
-        select(Member.points, Member.lifetime_points, lots.c.due, lots.c.expiring, lots.c.first)
+        select(col(Member.points), col(Member.lifetime_points), lots.c.due, lots.c.expiring, lots.c.first)
         .join_from(Member, lots, true())
-        .where(Member.id == member_id)  # type: ignore[arg-type]
+        .where(col(Member.id) == member_id)
     )
 
 
@@ -75,14 +76,14 @@ class HistoryPage:
 async def history(session: AsyncSession, member_id: int, page: int, size: int = HISTORY_PAGE_SIZE) -> HistoryPage:
     """One page of the member's ledger, newest first; an out-of-range page is clamped."""
     total = (
-        await session.execute(select(func.count()).where(LedgerEntry.member_id == member_id))  # type: ignore[arg-type]
+        await session.execute(select(func.count()).where(col(LedgerEntry.member_id) == member_id))
     ).scalar_one()
     pages = max(1, -(-int(total) // size))
     page = min(max(page, 0), pages - 1)
     result = await session.execute(
         select(LedgerEntry)
-        .where(LedgerEntry.member_id == member_id)  # type: ignore[arg-type]
-        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())  # type: ignore[attr-defined,union-attr]
+        .where(col(LedgerEntry.member_id) == member_id)
+        .order_by(col(LedgerEntry.created_at).desc(), col(LedgerEntry.id).desc())
         .offset(page * size)
         .limit(size)
     )

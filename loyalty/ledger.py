@@ -17,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.database import begin_write
 from storage.models import LedgerEntry, LotDraw, Member
@@ -38,7 +39,7 @@ class Kind:
 
 
 async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:
-    result = await session.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))  # type: ignore[arg-type]
+    result = await session.execute(select(LedgerEntry).where(col(LedgerEntry.idempotency_key) == key))
     return result.scalar_one_or_none()
 
 
@@ -62,9 +63,9 @@ async def credit(
     balance = (
         await session.execute(
             update(Member)
-            .where(Member.id == member_id)  # type: ignore[arg-type]
-            .values(points=Member.points + points, lifetime_points=Member.lifetime_points + points)
-            .returning(Member.points)
+            .where(col(Member.id) == member_id)
+            .values(points=col(Member.points) + points, lifetime_points=col(Member.lifetime_points) + points)
+            .returning(col(Member.points))
         )
     ).scalar_one()
     entry = LedgerEntry(
@@ -104,13 +105,13 @@ async def debit(
     balance = (
         await session.execute(
             update(Member)
-            .where(Member.id == member_id, Member.points >= points)  # type: ignore[arg-type]
-            .values(points=Member.points - points)
-            .returning(Member.points)
+            .where(col(Member.id) == member_id, col(Member.points) >= points)
+            .values(points=col(Member.points) - points)
+            .returning(col(Member.points))
         )
     ).scalar_one_or_none()
     if balance is None:
-        current = (await session.execute(select(Member.points).where(Member.id == member_id))).scalar_one()  # type: ignore[arg-type]
+        current = (await session.execute(select(col(Member.points)).where(col(Member.id) == member_id))).scalar_one()
         raise InsufficientPoints(int(current), points)
     entry = LedgerEntry(
         member_id=member_id, kind=kind, points=-points, idempotency_key=key, reason=reason,
@@ -125,16 +126,16 @@ async def debit(
 async def _open_lots(session: AsyncSession, member_id: int, due_by: datetime | None = None) -> list[LedgerEntry]:
     query = (
         select(LedgerEntry)
-        .where(LedgerEntry.member_id == member_id, LedgerEntry.remaining > 0)  # type: ignore[arg-type]
+        .where(col(LedgerEntry.member_id) == member_id, col(LedgerEntry.remaining) > 0)
         .order_by(
-            LedgerEntry.expires_at.is_(None),  # type: ignore[union-attr]
-            LedgerEntry.expires_at,  # type: ignore[arg-type]
-            LedgerEntry.id,  # type: ignore[arg-type]
+            col(LedgerEntry.expires_at).is_(None),
+            col(LedgerEntry.expires_at),
+            col(LedgerEntry.id),
         )
         .with_for_update()
     )
     if due_by is not None:
-        query = query.where(LedgerEntry.expires_at <= due_by)  # type: ignore[operator]
+        query = query.where(col(LedgerEntry.expires_at) <= due_by)
     return list((await session.execute(query)).scalars())
 
 
@@ -148,6 +149,7 @@ async def _draw(session: AsyncSession, entry: LedgerEntry, points: int, lots: li
         lot.remaining -= take
         left -= take
         session.add(lot)
+        assert lot.id is not None
         session.add(LotDraw(entry_id=entry.id, lot_id=lot.id, points=take))
     if left:
         # Only reachable if the cached balance and the lots disagree, which the invariants forbid.
@@ -163,7 +165,7 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
     if not total:
         return 0
     await session.execute(
-        update(Member).where(Member.id == member_id).values(points=Member.points - total)  # type: ignore[arg-type]
+        update(Member).where(col(Member.id) == member_id).values(points=col(Member.points) - total)
     )
     entry = LedgerEntry(member_id=member_id, kind=Kind.EXPIRE, points=-total, created_at=now)
     session.add(entry)
@@ -173,18 +175,18 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
 
 
 async def has_expired_lots(session: AsyncSession, member_id: int, now: datetime) -> bool:
-    query = select(LedgerEntry.id).where(
-        LedgerEntry.member_id == member_id,  # type: ignore[arg-type]
-        LedgerEntry.remaining > 0,  # type: ignore[arg-type]
-        LedgerEntry.expires_at <= now,  # type: ignore[operator]
+    query = select(col(LedgerEntry.id)).where(
+        col(LedgerEntry.member_id) == member_id,
+        col(LedgerEntry.remaining) > 0,
+        col(LedgerEntry.expires_at) <= now,
     ).limit(1)
     return (await session.execute(query)).first() is not None
 
 
 async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int = 500) -> list[int]:
     query = (
-        select(LedgerEntry.member_id)
-        .where(LedgerEntry.remaining > 0, LedgerEntry.expires_at <= now)  # type: ignore[arg-type,operator]
+        select(col(LedgerEntry.member_id))
+        .where(col(LedgerEntry.remaining) > 0, col(LedgerEntry.expires_at) <= now)
         .distinct()
         .limit(limit)
     )

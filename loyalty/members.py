@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
@@ -62,12 +63,12 @@ class JoinResult:
 
 
 async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Member | None:
-    result = await session.execute(select(Member).where(Member.telegram_id == telegram_id))  # type: ignore[arg-type]
+    result = await session.execute(select(Member).where(col(Member.telegram_id) == telegram_id))
     return result.scalar_one_or_none()
 
 
 async def get_by_code(session: AsyncSession, code: str) -> Member | None:
-    result = await session.execute(select(Member).where(Member.code == code))  # type: ignore[arg-type]
+    result = await session.execute(select(Member).where(col(Member.code) == code))
     return result.scalar_one_or_none()
 
 
@@ -78,7 +79,7 @@ async def find_member(session: AsyncSession, ref: str) -> Member | None:
         name = ref[1:].lower()
         if not name:
             return None
-        result = await session.execute(select(Member).where(Member.username == name))  # type: ignore[arg-type]
+        result = await session.execute(select(Member).where(col(Member.username) == name))
         return result.scalar_one_or_none()
     if ref.isdigit() and len(ref) <= 19:
         member = await get_by_telegram_id(session, int(ref))
@@ -152,7 +153,7 @@ async def join(
 async def _unused_code(session: AsyncSession) -> str:
     while True:
         code = new_code()
-        taken = await session.execute(select(func.count()).where(Member.code == code))  # type: ignore[arg-type]
+        taken = await session.execute(select(func.count()).where(col(Member.code) == code))
         if not taken.scalar_one():
             return code
 

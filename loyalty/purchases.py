@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
@@ -73,7 +74,7 @@ class PurchaseResult:
 
 async def find_purchase(session: AsyncSession, source: str, external_id: str) -> Purchase | None:
     result = await session.execute(
-        select(Purchase).where(Purchase.source == source, Purchase.external_id == external_id)  # type: ignore[arg-type]
+        select(Purchase).where(col(Purchase.source) == source, col(Purchase.external_id) == external_id)
     )
     return result.scalar_one_or_none()
 
@@ -125,7 +126,7 @@ async def record_purchase(
 
 
 async def _balance(session: AsyncSession, member_id: int) -> int:
-    return int((await session.execute(select(Member.points).where(Member.id == member_id))).scalar_one())  # type: ignore[arg-type]
+    return int((await session.execute(select(col(Member.points)).where(col(Member.id) == member_id))).scalar_one())
 
 
 async def _replayed(session: AsyncSession, purchase: Purchase) -> PurchaseResult:

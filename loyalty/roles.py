@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import Member, StaffRole
 
@@ -69,9 +70,9 @@ def highest(roles: set[Role]) -> Role:
 
 
 _MEMBER_AND_GRANT = (
-    select(Member, StaffRole.role)
-    .outerjoin(StaffRole, StaffRole.telegram_id == Member.telegram_id)  # type: ignore[arg-type]
-    .where(Member.telegram_id == bindparam("telegram_id"))  # type: ignore[arg-type]
+    select(Member, col(StaffRole.role))
+    .outerjoin(StaffRole, col(StaffRole.telegram_id) == col(Member.telegram_id))
+    .where(col(Member.telegram_id) == bindparam("telegram_id"))
 )
 
 

@@ -53,7 +53,7 @@ async def begin_write(session: AsyncSession) -> None:
     On SQLite an open read transaction is ended first (its snapshot could not become a writer), and the
     new transaction takes the write lock at once. On PostgreSQL row locks and constraints do that job.
     """
-    if session.bind.dialect.name != "sqlite":
+    if session.bind is None or session.bind.dialect.name != "sqlite":
         return
     if session.in_transaction():
         connection = await session.connection()

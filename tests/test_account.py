@@ -128,7 +128,8 @@ async def test_help_lists_commands_by_role(harness: BotHarness) -> None:
 async def test_non_members_are_invited_to_join(harness: BotHarness) -> None:
     stranger = harness.user(4242, "Zed")
     for command in ("/balance", "/history", "/card", "hello"):
-        assert harness.texts(await harness.send(stranger, command)) == ["You are not a member yet. Send /start to join."]
+        replies = harness.texts(await harness.send(stranger, command))
+        assert replies == ["You are not a member yet. Send /start to join."]
     assert "don't know that command" in harness.texts(await harness.send(stranger, "/frobnicate"))[0]
 
 

@@ -85,7 +85,8 @@ async def test_bad_amounts_are_refused_and_change_nothing(harness: BotHarness, a
 async def test_usage_unknown_member_and_bad_receipt(harness: BotHarness) -> None:
     await _join(harness)
     cashier = harness.user(CASHIER_ID, "Cass")
-    assert "Usage: /purchase &lt;member&gt; &lt;amount&gt;" in harness.texts(await harness.send(cashier, "/purchase"))[0]
+    usage = harness.texts(await harness.send(cashier, "/purchase"))[0]
+    assert "Usage: /purchase &lt;member&gt; &lt;amount&gt;" in usage
     assert "No member found for @&lt;x&gt;" in harness.texts(await harness.send(cashier, "/purchase @<x> 10"))[0]
     assert "No member found" in harness.texts(await harness.send(cashier, "/purchase 77777777 10"))[0]
     reply = harness.texts(await harness.send(cashier, "/purchase @ann_w 10 coffee <receipt>"))[0]

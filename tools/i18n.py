@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import re
 import subprocess
-from datetime import UTC, datetime
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.mofile import write_mo

@@ -1,0 +1,66 @@
+"""The bot as a black box: `loyalty run` long-polls a Bot API server; `loyalty demo --script` tours offline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bot.emulator import FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    return {**clean, **extra}
+
+
+async def _wait_for(condition, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_run_polls_the_configured_api_and_stops_cleanly(tmp_path: Path) -> None:
+    async with FakeTelegram(token="4242:RUN-TEST") as tg:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", cwd=tmp_path,
+            env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_ADMIN_IDS="77",
+                     LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}", PYTHONPATH=str(ROOT)),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await _wait_for(lambda: tg.calls_of("getUpdates"))
+            tg.push_update(tg.message_update(tg.user(501, "Ann"), "/start"))
+            await _wait_for(lambda: tg.last_text(501) is not None)
+            assert "Welcome to Bean There Coffee, Ann!" in (tg.last_text(501) or "")
+            # Menus were set at start-up: the admin's private chat carries the admin commands.
+            admin_menu = tg.commands_for({"type": "chat", "chat_id": 77}) or []
+            assert "adjust" in [command["command"] for command in admin_menu]
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, stderr.decode()
+        assert b"Traceback" not in stderr
+        tg.assert_clean()
+    assert (tmp_path / "run.db").exists(), "SQLite was migrated and used in place"
+
+
+async def test_demo_script_tours_and_exits_zero() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "demo", "--script", cwd=ROOT, env=_env(COLUMNS="120"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    output = stdout.decode()
+    assert process.returncode == 0, output + stderr.decode()
+    assert "Welcome to Bean There Coffee, Ann!" in output
+    assert "+36 points, balance 86" in output
+    assert "Page 1 of 1".lower() in output.lower()
+    assert "语言已设为简体中文。" in output and "积分" in output.split("语言已设为简体中文。")[1]
+    assert "every request the bot made matched the Bot API spec" in output
