@@ -18,12 +18,14 @@ def _env(**extra: str) -> dict[str, str]:
     return {**clean, **extra}
 
 
-async def _wait_for(condition, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+async def _wait_for(tg: FakeTelegram, condition) -> None:
+    """Re-check ``condition`` whenever the bot makes a request, for up to 30 seconds."""
+    changed = asyncio.Event()
+    tg.listeners.append(lambda _call: changed.set())
+    async with asyncio.timeout(30):
+        while not condition():
+            await changed.wait()
+            changed.clear()
 
 
 async def test_run_polls_the_configured_api_and_stops_cleanly(tmp_path: Path) -> None:
@@ -35,9 +37,9 @@ async def test_run_polls_the_configured_api_and_stops_cleanly(tmp_path: Path) ->
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
-            await _wait_for(lambda: tg.calls_of("getUpdates"))
+            await _wait_for(tg, lambda: tg.calls_of("getUpdates"))
             tg.push_update(tg.message_update(tg.user(501, "Ann"), "/start"))
-            await _wait_for(lambda: tg.last_text(501) is not None)
+            await _wait_for(tg, lambda: tg.last_text(501) is not None)
             assert "Welcome to Bean There Coffee, Ann!" in (tg.last_text(501) or "")
             # Menus were set at start-up: the admin's private chat carries the admin commands.
             admin_menu = tg.commands_for({"type": "chat", "chat_id": 77}) or []
