@@ -26,9 +26,6 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # pysqlite's own transaction handling would BEGIN lazily at the first write, too late for a
-        # read-then-write unit of work; take control of BEGIN (below).
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -37,10 +34,13 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers take the write lock up front, so they queue on busy_timeout instead of failing when a
-        # read snapshot cannot be upgraded; readers never block anyone under WAL. Every unit of work still
-        # gets a real transaction, so a write that forgot begin_write stays atomic.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+        # A unit of work that will write takes the write lock up front (begin_write), so it queues on
+        # busy_timeout instead of failing when a read snapshot cannot be upgraded. Otherwise pysqlite's own
+        # handling applies: reads run without a transaction (each SELECT sees a consistent WAL snapshot and
+        # blocks no one, and a read-only reply saves the BEGIN round trip to the driver thread), and it
+        # opens one before the first INSERT/UPDATE/DELETE, so even a write that skipped begin_write is atomic.
+        if conn.get_execution_options().get(_WRITE):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
