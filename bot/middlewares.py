@@ -10,7 +10,8 @@ from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18nMiddleware
 
 from handlers.ui import user_locale
-from loyalty.roles import Role, StaticRoles, identify
+from loyalty.members import identify
+from loyalty.roles import Role, StaticRoles
 from storage.database import SessionFactory
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]

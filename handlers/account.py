@@ -21,8 +21,9 @@ from handlers.menu import BALANCE, HISTORY
 from handlers.ui import day, edit_or_keep
 from loyalty.account import HistoryPage, balance, history
 from loyalty.ledger import Kind
+from loyalty.members import MemberView
 from loyalty.program import Program
-from storage.models import LedgerEntry, Member
+from storage.models import LedgerEntry
 
 EXPIRY_HORIZON_DAYS = 30
 
@@ -40,10 +41,10 @@ class HistoryCallback(CallbackData, prefix="hist"):
 
 
 async def show_balance(
-    message: Message, session: AsyncSession, member: Member, program: Program, i18n: I18n,
+    message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    summary = await balance(session, member.id or 0, clock(), EXPIRY_HORIZON_DAYS)
+    summary = await balance(session, member.id, clock(), EXPIRY_HORIZON_DAYS)
     lines = [
         _("⭐ <b>{points}</b> points").format(points=summary.points),
         _("Earned since joining: {points}").format(points=summary.lifetime_points),
@@ -82,16 +83,18 @@ def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
     return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
 
 
-async def show_history(message: Message, session: AsyncSession, member: Member, program: Program, i18n: I18n) -> None:
-    text, markup = _render(await history(session, member.id or 0, 0), program, i18n.current_locale)
+async def show_history(
+    message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n
+) -> None:
+    text, markup = _render(await history(session, member.id, 0), program, i18n.current_locale)
     await message.answer(text, reply_markup=markup)
 
 
 async def page_history(
-    query: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, member: Member,
+    query: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, member: MemberView,
     program: Program, i18n: I18n,
 ) -> None:
-    page = await history(session, member.id or 0, callback_data.page)
+    page = await history(session, member.id, callback_data.page)
     text, markup = _render(page, program, i18n.current_locale)
     if isinstance(query.message, Message):
         await edit_or_keep(query.message, text, markup)

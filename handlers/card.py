@@ -13,8 +13,8 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import CARD
+from loyalty.members import MemberView
 from loyalty.program import Program
-from storage.models import Member
 
 
 def qr_png(payload: str) -> bytes:
@@ -23,7 +23,7 @@ def qr_png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-async def show_card(message: Message, member: Member, program: Program) -> None:
+async def show_card(message: Message, member: MemberView, program: Program) -> None:
     # The QR holds just the code, so a till's scanner types exactly what a cashier would.
     caption = "\n".join([
         _("💳 <b>{program}</b> member card").format(program=html.escape(program.name)),

@@ -6,17 +6,16 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ErrorEvent, User
+from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import I18n
-from sqlalchemy import inspect
 
-from handlers.ui import locale_of, user_locale
-from storage.models import Member
+from handlers.ui import user_locale
+from loyalty.members import MemberView
 
 log = logging.getLogger(__name__)
 
 
-async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: Member | None = None) -> bool:
+async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView | None = None) -> bool:
     update = event.update
     log.error("update %s failed: %s", update.model_dump_json(exclude_none=True), event.exception,
               exc_info=event.exception)
@@ -28,7 +27,7 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: Member | Non
         chat_id = update.callback_query.message.chat.id if update.callback_query.message else user.id
     if chat_id is None:
         return True
-    text = i18n.gettext("Sorry, something went wrong. Please try again in a moment.", locale=_locale(member, user))
+    text = i18n.gettext("Sorry, something went wrong. Please try again in a moment.", locale=user_locale(member, user))
     try:
         if update.callback_query is not None:
             await update.callback_query.answer(text, show_alert=True)
@@ -38,11 +37,6 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: Member | Non
         log.warning("could not tell chat %s about the error", chat_id, exc_info=True)
     return True
 
-
-def _locale(member: Member | None, user: User | None) -> str:
-    # The member object may have been expired by the failed handler's rollback; read only what is loaded.
-    language = inspect(member).dict.get("language") if member is not None else None
-    return locale_of(language) if isinstance(language, str) else user_locale(None, user)
 
 
 def router() -> Router:

@@ -19,6 +19,20 @@ class HasPermission(Filter):
         return can(role, self.permission)
 
 
+class PrivateChat(Filter):
+    """``F.chat.type == "private"`` as a coroutine: aiogram runs synchronous (magic) filters in a thread."""
+
+    async def __call__(self, message: Message) -> bool:
+        return message.chat.type == "private"
+
+
+class SlashCommand(Filter):
+    """Any text starting with "/", without a thread hop (see PrivateChat)."""
+
+    async def __call__(self, message: Message) -> bool:
+        return bool(message.text and message.text.startswith("/"))
+
+
 class IsMember(Filter):
     """Passes once the sender has joined; handlers then receive a non-None ``member``."""
 

@@ -14,9 +14,8 @@ from handlers.commands import set_chat_menu
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import LANGUAGE, main_menu
 from handlers.ui import drop_keyboard, locale_of
-from loyalty.members import LANGUAGES, set_language
+from loyalty.members import LANGUAGES, MemberView, set_language
 from loyalty.roles import Role
-from storage.models import Member
 
 # Each language is named in itself, so anyone can find their own whatever the current one is.
 NAMES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
@@ -34,10 +33,9 @@ async def choose_language(message: Message) -> None:
 
 
 async def set_member_language(
-    query: CallbackQuery, callback_data: LanguageCallback, session: AsyncSession, member: Member, role: Role,
+    query: CallbackQuery, callback_data: LanguageCallback, session: AsyncSession, member: MemberView, role: Role,
     i18n: I18n, bot: Bot,
 ) -> None:
-    assert member.id is not None
     await set_language(session, member.id, callback_data.code)
     with i18n.use_locale(locale_of(callback_data.code)):
         await query.answer()

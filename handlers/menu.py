@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import html
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import command_names, commands_for
-from handlers.filters import MenuButton
+from handlers.filters import MenuButton, PrivateChat, SlashCommand
 from handlers.ui import N_
+from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Role
-from storage.models import Member
 
 BALANCE = N_("⭐ Balance")
 CARD = N_("💳 My card")
@@ -55,7 +55,7 @@ async def unknown_command(message: Message) -> None:
     await message.answer(_("I don't know that command. Send /help to see what I can do."))
 
 
-async def anything_else(message: Message, member: Member | None) -> None:
+async def anything_else(message: Message, member: MemberView | None) -> None:
     if member is None:
         await message.answer(_("You are not a member yet. Send /start to join."))
     else:
@@ -72,8 +72,7 @@ def router() -> Router:
 def fallback_router() -> Router:
     """Included last, so these run only when no feature handled the message."""
     router = Router(name="fallback")
-    router.message.register(needs_role_or_join, F.text.startswith("/"), Command(*command_names(Role.OWNER),
-                                                                                   ignore_case=True))
-    router.message.register(unknown_command, F.text.startswith("/"))
-    router.message.register(anything_else, F.chat.type == "private")
+    router.message.register(needs_role_or_join, Command(*command_names(Role.OWNER), ignore_case=True))
+    router.message.register(unknown_command, SlashCommand())
+    router.message.register(anything_else, PrivateChat())
     return router

@@ -6,13 +6,14 @@ import html
 from collections.abc import Callable
 from datetime import datetime
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.filters import PrivateChat
 from handlers.menu import main_menu
 from handlers.ui import locale_of
 from loyalty.members import join
@@ -28,7 +29,8 @@ async def start(
     clock: Callable[[], datetime],
 ) -> None:
     user = message.from_user
-    assert user is not None
+    if user is None:  # a channel post or an anonymous admin: nobody to register
+        return
     result = await join(
         session, program, telegram_id=user.id, chat_id=message.chat.id, first_name=user.first_name,
         last_name=user.last_name, username=user.username, language_code=user.language_code,
@@ -54,5 +56,5 @@ async def start(
 
 def router() -> Router:
     router = Router(name="start")
-    router.message.register(start, CommandStart(), F.chat.type == "private", F.from_user)
+    router.message.register(start, CommandStart(), PrivateChat())
     return router

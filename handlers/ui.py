@@ -13,7 +13,7 @@ from aiogram.utils.i18n import I18n
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 
-from loyalty.members import map_language
+from loyalty.members import MemberView, map_language
 from storage.models import Member
 
 LOCALES_DIR = Path(__file__).with_name("locales")
@@ -37,7 +37,7 @@ def locale_of(language: str) -> str:
     return language.replace("-", "_")
 
 
-def user_locale(member: Member | None, user: User | None) -> str:
+def user_locale(member: MemberView | Member | None, user: User | None) -> str:
     if member is not None:
         return locale_of(member.language)
     return locale_of(map_language(user.language_code if user else None))

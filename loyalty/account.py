@@ -57,12 +57,13 @@ _BALANCE = _balance_statement()
 async def balance(session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30) -> Balance:
     """The member's points now, sweeping first any lot that expired since the expiry job last ran."""
     params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days)}
-    points, lifetime, due, expiring, first = (await session.execute(_BALANCE, params)).one()
+    # Core execution on the session's connection: no ORM entities here, so skip the ORM's machinery.
+    points, lifetime, due, expiring, first = (await (await session.connection()).execute(_BALANCE, params)).one()
     if due:
         await begin_write(session)
         await expire_member(session, member_id, now)
         await session.commit()
-        points, lifetime, due, expiring, first = (await session.execute(_BALANCE, params)).one()
+        points, lifetime, due, expiring, first = (await (await session.connection()).execute(_BALANCE, params)).one()
     return Balance(int(points), int(lifetime), int(expiring), first)
 
 

@@ -7,15 +7,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
+from loyalty.roles import Role, StaticRoles, highest, role_of
 from storage.database import begin_write
-from storage.models import Member
+from storage.models import Member, StaffRole
 
 # No 0/O or 1/I: codes are read aloud at the till and typed from a screen.
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -168,3 +169,40 @@ async def set_language(session: AsyncSession, member_id: int, language: str) -> 
     member.language = language
     session.add(member)
     await session.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """The sender as a member, read once per update. An immutable snapshot: handlers change members only
+    through ``loyalty`` functions, and reading it costs no ORM bookkeeping on the hottest path."""
+
+    id: int
+    telegram_id: int
+    chat_id: int
+    code: str
+    first_name: str
+    last_name: str | None
+    username: str | None
+    language: str
+    points: int
+    lifetime_points: int
+
+
+_MEMBER_AND_GRANT = (
+    select(*[col(getattr(Member, name)) for name in MemberView.__slots__], col(StaffRole.role))
+    .outerjoin(StaffRole, col(StaffRole.telegram_id) == col(Member.telegram_id))
+    .where(col(Member.telegram_id) == bindparam("telegram_id"))
+)
+
+
+async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int) -> tuple[MemberView | None, Role]:
+    """Who sent an update: the member (None before /start) and their role, in one query for members."""
+    connection = await session.connection()
+    row = (await connection.execute(_MEMBER_AND_GRANT, {"telegram_id": telegram_id})).first()
+    if row is None:
+        return None, await role_of(session, static, telegram_id)
+    *fields, granted = row
+    roles = static.roles_of(telegram_id)
+    if granted is not None:
+        roles.add(Role(granted))
+    return MemberView(*fields), highest(roles)

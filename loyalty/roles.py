@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from storage.models import Member, StaffRole
+from storage.models import StaffRole
 
 
 class Role(StrEnum):
@@ -67,25 +66,6 @@ class StaticRoles:
 
 def highest(roles: set[Role]) -> Role:
     return next((role for role in _RANK if role in roles), Role.MEMBER)
-
-
-_MEMBER_AND_GRANT = (
-    select(Member, col(StaffRole.role))
-    .outerjoin(StaffRole, col(StaffRole.telegram_id) == col(Member.telegram_id))
-    .where(col(Member.telegram_id) == bindparam("telegram_id"))
-)
-
-
-async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int) -> tuple[Member | None, Role]:
-    """Who sent an update: the member (None before /start) and their role, in one query for members."""
-    row = (await session.execute(_MEMBER_AND_GRANT, {"telegram_id": telegram_id})).first()
-    if row is None:
-        return None, await role_of(session, static, telegram_id)
-    member, granted = row
-    roles = static.roles_of(telegram_id)
-    if granted is not None:
-        roles.add(Role(granted))
-    return member, highest(roles)
 
 
 async def role_of(session: AsyncSession, static: StaticRoles, telegram_id: int) -> Role:

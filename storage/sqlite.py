@@ -1,0 +1,129 @@
+"""SQLite for one process: the driver runs in the event loop's thread, and writers queue on an asyncio lock.
+
+aiosqlite hands every cursor, execute, fetch and close to a worker thread and back. For the millisecond-sized
+statements a loyalty bot runs, those hand-offs (and the GIL contention of one thread per pooled connection)
+cost several times the queries themselves: they made /balance three times as expensive as replying alone.
+So the aiosqlite connection used here does its work inline. Two rules make that safe:
+
+- Nothing may wait on SQLite's file lock inside the loop, or a writer would block the very loop that the
+  lock holder needs to finish. Writers in this process therefore take an ``asyncio.Lock`` before
+  ``BEGIN IMMEDIATE`` (``begin_write``) and release it when their transaction ends; another process holding
+  the lock (``loyalty migrate``, a second tool) is waited for by ``busy_timeout``, briefly, as before.
+- Reads run outside transactions (pysqlite's default handling), each SELECT on a WAL snapshot, so they
+  never wait for writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import aiosqlite
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+WRITE_OPTION = "loyalty_write"
+_HOLDS_LOCK = "loyalty_holds_write_lock"
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+class _Inline:
+    """Stands in for aiosqlite's queue to its worker thread: runs each job at once, in the caller's thread."""
+
+    def put_nowait(self, job: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = job
+        try:
+            result = function()
+        except BaseException as exc:  # the future carries it to the awaiting caller, as the thread would
+            if future is not None:
+                future.set_exception(exc)
+            return
+        if future is not None:
+            future.set_result(result)
+
+
+class InlineConnection(aiosqlite.Connection):
+    def __init__(self, connector: Callable[[], Any], iter_chunk_size: int = 64) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self._tx = _Inline()  # type: ignore[assignment]
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    def __await__(self) -> Any:  # no worker thread to start
+        return self._connect().__await__()
+
+
+def make_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    database = url.split(":///", 1)[1] if ":///" in url else ":memory:"
+
+    async def connect() -> InlineConnection:
+        import sqlite3
+
+        return await InlineConnection(partial(sqlite3.connect, database, timeout=30, check_same_thread=False))
+
+    engine = create_async_engine(url, async_creator=connect, **kwargs)
+    lock = asyncio.Lock()
+    _WRITE_LOCKS[engine.sync_engine] = lock
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _release(info: dict[Any, Any]) -> None:
+        if info.pop(_HOLDS_LOCK, False):
+            lock.release()
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _on_commit(conn: Connection) -> None:
+        _release(conn.info)
+
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _on_rollback(conn: Connection) -> None:
+        _release(conn.info)
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Safety net: a connection returned or invalidated mid-transaction must not keep the lock.
+        _release(record.info)
+
+    return engine
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """See ``storage.database.begin_write``."""
+    if session.in_transaction():
+        connection = await session.connection()
+        if connection.sync_connection is not None and connection.sync_connection.info.get(_HOLDS_LOCK):
+            return
+        # A read "transaction" holds no SQLite transaction (see the module doc): ending it is free.
+        await session.commit()
+    bind = session.bind
+    lock = _WRITE_LOCKS.get(bind.sync_engine) if isinstance(bind, AsyncEngine) else None
+    if lock is None:
+        await session.connection(execution_options={WRITE_OPTION: True})
+        return
+    await lock.acquire()
+    try:
+        connection = await session.connection(execution_options={WRITE_OPTION: True})
+    except BaseException:
+        lock.release()
+        raise
+    assert connection.sync_connection is not None
+    connection.sync_connection.info[_HOLDS_LOCK] = True
