@@ -130,6 +130,6 @@ async def main() -> None:
     for name, runs in rates.items():
         print(f"{name:<24}{max(runs):>12.0f}{max(runs) / bare:>10.2f}   {', '.join(f'{r:.0f}' for r in runs)}")
 
-if __name__ == "__main__":
 
+if __name__ == "__main__":
     asyncio.run(main())
