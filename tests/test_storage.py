@@ -1,0 +1,68 @@
+"""Storage under concurrency: writers queue instead of failing, and a failed unit of work frees the way."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from loyalty.members import join
+from loyalty.program import Program
+from loyalty.purchases import record_purchase
+from storage.database import SessionFactory, begin_write
+from storage.models import Member, Purchase
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+async def _member(sessions: SessionFactory, program: Program) -> int:
+    async with sessions() as session:
+        result = await join(session, program, telegram_id=1, chat_id=1, first_name="Ann", last_name=None,
+                            username=None, language_code="en", payload=None, now=NOW)
+        assert result.member.id is not None
+        return result.member.id
+
+
+async def test_concurrent_purchases_with_replays_award_exactly_once_each(
+    sessions: SessionFactory, program: Program
+) -> None:
+    member_id = await _member(sessions, program)
+
+    async def buy(receipt: str) -> bool:
+        async with sessions() as session:
+            result = await record_purchase(session, program, member_id=member_id, amount=Decimal("10"),
+                                           source="receipt", external_id=receipt, now=NOW)
+            return result.created
+
+    receipts = [f"R-{i % 20}" for i in range(40)]  # every receipt delivered twice, all at once
+    created = await asyncio.gather(*(buy(receipt) for receipt in receipts))
+    assert sum(created) == 20
+    async with sessions() as session:
+        points = (await session.execute(select(Member.points).where(Member.id == member_id))).scalar_one()
+        purchases = (await session.execute(select(func.count()).select_from(Purchase))).scalar_one()
+    assert purchases == 20 and points == 50 + 20 * 10
+
+
+async def test_a_failed_write_releases_the_way_for_the_next(sessions: SessionFactory, program: Program) -> None:
+    member_id = await _member(sessions, program)
+    with pytest.raises(RuntimeError):
+        async with sessions() as session:
+            await begin_write(session)
+            member = await session.get(Member, member_id)
+            assert member is not None
+            member.first_name = "changed"
+            await session.flush()
+            raise RuntimeError("the handler failed mid-way")
+
+    async def write() -> None:
+        async with sessions() as session:
+            await record_purchase(session, program, member_id=member_id, amount=Decimal("1"), source="t",
+                                  external_id="after-failure", now=NOW)
+
+    await asyncio.wait_for(write(), timeout=10)
+    async with sessions() as session:
+        name = (await session.execute(select(Member.first_name).where(Member.id == member_id))).scalar_one()
+    assert name == "Ann"
