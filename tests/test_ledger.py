@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from loyalty import ledger
 from loyalty.ledger import InsufficientPoints, Kind
-from storage.database import SessionFactory, make_engine, make_session_factory
+from storage.database import SessionFactory, begin_write, make_engine, make_session_factory
 from storage.models import AuditLog, LedgerEntry, LotDraw, Member, Purchase
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,6 +27,7 @@ operation = st.one_of(
 
 async def _new_member(sessions: SessionFactory, telegram_id: int = 1) -> int:
     async with sessions() as session:
+        await begin_write(session)
         member = Member(telegram_id=telegram_id, chat_id=telegram_id, code=f"TEST{telegram_id:04d}"[:8])
         session.add(member)
         await session.commit()
@@ -69,6 +70,7 @@ def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> N
 
     async def run(sessions: SessionFactory) -> None:
         async with sessions() as session:
+            await begin_write(session)
             for table in (LotDraw, LedgerEntry, AuditLog, Purchase):
                 await session.execute(table.__table__.delete())  # type: ignore[attr-defined]
             await session.execute(Member.__table__.delete())  # type: ignore[attr-defined]

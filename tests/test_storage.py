@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from loyalty.members import join
 from loyalty.program import Program
 from loyalty.purchases import record_purchase
-from storage.database import SessionFactory, begin_write
+from storage.database import SessionFactory, WriteOutsideTransaction, begin_write
 from storage.models import Member, Purchase
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -66,3 +66,18 @@ async def test_a_failed_write_releases_the_way_for_the_next(sessions: SessionFac
     async with sessions() as session:
         name = (await session.execute(select(Member.first_name).where(Member.id == member_id))).scalar_one()
     assert name == "Ann"
+
+
+async def test_a_write_outside_a_unit_of_work_is_never_half_applied(sessions: SessionFactory, engine) -> None:
+    """PostgreSQL sessions read in autocommit, so a write without begin_write is refused outright; SQLite's
+    driver opens a transaction before the first write by itself, so a rollback still undoes it."""
+    async with sessions() as session:
+        session.add(Member(telegram_id=5, chat_id=5, code="AAAA2222"))
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(WriteOutsideTransaction):
+                await session.flush()
+        else:
+            await session.flush()
+        await session.rollback()
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Member))).scalar_one() == 0

@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from storage.database import make_engine
+from storage.sqlite import WRITE_OPTION
 
 target_metadata = SQLModel.metadata
 
@@ -28,6 +29,11 @@ def _run(connection: Connection) -> None:
 async def _online() -> None:
     engine = make_engine(context.config.get_main_option("sqlalchemy.url") or "")
     async with engine.connect() as connection:
+        # Migrations write, so they run as a unit of work (transactional DDL on PostgreSQL).
+        options: dict[str, object] = {WRITE_OPTION: True}
+        if connection.dialect.name == "postgresql":
+            options["isolation_level"] = "READ COMMITTED"
+        await connection.execution_options(**options)
         await connection.run_sync(_run)
     await engine.dispose()
 
