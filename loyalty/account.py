@@ -120,7 +120,7 @@ async def adjust(
     try:
         if delta > 0:
             entry, new_balance = await credit(
-                session, member_id, delta, kind=Kind.ADJUST, now=now, expires_at=program.expiry.expires_at(now),
+                session, member_id, delta, kind=Kind.ADJUST, now=now, expires_at=program.expires_at(now),
                 key=key, reason=reason, actor_id=actor_id,
             )
         else:

@@ -137,7 +137,7 @@ async def join(
             assert member.id is not None
             await credit(
                 session, member.id, bonus, kind=Kind.WELCOME, now=now,
-                expires_at=program.expiry.expires_at(now), key=f"welcome:{member.id}",
+                expires_at=program.expires_at(now), key=f"welcome:{member.id}",
             )
         await session.commit()
     except IntegrityError:

@@ -7,7 +7,7 @@ silently ignored. Later features add sections here; each has defaults so older f
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Literal
@@ -46,19 +46,33 @@ class WelcomeRules(_Section):
 
 
 class ExpiryRules(_Section):
-    policy: Literal["days", "never"] = "never"
+    """When earned points expire: N days after earning, at the end of the month N months later, or never."""
+
+    policy: Literal["days", "end_of_month", "never"] = "never"
     days: int | None = Field(default=None, gt=0)
+    months: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _days_needed(self) -> ExpiryRules:
+    def _amount_needed(self) -> ExpiryRules:
         if self.policy == "days" and self.days is None:
             raise ValueError('policy "days" needs days = N')
+        if self.policy == "end_of_month" and self.months is None:
+            raise ValueError('policy "end_of_month" needs months = N (0 = the end of the month of earning)')
         return self
 
-    def expires_at(self, earned_at: datetime) -> datetime | None:
-        """When a lot earned at ``earned_at`` (UTC) expires, or None for never."""
+    def expires_at(self, earned_at: datetime, tz: ZoneInfo) -> datetime | None:
+        """When a lot earned at ``earned_at`` expires (UTC), or None for never.
+
+        "End of month" is the end of that calendar month where the merchant is: the first instant of the next
+        month in the program's timezone.
+        """
         if self.policy == "days" and self.days is not None:
             return earned_at + timedelta(days=self.days)
+        if self.policy == "end_of_month" and self.months is not None:
+            local = earned_at.astimezone(tz)
+            month_index = local.year * 12 + (local.month - 1) + self.months + 1
+            start_of_next = datetime(month_index // 12, month_index % 12 + 1, 1, tzinfo=tz)
+            return start_of_next.astimezone(UTC)
         return None
 
 
@@ -82,6 +96,9 @@ class Program(_Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def expires_at(self, earned_at: datetime) -> datetime | None:
+        return self.expiry.expires_at(earned_at, self.tz)
 
     @property
     def minor_digits(self) -> int:

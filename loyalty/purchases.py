@@ -109,7 +109,7 @@ async def record_purchase(
         if points:
             _, balance = await credit(
                 session, member_id, points, kind=Kind.PURCHASE, now=now,
-                expires_at=program.expiry.expires_at(now), purchase_id=purchase.id,
+                expires_at=program.expires_at(now), purchase_id=purchase.id,
                 key=f"purchase:{purchase.id}",
             )
         else:

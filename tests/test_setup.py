@@ -118,3 +118,21 @@ def test_catalogs_are_complete_and_compiled() -> None:
     import i18n
 
     assert i18n.problems() == []
+
+
+def test_expiry_policies() -> None:
+    from datetime import UTC, datetime
+
+    earned = datetime(2026, 1, 31, 17, 0, tzinfo=UTC)  # already Feb 1 01:00 in Shanghai
+    days = parse_program('name = "X"\n[expiry]\npolicy = "days"\ndays = 30')
+    assert days.expires_at(earned) == datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
+    monthly = 'name = "X"\ntimezone = "Asia/Shanghai"\n[expiry]\npolicy = "end_of_month"\nmonths = '
+    # Earned in February (local time): with months = 2 it lasts to the end of April, i.e. May 1 00:00 local.
+    assert parse_program(monthly + "2").expires_at(earned) == datetime(2026, 4, 30, 16, 0, tzinfo=UTC)
+    assert parse_program(monthly + "0").expires_at(earned) == datetime(2026, 2, 28, 16, 0, tzinfo=UTC)
+    assert parse_program(monthly + "10").expires_at(earned) == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
+    assert parse_program(monthly + "11").expires_at(earned) == datetime(2027, 1, 31, 16, 0, tzinfo=UTC)
+    assert parse_program(monthly + "12").expires_at(earned) == datetime(2027, 2, 28, 16, 0, tzinfo=UTC)
+    assert parse_program('name = "X"').expires_at(earned) is None
+    with pytest.raises(ProgramError, match="months = N"):
+        parse_program('name = "X"\n[expiry]\npolicy = "end_of_month"')
