@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.app import build_dispatcher, make_bot, set_command_menus
 from bot.settings import Settings
 from loyalty.program import Program, load_program
+from loyalty.rewards import sync_catalog
 from storage.database import SessionFactory, is_sqlite, make_engine, make_session_factory
 from storage.migrate import current_and_head_async, upgrade_async
 
@@ -47,6 +48,8 @@ async def build_app(settings: Settings) -> App:
     await prepare_database(settings)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
+    async with sessions() as session:
+        await sync_catalog(session, program)
     bot = make_bot(settings)
     dispatcher = build_dispatcher(settings, program, sessions)
     return App(settings, program, engine, sessions, bot, dispatcher)

@@ -76,6 +76,19 @@ class ExpiryRules(_Section):
         return None
 
 
+class RewardRule(_Section):
+    """A catalog entry in the program file; ``key`` ties it to its database row across restarts."""
+
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    title: str = Field(min_length=1, max_length=64)
+    title_zh_hans: str | None = Field(default=None, min_length=1, max_length=64)
+    title_zh_hant: str | None = Field(default=None, min_length=1, max_length=64)
+    cost: int = Field(gt=0, le=10_000_000)
+    stock: int | None = Field(default=None, ge=0)
+    per_member_limit: int | None = Field(default=None, gt=0)
+    validity_days: int = Field(default=30, gt=0, le=3650)
+
+
 class Program(_Section):
     name: str = Field(min_length=1, max_length=64)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -83,6 +96,15 @@ class Program(_Section):
     earn: EarnRules = EarnRules()
     welcome: WelcomeRules = WelcomeRules()
     expiry: ExpiryRules = ExpiryRules()
+    rewards: list[RewardRule] = Field(default_factory=list)
+
+    @field_validator("rewards")
+    @classmethod
+    def _unique_keys(cls, rewards: list[RewardRule]) -> list[RewardRule]:
+        keys = [reward.key for reward in rewards]
+        if len(keys) != len(set(keys)):
+            raise ValueError("reward keys must be unique")
+        return rewards
 
     @field_validator("timezone")
     @classmethod

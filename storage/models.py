@@ -100,3 +100,36 @@ class AuditLog(SQLModel, table=True):
     points: int | None = None
     detail: str = Field(default="", max_length=512)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Reward(SQLModel, table=True):
+    """Something members buy with points. Rewards from the program file are kept in step by ``key``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=32, unique=True)
+    title: str = Field(max_length=64)
+    title_zh_hans: str | None = Field(default=None, max_length=64)
+    title_zh_hant: str | None = Field(default=None, max_length=64)
+    cost: int
+    stock: int | None = None  # None: unlimited
+    per_member_limit: int | None = None
+    validity_days: int = 30
+    active: bool = True
+    from_file: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Coupon(SQLModel, table=True):
+    """A single-use coupon issued by a redemption; ``idempotency_key`` makes a replayed confirmation a no-op."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=10, unique=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    reward_id: int = Field(foreign_key="reward.id", index=True)
+    points: int
+    ledger_entry_id: int | None = Field(default=None, foreign_key="ledger_entry.id")
+    idempotency_key: str = Field(max_length=128, unique=True)
+    issued_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by: int | None = Field(default=None, sa_column=Column(BigInteger))

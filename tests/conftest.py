@@ -17,6 +17,7 @@ from bot.app import build_dispatcher, make_bot
 from bot.emulator import FakeTelegram
 from bot.settings import Settings
 from loyalty.program import Program, load_program
+from loyalty.rewards import sync_catalog
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness, Clock
@@ -100,6 +101,8 @@ async def harness(tg: FakeTelegram, sessions: SessionFactory, program: Program, 
                   ) -> AsyncIterator[BotHarness]:
     settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, admin_ids=frozenset({ADMIN_ID}),
                         cashier_ids=frozenset({CASHIER_ID}), _env_file=None)  # type: ignore[call-arg]
+    async with sessions() as session:
+        await sync_catalog(session, program)
     bot = make_bot(settings)
     dp = build_dispatcher(settings, program, sessions, clock=clock)
     yield BotHarness(tg, bot, dp, clock, sessions)

@@ -1,0 +1,235 @@
+"""The rewards catalog, redeeming points for single-use coupons, and using a coupon at the till.
+
+A redemption is one unit of work: spend the points (conditional update on the member row, lots drawn
+soonest-expiry first), check the per-member limit while holding that row, take one from stock with a
+conditional update, and issue the coupon under a UNIQUE idempotency key. Concurrent confirmations therefore
+serialise on the member row (PostgreSQL) or the write lock (SQLite); a replay finds the coupon it made.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from loyalty.ledger import Kind, debit
+from loyalty.members import CODE_ALPHABET
+from loyalty.program import Program, RewardRule
+from storage.database import begin_write
+from storage.models import Coupon, Member, Reward
+
+COUPON_LENGTH = 10
+
+
+class Unavailable(StrEnum):
+    UNKNOWN = "unknown"
+    DISABLED = "disabled"
+    OUT_OF_STOCK = "out_of_stock"
+    LIMIT_REACHED = "limit_reached"
+
+
+class RewardUnavailable(Exception):
+    def __init__(self, reason: Unavailable) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+def new_coupon_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(COUPON_LENGTH))
+
+
+def normalize_coupon_code(text: str) -> str | None:
+    """A coupon code as a cashier types it (any case, spaces, dashes) in canonical form, or None."""
+    code = "".join(ch for ch in text if ch not in " -\t").upper()
+    return code if len(code) == COUPON_LENGTH and all(ch in CODE_ALPHABET for ch in code) else None
+
+
+def title_for(reward: Reward, language: str) -> str:
+    localized = {"zh-Hans": reward.title_zh_hans, "zh-Hant": reward.title_zh_hant}.get(language)
+    return localized or reward.title
+
+
+async def sync_catalog(session: AsyncSession, program: Program) -> None:
+    """Create or update the program file's rewards; one removed from the file is disabled, not deleted."""
+    await begin_write(session)
+    existing = {r.key: r for r in (await session.execute(select(Reward))).scalars()}
+    keys = set()
+    for rule in program.rewards:
+        keys.add(rule.key)
+        reward = existing.get(rule.key) or Reward(key=rule.key, title=rule.title, cost=rule.cost, from_file=True)
+        _apply(reward, rule)
+        session.add(reward)
+    for key, reward in existing.items():
+        if reward.from_file and key not in keys:
+            reward.active = False
+            session.add(reward)
+    await session.commit()
+
+
+def _apply(reward: Reward, rule: RewardRule) -> None:
+    reward.title, reward.title_zh_hans, reward.title_zh_hant = rule.title, rule.title_zh_hans, rule.title_zh_hant
+    reward.cost, reward.per_member_limit, reward.validity_days = rule.cost, rule.per_member_limit, rule.validity_days
+    if reward.id is None:  # stock in the file is the starting stock; redemptions count it down from there
+        reward.stock = rule.stock
+    reward.active, reward.from_file = True, True
+
+
+async def catalog(session: AsyncSession, *, include_disabled: bool = False) -> list[Reward]:
+    query = select(Reward).order_by(col(Reward.cost), col(Reward.id))
+    if not include_disabled:
+        query = query.where(col(Reward.active))
+    return list((await session.execute(query)).scalars())
+
+
+async def find_reward(session: AsyncSession, ref: str) -> Reward | None:
+    """A reward by numeric id or key."""
+    query = select(Reward).where(col(Reward.id) == int(ref)) if ref.isdigit() else select(Reward).where(
+        col(Reward.key) == ref.lower())
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def add_reward(
+    session: AsyncSession, *, title: str, cost: int, stock: int | None, per_member_limit: int | None,
+    validity_days: int,
+) -> Reward:
+    await begin_write(session)
+    reward = Reward(key=f"r{secrets.token_hex(4)}", title=title, cost=cost, stock=stock,
+                    per_member_limit=per_member_limit, validity_days=validity_days)
+    session.add(reward)
+    await session.commit()
+    return reward
+
+
+async def set_active(session: AsyncSession, reward_id: int, active: bool) -> None:
+    await begin_write(session)
+    await session.execute(update(Reward).where(col(Reward.id) == reward_id).values(active=active))
+    await session.commit()
+
+
+@dataclass(frozen=True)
+class Redemption:
+    coupon: Coupon
+    reward: Reward
+    balance: int
+    created: bool
+
+
+async def redeem(session: AsyncSession, *, member_id: int, reward_id: int, key: str, now: datetime) -> Redemption:
+    """Spend points on a reward, once per ``key``. Raises RewardUnavailable or InsufficientPoints."""
+    await begin_write(session)
+    if (done := await _by_key(session, key)) is not None:
+        return await _replayed(session, done)
+    reward = await session.get(Reward, reward_id)
+    if reward is None:
+        raise RewardUnavailable(Unavailable.UNKNOWN)
+    if not reward.active:
+        raise RewardUnavailable(Unavailable.DISABLED)
+    try:
+        entry, balance = await debit(session, member_id, reward.cost, kind=Kind.SPEND, now=now,
+                                     reason=reward.title[:256])
+        if reward.per_member_limit is not None:
+            taken = (await session.execute(select(func.count()).where(
+                col(Coupon.member_id) == member_id, col(Coupon.reward_id) == reward_id))).scalar_one()
+            if taken >= reward.per_member_limit:
+                raise RewardUnavailable(Unavailable.LIMIT_REACHED)
+        in_stock = await session.execute(
+            update(Reward)
+            .where(col(Reward.id) == reward_id, or_(col(Reward.stock).is_(None), col(Reward.stock) > 0))
+            .values(stock=Reward.stock - 1)
+        )
+        if in_stock.rowcount == 0:  # type: ignore[attr-defined]
+            raise RewardUnavailable(Unavailable.OUT_OF_STOCK)
+        coupon = Coupon(code=await _unused_code(session), member_id=member_id, reward_id=reward_id,
+                        points=reward.cost, ledger_entry_id=entry.id, idempotency_key=key, issued_at=now,
+                        expires_at=now + timedelta(days=reward.validity_days))
+        session.add(coupon)
+        await session.commit()
+    except IntegrityError:
+        # The same confirmation raced with itself; the first one's coupon stands.
+        await session.rollback()
+        if (done := await _by_key(session, key)) is None:
+            raise
+        return await _replayed(session, done)
+    except BaseException:
+        await session.rollback()
+        raise
+    return Redemption(coupon, reward, balance, created=True)
+
+
+async def _by_key(session: AsyncSession, key: str) -> Coupon | None:
+    return (await session.execute(select(Coupon).where(col(Coupon.idempotency_key) == key))).scalar_one_or_none()
+
+
+async def _replayed(session: AsyncSession, coupon: Coupon) -> Redemption:
+    reward = await session.get(Reward, coupon.reward_id)
+    member = await session.get(Member, coupon.member_id)
+    assert reward is not None and member is not None
+    return Redemption(coupon, reward, member.points, created=False)
+
+
+async def _unused_code(session: AsyncSession) -> str:
+    while True:
+        code = new_coupon_code()
+        if not (await session.execute(select(func.count()).where(col(Coupon.code) == code))).scalar_one():
+            return code
+
+
+async def coupons_of(session: AsyncSession, member_id: int, now: datetime) -> list[tuple[Coupon, Reward]]:
+    """The member's coupons that can still be used, soonest expiry first."""
+    rows = await session.execute(
+        select(Coupon, Reward)
+        .join(Reward, col(Reward.id) == col(Coupon.reward_id))
+        .where(col(Coupon.member_id) == member_id, col(Coupon.used_at).is_(None), col(Coupon.expires_at) > now)
+        .order_by(col(Coupon.expires_at))
+    )
+    return [(coupon, reward) for coupon, reward in rows]
+
+
+class CouponProblem(StrEnum):
+    UNKNOWN = "unknown"
+    USED = "used"
+    EXPIRED = "expired"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class CouponUse:
+    coupon: Coupon | None
+    reward: Reward | None
+    problem: CouponProblem | None
+
+
+async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: datetime) -> CouponUse:
+    """Mark a coupon used at the till, once: the conditional update makes a second scan a clear "used"."""
+    await begin_write(session)
+    row = (await session.execute(
+        select(Coupon, Reward).join(Reward, col(Reward.id) == col(Coupon.reward_id)).where(col(Coupon.code) == code)
+    )).first()
+    if row is None:
+        await session.commit()
+        return CouponUse(None, None, CouponProblem.UNKNOWN)
+    coupon, reward = row
+    problem = None
+    if coupon.used_at is not None:
+        problem = CouponProblem.USED
+    elif coupon.expires_at <= now:
+        problem = CouponProblem.EXPIRED
+    elif not reward.active:
+        problem = CouponProblem.DISABLED
+    else:
+        marked = await session.execute(
+            update(Coupon).where(col(Coupon.id) == coupon.id, col(Coupon.used_at).is_(None))
+            .values(used_at=now, used_by=cashier_id)
+        )
+        if marked.rowcount == 0:  # type: ignore[attr-defined]  # another till was a moment faster
+            problem = CouponProblem.USED
+        else:
+            coupon.used_at, coupon.used_by = now, cashier_id
+    await session.commit()
+    return CouponUse(coupon, reward, problem)
