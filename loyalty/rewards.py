@@ -141,7 +141,7 @@ async def redeem(session: AsyncSession, *, member_id: int, reward_id: int, key: 
         in_stock = await session.execute(
             update(Reward)
             .where(col(Reward.id) == reward_id, or_(col(Reward.stock).is_(None), col(Reward.stock) > 0))
-            .values(stock=Reward.stock - 1)
+            .values(stock=col(Reward.stock) - 1)
         )
         if in_stock.rowcount == 0:  # type: ignore[attr-defined]
             raise RewardUnavailable(Unavailable.OUT_OF_STOCK)
