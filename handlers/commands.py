@@ -16,11 +16,19 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
     ("balance", __("Your points and what expires soon")),
     ("history", __("Your points history")),
     ("card", __("Your member card for the till")),
+    ("rewards", __("Spend your points on rewards")),
+    ("coupons", __("Your coupons")),
     ("language", __("Choose your language")),
     ("help", __("What I can do")),
 ]
-_CASHIER = [("purchase", __("Record a purchase: member, amount"))]
-_ADMIN = [("adjust", __("Add or remove a member's points"))]
+_CASHIER = [
+    ("purchase", __("Record a purchase: member, amount")),
+    ("redeem", __("Accept a member's coupon")),
+]
+_ADMIN = [
+    ("adjust", __("Add or remove a member's points")),
+    ("reward", __("Add, list or disable rewards")),
+]
 
 _BY_ROLE = {
     Role.MEMBER: _MEMBER,

@@ -21,12 +21,13 @@ CARD = N_("💳 My card")
 HISTORY = N_("📜 History")
 LANGUAGE = N_("🌐 Language")
 HELP = N_("❓ Help")
+REWARDS = N_("🎁 Rewards")
 
 
 def main_menu() -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[
-            [KeyboardButton(text=_(BALANCE)), KeyboardButton(text=_(CARD))],
+            [KeyboardButton(text=_(BALANCE)), KeyboardButton(text=_(CARD)), KeyboardButton(text=_(REWARDS))],
             [KeyboardButton(text=_(HISTORY)), KeyboardButton(text=_(LANGUAGE)), KeyboardButton(text=_(HELP))],
         ],
         resize_keyboard=True,
@@ -40,7 +41,7 @@ async def help_command(message: Message, role: Role, program: Program) -> None:
     await message.answer("\n".join(lines))
 
 
-STAFF_ONLY = frozenset({"purchase", "adjust"})
+STAFF_ONLY = frozenset({"purchase", "adjust", "redeem", "reward"})
 
 
 async def needs_role_or_join(message: Message, command: CommandObject) -> None:

@@ -24,12 +24,14 @@ class Permission(StrEnum):
     LOOK_UP_MEMBER = "look_up_member"
     ADJUST_POINTS = "adjust_points"
     ANSWER_FEEDBACK = "answer_feedback"
+    REDEEM_COUPON = "redeem_coupon"
+    MANAGE_REWARDS = "manage_rewards"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.ADMIN: frozenset(Permission),
-    Role.CASHIER: frozenset({Permission.RECORD_PURCHASE, Permission.LOOK_UP_MEMBER}),
+    Role.CASHIER: frozenset({Permission.RECORD_PURCHASE, Permission.LOOK_UP_MEMBER, Permission.REDEEM_COUPON}),
     Role.SUPPORT: frozenset({Permission.ANSWER_FEEDBACK}),
     Role.MEMBER: frozenset(),
 }

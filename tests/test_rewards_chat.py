@@ -1,0 +1,101 @@
+"""Rewards end to end: browse, confirm (double tap, replay), coupons, /redeem at the till, admin catalog."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from storage.models import Coupon, Member
+from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
+
+
+async def _member_with_points(harness: BotHarness, points: int) -> Member:
+    await harness.send(harness.user(1001, "Ann"), "/start")
+    async with harness.sessions() as session:
+        member = (await session.execute(select(Member).where(Member.telegram_id == 1001))).scalar_one()
+    if points:
+        await harness.send(harness.user(ADMIN_ID, "Boss"), f"/adjust {member.code} +{points} test")
+    return member
+
+
+async def _balance(harness: BotHarness) -> int:
+    async with harness.sessions() as session:
+        return int((await session.execute(select(Member.points).where(Member.telegram_id == 1001))).scalar_one())
+
+
+async def test_browse_confirm_and_receive_a_coupon(harness: BotHarness) -> None:
+    await _member_with_points(harness, 300)  # 350 with the welcome bonus
+    ann = harness.user(1001)
+    [listing] = harness.texts(await harness.send(ann, "/rewards"))
+    assert "Free latte</b> — 300 points" in listing and "tote bag</b> — 800 points · 50 left" in listing
+    buttons = harness.tg.last_message(1001)["reply_markup"]["inline_keyboard"]  # type: ignore[index]
+    assert [row[0]["text"] for row in buttons] == ["Redeem: Free latte"], "only affordable rewards get a button"
+    calls = await harness.press(ann, "Redeem: Free latte")
+    assert "Redeem <b>Free latte</b> for 300 points? You have 350." in harness.texts(calls)
+    confirm = harness.tg.last_message(1001)
+    assert confirm is not None
+    data = next(b["callback_data"] for row in confirm["reply_markup"]["inline_keyboard"] for b in row
+                if b["text"] == "✅ Confirm")
+    # A double tap: two callback queries from the same confirmation message, and a replay of the first.
+    first = harness.tg.callback_update(ann, confirm, data)
+    calls = await harness.feed(first)
+    calls += await harness.feed(harness.tg.callback_update(ann, confirm, data))
+    calls += await harness.feed(first)
+    photos = [c for c in calls if c.method == "sendPhoto"]
+    assert len(photos) == 1
+    code = re.search(r"<code>(\w{10})</code>", photos[0].params["caption"]).group(1)  # type: ignore[union-attr]
+    assert "Points left: 50" in photos[0].params["caption"]
+    assert await _balance(harness) == 50
+    [coupons] = harness.texts(await harness.send(ann, "/coupons"))
+    assert code in coupons and "Free latte" in coupons
+
+    cashier = harness.user(CASHIER_ID, "Cass")
+    typed = code.lower()[:5] + " " + code.lower()[5:]
+    assert "accepted: <b>Free latte</b>" in harness.texts(await harness.send(cashier, f"/redeem {typed}"))[0]
+    assert "was already used on" in harness.texts(await harness.send(cashier, f"/redeem {code}"))[0]
+    assert "No coupon" in harness.texts(await harness.send(cashier, "/redeem ZZZZZZZZZZ"))[0]
+    assert "Usage" in harness.texts(await harness.send(cashier, "/redeem <b>"))[0]
+    assert "You have no coupons" in harness.texts(await harness.send(ann, "/coupons"))[0]
+
+
+async def test_expired_coupon_and_short_balance(harness: BotHarness) -> None:
+    await _member_with_points(harness, 250)
+    ann = harness.user(1001)
+    await harness.send(ann, "/rewards")
+    await harness.press(ann, "Redeem: Free latte")
+    calls = await harness.press(ann, "✅ Confirm")
+    code = re.search(r"<code>(\w{10})</code>",  # type: ignore[union-attr]
+                     next(c for c in calls if c.method == "sendPhoto").params["caption"]).group(1)
+    # Another confirmation while the balance no longer covers it: refused with an alert, nothing spent.
+    await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 +300 top up")
+    await harness.send(ann, "/rewards")
+    await harness.press(ann, "Redeem: Free latte")
+    await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 -300 undo")
+    calls = await harness.press(ann, "✅ Confirm")
+    alert = next(c for c in calls if c.method == "answerCallbackQuery")
+    assert alert.params["text"] == "You need 300 points; you have 0." and alert.params["show_alert"] is True
+    harness.clock.advance(days=31)
+    reply = harness.texts(await harness.send(harness.user(CASHIER_ID, "Cass"), f"/redeem {code}"))[0]
+    assert "expired on" in reply
+    async with harness.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Coupon))).scalar_one() == 1
+
+
+async def test_admin_manages_the_catalog_and_others_are_refused(harness: BotHarness) -> None:
+    await _member_with_points(harness, 0)
+    admin = harness.user(ADMIN_ID, "Boss")
+    reply = harness.texts(await harness.send(admin, "/reward add 40 stock=5 limit=1 days=7 Cookie & <tea>"))[0]
+    assert "Added reward" in reply and "Cookie &amp; &lt;tea&gt; for 40 points" in reply
+    listing = harness.texts(await harness.send(admin, "/reward list"))[0]
+    assert "Cookie" in listing and "active" in listing
+    assert "— 40 points · 5 left" in harness.texts(await harness.send(harness.user(1001), "/rewards"))[0]
+    for bad in ("/reward", "/reward add", "/reward add -5 Cake", "/reward add 0 Cake", "/reward add 10",
+                "/reward add 10 days=0 Cake", "/reward frobnicate"):
+        assert "Usage" in harness.texts(await harness.send(admin, bad))[-1]
+    assert "No reward" in harness.texts(await harness.send(admin, "/reward disable 999"))[0]
+    assert "now disabled" in harness.texts(await harness.send(admin, "/reward disable latte"))[0]
+    assert "Free latte" not in harness.texts(await harness.send(harness.user(1001), "/rewards"))[0]
+    for user_id, command in ((1001, "/reward add 1 Free"), (CASHIER_ID, "/reward disable tote"), (1001, "/redeem X")):
+        reply = harness.texts(await harness.send(harness.user(user_id, "X"), command))[0]
+        assert reply == "Sorry, that command is only for the shop's staff."
