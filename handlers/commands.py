@@ -28,6 +28,7 @@ _CASHIER = [
 _ADMIN = [
     ("adjust", __("Add or remove a member's points")),
     ("reward", __("Add, list or disable rewards")),
+    ("campaign", __("Start, list or end a points campaign")),
 ]
 
 _BY_ROLE = {

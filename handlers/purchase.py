@@ -30,15 +30,19 @@ from loyalty.purchases import (
     record_purchase,
 )
 from loyalty.roles import Permission
-from storage.models import Member
+from storage.models import Member, Purchase
 
 log = logging.getLogger(__name__)
+
+
+MAX_ITEMS = 999
 
 
 def _usage() -> str:
     return _("Usage: {usage}").format(
         usage=html.escape(_("/purchase <member> <amount> [category] [receipt]"))
-    ) + "\n" + _("The member is a member code, a Telegram id or an @username.")
+    ) + "\n" + _("The member is a member code, a Telegram id or an @username.") + "\n" + _(
+        "Add items=N to count the items, for item-count promotions.")
 
 
 def _amount_problem(error: AmountError, program: Program, locale: str) -> str:
@@ -57,8 +61,11 @@ async def purchase(
     message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n, bot: Bot,
     clock: Callable[[], datetime],
 ) -> None:
-    args = (command.args or "").split()
-    if not 2 <= len(args) <= 4:
+    words = (command.args or "").split()
+    # "items=3" may stand anywhere after the member; it feeds item-count promotions.
+    counts = [w for w in words if w.lower().startswith("items=")]
+    args = [w for w in words if w not in counts]
+    if not 2 <= len(args) <= 4 or len(counts) > 1:
         await message.answer(_usage())
         return
     ref, amount_text = args[0], args[1]
@@ -70,6 +77,13 @@ async def purchase(
     except AmountError as error:
         await message.answer(_amount_problem(error, program, locale))
         return
+    items = 1
+    if counts:
+        count_text = counts[0].split("=", 1)[1]
+        if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_ITEMS:
+            await message.answer(_("The number of items must be a whole number from 1 to {max}.").format(max=MAX_ITEMS))
+            return
+        items = int(count_text)
     if category is not None and not CATEGORY_RE.match(category):
         await message.answer(_("The category may use letters, digits, - and _ (up to 32)."))
         return
@@ -85,7 +99,7 @@ async def purchase(
     assert member.id is not None
     result = await record_purchase(
         session, program, member_id=member.id, amount=amount, source=source, external_id=external_id,
-        now=clock(), category=category.lower() if category else None,
+        now=clock(), category=category.lower() if category else None, items=items,
         recorded_by=message.from_user.id if message.from_user else None,
     )
     if not result.created:
@@ -95,10 +109,19 @@ async def purchase(
         _("✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} points, balance {balance}.").format(
             amount=money(amount, program.currency, locale), name=html.escape(member.first_name),
             code=member.code, points=result.points, balance=result.balance,
-        )
+        ) + _explanation(result.purchase)
     )
     if not await _notify_member(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
+
+
+def _explanation(purchase: Purchase) -> str:
+    """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons"."""
+    if not purchase.promotion:
+        return ""
+    return "\n" + _("{total} points: {base} base {detail} {promotion}").format(
+        total=purchase.points, base=purchase.base_points, detail=purchase.promotion_detail or "",
+        promotion=html.escape(purchase.promotion))
 
 
 def _already_recorded(result: PurchaseResult, receipt: str | None, program: Program, locale: str) -> str:
@@ -124,6 +147,7 @@ async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseR
                 amount=amount, points=result.points)
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
+        text += _explanation(result.purchase)
         text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
     try:
         await bot.send_message(member.chat_id, text)

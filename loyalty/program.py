@@ -7,7 +7,7 @@ silently ignored. Later features add sections here; each has defaults so older f
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Literal
@@ -76,6 +76,43 @@ class ExpiryRules(_Section):
         return None
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class PromotionRule(_Section):
+    """Behavioural loyalty: extra points for buying when, what or how much the merchant wants.
+
+    A purchase matches when every condition given holds: local date range, weekdays, local time window,
+    categories, minimum amount, minimum items, and the per-member limit for the period.
+    """
+
+    name: str = Field(min_length=1, max_length=48)
+    multiplier: Decimal | None = Field(default=None, gt=1, le=100)
+    bonus: int | None = Field(default=None, gt=0, le=1_000_000)
+    starts: date | None = None
+    ends: date | None = None
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
+    start_time: time | None = None
+    end_time: time | None = None
+    categories: list[str] | None = None
+    min_amount: Decimal | None = Field(default=None, gt=0)
+    min_items: int | None = Field(default=None, gt=1)
+    limit_per_member: int | None = Field(default=None, gt=0)
+    limit_period: Literal["day", "week", "month"] = "day"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PromotionRule:
+        if (self.multiplier is None) == (self.bonus is None):
+            raise ValueError("give exactly one of multiplier (e.g. \"2\") or bonus (points)")
+        if (self.start_time is None) != (self.end_time is None):
+            raise ValueError("give both start_time and end_time, or neither")
+        if self.start_time is not None and self.end_time is not None and self.start_time >= self.end_time:
+            raise ValueError("start_time must be before end_time")
+        if self.starts is not None and self.ends is not None and self.starts > self.ends:
+            raise ValueError("starts must not be after ends")
+        return self
+
+
 class RewardRule(_Section):
     """A catalog entry in the program file; ``key`` ties it to its database row across restarts."""
 
@@ -97,6 +134,7 @@ class Program(_Section):
     welcome: WelcomeRules = WelcomeRules()
     expiry: ExpiryRules = ExpiryRules()
     rewards: list[RewardRule] = Field(default_factory=list)
+    promotions: list[PromotionRule] = Field(default_factory=list)
 
     @field_validator("rewards")
     @classmethod

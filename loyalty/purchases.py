@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
 from storage.database import begin_write
@@ -89,6 +90,7 @@ async def record_purchase(
     external_id: str,
     now: datetime,
     category: str | None = None,
+    items: int = 1,
     recorded_by: int | None = None,
 ) -> PurchaseResult:
     """Record a purchase and award its points, once per ``(source, external_id)``."""
@@ -96,10 +98,12 @@ async def record_purchase(
     existing = await find_purchase(session, source, external_id)
     if existing is not None:
         return await _replayed(session, existing)
-    points = program.earn.points_for(amount)
+    earning = await earning_for(session, program, member_id, Basket(amount, category, items, now))
+    points = earning.total
     purchase = Purchase(
         member_id=member_id, source=source, external_id=external_id, amount_minor=to_minor(amount, program),
-        currency=program.currency, category=category, points=points, recorded_by=recorded_by,
+        currency=program.currency, category=category, items=items, base_points=earning.base, points=points,
+        promotion=earning.promotion, promotion_detail=earning.detail, recorded_by=recorded_by,
         occurred_at=now, created_at=now,
     )
     session.add(purchase)

@@ -37,7 +37,12 @@ class Purchase(SQLModel, table=True):
     amount_minor: int
     currency: str = Field(max_length=3)
     category: str | None = Field(default=None, max_length=32)
+    items: int = 1
+    base_points: int = 0
     points: int = 0
+    # The promotion that applied (its name counts towards per-member limits) and how: "×2" or "+50".
+    promotion: str | None = Field(default=None, max_length=48, index=True)
+    promotion_detail: str | None = Field(default=None, max_length=16)
     recorded_by: int | None = Field(default=None, sa_column=Column(BigInteger))
     occurred_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow)
@@ -133,3 +138,18 @@ class Coupon(SQLModel, table=True):
     expires_at: datetime
     used_at: datetime | None = None
     used_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class Campaign(SQLModel, table=True):
+    """A time-limited promotion started from chat; evaluated with the same rules as the file's promotions."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=48)
+    multiplier: str | None = Field(default=None, max_length=8)  # a decimal as text, e.g. "2" or "1.5"
+    bonus: int | None = None
+    category: str | None = Field(default=None, max_length=32)
+    starts_at: datetime
+    ends_at: datetime = Field(index=True)
+    ended_at: datetime | None = None
+    created_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,84 @@
+"""/campaign: admins start, list and end time-limited promotions from chat."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.filters import HasPermission
+from handlers.ui import when
+from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_campaigns, start_campaign
+from loyalty.program import Program
+from loyalty.purchases import CATEGORY_RE
+from loyalty.roles import Permission
+
+
+def _usage() -> str:
+    return _("Usage: {usage}").format(usage=html.escape(_(
+        "/campaign add <x2|+50> <days> <name> [category=…] | /campaign list | /campaign end <id>")))
+
+
+async def campaign(
+    message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n,
+    clock: Callable[[], datetime],
+) -> None:
+    action, _sep, rest = (command.args or "").strip().partition(" ")
+    now = clock()
+    if action == "list":
+        running = await running_campaigns(session, now)
+        lines = [_("#{id} {name} ({effect}{category}) until {until}").format(
+            id=c.id, name=html.escape(c.name), effect=f"×{c.multiplier}" if c.multiplier else f"+{c.bonus}",
+            category=f", {c.category}" if c.category else "", until=when(c.ends_at, program.tz, i18n.current_locale),
+        ) for c in running]
+        await message.answer("\n".join(lines) or _("No campaigns are running."))
+    elif action == "end":
+        if not rest.strip().isdigit() or not await end_campaign(session, int(rest.strip()), now):
+            await message.answer(_("No running campaign {ref}.").format(ref=html.escape(rest.strip()[:16])))
+        else:
+            await message.answer(_("Campaign #{id} has ended.").format(id=int(rest.strip())))
+    elif action == "add":
+        await _add(message, session, program, i18n, rest.split(), now, message.from_user.id if message.from_user else 0)
+    else:
+        await message.answer(_usage())
+
+
+async def _add(
+    message: Message, session: AsyncSession, program: Program, i18n: I18n, words: list[str], now: datetime,
+    actor: int,
+) -> None:
+    category = None
+    for word in list(words):
+        if word.lower().startswith("category="):
+            category = word.split("=", 1)[1].lower()
+            words.remove(word)
+    if len(words) < 3:
+        await message.answer(_usage())
+        return
+    effect = parse_effect(words[0])
+    if effect is None:
+        await message.answer(_("The effect must be a multiplier like x2 (up to x10) or bonus points like +50."))
+        return
+    if not words[1].isdigit() or not 1 <= int(words[1]) <= MAX_DAYS:
+        await message.answer(_("The duration must be a number of days from 1 to {max}.").format(max=MAX_DAYS))
+        return
+    if category is not None and not CATEGORY_RE.match(category):
+        await message.answer(_("The category may use letters, digits, - and _ (up to 32)."))
+        return
+    started = await start_campaign(session, name=" ".join(words[2:]), effect=effect, days=int(words[1]),
+                                   category=category, actor_id=actor, now=now)
+    await message.answer(_("✅ Campaign #{id} “{name}” runs until {until}.").format(
+        id=started.id, name=html.escape(started.name), until=when(started.ends_at, program.tz, i18n.current_locale)))
+
+
+def router() -> Router:
+    router = Router(name="campaign")
+    router.message.register(campaign, Command("campaign"), HasPermission(Permission.MANAGE_REWARDS))
+    return router
