@@ -1,7 +1,9 @@
 """The points ledger: append-only entries, earn entries as lots with what remains of each.
 
 Invariants, kept inside every transaction that touches points:
-- ``sum(entry.points) == member.points`` and ``sum(lot.remaining) == member.points``;
+- ``sum(entry.points) == member.points`` and ``sum(lot.remaining) == max(member.points, 0)``: a balance is
+  negative only after a refund took back points already spent (a debt), and then no lot has anything left;
+  the next credit repays the debt first and only the rest of it becomes a spendable lot;
 - a spend never takes a balance below zero: the balance is decremented with a conditional UPDATE
   (``WHERE points >= cost``), which is atomic on SQLite and row-locking on PostgreSQL, so concurrent
   spends serialise on the member row;
@@ -36,6 +38,7 @@ class Kind:
     ADJUST = "adjust"
     SPEND = "spend"
     EXPIRE = "expire"
+    REFUND = "refund"
 
 
 async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:
@@ -56,7 +59,7 @@ async def credit(
     reason: str | None = None,
     actor_id: int | None = None,
 ) -> tuple[LedgerEntry, int]:
-    """Add a lot of ``points`` (> 0). Returns the entry and the new balance."""
+    """Add a lot of ``points`` (> 0), repaying any debt first. Returns the entry and the new balance."""
     if points <= 0:
         raise ValueError("a credit must be positive")
     await begin_write(session)
@@ -72,7 +75,7 @@ async def credit(
         member_id=member_id,
         kind=kind,
         points=points,
-        remaining=points,
+        remaining=min(points, max(int(balance), 0)),
         expires_at=expires_at,
         purchase_id=purchase_id,
         idempotency_key=key,
@@ -120,6 +123,43 @@ async def debit(
     session.add(entry)
     await session.flush()
     await _draw(session, entry, points, await _open_lots(session, member_id))
+    return entry, int(balance)
+
+
+async def claw_back(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    *,
+    now: datetime,
+    from_lots: list[int],
+    key: str | None = None,
+    purchase_id: int | None = None,
+    reason: str | None = None,
+    actor_id: int | None = None,
+) -> tuple[LedgerEntry, int]:
+    """Take back ``points`` a refund cancels: from ``from_lots`` (the purchase's own) first, then from the
+    member's other lots soonest-expiry first; what is already spent becomes a debt (a negative balance)."""
+    if points <= 0:
+        raise ValueError("a claw-back must be positive")
+    await expire_member(session, member_id, now)
+    balance = (
+        await session.execute(
+            update(Member).where(col(Member.id) == member_id)
+            .values(points=col(Member.points) - points, lifetime_points=col(Member.lifetime_points) - points)
+            .returning(col(Member.points))
+        )
+    ).scalar_one()
+    entry = LedgerEntry(member_id=member_id, kind=Kind.REFUND, points=-points, idempotency_key=key,
+                        purchase_id=purchase_id, reason=reason, actor_id=actor_id, created_at=now)
+    session.add(entry)
+    await session.flush()
+    lots = await _open_lots(session, member_id)
+    own = [lot for lot in lots if lot.id in from_lots]
+    ordered = own + [lot for lot in lots if lot.id not in from_lots]
+    covered = min(points, sum(lot.remaining for lot in ordered))
+    if covered:
+        await _draw(session, entry, covered, ordered)
     return entry, int(balance)
 
 
