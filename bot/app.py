@@ -19,7 +19,7 @@ from aiogram.utils.i18n import I18n
 
 from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
 from bot.settings import Settings
-from handlers import account, adjust, campaign, card, errors, language, menu, purchase, rewards, start
+from handlers import account, adjust, campaign, card, errors, language, menu, purchase, refund, rewards, start
 from handlers.commands import set_default_menus, set_staff_menus
 from handlers.ui import make_i18n
 from loyalty.members import get_by_telegram_id
@@ -72,7 +72,8 @@ def build_dispatcher(
     MemberI18nMiddleware(i18n).setup(dp)
     dp.include_routers(
         errors.router(), start.router(), menu.router(), account.router(), card.router(), language.router(),
-        purchase.router(), adjust.router(), rewards.router(), campaign.router(), menu.fallback_router(),
+        purchase.router(), refund.router(), adjust.router(), rewards.router(), campaign.router(),
+        menu.fallback_router(),
     )
     return dp
 

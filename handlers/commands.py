@@ -24,6 +24,7 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
 _CASHIER = [
     ("purchase", __("Record a purchase: member, amount")),
     ("redeem", __("Accept a member's coupon")),
+    ("refund", __("Refund a purchase by its receipt")),
 ]
 _ADMIN = [
     ("adjust", __("Add or remove a member's points")),

@@ -41,7 +41,7 @@ async def help_command(message: Message, role: Role, program: Program) -> None:
     await message.answer("\n".join(lines))
 
 
-STAFF_ONLY = frozenset({"purchase", "adjust", "redeem", "reward", "campaign"})
+STAFF_ONLY = frozenset({"purchase", "refund", "adjust", "redeem", "reward", "campaign"})
 
 
 async def needs_role_or_join(message: Message, command: CommandObject) -> None:

@@ -45,7 +45,7 @@ def _usage() -> str:
         "Add items=N to count the items, for item-count promotions.")
 
 
-def _amount_problem(error: AmountError, program: Program, locale: str) -> str:
+def amount_problem(error: AmountError, program: Program, locale: str) -> str:
     if error.problem is AmountProblem.NOT_POSITIVE:
         return _("The amount must be more than zero.")
     if error.problem is AmountProblem.TOO_PRECISE:
@@ -75,7 +75,7 @@ async def purchase(
     try:
         amount = parse_amount(amount_text, program)
     except AmountError as error:
-        await message.answer(_amount_problem(error, program, locale))
+        await message.answer(amount_problem(error, program, locale))
         return
     items = 1
     if counts:

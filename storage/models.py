@@ -38,6 +38,7 @@ class Purchase(SQLModel, table=True):
     currency: str = Field(max_length=3)
     category: str | None = Field(default=None, max_length=32)
     items: int = 1
+    refunded_minor: int = 0
     base_points: int = 0
     points: int = 0
     # The promotion that applied (its name counts towards per-member limits) and how: "×2" or "+50".
@@ -152,4 +153,16 @@ class Campaign(SQLModel, table=True):
     ends_at: datetime = Field(index=True)
     ended_at: datetime | None = None
     created_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Refund(SQLModel, table=True):
+    """A full or partial refund of a purchase and the points it took back; ``idempotency_key`` stops replays."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    purchase_id: int = Field(foreign_key="purchase.id", index=True)
+    amount_minor: int
+    points: int
+    idempotency_key: str = Field(max_length=128, unique=True)
+    actor_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     created_at: datetime = Field(default_factory=utcnow)

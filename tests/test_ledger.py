@@ -80,7 +80,6 @@ def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> N
             await session.commit()
         member_id = await _new_member(sessions)
         now = T0
-        model_balance = 0
         lots: list[tuple[datetime | None, int]] = []
         for op, amount, extra in ops:
             async with sessions() as session:
@@ -114,7 +113,7 @@ def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> N
                 rows = (await session.execute(select(LedgerEntry.expires_at, LedgerEntry.remaining).where(
                     LedgerEntry.remaining > 0))).all()
                 lots = [(expires, left) for expires, left in rows]
-            model_balance = await _check_invariants(sessions, member_id)
+            await _check_invariants(sessions, member_id)
 
     asyncio.run(scenario())
 

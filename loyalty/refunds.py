@@ -1,0 +1,109 @@
+"""Refunds: reverse a purchase fully or partly, taking back the points it earned.
+
+Invariants this keeps (on top of the ledger's):
+- ``purchase.refunded_minor`` never exceeds ``purchase.amount_minor``; refunding more than is left is refused.
+- The points taken back so far are ``floor(points × refunded / amount)``, computed on the running total, so
+  several partial refunds take back exactly what one full refund would, with no rounding drift.
+- Points come from the purchase's own lot first, then the member's other lots; what the member already spent
+  becomes a negative balance that the next earnings repay first (the merchant does not lose it).
+- Each refund carries a key (the Telegram message, or a given id); the same refund twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from loyalty.ledger import claw_back
+from loyalty.program import Program
+from loyalty.purchases import to_minor
+from storage.database import begin_write
+from storage.models import LedgerEntry, Member, Purchase, Refund
+
+
+class RefundProblem(StrEnum):
+    UNKNOWN = "unknown"
+    NOTHING_LEFT = "nothing_left"
+    TOO_MUCH = "too_much"
+
+
+class RefundRefused(Exception):
+    def __init__(self, problem: RefundProblem, refundable_minor: int = 0) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.refundable_minor = refundable_minor
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund: Refund
+    purchase: Purchase
+    balance: int
+    created: bool
+
+
+async def refund(
+    session: AsyncSession, program: Program, *, receipt: str, amount: Decimal | None, key: str, actor_id: int,
+    now: datetime,
+) -> RefundResult:
+    """Refund ``amount`` (None: everything not yet refunded) of the purchase with this receipt."""
+    await begin_write(session)
+    if (done := await _by_key(session, key)) is not None:
+        return await _replayed(session, done)
+    purchase = (await session.execute(
+        select(Purchase).where(col(Purchase.external_id) == receipt, col(Purchase.source).in_(("receipt", "api")))
+        .with_for_update()
+    )).scalar_one_or_none()
+    if purchase is None or purchase.id is None:
+        raise RefundRefused(RefundProblem.UNKNOWN)
+    left = purchase.amount_minor - purchase.refunded_minor
+    if left <= 0:
+        raise RefundRefused(RefundProblem.NOTHING_LEFT)
+    wanted = left if amount is None else to_minor(amount, program)
+    if wanted > left:
+        raise RefundRefused(RefundProblem.TOO_MUCH, left)
+    taken_before = purchase.points * purchase.refunded_minor // purchase.amount_minor
+    purchase.refunded_minor += wanted
+    points = purchase.points * purchase.refunded_minor // purchase.amount_minor - taken_before
+    record = Refund(purchase_id=purchase.id, amount_minor=wanted, points=points, idempotency_key=key,
+                    actor_id=actor_id, created_at=now)
+    session.add_all([purchase, record])
+    try:
+        await session.flush()
+        balance = await _balance(session, purchase.member_id)
+        if points:
+            own_lots = [lot_id for lot_id in (await session.execute(
+                select(col(LedgerEntry.id)).where(col(LedgerEntry.purchase_id) == purchase.id,
+                                                   col(LedgerEntry.points) > 0)
+            )).scalars() if lot_id is not None]
+            _, balance = await claw_back(session, purchase.member_id, points, now=now, from_lots=own_lots,
+                                         key=f"refund:{record.id}", purchase_id=purchase.id, actor_id=actor_id,
+                                         reason=f"refund {receipt}"[:256])
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if (done := await _by_key(session, key)) is None:
+            raise
+        return await _replayed(session, done)
+    return RefundResult(record, purchase, balance, created=True)
+
+
+async def _by_key(session: AsyncSession, key: str) -> Refund | None:
+    return (await session.execute(select(Refund).where(col(Refund.idempotency_key) == key))).scalar_one_or_none()
+
+
+async def _balance(session: AsyncSession, member_id: int) -> int:
+    return int((await session.execute(select(col(Member.points)).where(col(Member.id) == member_id))).scalar_one())
+
+
+async def _replayed(session: AsyncSession, done: Refund) -> RefundResult:
+    purchase = await session.get(Purchase, done.purchase_id)
+    assert purchase is not None
+    return RefundResult(done, purchase, await _balance(session, purchase.member_id), created=False)
