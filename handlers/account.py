@@ -44,18 +44,16 @@ async def show_balance(
     message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    summary = await balance(session, member.id, clock(), EXPIRY_HORIZON_DAYS)
+    summary = await balance(session, member.id, clock(), EXPIRY_HORIZON_DAYS, program.tz)
     lines = [
         _("⭐ <b>{points}</b> points").format(points=summary.points),
         _("Earned since joining: {points}").format(points=summary.lifetime_points),
     ]
     if summary.expiring_points and summary.expiring_first:
-        lines.append(
-            _("⏳ {points} points expire in the next {days} days, the first on {date}.").format(
-                points=summary.expiring_points, days=EXPIRY_HORIZON_DAYS,
-                date=day(summary.expiring_first, program.tz, i18n.current_locale),
-            )
-        )
+        lines.append(_("⏳ Next to expire: {points} points on {date}.").format(
+            points=summary.next_points, date=day(summary.expiring_first, program.tz, i18n.current_locale)))
+        lines.append(_("{points} points expire in the next {days} days in all.").format(
+            points=summary.expiring_points, days=EXPIRY_HORIZON_DAYS))
     else:
         lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
     await message.answer("\n".join(lines))

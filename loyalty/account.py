@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, Select, bindparam, func, select, true
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,8 @@ class Balance:
     expiring_points: int
     expiring_first: datetime | None
     """Earliest expiry (UTC) among the points that expire within the horizon."""
+    next_points: int = 0
+    """Points that expire on the local day of ``expiring_first``."""
 
 
 def _balance_statement() -> Select[int, int, int, int, datetime | None]:
@@ -54,7 +57,9 @@ def _balance_statement() -> Select[int, int, int, int, datetime | None]:
 _BALANCE = _balance_statement()
 
 
-async def balance(session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30) -> Balance:
+async def balance(
+    session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30, tz: ZoneInfo | None = None
+) -> Balance:
     """The member's points now, sweeping first any lot that expired since the expiry job last ran."""
     params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days)}
     # Core execution on the session's connection: no ORM entities here, so skip the ORM's machinery.
@@ -64,7 +69,16 @@ async def balance(session: AsyncSession, member_id: int, now: datetime, horizon_
         await expire_member(session, member_id, now)
         await session.commit()
         points, lifetime, due, expiring, first = (await (await session.connection()).execute(_BALANCE, params)).one()
-    return Balance(int(points), int(lifetime), int(expiring), first)
+    next_points = 0
+    if first is not None:
+        local = first.astimezone(tz or UTC)
+        day_end = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).astimezone(UTC)
+        next_points = int((await session.execute(
+            select(func.coalesce(func.sum(col(LedgerEntry.remaining)), 0)).where(
+                col(LedgerEntry.member_id) == member_id, col(LedgerEntry.remaining) > 0,
+                col(LedgerEntry.expires_at) > now, col(LedgerEntry.expires_at) < day_end)
+        )).scalar_one())
+    return Balance(int(points), int(lifetime), int(expiring), first, next_points)
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,12 @@ async def test_balance_shows_points_lifetime_and_what_expires_soon(harness: BotH
         await session.commit()
     [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
     assert "<b>120</b> points" in text and "Earned since joining: 120" in text
-    assert "70 points expire in the next 30 days, the first on Dec 2, 2026" in text
+    assert "Next to expire: 40 points on Dec 2, 2026." in text
+    assert "70 points expire in the next 30 days in all." in text
 
     harness.clock.advance(days=15)
     [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
-    assert "<b>80</b> points" in text and "30 points expire" in text
+    assert "<b>80</b> points" in text and "Next to expire: 30 points on Dec 12, 2026." in text
 
 
 async def test_balance_without_expiring_points(harness: BotHarness) -> None:
