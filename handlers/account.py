@@ -18,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
+from handlers.purchase import card_lines
 from handlers.ui import day, edit_or_keep
 from loyalty.account import HistoryPage, balance, history
 from loyalty.ledger import Kind
 from loyalty.members import MemberView
 from loyalty.program import Program
+from loyalty.punchcards import progress_of
 from storage.models import LedgerEntry
 
 EXPIRY_HORIZON_DAYS = 30
@@ -45,6 +47,7 @@ async def show_balance(
     clock: Callable[[], datetime],
 ) -> None:
     summary = await balance(session, member.id, clock(), EXPIRY_HORIZON_DAYS, program.tz)
+    cards = await progress_of(session, program, member.id)
     lines = [
         _("⭐ <b>{points}</b> points").format(points=summary.points),
         _("Earned since joining: {points}").format(points=summary.lifetime_points),
@@ -56,6 +59,7 @@ async def show_balance(
             points=summary.expiring_points, days=EXPIRY_HORIZON_DAYS))
     else:
         lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
+    lines += card_lines(cards)
     await message.answer("\n".join(lines))
 
 

@@ -10,11 +10,14 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import CARD
+from handlers.purchase import card_lines
 from loyalty.members import MemberView
 from loyalty.program import Program
+from loyalty.punchcards import progress_of
 
 
 def qr_png(payload: str) -> bytes:
@@ -23,13 +26,14 @@ def qr_png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-async def show_card(message: Message, member: MemberView, program: Program) -> None:
+async def show_card(message: Message, session: AsyncSession, member: MemberView, program: Program) -> None:
     # The QR holds just the code, so a till's scanner types exactly what a cashier would.
     caption = "\n".join([
         _("💳 <b>{program}</b> member card").format(program=html.escape(program.name)),
         _("Name: {name}").format(name=html.escape(member.first_name)),
         _("Member code: <code>{code}</code>").format(code=member.code),
         _("Points: {points}").format(points=member.points),
+        *card_lines(await progress_of(session, program, member.id)),
         "",
         _("Show this code at the till to earn points."),
     ])

@@ -11,7 +11,7 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from handlers.filters import HasPermission
 from handlers.ui import locale_of, money, when
 from loyalty.members import find_member
 from loyalty.program import Program
+from loyalty.punchcards import CardProgress
 from loyalty.purchases import (
     CATEGORY_RE,
     RECEIPT_RE,
@@ -115,6 +116,19 @@ async def purchase(
         await message.answer(_("The member could not be notified in Telegram."))
 
 
+def card_lines(cards: list[CardProgress]) -> list[str]:
+    """Punch-card progress, and any coupon a full card just earned."""
+    lines = []
+    language = get_i18n().current_locale.replace("_", "-")
+    for card in cards:
+        name = html.escape(card.rule.name_in(language))
+        lines += [_("🎉 Your {card} is full! Coupon <code>{code}</code> is yours: see /coupons.").format(
+            card=name, code=code) for code in card.coupons]
+        lines.append(_("☕ {card}: {stamps} of {total} stamps").format(
+            card=name, stamps=card.stamps, total=card.rule.stamps))
+    return lines
+
+
 def _explanation(purchase: Purchase) -> str:
     """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons"."""
     if not purchase.promotion:
@@ -149,6 +163,7 @@ async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseR
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
         text += _explanation(result.purchase)
         text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
+        text += "".join("\n" + line for line in card_lines(result.cards))
     try:
         await bot.send_message(member.chat_id, text)
     except TelegramAPIError:

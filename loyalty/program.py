@@ -126,6 +126,22 @@ class RewardRule(_Section):
     validity_days: int = Field(default=30, gt=0, le=3650)
 
 
+class PunchCardRule(_Section):
+    """Transactional loyalty: "coffee: 9 stamps, the 10th is free". A full card issues its reward's coupon."""
+
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    name: str = Field(min_length=1, max_length=48)
+    name_zh_hans: str | None = Field(default=None, min_length=1, max_length=48)
+    name_zh_hant: str | None = Field(default=None, min_length=1, max_length=48)
+    category: str = Field(min_length=1, max_length=32)
+    stamps: int = Field(gt=0, le=100)
+
+    def name_in(self, language: str) -> str:
+        return {"zh-Hans": self.name_zh_hans, "zh-Hant": self.name_zh_hant}.get(language) or self.name
+    per: Literal["purchase", "item"] = "purchase"
+    reward: str
+
+
 class Program(_Section):
     name: str = Field(min_length=1, max_length=64)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -135,6 +151,17 @@ class Program(_Section):
     expiry: ExpiryRules = ExpiryRules()
     rewards: list[RewardRule] = Field(default_factory=list)
     promotions: list[PromotionRule] = Field(default_factory=list)
+    punch_cards: list[PunchCardRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cards_name_rewards(self) -> Program:
+        keys = {reward.key for reward in self.rewards}
+        for card in self.punch_cards:
+            if card.reward not in keys:
+                raise ValueError(f"punch card {card.key!r}: reward {card.reward!r} is not among [[rewards]] keys")
+        if len({card.key for card in self.punch_cards}) != len(self.punch_cards):
+            raise ValueError("punch card keys must be unique")
+        return self
 
     @field_validator("rewards")
     @classmethod

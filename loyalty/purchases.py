@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -16,6 +16,7 @@ from sqlmodel import col
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
+from loyalty.punchcards import CardProgress, stamp
 from storage.database import begin_write
 from storage.models import Member, Purchase
 
@@ -71,6 +72,7 @@ class PurchaseResult:
     created: bool
     points: int
     balance: int
+    cards: list[CardProgress] = field(default_factory=list)
 
 
 async def find_purchase(session: AsyncSession, source: str, external_id: str) -> Purchase | None:
@@ -118,6 +120,7 @@ async def record_purchase(
             )
         else:
             balance = await _balance(session, member_id)
+        cards = await stamp(session, program, purchase, now)
         await session.commit()
     except IntegrityError:
         # A concurrent delivery of the same purchase committed first: report that one.
@@ -126,7 +129,7 @@ async def record_purchase(
         if winner is None:
             raise
         return await _replayed(session, winner)
-    return PurchaseResult(purchase, created=True, points=points, balance=balance)
+    return PurchaseResult(purchase, created=True, points=points, balance=balance, cards=cards)
 
 
 async def _balance(session: AsyncSession, member_id: int) -> int:

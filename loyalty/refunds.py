@@ -23,6 +23,7 @@ from sqlmodel import col
 
 from loyalty.ledger import claw_back
 from loyalty.program import Program
+from loyalty.punchcards import unstamp
 from loyalty.purchases import to_minor
 from storage.database import begin_write
 from storage.models import LedgerEntry, Member, Purchase, Refund
@@ -77,6 +78,7 @@ async def refund(
     session.add_all([purchase, record])
     try:
         await session.flush()
+        await unstamp(session, purchase, (purchase.refunded_minor, purchase.amount_minor))
         balance = await _balance(session, purchase.member_id)
         if points:
             own_lots = [lot_id for lot_id in (await session.execute(

@@ -166,3 +166,27 @@ class Refund(SQLModel, table=True):
     idempotency_key: str = Field(max_length=128, unique=True)
     actor_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PunchCard(SQLModel, table=True):
+    """A member's current card of one kind: stamps on it now, and how many cards they have filled."""
+
+    __tablename__ = "punch_card"
+    __table_args__ = (UniqueConstraint("member_id", "card_key", name="uq_punch_card_member_card"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id")
+    card_key: str = Field(max_length=32)
+    stamps: int = 0
+    completed: int = 0
+
+
+class Stamp(SQLModel, table=True):
+    """The stamps one purchase gave, so a refund can take them back; UNIQUE per purchase and card."""
+
+    __table_args__ = (UniqueConstraint("purchase_id", "card_key", name="uq_stamp_purchase_card"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    purchase_id: int = Field(foreign_key="purchase.id", index=True)
+    card_key: str = Field(max_length=32)
+    count: int

@@ -161,3 +161,32 @@ def test_coupon_codes_as_typed() -> None:
     assert normalize_coupon_code("ABCDEFGH2") is None
     assert normalize_coupon_code("ABCDEFGH20") is None  # 0 is not in the alphabet
     assert normalize_coupon_code("<b>x</b>") is None
+
+
+async def test_per_item_stamps_overflow_into_new_cards(sessions: SessionFactory) -> None:
+    from decimal import Decimal
+
+    from loyalty.purchases import record_purchase
+
+    program = parse_program('''
+name = "Cafe"
+[[rewards]]
+key = "latte"
+title = "Free latte"
+cost = 100
+[[punch_cards]]
+key = "beans"
+name = "Beans card"
+category = "beans"
+stamps = 4
+per = "item"
+reward = "latte"
+''')
+    member_id, _ = await _setup(sessions, 0, program)
+    async with sessions() as session:
+        result = await record_purchase(session, program, member_id=member_id, amount=Decimal("50"), source="t",
+                                       external_id="x", now=NOW, category="beans", items=9)
+    [card] = result.cards
+    assert (card.added, card.filled, card.stamps, len(card.coupons)) == (9, 2, 1, 2)
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Coupon))).scalar_one() == 2
