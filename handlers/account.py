@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
 from handlers.purchase import card_lines
-from handlers.ui import day, edit_or_keep
+from handlers.ui import day, edit_or_keep, money
 from loyalty.account import HistoryPage, balance, history
 from loyalty.ledger import Kind
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.punchcards import progress_of
+from loyalty.tiers import TierProgress
+from loyalty.tiers import progress as tier_progress
 from storage.models import LedgerEntry
 
 EXPIRY_HORIZON_DAYS = 30
@@ -48,6 +50,7 @@ async def show_balance(
 ) -> None:
     summary = await balance(session, member.id, clock(), EXPIRY_HORIZON_DAYS, program.tz)
     cards = await progress_of(session, program, member.id)
+    tier = await tier_progress(session, program, member.id, member.tier, clock()) if program.tiers.levels else None
     lines = [
         _("⭐ <b>{points}</b> points").format(points=summary.points),
         _("Earned since joining: {points}").format(points=summary.lifetime_points),
@@ -59,8 +62,27 @@ async def show_balance(
             points=summary.expiring_points, days=EXPIRY_HORIZON_DAYS))
     else:
         lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
+    if tier is not None:
+        lines += _tier_lines(tier, program, member.language, i18n.current_locale)
     lines += card_lines(cards)
     await message.answer("\n".join(lines))
+
+
+def _tier_lines(tier: TierProgress, program: Program, language: str, locale: str) -> list[str]:
+    lines = []
+    if tier.current is not None:
+        lines.append(_("🏅 Tier: <b>{tier}</b> — {perks}").format(
+            tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks)))
+    if tier.next is not None:
+        missing = (money(tier.missing, program.currency, locale) if program.tiers.basis == "spend"
+                   else _("{points} points").format(points=int(tier.missing)))
+        target = html.escape(tier.next.name_in(language))
+        if tier.by is not None:
+            lines.append(_("Spend {missing} more by {date} to reach {tier}.").format(
+                missing=missing, date=day(tier.by, program.tz, locale), tier=target))
+        else:
+            lines.append(_("Spend {missing} more to reach {tier}.").format(missing=missing, tier=target))
+    return lines
 
 
 def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, InlineKeyboardMarkup | None]:

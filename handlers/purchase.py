@@ -164,6 +164,9 @@ async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseR
         text += _explanation(result.purchase)
         text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
         text += "".join("\n" + line for line in card_lines(result.cards))
+        if result.promoted is not None:
+            text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
+                tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks))
     try:
         await bot.send_message(member.chat_id, text)
     except TelegramAPIError:

@@ -1,10 +1,10 @@
 """How many points a purchase earns, and why: the one place the earning rules are evaluated.
 
-Stacking rule: the base is ``amount × points_per_unit`` rounded by the program's rule (nothing below the
-minimum amount). Of all promotions that match — from the program file and campaigns started from chat —
-exactly one applies: the one that adds the most points (a multiplier adds ``base × (m − 1)``, a bonus adds
-its points); ties go to the one listed first, file before campaigns. Promotions never stack with each other,
-so a merchant can reason about the worst case of any day.
+Stacking rule: the base is ``amount × points_per_unit × tier multiplier`` rounded by the program's rule
+(nothing below the minimum amount). Of all promotions that match — from the program file and campaigns
+started from chat — exactly one applies: the one that adds the most points (a multiplier adds
+``base × (m − 1)``, a bonus adds its points); ties go to the one listed first, file before campaigns.
+Promotions never stack with each other, so a merchant can reason about the worst case of any day.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Basket:
     category: str | None
     items: int
     at: datetime  # UTC
+    tier_multiplier: Decimal = Decimal(1)
 
 
 def _matches(offer: Offer, basket: Basket, program: Program) -> bool:
@@ -108,7 +109,7 @@ async def active_offers(session: AsyncSession, program: Program, now: datetime) 
 async def earning_for(
     session: AsyncSession, program: Program, member_id: int, basket: Basket
 ) -> Earning:
-    base = program.earn.points_for(basket.amount)
+    base = program.earn.points_for(basket.amount, basket.tier_multiplier)
     if basket.amount < program.earn.minimum_amount:  # below the qualifying amount nothing applies
         return Earning(0, 0)
     best: tuple[int, PromotionRule] | None = None

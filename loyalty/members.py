@@ -186,6 +186,7 @@ class MemberView:
     language: str
     points: int
     lifetime_points: int
+    tier: str | None
 
 
 _MEMBER_AND_GRANT = (

@@ -35,10 +35,11 @@ class EarnRules(_Section):
     minimum_amount: Decimal = Field(default=Decimal(0), ge=0)
     maximum_amount: Decimal = Field(default=Decimal(100000), gt=0)
 
-    def points_for(self, amount: Decimal) -> int:
+    def points_for(self, amount: Decimal, multiplier: Decimal = Decimal(1)) -> int:
         if amount < self.minimum_amount:
             return 0
-        return int((amount * self.points_per_unit).quantize(Decimal(1), rounding=_ROUNDING[self.rounding]))
+        raw = amount * self.points_per_unit * multiplier
+        return int(raw.quantize(Decimal(1), rounding=_ROUNDING[self.rounding]))
 
 
 class WelcomeRules(_Section):
@@ -142,6 +143,46 @@ class PunchCardRule(_Section):
     reward: str
 
 
+class TierLevel(_Section):
+    name: str = Field(min_length=1, max_length=32)
+    name_zh_hans: str | None = Field(default=None, min_length=1, max_length=32)
+    name_zh_hant: str | None = Field(default=None, min_length=1, max_length=32)
+    enter: Decimal = Field(gt=0)  # qualifying spend (or points) over the window to reach this tier
+    keep: Decimal | None = Field(default=None, gt=0)  # to stay at the review; default: the same as enter
+    multiplier: Decimal = Field(default=Decimal(1), ge=1, le=10)
+    perks: str = Field(default="", max_length=200)
+
+    @property
+    def keep_threshold(self) -> Decimal:
+        return self.keep if self.keep is not None else self.enter
+
+    def name_in(self, language: str) -> str:
+        return {"zh-Hans": self.name_zh_hans, "zh-Hant": self.name_zh_hant}.get(language) or self.name
+
+
+class TierRules(_Section):
+    """Tiers on qualifying spend (or points earned, never the spendable balance) over a rolling window."""
+
+    basis: Literal["spend", "points"] = "spend"
+    window_months: int = Field(default=12, gt=0, le=60)
+    warning_days: int = Field(default=14, ge=0, le=365)
+    levels: list[TierLevel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> TierRules:
+        enters = [level.enter for level in self.levels]
+        if enters != sorted(enters) or len(set(enters)) != len(enters):
+            raise ValueError("levels must be listed from lowest to highest, with rising enter thresholds")
+        if any(level.keep_threshold > level.enter for level in self.levels):
+            raise ValueError("keep must not be above enter")
+        if len({level.name for level in self.levels}) != len(self.levels):
+            raise ValueError("level names must be unique")
+        return self
+
+    def level(self, name: str | None) -> TierLevel | None:
+        return next((level for level in self.levels if level.name == name), None)
+
+
 class Program(_Section):
     name: str = Field(min_length=1, max_length=64)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -152,6 +193,7 @@ class Program(_Section):
     rewards: list[RewardRule] = Field(default_factory=list)
     promotions: list[PromotionRule] = Field(default_factory=list)
     punch_cards: list[PunchCardRule] = Field(default_factory=list)
+    tiers: TierRules = TierRules()
 
     @model_validator(mode="after")
     def _cards_name_rewards(self) -> Program:

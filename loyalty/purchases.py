@@ -15,8 +15,10 @@ from sqlmodel import col
 
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
-from loyalty.program import Program
+from loyalty.program import Program, TierLevel
 from loyalty.punchcards import CardProgress, stamp
+from loyalty.tiers import multiplier as tier_multiplier
+from loyalty.tiers import promote_if_earned
 from storage.database import begin_write
 from storage.models import Member, Purchase
 
@@ -73,6 +75,7 @@ class PurchaseResult:
     points: int
     balance: int
     cards: list[CardProgress] = field(default_factory=list)
+    promoted: TierLevel | None = None
 
 
 async def find_purchase(session: AsyncSession, source: str, external_id: str) -> Purchase | None:
@@ -100,7 +103,11 @@ async def record_purchase(
     existing = await find_purchase(session, source, external_id)
     if existing is not None:
         return await _replayed(session, existing)
-    earning = await earning_for(session, program, member_id, Basket(amount, category, items, now))
+    member = await session.get(Member, member_id)
+    if member is None:
+        raise LookupError(member_id)
+    basket = Basket(amount, category, items, now, tier_multiplier(program, member.tier))
+    earning = await earning_for(session, program, member_id, basket)
     points = earning.total
     purchase = Purchase(
         member_id=member_id, source=source, external_id=external_id, amount_minor=to_minor(amount, program),
@@ -121,6 +128,7 @@ async def record_purchase(
         else:
             balance = await _balance(session, member_id)
         cards = await stamp(session, program, purchase, now)
+        promoted = await promote_if_earned(session, program, member, now)
         await session.commit()
     except IntegrityError:
         # A concurrent delivery of the same purchase committed first: report that one.
@@ -129,7 +137,7 @@ async def record_purchase(
         if winner is None:
             raise
         return await _replayed(session, winner)
-    return PurchaseResult(purchase, created=True, points=points, balance=balance, cards=cards)
+    return PurchaseResult(purchase, created=True, points=points, balance=balance, cards=cards, promoted=promoted)
 
 
 async def _balance(session: AsyncSession, member_id: int) -> int:

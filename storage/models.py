@@ -23,6 +23,10 @@ class Member(SQLModel, table=True):
     points: int = 0
     lifetime_points: int = 0
     referred_by_id: int | None = Field(default=None, foreign_key="member.id")
+    tier: str | None = Field(default=None, max_length=32, index=True)
+    tier_since: datetime | None = None
+    # Set when a member was warned they fall short of keeping their tier; cleared when they are back above.
+    tier_warned_at: datetime | None = None
     joined_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
 

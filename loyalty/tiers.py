@@ -1,0 +1,135 @@
+"""Tiers: qualifying spend (or points earned) over a rolling window, never the spendable balance.
+
+Promotion happens at once, on the purchase that crosses a level's ``enter`` threshold. Demotion happens only
+at the periodic review (``review_tiers``, run by the scheduler): a member below their level's ``keep``
+threshold is warned first, and demoted ``warning_days`` later if still below; climbing back clears the warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from loyalty.program import Program, TierLevel
+from storage.database import begin_write
+from storage.models import Member, Purchase
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(index, 12)
+    day = min(moment.day, [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30,
+                           31, 31, 30, 31, 30, 31][month])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def months_after(moment: datetime, months: int) -> datetime:
+    return months_before(moment, -months)
+
+
+async def qualifying(session: AsyncSession, program: Program, member_id: int, now: datetime) -> Decimal:
+    """Spend in currency units (net of refunds), or points earned by purchases, over the window."""
+    since = months_before(now, program.tiers.window_months)
+    if program.tiers.basis == "spend":
+        value = col(Purchase.amount_minor) - col(Purchase.refunded_minor)
+    else:
+        value = col(Purchase.points) - col(Purchase.points) * col(Purchase.refunded_minor) / col(Purchase.amount_minor)
+    total = (await session.execute(select(func.coalesce(func.sum(value), 0)).where(
+        col(Purchase.member_id) == member_id, col(Purchase.occurred_at) > since, col(Purchase.occurred_at) <= now,
+    ))).scalar_one()
+    return Decimal(total).scaleb(-program.minor_digits) if program.tiers.basis == "spend" else Decimal(int(total))
+
+
+def level_for(program: Program, amount: Decimal) -> TierLevel | None:
+    reached = [level for level in program.tiers.levels if amount >= level.enter]
+    return reached[-1] if reached else None
+
+
+def rank(program: Program, name: str | None) -> int:
+    names = [level.name for level in program.tiers.levels]
+    return names.index(name) + 1 if name in names else 0
+
+
+def multiplier(program: Program, tier: str | None) -> Decimal:
+    level = program.tiers.level(tier)
+    return level.multiplier if level else Decimal(1)
+
+
+async def promote_if_earned(
+    session: AsyncSession, program: Program, member: Member, now: datetime
+) -> TierLevel | None:
+    """Inside a purchase's unit of work: move the member up at once if they crossed a threshold."""
+    if not program.tiers.levels or member.id is None:
+        return None
+    earned = level_for(program, await qualifying(session, program, member.id, now))
+    if earned is None or rank(program, earned.name) <= rank(program, member.tier):
+        return None
+    member.tier, member.tier_since, member.tier_warned_at = earned.name, now, None
+    session.add(member)
+    return earned
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    current: TierLevel | None
+    next: TierLevel | None
+    missing: Decimal  # how much more qualifying spend/points reaches ``next``
+    by: datetime | None  # after this, the oldest counted purchase leaves the window
+
+
+async def progress(session: AsyncSession, program: Program, member_id: int, tier: str | None,
+                   now: datetime) -> TierProgress:
+    current = program.tiers.level(tier)
+    above = [level for level in program.tiers.levels if rank(program, level.name) > rank(program, tier)]
+    if not above:
+        return TierProgress(current, None, Decimal(0), None)
+    amount = await qualifying(session, program, member_id, now)
+    since = months_before(now, program.tiers.window_months)
+    oldest = (await session.execute(select(func.min(col(Purchase.occurred_at))).where(
+        col(Purchase.member_id) == member_id, col(Purchase.occurred_at) > since))).scalar_one()
+    by = months_after(oldest, program.tiers.window_months) if oldest else None
+    return TierProgress(current, above[0], max(above[0].enter - amount, Decimal(0)), by)
+
+
+@dataclass(frozen=True)
+class Review:
+    warned: list[tuple[int, TierLevel, Decimal, datetime]]  # member, level, short by, demotion date
+    demoted: list[tuple[int, TierLevel, TierLevel | None]]  # member, from, to
+
+
+async def review_tiers(session: AsyncSession, program: Program, now: datetime) -> Review:
+    """The periodic evaluation: warn those falling short of keeping their tier, demote those warned long enough."""
+    warned: list[tuple[int, TierLevel, Decimal, datetime]] = []
+    demoted: list[tuple[int, TierLevel, TierLevel | None]] = []
+    grace = timedelta(days=program.tiers.warning_days)
+    members = (await session.execute(select(Member).where(col(Member.tier).is_not(None)))).scalars().all()
+    for member in members:
+        level = program.tiers.level(member.tier)
+        assert member.id is not None
+        if level is None:
+            continue
+        amount = await qualifying(session, program, member.id, now)
+        await begin_write(session)
+        if amount >= level.keep_threshold:
+            if member.tier_warned_at is not None:
+                member.tier_warned_at = None
+                session.add(member)
+        elif member.tier_warned_at is None:
+            member.tier_warned_at = now
+            session.add(member)
+            warned.append((member.id, level, level.keep_threshold - amount, now + grace))
+        elif now >= member.tier_warned_at + grace:
+            # Down to the highest lower level the member still keeps (keep ≤ enter, so that covers "reaches").
+            keep_lower = [lv for lv in program.tiers.levels if rank(program, lv.name) < rank(program, level.name)
+                          and amount >= lv.keep_threshold]
+            new = keep_lower[-1] if keep_lower else None
+            member.tier, member.tier_since, member.tier_warned_at = (new.name if new else None), now, None
+            session.add(member)
+            demoted.append((member.id, level, new))
+        await session.commit()
+    return Review(warned, demoted)
