@@ -34,6 +34,7 @@ from loyalty.rewards import (
     normalize_coupon_code,
     redeem,
     set_active,
+    tier_allows,
     title_for,
     use_coupon,
 )
@@ -54,8 +55,8 @@ def _line(reward: Reward, language: str) -> str:
     return text
 
 
-async def list_rewards(message: Message, session: AsyncSession, member: MemberView) -> None:
-    rewards = await catalog(session)
+async def list_rewards(message: Message, session: AsyncSession, member: MemberView, program: Program) -> None:
+    rewards = [r for r in await catalog(session) if tier_allows(program, r, member.tier)]
     if not rewards:
         await message.answer(_("There are no rewards yet. Check back soon!"))
         return
@@ -105,7 +106,8 @@ async def confirm_reward(
     # The confirmation message is the key: a double tap, a replayed callback or two taps racing spend once.
     key = f"redeem:{query.message.chat.id}:{query.message.message_id}"
     try:
-        result = await redeem(session, member_id=member.id, reward_id=callback_data.reward_id, key=key, now=clock())
+        result = await redeem(session, member_id=member.id, reward_id=callback_data.reward_id, key=key, now=clock(),
+                              program=program)
     except InsufficientPoints as short:
         await query.answer(_("You need {cost} points; you have {points}.").format(
             cost=short.needed, points=short.balance), show_alert=True)
@@ -139,6 +141,8 @@ async def cancel_reward(query: CallbackQuery) -> None:
 def _unavailable(reason: Unavailable) -> str:
     if reason is Unavailable.OUT_OF_STOCK:
         return _("Sorry, that reward is out of stock.")
+    if reason is Unavailable.TIER_TOO_LOW:
+        return _("That reward is for members of a higher tier.")
     if reason is Unavailable.LIMIT_REACHED:
         return _("You have already redeemed this reward as many times as allowed.")
     return _("That reward is no longer available.")
@@ -190,10 +194,11 @@ _OPTION = re.compile(r"^(stock|limit|days)=(\d{1,7})$")
 
 def _reward_usage() -> str:
     return _("Usage: {usage}").format(usage=html.escape(
-        _("/reward add <cost> [stock=N] [limit=N] [days=N] <title> | /reward list | /reward disable <id>")))
+        _("/reward add <cost> [stock=N] [limit=N] [days=N] [tier=NAME] <title> | /reward list | "
+          "/reward disable <id>")))
 
 
-async def manage_rewards(message: Message, command: CommandObject, session: AsyncSession) -> None:
+async def manage_rewards(message: Message, command: CommandObject, session: AsyncSession, program: Program) -> None:
     action, _sep, rest = (command.args or "").strip().partition(" ")
     if action == "list":
         rewards = await catalog(session, include_disabled=True)
@@ -201,7 +206,7 @@ async def manage_rewards(message: Message, command: CommandObject, session: Asyn
                  + (_("active") if r.active else _("disabled")) for r in rewards]
         await message.answer("\n".join(lines) or _("There are no rewards yet. Check back soon!"))
     elif action == "add":
-        await _add(message, session, rest.split())
+        await _add(message, session, program, rest.split())
     elif action in ("disable", "enable") and rest.strip():
         reward = await find_reward(session, rest.strip())
         if reward is None or reward.id is None:
@@ -215,12 +220,22 @@ async def manage_rewards(message: Message, command: CommandObject, session: Asyn
         await message.answer(_reward_usage())
 
 
-async def _add(message: Message, session: AsyncSession, words: list[str]) -> None:
+async def _add(message: Message, session: AsyncSession, program: Program, words: list[str]) -> None:
     if not words or not words[0].isdigit() or not 0 < int(words[0]) <= 10_000_000:
         await message.answer(_("The cost must be a whole number of points above zero.") + "\n" + _reward_usage())
         return
     options: dict[str, int] = {}
     rest = words[1:]
+    tier = None
+    tiers = {level.name.lower(): level.name for level in program.tiers.levels}
+    for word in list(rest):
+        if word.lower().startswith("tier="):
+            tier = tiers.get(word.split("=", 1)[1].lower())
+            if tier is None:
+                await message.answer(_("Unknown tier. Tiers: {tiers}.").format(
+                    tiers=html.escape(", ".join(tiers.values()) or "—")))
+                return
+            rest.remove(word)
     while rest and (match := _OPTION.match(rest[0])):
         options[match.group(1)] = int(match.group(2))
         rest = rest[1:]
@@ -229,7 +244,8 @@ async def _add(message: Message, session: AsyncSession, words: list[str]) -> Non
         await message.answer(_reward_usage())
         return
     reward = await add_reward(session, title=title, cost=int(words[0]), stock=options.get("stock"),
-                              per_member_limit=options.get("limit"), validity_days=options.get("days", 30))
+                              per_member_limit=options.get("limit"), validity_days=options.get("days", 30),
+                              min_tier=tier)
     await message.answer(_("✅ Added reward #{id}: {title} for {cost} points.").format(
         id=reward.id, title=html.escape(reward.title), cost=reward.cost))
 

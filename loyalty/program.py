@@ -125,6 +125,7 @@ class RewardRule(_Section):
     stock: int | None = Field(default=None, ge=0)
     per_member_limit: int | None = Field(default=None, gt=0)
     validity_days: int = Field(default=30, gt=0, le=3650)
+    min_tier: str | None = None  # a [[tiers.levels]] name: only members at this tier or above may redeem
 
 
 class PunchCardRule(_Section):
@@ -201,6 +202,10 @@ class Program(_Section):
         for card in self.punch_cards:
             if card.reward not in keys:
                 raise ValueError(f"punch card {card.key!r}: reward {card.reward!r} is not among [[rewards]] keys")
+        tiers = {level.name for level in self.tiers.levels}
+        for reward in self.rewards:
+            if reward.min_tier is not None and reward.min_tier not in tiers:
+                raise ValueError(f"reward {reward.key!r}: min_tier {reward.min_tier!r} is not a tier level name")
         if len({card.key for card in self.punch_cards}) != len(self.punch_cards):
             raise ValueError("punch card keys must be unique")
         return self

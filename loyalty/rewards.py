@@ -21,6 +21,7 @@ from sqlmodel import col
 from loyalty.ledger import Kind, debit
 from loyalty.members import CODE_ALPHABET
 from loyalty.program import Program, RewardRule
+from loyalty.tiers import rank
 from storage.database import begin_write
 from storage.models import Coupon, Member, Reward
 
@@ -32,6 +33,7 @@ class Unavailable(StrEnum):
     DISABLED = "disabled"
     OUT_OF_STOCK = "out_of_stock"
     LIMIT_REACHED = "limit_reached"
+    TIER_TOO_LOW = "tier_too_low"
 
 
 class RewardUnavailable(Exception):
@@ -75,6 +77,7 @@ async def sync_catalog(session: AsyncSession, program: Program) -> None:
 def _apply(reward: Reward, rule: RewardRule) -> None:
     reward.title, reward.title_zh_hans, reward.title_zh_hant = rule.title, rule.title_zh_hans, rule.title_zh_hant
     reward.cost, reward.per_member_limit, reward.validity_days = rule.cost, rule.per_member_limit, rule.validity_days
+    reward.min_tier = rule.min_tier
     if reward.id is None:  # stock in the file is the starting stock; redemptions count it down from there
         reward.stock = rule.stock
     reward.active, reward.from_file = True, True
@@ -96,11 +99,11 @@ async def find_reward(session: AsyncSession, ref: str) -> Reward | None:
 
 async def add_reward(
     session: AsyncSession, *, title: str, cost: int, stock: int | None, per_member_limit: int | None,
-    validity_days: int,
+    validity_days: int, min_tier: str | None = None,
 ) -> Reward:
     await begin_write(session)
     reward = Reward(key=f"r{secrets.token_hex(4)}", title=title, cost=cost, stock=stock,
-                    per_member_limit=per_member_limit, validity_days=validity_days)
+                    per_member_limit=per_member_limit, validity_days=validity_days, min_tier=min_tier)
     session.add(reward)
     await session.commit()
     return reward
@@ -120,7 +123,13 @@ class Redemption:
     created: bool
 
 
-async def redeem(session: AsyncSession, *, member_id: int, reward_id: int, key: str, now: datetime) -> Redemption:
+def tier_allows(program: Program, reward: Reward, tier: str | None) -> bool:
+    return reward.min_tier is None or rank(program, tier) >= rank(program, reward.min_tier)
+
+
+async def redeem(
+    session: AsyncSession, *, member_id: int, reward_id: int, key: str, now: datetime, program: Program | None = None
+) -> Redemption:
     """Spend points on a reward, once per ``key``. Raises RewardUnavailable or InsufficientPoints."""
     await begin_write(session)
     if (done := await _by_key(session, key)) is not None:
@@ -130,6 +139,10 @@ async def redeem(session: AsyncSession, *, member_id: int, reward_id: int, key: 
         raise RewardUnavailable(Unavailable.UNKNOWN)
     if not reward.active:
         raise RewardUnavailable(Unavailable.DISABLED)
+    if program is not None and reward.min_tier is not None:
+        member = await session.get(Member, member_id)
+        if member is None or not tier_allows(program, reward, member.tier):
+            raise RewardUnavailable(Unavailable.TIER_TOO_LOW)
     try:
         entry, balance = await debit(session, member_id, reward.cost, kind=Kind.SPEND, now=now,
                                      reason=reward.title[:256])

@@ -124,6 +124,7 @@ class Reward(SQLModel, table=True):
     stock: int | None = None  # None: unlimited
     per_member_limit: int | None = None
     validity_days: int = 30
+    min_tier: str | None = Field(default=None, max_length=32)  # only members at this tier or above
     active: bool = True
     from_file: bool = False
     created_at: datetime = Field(default_factory=utcnow)

@@ -99,3 +99,24 @@ async def test_admin_manages_the_catalog_and_others_are_refused(harness: BotHarn
     for user_id, command in ((1001, "/reward add 1 Free"), (CASHIER_ID, "/reward disable tote"), (1001, "/redeem X")):
         reply = harness.texts(await harness.send(harness.user(user_id, "X"), command))[0]
         assert reply == "Sorry, that command is only for the shop's staff."
+
+
+async def test_tier_restricted_rewards_and_forged_callbacks(harness: BotHarness) -> None:
+    await _member_with_points(harness, 1000)
+    admin = harness.user(ADMIN_ID, "Boss")
+    assert "Unknown tier" in harness.texts(await harness.send(admin, "/reward add 100 tier=Platinum Lounge"))[0]
+    assert "Added reward" in harness.texts(await harness.send(admin, "/reward add 100 tier=gold Lounge"))[0]
+    ann = harness.user(1001)
+    assert "Lounge" not in harness.texts(await harness.send(ann, "/rewards"))[0]
+    message = harness.tg.last_message(1001)
+    assert message is not None
+    async with harness.sessions() as session:
+        from storage.models import Reward
+
+        lounge = (await session.execute(select(Reward.id).where(Reward.title == "Lounge"))).scalar_one()
+    for forged, alert in ((f"rw:confirm:{lounge}", "higher tier"), ("rw:confirm:9999", "no longer available"),
+                          ("rw:pick:9999", "no longer available")):
+        calls = await harness.feed(harness.tg.callback_update(ann, message, forged))
+        answer = next(c for c in calls if c.method == "answerCallbackQuery")
+        assert alert in answer.params["text"], forged
+    assert await _balance(harness) == 1050
