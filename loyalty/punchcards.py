@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -85,7 +85,13 @@ async def unstamp(session: AsyncSession, purchase: Purchase, share: tuple[int, i
     await session.flush()
 
 
+_STAMPS = select(col(PunchCard.card_key), col(PunchCard.stamps)).where(
+    col(PunchCard.member_id) == bindparam("member_id", type_=Integer))
+
+
 async def progress_of(session: AsyncSession, program: Program, member_id: int) -> list[CardProgress]:
-    cards = {c.card_key: c for c in (await session.execute(
-        select(PunchCard).where(col(PunchCard.member_id) == member_id))).scalars()}
-    return [CardProgress(rule, cards[rule.key].stamps if rule.key in cards else 0) for rule in program.punch_cards]
+    if not program.punch_cards:
+        return []
+    rows = await (await session.connection()).execute(_STAMPS, {"member_id": member_id})
+    stamps = {key: count for key, count in rows}
+    return [CardProgress(rule, stamps.get(rule.key, 0)) for rule in program.punch_cards]

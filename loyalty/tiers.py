@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from loyalty.program import Program, TierLevel
 from storage.database import begin_write
@@ -32,17 +34,34 @@ def months_after(moment: datetime, months: int) -> datetime:
     return months_before(moment, -months)
 
 
-async def qualifying(session: AsyncSession, program: Program, member_id: int, now: datetime) -> Decimal:
-    """Spend in currency units (net of refunds), or points earned by purchases, over the window."""
-    since = months_before(now, program.tiers.window_months)
-    if program.tiers.basis == "spend":
+def _window_statement(basis: str) -> Select[Any, datetime | None]:
+    # Built once per basis: /balance asks for it on every call.
+    if basis == "spend":
         value = col(Purchase.amount_minor) - col(Purchase.refunded_minor)
     else:
         value = col(Purchase.points) - col(Purchase.points) * col(Purchase.refunded_minor) / col(Purchase.amount_minor)
-    total = (await session.execute(select(func.coalesce(func.sum(value), 0)).where(
-        col(Purchase.member_id) == member_id, col(Purchase.occurred_at) > since, col(Purchase.occurred_at) <= now,
-    ))).scalar_one()
-    return Decimal(total).scaleb(-program.minor_digits) if program.tiers.basis == "spend" else Decimal(int(total))
+    return select(func.coalesce(func.sum(value), 0), func.min(col(Purchase.occurred_at))).where(
+        col(Purchase.member_id) == bindparam("member_id", type_=Integer),
+        col(Purchase.occurred_at) > bindparam("since", type_=UTCDateTime),
+        col(Purchase.occurred_at) <= bindparam("now", type_=UTCDateTime),
+    )
+
+
+_WINDOW = {basis: _window_statement(basis) for basis in ("spend", "points")}
+
+
+async def _window(session: AsyncSession, program: Program, member_id: int, now: datetime
+                  ) -> tuple[Decimal, datetime | None]:
+    """Qualifying amount over the window, and the oldest purchase counted in it."""
+    params = {"member_id": member_id, "since": months_before(now, program.tiers.window_months), "now": now}
+    total, oldest = (await (await session.connection()).execute(_WINDOW[program.tiers.basis], params)).one()
+    amount = Decimal(total).scaleb(-program.minor_digits) if program.tiers.basis == "spend" else Decimal(int(total))
+    return amount, oldest
+
+
+async def qualifying(session: AsyncSession, program: Program, member_id: int, now: datetime) -> Decimal:
+    """Spend in currency units (net of refunds), or points earned by purchases, over the window."""
+    return (await _window(session, program, member_id, now))[0]
 
 
 def level_for(program: Program, amount: Decimal) -> TierLevel | None:
@@ -88,10 +107,7 @@ async def progress(session: AsyncSession, program: Program, member_id: int, tier
     above = [level for level in program.tiers.levels if rank(program, level.name) > rank(program, tier)]
     if not above:
         return TierProgress(current, None, Decimal(0), None)
-    amount = await qualifying(session, program, member_id, now)
-    since = months_before(now, program.tiers.window_months)
-    oldest = (await session.execute(select(func.min(col(Purchase.occurred_at))).where(
-        col(Purchase.member_id) == member_id, col(Purchase.occurred_at) > since))).scalar_one()
+    amount, oldest = await _window(session, program, member_id, now)
     by = months_after(oldest, program.tiers.window_months) if oldest else None
     return TierProgress(current, above[0], max(above[0].enter - amount, Decimal(0)), by)
 
