@@ -20,13 +20,11 @@ from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
 from handlers.purchase import card_lines
 from handlers.ui import day, edit_or_keep, money
-from loyalty.account import HistoryPage, balance, history
+from loyalty.account import HistoryPage, history, summary
 from loyalty.ledger import Kind
 from loyalty.members import MemberView
 from loyalty.program import Program
-from loyalty.punchcards import progress_of
 from loyalty.tiers import TierProgress
-from loyalty.tiers import progress as tier_progress
 from storage.models import LedgerEntry
 
 EXPIRY_HORIZON_DAYS = 30
@@ -48,18 +46,17 @@ async def show_balance(
     message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    summary = await balance(session, member.id, clock(), EXPIRY_HORIZON_DAYS, program.tz)
-    cards = await progress_of(session, program, member.id)
-    tier = await tier_progress(session, program, member.id, member.tier, clock()) if program.tiers.levels else None
+    overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS)
+    held, tier, cards = overview.balance, overview.tier, overview.cards
     lines = [
-        _("⭐ <b>{points}</b> points").format(points=summary.points),
-        _("Earned since joining: {points}").format(points=summary.lifetime_points),
+        _("⭐ <b>{points}</b> points").format(points=held.points),
+        _("Earned since joining: {points}").format(points=held.lifetime_points),
     ]
-    if summary.expiring_points and summary.expiring_first:
+    if held.expiring_points and held.expiring_first:
         lines.append(_("⏳ Next to expire: {points} points on {date}.").format(
-            points=summary.next_points, date=day(summary.expiring_first, program.tz, i18n.current_locale)))
+            points=held.next_points, date=day(held.expiring_first, program.tz, i18n.current_locale)))
         lines.append(_("{points} points expire in the next {days} days in all.").format(
-            points=summary.expiring_points, days=EXPIRY_HORIZON_DAYS))
+            points=held.expiring_points, days=EXPIRY_HORIZON_DAYS))
     else:
         lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
     if tier is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, Select, bindparam, func, select, true
@@ -14,6 +16,8 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key
 from loyalty.program import Program
+from loyalty.punchcards import CardProgress, stamps_column
+from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
 from storage.database import begin_write
 from storage.models import AuditLog, LedgerEntry, Member
 
@@ -57,28 +61,55 @@ def _balance_statement() -> Select[int, int, int, int, datetime | None]:
 _BALANCE = _balance_statement()
 
 
-async def balance(
-    session: AsyncSession, member_id: int, now: datetime, horizon_days: int = 30, tz: ZoneInfo | None = None
-) -> Balance:
-    """The member's points now, sweeping first any lot that expired since the expiry job last ran."""
-    params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days)}
-    # Core execution on the session's connection: no ORM entities here, so skip the ORM's machinery.
-    points, lifetime, due, expiring, first = (await (await session.connection()).execute(_BALANCE, params)).one()
-    if due:
+@dataclass(frozen=True)
+class Summary:
+    balance: Balance
+    tier: TierProgress | None
+    cards: list[CardProgress]
+
+
+@lru_cache(maxsize=16)
+def _summary_statement(tier_basis: str | None, card_keys: tuple[str, ...]) -> Select[Any]:
+    # One statement (one round trip) for everything /balance shows; its shape depends only on the program.
+    extra = list(window_columns(tier_basis)) if tier_basis else []
+    extra += [stamps_column(key) for key in card_keys]
+    return _BALANCE.add_columns(*extra)
+
+
+async def summary(
+    session: AsyncSession, program: Program, member_id: int, tier: str | None, now: datetime,
+    horizon_days: int = 30,
+) -> Summary:
+    """Balance, tier progress and punch cards together, as /balance shows them."""
+    basis = program.tiers.basis if program.tiers.levels else None
+    statement = _summary_statement(basis, tuple(card.key for card in program.punch_cards))
+    params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days),
+              "since": window_start(program, now)}
+    row = (await (await session.connection()).execute(statement, params)).one()
+    if row[2]:  # points past their expiry that the job has not swept yet
         await begin_write(session)
         await expire_member(session, member_id, now)
         await session.commit()
-        points, lifetime, due, expiring, first = (await (await session.connection()).execute(_BALANCE, params)).one()
-    next_points = 0
-    if first is not None:
-        local = first.astimezone(tz or UTC)
-        day_end = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).astimezone(UTC)
-        next_points = int((await session.execute(
-            select(func.coalesce(func.sum(col(LedgerEntry.remaining)), 0)).where(
-                col(LedgerEntry.member_id) == member_id, col(LedgerEntry.remaining) > 0,
-                col(LedgerEntry.expires_at) > now, col(LedgerEntry.expires_at) < day_end)
-        )).scalar_one())
-    return Balance(int(points), int(lifetime), int(expiring), first, next_points)
+        row = (await (await session.connection()).execute(statement, params)).one()
+    points, lifetime, _due, expiring, first, *rest = row
+    tier_progress = None
+    if basis is not None:
+        total, oldest, *rest = rest
+        tier_progress = progress_from(program, tier, to_amount(program, total), oldest)
+    cards = [CardProgress(rule, int(stamps or 0)) for rule, stamps in zip(program.punch_cards, rest, strict=True)]
+    next_points = await _next_expiring(session, member_id, now, first, program.tz) if first is not None else 0
+    return Summary(Balance(int(points), int(lifetime), int(expiring), first, next_points), tier_progress, cards)
+
+
+async def _next_expiring(session: AsyncSession, member_id: int, now: datetime, first: datetime, tz: ZoneInfo) -> int:
+    """Points that expire on the local day of the next expiry."""
+    local = first.astimezone(tz)
+    day_end = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).astimezone(UTC)
+    return int((await session.execute(
+        select(func.coalesce(func.sum(col(LedgerEntry.remaining)), 0)).where(
+            col(LedgerEntry.member_id) == member_id, col(LedgerEntry.remaining) > 0,
+            col(LedgerEntry.expires_at) > now, col(LedgerEntry.expires_at) < day_end)
+    )).scalar_one())
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Integer, bindparam, select
+from sqlalchemy import ColumnElement, Integer, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -83,6 +84,13 @@ async def unstamp(session: AsyncSession, purchase: Purchase, share: tuple[int, i
         given.count = keep
         session.add_all([card, given])
     await session.flush()
+
+
+def stamps_column(card_key: str) -> ColumnElement[Any]:
+    """A scalar subquery for the stamps on ``:member_id``'s current card of this kind (NULL: none yet)."""
+    return select(col(PunchCard.stamps)).where(
+        col(PunchCard.member_id) == bindparam("member_id", type_=Integer), col(PunchCard.card_key) == card_key,
+    ).scalar_subquery()
 
 
 _STAMPS = select(col(PunchCard.card_key), col(PunchCard.stamps)).where(

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -34,17 +34,26 @@ def months_after(moment: datetime, months: int) -> datetime:
     return months_before(moment, -months)
 
 
-def _window_statement(basis: str) -> Select[Any, datetime | None]:
-    # Built once per basis: /balance asks for it on every call.
+def window_columns(basis: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Scalar subqueries for the qualifying total (raw: minor units or points) and the oldest purchase counted,
+    over ``:since < occurred_at <= :now`` for ``:member_id``; /balance folds them into its one statement."""
     if basis == "spend":
         value = col(Purchase.amount_minor) - col(Purchase.refunded_minor)
     else:
         value = col(Purchase.points) - col(Purchase.points) * col(Purchase.refunded_minor) / col(Purchase.amount_minor)
-    return select(func.coalesce(func.sum(value), 0), func.min(col(Purchase.occurred_at))).where(
+    window = (
         col(Purchase.member_id) == bindparam("member_id", type_=Integer),
         col(Purchase.occurred_at) > bindparam("since", type_=UTCDateTime),
         col(Purchase.occurred_at) <= bindparam("now", type_=UTCDateTime),
     )
+    return (
+        select(func.coalesce(func.sum(value), 0)).where(*window).scalar_subquery(),
+        select(func.min(col(Purchase.occurred_at))).where(*window).scalar_subquery(),
+    )
+
+
+def _window_statement(basis: str) -> Select[Any, Any]:
+    return select(*window_columns(basis))
 
 
 _WINDOW = {basis: _window_statement(basis) for basis in ("spend", "points")}
@@ -53,10 +62,18 @@ _WINDOW = {basis: _window_statement(basis) for basis in ("spend", "points")}
 async def _window(session: AsyncSession, program: Program, member_id: int, now: datetime
                   ) -> tuple[Decimal, datetime | None]:
     """Qualifying amount over the window, and the oldest purchase counted in it."""
-    params = {"member_id": member_id, "since": months_before(now, program.tiers.window_months), "now": now}
+    params = {"member_id": member_id, "since": window_start(program, now), "now": now}
     total, oldest = (await (await session.connection()).execute(_WINDOW[program.tiers.basis], params)).one()
-    amount = Decimal(total).scaleb(-program.minor_digits) if program.tiers.basis == "spend" else Decimal(int(total))
-    return amount, oldest
+    return to_amount(program, total), oldest
+
+
+def window_start(program: Program, now: datetime) -> datetime:
+    return months_before(now, program.tiers.window_months)
+
+
+def to_amount(program: Program, raw_total: object) -> Decimal:
+    total = Decimal(str(raw_total or 0))
+    return total.scaleb(-program.minor_digits) if program.tiers.basis == "spend" else Decimal(int(total))
 
 
 async def qualifying(session: AsyncSession, program: Program, member_id: int, now: datetime) -> Decimal:
@@ -103,11 +120,15 @@ class TierProgress:
 
 async def progress(session: AsyncSession, program: Program, member_id: int, tier: str | None,
                    now: datetime) -> TierProgress:
+    amount, oldest = await _window(session, program, member_id, now)
+    return progress_from(program, tier, amount, oldest)
+
+
+def progress_from(program: Program, tier: str | None, amount: Decimal, oldest: datetime | None) -> TierProgress:
     current = program.tiers.level(tier)
     above = [level for level in program.tiers.levels if rank(program, level.name) > rank(program, tier)]
     if not above:
         return TierProgress(current, None, Decimal(0), None)
-    amount, oldest = await _window(session, program, member_id, now)
     by = months_after(oldest, program.tiers.window_months) if oldest else None
     return TierProgress(current, above[0], max(above[0].enter - amount, Decimal(0)), by)
 

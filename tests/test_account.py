@@ -141,7 +141,7 @@ async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(ha
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("handlers.account.balance", broken)
+    monkeypatch.setattr("handlers.account.summary", broken)
     calls = await harness.send(harness.user(1001, language_code="zh-hans"), "/balance")
     [apology] = harness.texts(calls)
     assert apology == harness.dp["i18n"].gettext("Sorry, something went wrong. Please try again in a moment.",
