@@ -14,7 +14,6 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
@@ -25,6 +24,7 @@ from loyalty.ledger import Kind
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.tiers import TierProgress
+from storage.database import DbSession
 from storage.models import LedgerEntry
 
 EXPIRY_HORIZON_DAYS = 30
@@ -43,7 +43,7 @@ class HistoryCallback(CallbackData, prefix="hist"):
 
 
 async def show_balance(
-    message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n,
+    message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS)
@@ -105,14 +105,14 @@ def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
 
 
 async def show_history(
-    message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n
+    message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n
 ) -> None:
     text, markup = _render(await history(session, member.id, 0), program, i18n.current_locale)
     await message.answer(text, reply_markup=markup)
 
 
 async def page_history(
-    query: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, member: MemberView,
+    query: CallbackQuery, callback_data: HistoryCallback, session: DbSession, member: MemberView,
     program: Program, i18n: I18n,
 ) -> None:
     page = await history(session, member.id, callback_data.page)

@@ -11,7 +11,6 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasPermission
 from loyalty.account import adjust
@@ -19,6 +18,7 @@ from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
+from storage.database import DbSession
 
 MAX_ADJUSTMENT = 1_000_000
 _DELTA = re.compile(r"^[+-]\d{1,7}$")
@@ -29,7 +29,7 @@ def _usage() -> str:
 
 
 async def adjust_points(
-    message: Message, command: CommandObject, session: AsyncSession, program: Program,
+    message: Message, command: CommandObject, session: DbSession, program: Program,
     clock: Callable[[], datetime],
 ) -> None:
     parts = (command.args or "").split(maxsplit=2)

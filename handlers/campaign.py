@@ -11,7 +11,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasPermission
 from handlers.ui import when
@@ -19,6 +18,7 @@ from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_camp
 from loyalty.program import Program
 from loyalty.purchases import CATEGORY_RE
 from loyalty.roles import Permission
+from storage.database import DbSession
 
 
 def _usage() -> str:
@@ -27,7 +27,7 @@ def _usage() -> str:
 
 
 async def campaign(
-    message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n,
+    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     action, _sep, rest = (command.args or "").strip().partition(" ")
@@ -51,7 +51,7 @@ async def campaign(
 
 
 async def _add(
-    message: Message, session: AsyncSession, program: Program, i18n: I18n, words: list[str], now: datetime,
+    message: Message, session: DbSession, program: Program, i18n: I18n, words: list[str], now: datetime,
     actor: int,
 ) -> None:
     category = None

@@ -10,7 +10,6 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import CARD
@@ -18,6 +17,7 @@ from handlers.purchase import card_lines
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.punchcards import progress_of
+from storage.database import DbSession
 
 
 def qr_png(payload: str) -> bytes:
@@ -26,7 +26,7 @@ def qr_png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-async def show_card(message: Message, session: AsyncSession, member: MemberView, program: Program) -> None:
+async def show_card(message: Message, session: DbSession, member: MemberView, program: Program) -> None:
     # The QR holds just the code, so a till's scanner types exactly what a cashier would.
     caption = "\n".join([
         _("💳 <b>{program}</b> member card").format(program=html.escape(program.name)),

@@ -8,7 +8,6 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.commands import set_chat_menu
 from handlers.filters import IsMember, MenuButton
@@ -16,6 +15,7 @@ from handlers.menu import LANGUAGE, main_menu
 from handlers.ui import drop_keyboard, locale_of
 from loyalty.members import LANGUAGES, MemberView, set_language
 from loyalty.roles import Role
+from storage.database import DbSession
 
 # Each language is named in itself, so anyone can find their own whatever the current one is.
 NAMES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
@@ -33,7 +33,7 @@ async def choose_language(message: Message) -> None:
 
 
 async def set_member_language(
-    query: CallbackQuery, callback_data: LanguageCallback, session: AsyncSession, member: MemberView, role: Role,
+    query: CallbackQuery, callback_data: LanguageCallback, session: DbSession, member: MemberView, role: Role,
     i18n: I18n, bot: Bot,
 ) -> None:
     await set_language(session, member.id, callback_data.code)

@@ -13,7 +13,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasPermission
 from handlers.ui import locale_of, money, when
@@ -31,6 +30,7 @@ from loyalty.purchases import (
     record_purchase,
 )
 from loyalty.roles import Permission
+from storage.database import DbSession
 from storage.models import Member, Purchase
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def amount_problem(error: AmountError, program: Program, locale: str) -> str:
 
 
 async def purchase(
-    message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n, bot: Bot,
+    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n, bot: Bot,
     clock: Callable[[], datetime],
 ) -> None:
     words = (command.args or "").split()

@@ -11,7 +11,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasPermission
 from handlers.purchase import amount_problem
@@ -20,10 +19,11 @@ from loyalty.program import Program
 from loyalty.purchases import RECEIPT_RE, AmountError, from_minor, parse_amount
 from loyalty.refunds import RefundProblem, RefundRefused, refund
 from loyalty.roles import Permission
+from storage.database import DbSession
 
 
 async def refund_purchase(
-    message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n,
+    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     args = (command.args or "").split()

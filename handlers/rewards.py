@@ -14,7 +14,6 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.card import qr_png
 from handlers.filters import HasPermission, IsMember, MenuButton
@@ -39,6 +38,7 @@ from loyalty.rewards import (
     use_coupon,
 )
 from loyalty.roles import Permission
+from storage.database import DbSession
 from storage.models import Reward
 
 
@@ -55,7 +55,7 @@ def _line(reward: Reward, language: str) -> str:
     return text
 
 
-async def list_rewards(message: Message, session: AsyncSession, member: MemberView, program: Program) -> None:
+async def list_rewards(message: Message, session: DbSession, member: MemberView, program: Program) -> None:
     rewards = [r for r in await catalog(session) if tier_allows(program, r, member.tier)]
     if not rewards:
         await message.answer(_("There are no rewards yet. Check back soon!"))
@@ -74,7 +74,7 @@ async def list_rewards(message: Message, session: AsyncSession, member: MemberVi
 
 
 async def pick_reward(
-    query: CallbackQuery, callback_data: RewardCallback, session: AsyncSession, member: MemberView
+    query: CallbackQuery, callback_data: RewardCallback, session: DbSession, member: MemberView
 ) -> None:
     reward = await find_reward(session, str(callback_data.reward_id))
     if reward is None or not reward.active:
@@ -97,7 +97,7 @@ async def pick_reward(
 
 
 async def confirm_reward(
-    query: CallbackQuery, callback_data: RewardCallback, session: AsyncSession, member: MemberView,
+    query: CallbackQuery, callback_data: RewardCallback, session: DbSession, member: MemberView,
     program: Program, i18n: I18n, clock: Callable[[], datetime],
 ) -> None:
     if not isinstance(query.message, Message):
@@ -149,7 +149,7 @@ def _unavailable(reason: Unavailable) -> str:
 
 
 async def list_coupons(
-    message: Message, session: AsyncSession, member: MemberView, program: Program, i18n: I18n,
+    message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     coupons = await coupons_of(session, member.id, clock())
@@ -164,7 +164,7 @@ async def list_coupons(
 
 
 async def redeem_coupon(
-    message: Message, command: CommandObject, session: AsyncSession, program: Program, i18n: I18n,
+    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     typed = command.args or ""
@@ -198,7 +198,7 @@ def _reward_usage() -> str:
           "/reward disable <id>")))
 
 
-async def manage_rewards(message: Message, command: CommandObject, session: AsyncSession, program: Program) -> None:
+async def manage_rewards(message: Message, command: CommandObject, session: DbSession, program: Program) -> None:
     action, _sep, rest = (command.args or "").strip().partition(" ")
     if action == "list":
         rewards = await catalog(session, include_disabled=True)
@@ -220,7 +220,7 @@ async def manage_rewards(message: Message, command: CommandObject, session: Asyn
         await message.answer(_reward_usage())
 
 
-async def _add(message: Message, session: AsyncSession, program: Program, words: list[str]) -> None:
+async def _add(message: Message, session: DbSession, program: Program, words: list[str]) -> None:
     if not words or not words[0].isdigit() or not 0 < int(words[0]) <= 10_000_000:
         await message.answer(_("The cost must be a whole number of points above zero.") + "\n" + _reward_usage())
         return

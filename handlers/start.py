@@ -11,19 +11,19 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import PrivateChat
 from handlers.menu import main_menu
 from handlers.ui import locale_of
 from loyalty.members import join
 from loyalty.program import Program
+from storage.database import DbSession
 
 
 async def start(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    session: DbSession,
     program: Program,
     i18n: I18n,
     clock: Callable[[], datetime],

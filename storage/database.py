@@ -12,6 +12,8 @@ from storage.sqlite import WRITE_OPTION, make_sqlite_engine
 from storage.sqlite import begin_write as sqlite_begin_write
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# What handlers hold and pass to loyalty/ functions, named so they never need to import SQLAlchemy.
+DbSession = AsyncSession
 
 
 def is_sqlite(url: str) -> bool:
