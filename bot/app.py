@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import aiogram.methods
-from aiogram import Bot, Dispatcher
+from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -21,6 +21,7 @@ from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMid
 from bot.settings import Settings
 from handlers import account, adjust, campaign, card, errors, language, menu, purchase, refund, rewards, start
 from handlers.commands import set_default_menus, set_staff_menus
+from handlers.filters import PrivateChat
 from handlers.ui import make_i18n
 from loyalty.members import get_by_telegram_id
 from loyalty.program import Program
@@ -70,11 +71,15 @@ def build_dispatcher(
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
     MemberI18nMiddleware(i18n).setup(dp)
-    dp.include_routers(
-        errors.router(), start.router(), menu.router(), account.router(), card.router(), language.router(),
+    # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
+    private = Router(name="private")
+    private.message.filter(PrivateChat())
+    private.include_routers(
+        start.router(), menu.router(), account.router(), card.router(), language.router(),
         purchase.router(), refund.router(), adjust.router(), rewards.router(), campaign.router(),
         menu.fallback_router(),
     )
+    dp.include_routers(errors.router(), private)
     return dp
 
 

@@ -151,3 +151,11 @@ async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(ha
     # ...and the bot keeps working.
     monkeypatch.undo()
     assert "积分" in harness.texts(await harness.send(harness.user(1001), "/balance"))[0]
+
+
+async def test_the_bot_says_nothing_private_in_groups(harness: BotHarness) -> None:
+    await _join(harness)
+    group = {"id": -100123, "type": "supergroup", "title": "Staff"}
+    for text in ("/balance", "/card", "/start", "/purchase 1001 10", "/frobnicate", "hello"):
+        update = harness.tg.message_update(harness.user(ADMIN_ID, "Boss"), text, chat=group)
+        assert harness.texts(await harness.feed(update)) == [], text
