@@ -17,8 +17,7 @@ from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
-from handlers.purchase import card_lines
-from handlers.ui import day, edit_or_keep, money
+from handlers.ui import card_lines, day, edit_or_keep, money
 from loyalty.account import HistoryPage, history, summary
 from loyalty.ledger import Kind
 from loyalty.members import MemberView

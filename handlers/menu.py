@@ -10,7 +10,7 @@ from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import command_names, commands_for
-from handlers.filters import MenuButton, PrivateChat, SlashCommand
+from handlers.filters import MenuButton, SlashCommand
 from handlers.ui import N_
 from loyalty.members import MemberView
 from loyalty.program import Program
@@ -75,5 +75,5 @@ def fallback_router() -> Router:
     router = Router(name="fallback")
     router.message.register(needs_role_or_join, Command(*command_names(Role.OWNER), ignore_case=True))
     router.message.register(unknown_command, SlashCommand())
-    router.message.register(anything_else, PrivateChat())
+    router.message.register(anything_else)
     return router

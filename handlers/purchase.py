@@ -11,14 +11,13 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
-from handlers.ui import locale_of, money, when
+from handlers.ui import card_lines, locale_of, money, when
 from loyalty.members import find_member
 from loyalty.program import Program
-from loyalty.punchcards import CardProgress
 from loyalty.purchases import (
     CATEGORY_RE,
     RECEIPT_RE,
@@ -114,19 +113,6 @@ async def purchase(
     )
     if not await _notify_member(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
-
-
-def card_lines(cards: list[CardProgress]) -> list[str]:
-    """Punch-card progress, and any coupon a full card just earned."""
-    lines = []
-    language = get_i18n().current_locale.replace("_", "-")
-    for card in cards:
-        name = html.escape(card.rule.name_in(language))
-        lines += [_("🎉 Your {card} is full! Coupon <code>{code}</code> is yours: see /coupons.").format(
-            card=name, code=code) for code in card.coupons]
-        lines.append(_("☕ {card}: {stamps} of {total} stamps").format(
-            card=name, stamps=card.stamps, total=card.rule.stamps))
-    return lines
 
 
 def _explanation(purchase: Purchase) -> str:

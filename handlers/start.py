@@ -12,7 +12,6 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import PrivateChat
 from handlers.menu import main_menu
 from handlers.ui import locale_of
 from loyalty.members import join
@@ -56,5 +55,5 @@ async def start(
 
 def router() -> Router:
     router = Router(name="start")
-    router.message.register(start, CommandStart(), PrivateChat())
+    router.message.register(start, CommandStart())
     return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -9,11 +10,13 @@ from zoneinfo import ZoneInfo
 
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardMarkup, Message, User
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 
 from loyalty.members import MemberView, map_language
+from loyalty.punchcards import CardProgress
 from storage.models import Member
 
 LOCALES_DIR = Path(__file__).with_name("locales")
@@ -71,3 +74,16 @@ async def drop_keyboard(message: Message) -> None:
     except TelegramBadRequest as exc:
         if "message is not modified" not in exc.message:
             raise
+
+
+def card_lines(cards: list[CardProgress]) -> list[str]:
+    """Punch-card progress, and any coupon a full card just earned."""
+    lines = []
+    language = get_i18n().current_locale.replace("_", "-")
+    for card in cards:
+        name = html.escape(card.rule.name_in(language))
+        lines += [_("🎉 Your {card} is full! Coupon <code>{code}</code> is yours: see /coupons.").format(
+            card=name, code=code) for code in card.coupons]
+        lines.append(_("☕ {card}: {stamps} of {total} stamps").format(
+            card=name, stamps=card.stamps, total=card.rule.stamps))
+    return lines

@@ -214,15 +214,6 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
     return total
 
 
-async def has_expired_lots(session: AsyncSession, member_id: int, now: datetime) -> bool:
-    query = select(col(LedgerEntry.id)).where(
-        col(LedgerEntry.member_id) == member_id,
-        col(LedgerEntry.remaining) > 0,
-        col(LedgerEntry.expires_at) <= now,
-    ).limit(1)
-    return (await session.execute(query)).first() is not None
-
-
 async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int = 500) -> list[int]:
     query = (
         select(col(LedgerEntry.member_id))

@@ -77,6 +77,11 @@ class ExpiryRules(_Section):
         return None
 
 
+def localized(language: str, default: str, zh_hans: str | None, zh_hant: str | None) -> str:
+    """A merchant-written text in the member's language when the program file gives one."""
+    return {"zh-Hans": zh_hans, "zh-Hant": zh_hant}.get(language) or default
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -139,7 +144,7 @@ class PunchCardRule(_Section):
     stamps: int = Field(gt=0, le=100)
 
     def name_in(self, language: str) -> str:
-        return {"zh-Hans": self.name_zh_hans, "zh-Hant": self.name_zh_hant}.get(language) or self.name
+        return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
     per: Literal["purchase", "item"] = "purchase"
     reward: str
 
@@ -158,7 +163,7 @@ class TierLevel(_Section):
         return self.keep if self.keep is not None else self.enter
 
     def name_in(self, language: str) -> str:
-        return {"zh-Hans": self.name_zh_hans, "zh-Hant": self.name_zh_hant}.get(language) or self.name
+        return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
 
 
 class TierRules(_Section):

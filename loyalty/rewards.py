@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from loyalty.ledger import Kind, debit
 from loyalty.members import CODE_ALPHABET
-from loyalty.program import Program, RewardRule
+from loyalty.program import Program, RewardRule, localized
 from loyalty.tiers import rank
 from storage.database import begin_write
 from storage.models import Coupon, Member, Reward
@@ -53,8 +53,7 @@ def normalize_coupon_code(text: str) -> str | None:
 
 
 def title_for(reward: Reward, language: str) -> str:
-    localized = {"zh-Hans": reward.title_zh_hans, "zh-Hant": reward.title_zh_hant}.get(language)
-    return localized or reward.title
+    return localized(language, reward.title, reward.title_zh_hans, reward.title_zh_hant)
 
 
 async def sync_catalog(session: AsyncSession, program: Program) -> None:
