@@ -19,7 +19,28 @@ from aiogram.utils.i18n import I18n
 
 from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
 from bot.settings import Settings
-from handlers import account, adjust, campaign, card, errors, language, menu, purchase, refund, rewards, start
+from handlers import (
+    account,
+    adjust,
+    broadcast,
+    campaign,
+    card,
+    errors,
+    feedback,
+    language,
+    menu,
+    nps,
+    privacy,
+    profile,
+    purchase,
+    referral,
+    refund,
+    rewards,
+    sharing,
+    start,
+    support,
+)
+from handlers.broadcasting import Broadcaster
 from handlers.commands import set_default_menus, set_staff_menus
 from handlers.filters import PrivateChat
 from handlers.ui import make_i18n
@@ -68,18 +89,31 @@ def build_dispatcher(
     dp["sessions"] = sessions
     dp["clock"] = clock
     dp["i18n"] = i18n
+    dp["desk"] = support.Desk(settings)
+    dp["broadcaster"] = Broadcaster(sessions, program, i18n, settings, clock)
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
     MemberI18nMiddleware(i18n).setup(dp)
     # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
     private = Router(name="private")
     private.message.filter(PrivateChat())
+    # A message visits the routers in order until one handles it. Account, start and menu never claim the same
+    # message, so among them the order only sets the cost: the busiest, account (/balance), goes first.
     private.include_routers(
-        start.router(), menu.router(), account.router(), card.router(), language.router(),
+        account.router(), start.router(), menu.router(), card.router(), language.router(),
         purchase.router(), refund.router(), adjust.router(), rewards.router(), campaign.router(),
+        referral.router(), sharing.router(), profile.router(), privacy.router(), feedback.router(), nps.router(),
+        support.router(), broadcast.router(),
+        # Answers to a pending question come after every feature, so commands and menu buttons still work; an
+        # open feedback thread takes whatever else the member writes.
+        profile.input_router(), sharing.input_router(), nps.input_router(), broadcast.input_router(),
+        feedback.input_router(),
         menu.fallback_router(),
     )
-    dp.include_routers(errors.router(), private)
+    # The staff chat is a group: its answers and review buttons, and whether a member blocked the bot, come
+    # outside the private router.
+    dp.include_routers(errors.router(), private, support.staff_chat_router(), referral.review_router(),
+                       sharing.review_router(), privacy.chat_member_router())
     return dp
 
 

@@ -32,9 +32,17 @@ def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+ROLES = ("all", "bot", "scheduler")
+
+
 @app.command()
-def run() -> None:
+def run(
+    role: str = typer.Option("all", "--role", help="all: the bot and the scheduler; bot: only answer updates; "
+                             "scheduler: only send scheduled messages (one per deployment holds the lease)."),
+) -> None:
     """Run the bot with long polling (SQLite migrates itself on start)."""
+    if role not in ROLES:
+        _fail(f"--role must be one of: {', '.join(ROLES)}")
     settings = _settings()
     if not settings.bot_token:
         _fail("LOYALTY_BOT_TOKEN is not set. Create a bot with @BotFather and put its token in LOYALTY_BOT_TOKEN "
@@ -45,11 +53,14 @@ def run() -> None:
         _fail(str(exc))
     _logging()
     # Imported late: aiogram takes seconds to import, and a settings mistake should be reported at once.
-    from bot.runner import StartupError, build_app, run_polling
+    from bot.runner import StartupError, build_app, run_polling, run_scheduler
 
     async def main() -> None:
         application = await build_app(settings)
-        await run_polling(application)
+        if role == "scheduler":
+            await run_scheduler(application)
+        else:
+            await run_polling(application, with_scheduler=role == "all")
 
     try:
         asyncio.run(main())

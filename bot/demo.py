@@ -141,6 +141,7 @@ async def tour(demo: Demo) -> None:
         ("Boss, the admin, records Ann's purchase of ¥36.50 with her member code", "admin", "PURCHASE"),
         ("Ann checks her balance", "member", "/balance"),
         ("...and her points history", "member", "/history"),
+        ("Ann gets her invitation link: her friend's first purchase will earn her points", "member", "/refer"),
         ("Ann switches to Simplified Chinese", "member", "/language"),
         (" ", None, 2),
         ("Every reply now follows her choice", "member", "/balance"),

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     support_chat_id: int | None = None
     program_file: Path | None = None
     redis_url: str | None = None
+    # Broadcasts: messages a second for the whole bot (Telegram allows about 30), or up to 1,000 with paid
+    # broadcasts (allow_paid_broadcast, 0.1 Stars a message beyond the free limit).
+    broadcast_rate: float = Field(default=25, gt=0, le=1000)
+    paid_broadcasts: bool = False
 
     @field_validator("admin_ids", "cashier_ids", "support_ids", mode="before")
     @classmethod

@@ -18,7 +18,14 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
     ("card", __("Your member card for the till")),
     ("rewards", __("Spend your points on rewards")),
     ("coupons", __("Your coupons")),
+    ("feedback", __("Write to our team")),
+    ("refer", __("Invite friends and earn points")),
+    ("share", __("Share a post, review or photo for points")),
+    ("profile", __("Your birthday, favourites and phone")),
+    ("settings", __("Promotions and language")),
     ("language", __("Choose your language")),
+    ("mydata", __("Download your data")),
+    ("deleteme", __("Erase your data")),
     ("help", __("What I can do")),
 ]
 _CASHIER = [
@@ -26,18 +33,26 @@ _CASHIER = [
     ("redeem", __("Accept a member's coupon")),
     ("refund", __("Refund a purchase by its receipt")),
 ]
+_SUPPORT = [
+    ("inbox", __("Open feedback threads, longest waiting first")),
+    ("reply", __("Answer a thread: thread, text")),
+    ("close", __("Close a thread")),
+    ("setbirthday", __("Correct a member's birthday")),
+]
 _ADMIN = [
     ("adjust", __("Add or remove a member's points")),
     ("reward", __("Add, list or disable rewards")),
     ("campaign", __("Start, list or end a points campaign")),
+    ("broadcast", __("Send a promotion to members")),
+    ("broadcasts", __("Broadcasts: progress, pause, resume, cancel")),
 ]
 
 _BY_ROLE = {
     Role.MEMBER: _MEMBER,
-    Role.SUPPORT: _MEMBER,
+    Role.SUPPORT: _MEMBER + _SUPPORT,
     Role.CASHIER: _MEMBER + _CASHIER,
-    Role.ADMIN: _MEMBER + _CASHIER + _ADMIN,
-    Role.OWNER: _MEMBER + _CASHIER + _ADMIN,
+    Role.ADMIN: _MEMBER + _CASHIER + _SUPPORT + _ADMIN,
+    Role.OWNER: _MEMBER + _CASHIER + _SUPPORT + _ADMIN,
 }
 
 

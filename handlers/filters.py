@@ -50,3 +50,20 @@ class MenuButton(Filter):
         if not message.text:
             return False
         return any(message.text == i18n.gettext(self.msgid, locale=locale) for locale in i18n.available_locales)
+
+
+class NotCommand(Filter):
+    """Free input for a pending question (a birthday, a link): commands pass through to their own handlers."""
+
+    async def __call__(self, message: Message) -> bool:
+        return not (message.text or "").startswith("/")
+
+
+class HasContent(Filter):
+    """A message carrying ``kind`` ("photo", "contact", ...), without a thread hop (see PrivateChat)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __call__(self, message: Message) -> bool:
+        return getattr(message, self.kind, None) is not None

@@ -12,7 +12,7 @@ from aiogram.utils.i18n import gettext as _
 from handlers.commands import set_chat_menu
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import LANGUAGE, main_menu
-from handlers.ui import drop_keyboard, locale_of
+from handlers.ui import drop_keyboard, speaking
 from loyalty.members import LANGUAGES, MemberView, set_language
 from loyalty.roles import Role
 from storage.database import DbSession
@@ -37,7 +37,7 @@ async def set_member_language(
     i18n: I18n, bot: Bot,
 ) -> None:
     await set_language(session, member.id, callback_data.code)
-    with i18n.use_locale(locale_of(callback_data.code)):
+    with speaking(i18n, callback_data.code):
         await query.answer()
         text = _("Language set to English.")
         if isinstance(query.message, Message):

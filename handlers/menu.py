@@ -6,6 +6,7 @@ import html
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
 from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
@@ -22,13 +23,21 @@ HISTORY = N_("📜 History")
 LANGUAGE = N_("🌐 Language")
 HELP = N_("❓ Help")
 REWARDS = N_("🎁 Rewards")
+INVITE = N_("👥 Invite friends")
+SHARE = N_("📣 Share & earn")
+PROFILE = N_("👤 Profile")
+SETTINGS = N_("⚙️ Settings")
+FEEDBACK = N_("💬 Feedback")
 
 
 def main_menu() -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[
             [KeyboardButton(text=_(BALANCE)), KeyboardButton(text=_(CARD)), KeyboardButton(text=_(REWARDS))],
-            [KeyboardButton(text=_(HISTORY)), KeyboardButton(text=_(LANGUAGE)), KeyboardButton(text=_(HELP))],
+            [KeyboardButton(text=_(HISTORY)), KeyboardButton(text=_(INVITE)), KeyboardButton(text=_(SHARE))],
+            # Language lives in Settings now; its old button still works on keyboards sent before.
+            [KeyboardButton(text=_(FEEDBACK)), KeyboardButton(text=_(PROFILE)), KeyboardButton(text=_(SETTINGS))],
+            [KeyboardButton(text=_(HELP))],
         ],
         resize_keyboard=True,
         is_persistent=True,
@@ -41,7 +50,8 @@ async def help_command(message: Message, role: Role, program: Program) -> None:
     await message.answer("\n".join(lines))
 
 
-STAFF_ONLY = frozenset({"purchase", "refund", "adjust", "redeem", "reward", "campaign"})
+STAFF_ONLY = frozenset({"purchase", "refund", "adjust", "redeem", "reward", "campaign", "setbirthday", "inbox",
+                        "reply", "close", "broadcast", "broadcasts"})
 
 
 async def needs_role_or_join(message: Message, command: CommandObject) -> None:
@@ -50,6 +60,15 @@ async def needs_role_or_join(message: Message, command: CommandObject) -> None:
         await message.answer(_("Sorry, that command is only for the shop's staff."))
     else:
         await message.answer(_("You are not a member yet. Send /start to join."))
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    """Drop a pending question (a birthday, content to share); harmless when nothing is pending."""
+    if await state.get_state() is None:
+        await message.answer(_("There is nothing to cancel."), reply_markup=main_menu())
+        return
+    await state.clear()
+    await message.answer(_("Cancelled."), reply_markup=main_menu())
 
 
 async def unknown_command(message: Message) -> None:
@@ -67,6 +86,7 @@ def router() -> Router:
     router = Router(name="menu")
     router.message.register(help_command, Command("help"))
     router.message.register(help_command, MenuButton(HELP))
+    router.message.register(cancel, Command("cancel"))
     return router
 
 

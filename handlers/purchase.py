@@ -8,14 +8,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
-from handlers.ui import card_lines, locale_of, money, when
+from handlers.referral import after_payout
+from handlers.ui import card_lines, locale_of, money, tell, when
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.purchases import (
@@ -113,6 +113,8 @@ async def purchase(
     )
     if not await _notify_member(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
+    if result.referral is not None:
+        await after_payout(bot, i18n, program, result.referral)
 
 
 def _explanation(purchase: Purchase) -> str:
@@ -140,25 +142,25 @@ def _already_recorded(result: PurchaseResult, receipt: str | None, program: Prog
 
 async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
     locale = locale_of(member.language)
-    with i18n.use_locale(locale):
+
+    def render() -> str:
         amount = money(from_minor(result.purchase.amount_minor, program), program.currency, locale)
         if result.points:
-            text = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
+            text: str = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
                 amount=amount, points=result.points)
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
         text += _explanation(result.purchase)
+        if result.winback_bonus:
+            text += "\n" + _("🎁 Welcome back! +{points} bonus points.").format(points=result.winback_bonus)
         text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
         text += "".join("\n" + line for line in card_lines(result.cards))
         if result.promoted is not None:
             text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
                 tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks))
-    try:
-        await bot.send_message(member.chat_id, text)
-    except TelegramAPIError:
-        log.warning("could not notify member %s of purchase %s", member.id, result.purchase.id, exc_info=True)
-        return False
-    return True
+        return text
+
+    return await tell(bot, i18n, member, render)
 
 
 def router() -> Router:

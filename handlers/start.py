@@ -6,16 +6,19 @@ import html
 from collections.abc import Callable
 from datetime import datetime
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot.settings import Settings
 from handlers.menu import main_menu
-from handlers.ui import locale_of
-from loyalty.members import join
+from handlers.referral import after_join
+from handlers.ui import locale_of, money, speaking
+from loyalty.members import JoinResult, join
 from loyalty.program import Program
+from loyalty.referrals import LinkProblem
 from storage.database import DbSession
 
 
@@ -25,6 +28,8 @@ async def start(
     session: DbSession,
     program: Program,
     i18n: I18n,
+    bot: Bot,
+    settings: Settings,
     clock: Callable[[], datetime],
 ) -> None:
     user = message.from_user
@@ -38,7 +43,7 @@ async def start(
     member = result.member
     name = html.escape(member.first_name or _("there"))
     # A new member's language comes from their Telegram settings, which the middleware could not know yet.
-    with i18n.use_locale(locale_of(member.language)):
+    with speaking(i18n, member.language):
         if result.created:
             text = _("Welcome to <b>{program}</b>, {name}! 🎉").format(program=html.escape(program.name), name=name)
             if result.welcome_points:
@@ -50,7 +55,40 @@ async def start(
             text = _("Welcome back to <b>{program}</b>, {name}! You have {points} points.").format(
                 program=html.escape(program.name), name=name, points=member.points
             )
+            if result.returned:
+                text += "\n" + _("Your personal data was erased earlier; your points and coupons are still yours. "
+                                  "Promotions stay off until you turn them on in /settings.")
+        if note := _referral_note(result, program):
+            text += "\n\n" + note
         await message.answer(text, reply_markup=main_menu())
+    if result.referral is not None:
+        await after_join(bot, i18n, settings, program, result.referral, member)
+
+
+def _referral_note(result: JoinResult, program: Program) -> str:
+    linked = result.referral
+    if linked is None:
+        return ""
+    if linked.problem is LinkProblem.OWN_LINK:
+        return _("That is your own invitation link: share it with friends instead! /refer")
+    if linked.problem is LinkProblem.ALREADY_MEMBER:
+        return _("Invitation links are for new members, and you are one already.")
+    if linked.problem is LinkProblem.UNKNOWN_CODE:
+        return _("That invitation link is not valid, but you are in all the same.")
+    referrer = html.escape(linked.referrer.first_name if linked.referrer else "") or _("a friend")
+    if linked.held:
+        return _("You were invited by {referrer}. Your invitation bonus is being checked and will follow soon.").format(
+            referrer=referrer)
+    if linked.friend_points:
+        return _("You got {points} bonus points for joining through {referrer}'s invitation.").format(
+            points=linked.friend_points, referrer=referrer)
+    rules = program.referrals
+    if rules.friend_bonus:
+        return _("You were invited by {referrer}: your first purchase of {amount} or more earns you {points} "
+                 "bonus points.").format(referrer=referrer, points=rules.friend_bonus,
+                                         amount=money(rules.qualifying_amount, program.currency,
+                                                      locale_of(result.member.language)))
+    return _("You were invited by {referrer}.").format(referrer=referrer)
 
 
 def router() -> Router:

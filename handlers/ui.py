@@ -1,29 +1,41 @@
-"""What every handler module shares for talking to people: catalogs, locales, formatting, edits."""
+"""What every handler module shares for talking to people: catalogs, locales, formatting, edits, notices."""
 
 from __future__ import annotations
 
 import html
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram.exceptions import TelegramBadRequest
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import InlineKeyboardMarkup, Message, User
 from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
+from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 
 from loyalty.members import MemberView, map_language
+from loyalty.privacy import can_message
 from loyalty.punchcards import CardProgress
 from storage.models import Member
+
+log = logging.getLogger(__name__)
 
 LOCALES_DIR = Path(__file__).with_name("locales")
 DOMAIN = "messages"
 DEFAULT_LOCALE = "en"
-# Babel locales for number/date formatting: the script subtag alone is not a full Babel locale.
-_BABEL = {"en": "en", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
+# Babel locales for number/date formatting: the script subtag alone is not a full Babel locale. Parsed once:
+# given a name, Babel parses it again on every call, which cost as much as formatting the amount.
+_BABEL = {
+    name: Locale.parse(tag) for name, tag in (("en", "en"), ("zh_Hans", "zh_Hans_CN"), ("zh_Hant", "zh_Hant_TW"))
+}
 
 
 def N_(msgid: str) -> str:
@@ -46,16 +58,23 @@ def user_locale(member: MemberView | Member | None, user: User | None) -> str:
     return locale_of(map_language(user.language_code if user else None))
 
 
+@contextmanager
+def speaking(i18n: I18n, language: str) -> Iterator[I18n]:
+    """Render texts in a member's (or the staff's) language, inside an update or outside one (a scheduled job)."""
+    with i18n.context(), i18n.use_locale(locale_of(language)):
+        yield i18n
+
+
 def money(amount: Decimal, currency: str, locale: str) -> str:
-    return format_currency(amount, currency, locale=_BABEL.get(locale, "en"))
+    return format_currency(amount, currency, locale=_BABEL.get(locale, _BABEL["en"]))
 
 
 def day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
-    return format_date(moment.astimezone(tz).date(), format="medium", locale=_BABEL.get(locale, "en"))
+    return format_date(moment.astimezone(tz).date(), format="medium", locale=_BABEL.get(locale, _BABEL["en"]))
 
 
 def when(moment: datetime, tz: ZoneInfo, locale: str) -> str:
-    return format_datetime(moment.astimezone(tz), format="short", locale=_BABEL.get(locale, "en"))
+    return format_datetime(moment.astimezone(tz), format="short", locale=_BABEL.get(locale, _BABEL["en"]))
 
 
 async def edit_or_keep(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -87,3 +106,19 @@ def card_lines(cards: list[CardProgress]) -> list[str]:
         lines.append(_("☕ {card}: {stamps} of {total} stamps").format(
             card=name, stamps=card.stamps, total=card.rule.stamps))
     return lines
+
+
+async def tell(bot: Bot, i18n: I18n, member: Member, render: Callable[[], str], **kwargs: Any) -> bool:
+    """Send a member a message they did not ask for, rendered in their language; nothing to a member who
+    blocked the bot or erased their data. False if nothing was delivered."""
+    if not can_message(member):
+        return False
+    with speaking(i18n, member.language):
+        text = render()
+    try:
+        await bot.send_message(member.chat_id, text, **kwargs)
+    except TelegramAPIError:
+        log.warning("could not message member %s", member.id, exc_info=True)
+        return False
+    return True
+

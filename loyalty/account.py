@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, Select, bindparam, func, select, true
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -18,7 +17,7 @@ from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
 from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
-from storage.database import begin_write
+from storage.database import PreparedRead, begin_write
 from storage.models import AuditLog, LedgerEntry, Member
 
 HISTORY_PAGE_SIZE = 10
@@ -69,11 +68,11 @@ class Summary:
 
 
 @lru_cache(maxsize=16)
-def _summary_statement(tier_basis: str | None, card_keys: tuple[str, ...]) -> Select[Any]:
+def _summary_statement(tier_basis: str | None, card_keys: tuple[str, ...]) -> PreparedRead:
     # One statement (one round trip) for everything /balance shows; its shape depends only on the program.
     extra = list(window_columns(tier_basis)) if tier_basis else []
     extra += [stamps_column(key) for key in card_keys]
-    return _BALANCE.add_columns(*extra)
+    return PreparedRead(_BALANCE.add_columns(*extra))
 
 
 async def summary(
@@ -85,12 +84,14 @@ async def summary(
     statement = _summary_statement(basis, tuple(card.key for card in program.punch_cards))
     params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days),
               "since": window_start(program, now)}
-    row = (await (await session.connection()).execute(statement, params)).one()
-    if row[2]:  # points past their expiry that the job has not swept yet
+    row = await statement.first(session, params)
+    if row is not None and row[2]:  # points past their expiry that the job has not swept yet
         await begin_write(session)
         await expire_member(session, member_id, now)
         await session.commit()
-        row = (await (await session.connection()).execute(statement, params)).one()
+        row = await statement.first(session, params)
+    if row is None:
+        raise NoResultFound(f"no member {member_id}")
     points, lifetime, _due, expiring, first, *rest = row
     tier_progress = None
     if basis is not None:

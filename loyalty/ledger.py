@@ -39,6 +39,11 @@ class Kind:
     SPEND = "spend"
     EXPIRE = "expire"
     REFUND = "refund"
+    REFERRAL = "referral"  # the referrer's bonus, and the friend's
+    SHARE = "share"  # approved member content: a post, a review, a photo
+    PROFILE = "profile"  # the one-time bonus for a complete profile
+    BIRTHDAY = "birthday"
+    WINBACK = "winback"  # the bonus for coming back after a win-back nudge
 
 
 async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,30 +10,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty import referrals, winback
+from loyalty.codes import new_code, normalize_code
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
 from loyalty.roles import Role, StaticRoles, highest, role_of
-from storage.database import begin_write
+from storage.database import PreparedRead, begin_write
 from storage.models import Member, StaffRole
-
-# No 0/O or 1/I: codes are read aloud at the till and typed from a screen.
-CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-CODE_LENGTH = 8
-CODE_RE = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LENGTH}}}$")
-REFERRAL_PREFIX = "ref_"
 
 LANGUAGES = ("en", "zh-Hans", "zh-Hant")
 _TRADITIONAL = ("zh-hant", "zh-tw", "zh-hk", "zh-mo")
-
-
-def new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def normalize_code(text: str) -> str | None:
-    """A member or coupon code as typed (any case, spaces or dashes) in canonical form, or None."""
-    code = re.sub(r"[\s-]", "", text).upper()
-    return code if CODE_RE.match(code) else None
 
 
 def map_language(language_code: str | None) -> str:
@@ -48,19 +32,14 @@ def map_language(language_code: str | None) -> str:
     return "en"
 
 
-def referral_code(payload: str | None) -> str | None:
-    """The member code inside a ``/start ref_<code>`` payload, or None for anything else."""
-    if not payload or not payload.startswith(REFERRAL_PREFIX) or len(payload) > 64:
-        return None
-    return normalize_code(payload[len(REFERRAL_PREFIX) :])
-
-
 @dataclass(frozen=True)
 class JoinResult:
     member: Member
     created: bool
     welcome_points: int
-    referrer: Member | None
+    # What a referral payload did: linked the new member to a friend, or why not. None without one.
+    referral: referrals.Linked | None = None
+    returned: bool = False  # an erased member came back
 
 
 async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Member | None:
@@ -103,42 +82,37 @@ async def join(
     payload: str | None,
     now: datetime,
 ) -> JoinResult:
-    """Register a member once and pay the welcome bonus once; a second call only refreshes names."""
+    """Register a member once and pay the welcome bonus once; a second call refreshes names (and brings back a
+    member who erased their data, without a second welcome bonus)."""
     await begin_write(session)
-    existing = await get_by_telegram_id(session, telegram_id)
-    if existing is not None:
-        existing.first_name, existing.last_name = first_name[:128], (last_name or None)
-        existing.username = username.lower() if username else None
-        existing.last_seen_at = now
-        session.add(existing)
-        await session.commit()
-        return JoinResult(existing, created=False, welcome_points=0, referrer=None)
-
-    referrer = None
-    if (code := referral_code(payload)) is not None:
-        referrer = await get_by_code(session, code)
-    member = Member(
-        telegram_id=telegram_id,
-        chat_id=chat_id,
-        code=await _unused_code(session),
-        first_name=first_name[:128],
-        last_name=last_name[:128] if last_name else None,
-        username=username.lower() if username else None,
-        language=map_language(language_code),
-        referred_by_id=referrer.id if referrer else None,
-        joined_at=now,
-        last_seen_at=now,
-    )
+    first, last = first_name[:128], last_name[:128] if last_name else None
+    handle = username.lower() if username else None
+    member = await get_by_telegram_id(session, telegram_id)
+    created = member is None
+    returned = member is not None and member.erased_at is not None
+    if member is not None:
+        member.first_name, member.last_name, member.username = first, last, handle
+        member.chat_id, member.last_seen_at, member.blocked_at, member.erased_at = chat_id, now, None, None
+    else:
+        member = Member(
+            telegram_id=telegram_id, chat_id=chat_id, code=await _unused_code(session), first_name=first,
+            last_name=last, username=handle, language=map_language(language_code), joined_at=now, last_seen_at=now,
+        )
     session.add(member)
     try:
         await session.flush()
-        bonus = program.welcome.bonus
-        if bonus:
-            assert member.id is not None
+        assert member.id is not None
+        if created:
+            await winback.plan(session, program, member)
+        if created and program.welcome.bonus:
             await credit(
-                session, member.id, bonus, kind=Kind.WELCOME, now=now,
+                session, member.id, program.welcome.bonus, kind=Kind.WELCOME, now=now,
                 expires_at=program.expires_at(now), key=f"welcome:{member.id}",
             )
+        linked = None
+        if referrals.is_referral_payload(payload):
+            linked = await referrals.on_start(
+                session, program, member, referrals.referral_code(payload), created=created, now=now)
         await session.commit()
     except IntegrityError:
         # Two deliveries of the same /start raced; the other one registered the member.
@@ -146,9 +120,11 @@ async def join(
         winner = await get_by_telegram_id(session, telegram_id)
         if winner is None:
             raise
-        return JoinResult(winner, created=False, welcome_points=0, referrer=None)
-    await session.refresh(member)
-    return JoinResult(member, created=True, welcome_points=program.welcome.bonus, referrer=referrer)
+        return JoinResult(winner, created=False, welcome_points=0)
+    if created:
+        await session.refresh(member)
+    return JoinResult(member, created=created, welcome_points=program.welcome.bonus if created else 0,
+                      referral=linked, returned=returned)
 
 
 async def _unused_code(session: AsyncSession) -> str:
@@ -189,17 +165,17 @@ class MemberView:
     tier: str | None
 
 
-_MEMBER_AND_GRANT = (
+_MEMBER_AND_GRANT = PreparedRead(
     select(*[col(getattr(Member, name)) for name in MemberView.__slots__], col(StaffRole.role))
     .outerjoin(StaffRole, col(StaffRole.telegram_id) == col(Member.telegram_id))
-    .where(col(Member.telegram_id) == bindparam("telegram_id"))
+    .where(col(Member.telegram_id) == bindparam("telegram_id"), col(Member.erased_at).is_(None))
 )
 
 
 async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int) -> tuple[MemberView | None, Role]:
-    """Who sent an update: the member (None before /start) and their role, in one query for members."""
-    connection = await session.connection()
-    row = (await connection.execute(_MEMBER_AND_GRANT, {"telegram_id": telegram_id})).first()
+    """Who sent an update: the member (None before /start, or after they erased their data) and their role, in
+    one query for members."""
+    row = await _MEMBER_AND_GRANT.first(session, {"telegram_id": telegram_id})
     if row is None:
         return None, await role_of(session, static, telegram_id)
     *fields, granted = row

@@ -52,6 +52,7 @@ class ExpiryRules(_Section):
     policy: Literal["days", "end_of_month", "never"] = "never"
     days: int | None = Field(default=None, gt=0)
     months: int | None = Field(default=None, ge=0)
+    warn_days: int = Field(default=7, ge=0, le=365)  # warn members this many days before points expire; 0: never
 
     @model_validator(mode="after")
     def _amount_needed(self) -> ExpiryRules:
@@ -189,6 +190,121 @@ class TierRules(_Section):
         return next((level for level in self.levels if level.name == name), None)
 
 
+class ReferralRules(_Section):
+    """Points for word of mouth, paid only for real customers: the referrer's bonus waits for the friend's first
+    qualifying purchase, a monthly cap bounds what one member can collect, and a burst of joins through one link
+    is held for staff review."""
+
+    friend_bonus: int = Field(default=0, ge=0, le=1_000_000)
+    friend_bonus_on: Literal["join", "first_purchase"] = "join"
+    referrer_bonus: int = Field(default=0, ge=0, le=1_000_000)
+    qualifying_amount: Decimal = Field(default=Decimal(0), ge=0)
+    monthly_cap: int = Field(default=10, ge=0, le=10_000)
+    burst_limit: int = Field(default=5, gt=0, le=10_000)  # joins through one link per hour before review
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.friend_bonus or self.referrer_bonus)
+
+
+class ShareKind(_Section):
+    """Points for one kind of member content (a link to a public post, a review, a photo), paid on approval."""
+
+    points: int = Field(default=0, ge=0, le=1_000_000)
+    per_day: int = Field(default=1, gt=0, le=1000)
+    per_month: int = Field(default=4, gt=0, le=10_000)
+
+
+class SharingRules(_Section):
+    link: ShareKind = ShareKind()
+    review: ShareKind = ShareKind()
+    photo: ShareKind = ShareKind()
+
+    def kind(self, name: str) -> ShareKind:
+        rule: ShareKind = getattr(self, name)
+        return rule
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kinds members can submit: those that pay something."""
+        return [name for name in ("link", "review", "photo") if self.kind(name).points > 0]
+
+
+class Category(_Section):
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    name: str = Field(min_length=1, max_length=32)
+    name_zh_hans: str | None = Field(default=None, min_length=1, max_length=32)
+    name_zh_hant: str | None = Field(default=None, min_length=1, max_length=32)
+
+    def name_in(self, language: str) -> str:
+        return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
+
+
+class ProfileRules(_Section):
+    """The one-time bonus for a complete profile: birthday, at least one favourite category, phone number."""
+
+    bonus: int = Field(default=0, ge=0, le=1_000_000)
+    categories: list[Category] = Field(default_factory=list, max_length=24)
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_categories(cls, categories: list[Category]) -> list[Category]:
+        if len({category.key for category in categories}) != len(categories):
+            raise ValueError("category keys must be unique")
+        return categories
+
+    def category(self, key: str) -> Category | None:
+        return next((category for category in self.categories if category.key == key), None)
+
+
+class Offer(_Section):
+    """What a scheduled message gives: bonus points and/or a coupon for a reward from [[rewards]]."""
+
+    bonus: int = Field(default=0, ge=0, le=1_000_000)
+    reward: str | None = None
+    coupon_days: int = Field(default=14, gt=0, le=365)
+
+
+class BirthdayRules(Offer):
+    enabled: bool = True
+    hour: int = Field(default=9, ge=0, le=23)  # local hour from which greetings go out
+
+
+class WinbackRules(_Section):
+    """Nudges for members who drift away: after ``days`` without a purchase (or ``factor`` × their own average
+    interval between purchases, never less than ``days``), up to ``max_nudges`` per lapse, ``cooldown_days`` apart."""
+
+    enabled: bool = True
+    days: int = Field(default=30, gt=0, le=3650)
+    factor: Decimal | None = Field(default=None, gt=1, le=20)
+    max_nudges: int = Field(default=2, gt=0, le=10)
+    cooldown_days: int = Field(default=14, gt=0, le=365)
+    bonus: int = Field(default=0, ge=0, le=1_000_000)  # extra points for a purchase within bonus_days of a nudge
+    bonus_days: int = Field(default=7, gt=0, le=365)
+    reward: str | None = None  # or a coupon for this reward, valid coupon_days
+    coupon_days: int = Field(default=14, gt=0, le=365)
+
+
+class DigestRules(_Section):
+    enabled: bool = True
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    hour: int = Field(default=9, ge=0, le=23)
+
+
+class SupportRules(_Section):
+    response_target_minutes: int = Field(default=60, gt=0, le=10_080)  # threads waiting longer are flagged
+
+
+class NpsRules(_Section):
+    """Net Promoter Score surveys some hours after a purchase, at most once per member per ``min_days_between``."""
+
+    enabled: bool = True
+    delay_hours: int = Field(default=24, ge=0, le=24 * 30)
+    min_days_between: int = Field(default=90, ge=1, le=3650)
+    # Purchases older than delay + this are not surveyed late (after downtime, say): memories fade.
+    window_hours: int = Field(default=72, gt=0, le=24 * 30)
+
+
 class Program(_Section):
     name: str = Field(min_length=1, max_length=64)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -200,6 +316,16 @@ class Program(_Section):
     promotions: list[PromotionRule] = Field(default_factory=list)
     punch_cards: list[PunchCardRule] = Field(default_factory=list)
     tiers: TierRules = TierRules()
+    referrals: ReferralRules = ReferralRules()
+    sharing: SharingRules = SharingRules()
+    profile: ProfileRules = ProfileRules()
+    support: SupportRules = SupportRules()
+    nps: NpsRules = NpsRules()
+    birthday: BirthdayRules = BirthdayRules()
+    winback: WinbackRules = WinbackRules()
+    digest: DigestRules = DigestRules()
+    # The language of messages to staff (reviews in the support chat): most merchants' staff read Chinese.
+    staff_language: Literal["en", "zh-Hans", "zh-Hant"] = "en"
 
     @model_validator(mode="after")
     def _cards_name_rewards(self) -> Program:
@@ -211,6 +337,9 @@ class Program(_Section):
         for reward in self.rewards:
             if reward.min_tier is not None and reward.min_tier not in tiers:
                 raise ValueError(f"reward {reward.key!r}: min_tier {reward.min_tier!r} is not a tier level name")
+        for section, offer in (("birthday", self.birthday.reward), ("winback", self.winback.reward)):
+            if offer is not None and offer not in keys:
+                raise ValueError(f"{section}.reward {offer!r} is not among [[rewards]] keys")
         if len({card.key for card in self.punch_cards}) != len(self.punch_cards):
             raise ValueError("punch card keys must be unique")
         return self

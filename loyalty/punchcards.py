@@ -5,7 +5,7 @@ purchase; the stamps each purchase gave are recorded, so a refund takes them bac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, bindparam, select
@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty.program import Program, PunchCardRule
-from loyalty.rewards import new_coupon_code
-from storage.models import Coupon, PunchCard, Purchase, Reward, Stamp
+from loyalty.rewards import gift_coupon
+from storage.models import PunchCard, Purchase, Stamp
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,9 @@ async def stamp(session: AsyncSession, program: Program, purchase: Purchase, now
 
 
 async def _issue(session: AsyncSession, rule: PunchCardRule, purchase: Purchase, n: int, now: datetime) -> str | None:
-    reward = (await session.execute(select(Reward).where(col(Reward.key) == rule.reward))).scalar_one_or_none()
-    if reward is None or reward.id is None:  # the catalog is synced at start; a missing row issues nothing
-        return None
-    coupon = Coupon(code=new_coupon_code(), member_id=purchase.member_id, reward_id=reward.id, points=0,
-                    idempotency_key=f"punch:{purchase.id}:{rule.key}:{n}", issued_at=now,
-                    expires_at=now + timedelta(days=reward.validity_days))
-    session.add(coupon)
-    return coupon.code
+    coupon = await gift_coupon(session, purchase.member_id, rule.reward, key=f"punch:{purchase.id}:{rule.key}:{n}",
+                               now=now)
+    return coupon.code if coupon is not None else None
 
 
 async def unstamp(session: AsyncSession, purchase: Purchase, share: tuple[int, int]) -> None:

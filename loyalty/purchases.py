@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty import referrals, winback
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program, TierLevel
@@ -76,6 +77,8 @@ class PurchaseResult:
     balance: int
     cards: list[CardProgress] = field(default_factory=list)
     promoted: TierLevel | None = None
+    referral: referrals.Payout | None = None  # what a referred friend's first qualifying purchase paid
+    winback_bonus: int = 0  # points for coming back within a win-back offer's window
 
 
 async def find_purchase(session: AsyncSession, source: str, external_id: str) -> Purchase | None:
@@ -129,6 +132,8 @@ async def record_purchase(
             balance = await _balance(session, member_id)
         cards = await stamp(session, program, purchase, now)
         promoted = await promote_if_earned(session, program, member, now)
+        payout = await referrals.on_purchase(session, program, purchase, now)
+        welcome_back = await winback.on_purchase(session, program, member, purchase, now)
         await session.commit()
     except IntegrityError:
         # A concurrent delivery of the same purchase committed first: report that one.
@@ -137,7 +142,10 @@ async def record_purchase(
         if winner is None:
             raise
         return await _replayed(session, winner)
-    return PurchaseResult(purchase, created=True, points=points, balance=balance, cards=cards, promoted=promoted)
+    if payout is not None and payout.friend_points:
+        balance += payout.friend_points
+    return PurchaseResult(purchase, created=True, points=points, balance=balance + welcome_back, cards=cards,
+                          promoted=promoted, referral=payout, winback_bonus=welcome_back)
 
 
 async def _balance(session: AsyncSession, member_id: int) -> int:

@@ -7,6 +7,8 @@ Invariants this keeps (on top of the ledger's):
 - Points come from the purchase's own lot first, then the member's other lots; what the member already spent
   becomes a negative balance that the next earnings repay first (the merchant does not lose it).
 - Each refund carries a key (the Telegram message, or a given id); the same refund twice changes nothing.
+- A referred friend's qualifying purchase refunded below the qualifying amount takes back the referral bonuses
+  it paid (see ``loyalty.referrals.on_refund``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty import referrals
 from loyalty.ledger import claw_back
 from loyalty.program import Program
 from loyalty.punchcards import unstamp
@@ -88,6 +91,7 @@ async def refund(
             _, balance = await claw_back(session, purchase.member_id, points, now=now, from_lots=own_lots,
                                          key=f"refund:{record.id}", purchase_id=purchase.id, actor_id=actor_id,
                                          reason=f"refund {receipt}"[:256])
+        await referrals.on_refund(session, program, purchase, now)
         await session.commit()
     except IntegrityError:
         await session.rollback()

@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.codes import CODE_ALPHABET
 from loyalty.ledger import Kind, debit
-from loyalty.members import CODE_ALPHABET
 from loyalty.program import Program, RewardRule, localized
 from loyalty.tiers import rank
 from storage.database import begin_write
@@ -190,6 +190,24 @@ async def _unused_code(session: AsyncSession) -> str:
         code = new_coupon_code()
         if not (await session.execute(select(func.count()).where(col(Coupon.code) == code))).scalar_one():
             return code
+
+
+async def gift_coupon(
+    session: AsyncSession, member_id: int, reward_key: str, *, key: str, now: datetime, days: int | None = None
+) -> Coupon | None:
+    """A free coupon for a reward from the program file (a full punch card, a birthday, a win-back offer), inside
+    the caller's unit of work. The same ``key`` again returns the coupon it made; None if the reward is gone."""
+    if (done := await _by_key(session, key)) is not None:
+        return done
+    reward = (await session.execute(select(Reward).where(col(Reward.key) == reward_key))).scalar_one_or_none()
+    if reward is None or reward.id is None:
+        return None
+    coupon = Coupon(code=await _unused_code(session), member_id=member_id, reward_id=reward.id, points=0,
+                    idempotency_key=key, issued_at=now,
+                    expires_at=now + timedelta(days=days if days is not None else reward.validity_days))
+    session.add(coupon)
+    await session.flush()
+    return coupon
 
 
 async def coupons_of(session: AsyncSession, member_id: int, now: datetime) -> list[tuple[Coupon, Reward]]:

@@ -26,13 +26,16 @@ class Permission(StrEnum):
     ANSWER_FEEDBACK = "answer_feedback"
     REDEEM_COUPON = "redeem_coupon"
     MANAGE_REWARDS = "manage_rewards"
+    MODERATE = "moderate"  # approve or reject held referrals and shared content
+    EDIT_PROFILE = "edit_profile"  # change a member's birthday
+    BROADCAST = "broadcast"  # send promotions to segments
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.ADMIN: frozenset(Permission),
     Role.CASHIER: frozenset({Permission.RECORD_PURCHASE, Permission.LOOK_UP_MEMBER, Permission.REDEEM_COUPON}),
-    Role.SUPPORT: frozenset({Permission.ANSWER_FEEDBACK}),
+    Role.SUPPORT: frozenset({Permission.ANSWER_FEEDBACK, Permission.MODERATE, Permission.EDIT_PROFILE}),
     Role.MEMBER: frozenset(),
 }
 # When someone holds several roles, the most powerful one decides.

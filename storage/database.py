@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, event, exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.sqlite import WRITE_OPTION, make_sqlite_engine
@@ -72,3 +75,108 @@ async def begin_write(session: AsyncSession) -> None:
             return
         await session.commit()  # a read "transaction" on an autocommit connection: nothing to commit
     await session.connection(execution_options={WRITE_OPTION: True, "isolation_level": "READ COMMITTED"})
+
+
+async def insert_once(session: AsyncSession, model: type[Any], **values: Any) -> bool:
+    """INSERT a row unless it would break a UNIQUE constraint; True if it was inserted.
+
+    Unlike catching IntegrityError this leaves the surrounding unit of work usable, which matters when a
+    duplicate is expected (a second visit through the same link) and the rest of the work must still commit.
+    """
+    dialect = postgresql if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).values(**values).on_conflict_do_nothing()
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+class PreparedRead:
+    """A prebuilt SELECT compiled once per dialect and run straight on the driver's connection.
+
+    On the hottest reads (who sent this update, what is their balance) SQLAlchemy's execution layer (greenlet
+    hand-offs, an execution context, result wrapping) costs several times the query itself: about 0.2 ms of
+    a 0.25 ms read on SQLite, and half of one on PostgreSQL. The statement's own bind and result types still
+    convert the values, so rows come back as SQLAlchemy would return them.
+
+    It takes the session's connection, so it reads what the unit of work would. Inside a write transaction,
+    for a statement whose types need the driver's column types, or when the driver raises, SQLAlchemy runs it
+    instead: it then owns the transaction, the error's translation and the invalidation of a broken connection.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._plans: dict[Dialect, _Plan | None] = {}
+
+    async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        connection = await session.connection()
+        sync = connection.sync_connection
+        assert sync is not None
+        plan = self._plan(sync.dialect)
+        if plan is not None and not sync.get_execution_options().get(WRITE_OPTION):
+            try:
+                return await plan.first(sync.connection.driver_connection, params)
+            except Exception:  # run again below, where SQLAlchemy handles it
+                pass
+        return (await connection.execute(self.statement, params)).first()
+
+    def _plan(self, dialect: Dialect) -> _Plan | None:
+        try:
+            return self._plans[dialect]
+        except KeyError:
+            plan = self._plans[dialect] = _Plan.compile(self.statement, dialect)
+            return plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    names: tuple[str, ...]
+    """Parameter names in the order the driver takes them."""
+    fixed: dict[str, Any]
+    """Values the statement itself binds (literals such as a punch card's key), converted for the driver."""
+    to_db: dict[str, Callable[[Any], Any]]
+    from_db: tuple[Callable[[Any], Any] | None, ...]
+    asyncpg: bool
+
+    @classmethod
+    def compile(cls, statement: Select[Any], dialect: Dialect) -> _Plan | None:
+        if dialect.driver not in ("aiosqlite", "asyncpg"):
+            return None
+        compiled = statement.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            return None
+        names = tuple(compiled.positiontup)
+        fixed: dict[str, Any] = {}
+        to_db: dict[str, Callable[[Any], Any]] = {}
+        for name in set(names):
+            bind = compiled.binds[name]
+            if bind.expanding or bind.callable is not None:
+                return None
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                to_db[name] = process
+            if not bind.required:
+                fixed[name] = bind.value if process is None else process(bind.value)
+        from_db = []
+        for column in statement.selected_columns:
+            try:
+                from_db.append(column.type.dialect_impl(dialect).result_processor(dialect, None))
+            except exc.SQLAlchemyError:  # e.g. asyncpg's NUMERIC, which needs the column's type from the driver
+                return None
+        return cls(compiled.string, names, fixed, to_db, tuple(from_db), dialect.driver == "asyncpg")
+
+    async def first(self, driver: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        # Once per name: SQLite's placeholders repeat a parameter wherever the statement uses it.
+        values = dict(self.fixed)
+        for name, value in params.items():
+            process = self.to_db.get(name)
+            values[name] = value if process is None else process(value)
+        args = [values[name] for name in self.names]
+        if self.asyncpg:
+            row = await driver.fetchrow(self.sql, *args)
+        else:
+            async with driver.execute(self.sql, args) as cursor:
+                row = await cursor.fetchone()
+        if row is None:
+            return None
+        return tuple(value if process is None else process(value)
+                     for value, process in zip(row, self.from_db, strict=True))

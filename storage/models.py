@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.clock import utcnow
 
 
 class Member(SQLModel, table=True):
+    __table_args__ = (Index("ix_member_birthday", "birth_month", "birth_day"),)
+
     id: int | None = Field(default=None, primary_key=True)
     telegram_id: int = Field(sa_column=Column(BigInteger, unique=True, nullable=False))
     chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -29,6 +31,26 @@ class Member(SQLModel, table=True):
     tier_warned_at: datetime | None = None
     joined_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
+    # Profile. The year is optional (members may give only MM-DD); month and day are what birthday offers use.
+    birth_year: int | None = None
+    birth_month: int | None = None
+    birth_day: int | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    favourites: str = Field(default="", max_length=512)  # comma-separated category keys from the program file
+    profile_completed_at: datetime | None = None
+    # Preferences and reachability: broadcasts and nudges go only to members with promotions on, not blocked,
+    # not erased.
+    promotions: bool = True
+    blocked_at: datetime | None = None
+    erased_at: datetime | None = None
+    # The member's forum topic in the support chat: one per member, reused by every thread.
+    support_topic_id: int | None = Field(default=None, index=True)
+    # Win-back state: when the next nudge is due (None: none planned), how many this lapse has had, and the
+    # bonus a purchase before ``winback_bonus_until`` earns. A purchase resets all of it.
+    next_nudge_at: datetime | None = Field(default=None, index=True)
+    winback_nudges: int = 0
+    winback_bonus: int = 0
+    winback_bonus_until: datetime | None = None
 
 
 class Purchase(SQLModel, table=True):
@@ -50,7 +72,7 @@ class Purchase(SQLModel, table=True):
     promotion_detail: str | None = Field(default=None, max_length=16)
     recorded_by: int | None = Field(default=None, sa_column=Column(BigInteger))
     occurred_at: datetime = Field(default_factory=utcnow)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)  # surveys select recent purchases by it
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -63,6 +85,9 @@ class LedgerEntry(SQLModel, table=True):
     __table_args__ = (
         # The expiry job and the spend path both look for a member's open lots, soonest expiry first.
         Index("ix_ledger_open_lots", "member_id", "expires_at", postgresql_where="remaining > 0"),
+        # The expiry warning looks for open lots by expiry date across all members.
+        Index("ix_ledger_open_expiry", "expires_at", postgresql_where=text("remaining > 0"),
+              sqlite_where=text("remaining > 0")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -195,3 +220,182 @@ class Stamp(SQLModel, table=True):
     purchase_id: int = Field(foreign_key="purchase.id", index=True)
     card_key: str = Field(max_length=32)
     count: int
+
+
+class Referral(SQLModel, table=True):
+    """A friend who joined through a member's link; UNIQUE(friend) links a friend to one referrer, once.
+
+    ``review`` is None when no review is needed, else "pending", "approved" or "rejected" (a burst of joins
+    through one link). The friend's and the referrer's bonuses are ledger entries with their own idempotency
+    keys, so each is paid at most once whatever the order of purchase and review.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    referrer_id: int = Field(foreign_key="member.id", index=True)
+    friend_id: int = Field(foreign_key="member.id", unique=True)
+    review: str | None = Field(default=None, max_length=16, index=True)
+    reviewed_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    qualified_at: datetime | None = None  # the friend's first qualifying purchase
+    purchase_id: int | None = Field(default=None, foreign_key="purchase.id")
+    friend_points: int = 0
+    referrer_points: int = 0
+    referrer_paid_at: datetime | None = Field(default=None, index=True)
+    capped: bool = False  # qualified while the referrer was over the monthly cap: not paid
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class ReferralVisit(SQLModel, table=True):
+    """Someone opened a member's link (the "invited" count), once per person and link."""
+
+    __tablename__ = "referral_visit"
+    __table_args__ = (UniqueConstraint("referrer_id", "telegram_id", name="uq_referral_visit"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    referrer_id: int = Field(foreign_key="member.id")
+    telegram_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Submission(SQLModel, table=True):
+    """Member content sent for points: a link to a public post, a review text or a photo (its file id).
+
+    ``link_hash`` (a digest of the normalised link) is UNIQUE so the same post is paid once, and it survives
+    the erasure of ``content``.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    kind: str = Field(max_length=8)
+    content: str = Field(default="", max_length=2048)
+    link_hash: str | None = Field(default=None, max_length=64, unique=True)
+    status: str = Field(default="pending", max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    points: int = 0
+    decided_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    decided_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Thread(SQLModel, table=True):
+    """A conversation between a member and the support desk; reopened when the member writes again."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    status: str = Field(default="open", max_length=8, index=True)
+    opened_at: datetime = Field(default_factory=utcnow)
+    first_response_at: datetime | None = None
+    # The first member message not answered yet; None while nobody waits.
+    waiting_since: datetime | None = Field(default=None, index=True)
+    overdue_reported_at: datetime | None = None
+    closed_at: datetime | None = None
+    rating: int | None = None  # the member's 1–5 rating of the answer, asked on closing
+    rated_at: datetime | None = None
+
+
+class ThreadMessage(SQLModel, table=True):
+    """One message of a thread. ``source_key`` (chat and message id it came from) is UNIQUE: replays relay once."""
+
+    __tablename__ = "thread_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: int = Field(foreign_key="thread.id", index=True)
+    direction: str = Field(max_length=3)  # "in" from the member, "out" from staff
+    kind: str = Field(max_length=16)  # text, photo, voice, ... as Telegram names the content
+    text: str | None = Field(default=None, max_length=16384)  # as HTML (escaping grows it); erased with the data
+    file_id: str | None = Field(default=None, max_length=256)
+    score: int | None = None  # an NPS score this message reports (a detractor's alert)
+    source_key: str = Field(max_length=64, unique=True)
+    author_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffPost(SQLModel, table=True):
+    """A message the bot posted in the staff chat for a thread, so a staff reply to it finds the thread."""
+
+    __tablename__ = "staff_post"
+    __table_args__ = (UniqueConstraint("chat_id", "message_id", name="uq_staff_post"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    message_id: int
+    thread_id: int = Field(foreign_key="thread.id", index=True)
+
+
+class Survey(SQLModel, table=True):
+    """An NPS survey sent after a purchase: UNIQUE(purchase) sends it once; the answer is recorded once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    purchase_id: int | None = Field(default=None, foreign_key="purchase.id", unique=True)
+    sent_at: datetime = Field(default_factory=utcnow, index=True)
+    message_id: int | None = None
+    score: int | None = None
+    reason: str | None = Field(default=None, max_length=1024)
+    scored_at: datetime | None = None
+    finished_at: datetime | None = None  # the reason was given or skipped: the answer is final
+
+
+class Notice(SQLModel, table=True):
+    """A scheduled message claimed for a recipient: UNIQUE(kind, recipient, period, seq) sends it at most once,
+    however many schedulers run. ``period`` names the occasion: the year of a birthday, the start of a lapse,
+    the day points expire, the week of a digest."""
+
+    __table_args__ = (UniqueConstraint("kind", "telegram_id", "period", "seq", name="uq_notice"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    telegram_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    period: str = Field(max_length=32)
+    seq: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Which scheduler instance may run jobs, until when. Another one takes over once it expires."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str = Field(max_length=64)
+    expires_at: datetime
+
+
+class Broadcast(SQLModel, table=True):
+    """A promotional message to a segment. ``content`` is JSON: one variant per language ("default" first)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_by: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(default="scheduled", max_length=16, index=True)  # scheduled running paused done cancelled
+    content: str = Field(max_length=20_000)
+    segment: str = Field(default="{}", max_length=2000)  # JSON of loyalty.segments.Segment
+    total: int = 0
+    scheduled_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # The admin's progress message, edited while the broadcast runs.
+    status_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    status_message_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """One member's copy of a broadcast. UNIQUE(broadcast, member): a member is sent a broadcast at most once.
+
+    pending → sending (claimed) → sent | failed | blocked; a row found still "sending" after a crash becomes
+    "unknown" and is not sent again.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "member_id", name="uq_delivery"),
+        Index("ix_delivery_queue", "broadcast_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id")
+    member_id: int = Field(foreign_key="member.id")
+    status: str = Field(default="pending", max_length=8)
+    claimed_at: datetime | None = None
+    attempts: int = 0
+    message_id: int | None = None
+    error: str | None = Field(default=None, max_length=200)
+    sent_at: datetime | None = None

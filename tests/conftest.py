@@ -20,7 +20,7 @@ from loyalty.program import Program, load_program
 from loyalty.rewards import sync_catalog
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
-from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness, Clock
+from tests.harness import ADMIN_ID, CASHIER_ID, SUPPORT_CHAT_ID, SUPPORT_ID, BotHarness, Clock
 
 PG_URL = os.environ.get("LOYALTY_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -97,10 +97,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def harness(tg: FakeTelegram, sessions: SessionFactory, program: Program, clock: Clock
-                  ) -> AsyncIterator[BotHarness]:
+def support_chat() -> int | None:
+    """The staff chat's id; a test module overrides it (None: no support chat)."""
+    return SUPPORT_CHAT_ID
+
+
+@pytest.fixture
+async def harness(tg: FakeTelegram, sessions: SessionFactory, program: Program, clock: Clock,
+                  support_chat: int | None) -> AsyncIterator[BotHarness]:
     settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, admin_ids=frozenset({ADMIN_ID}),
-                        cashier_ids=frozenset({CASHIER_ID}), _env_file=None)  # type: ignore[call-arg]
+                        cashier_ids=frozenset({CASHIER_ID}), support_ids=frozenset({SUPPORT_ID}),
+                        support_chat_id=support_chat, _env_file=None)  # type: ignore[call-arg]
     async with sessions() as session:
         await sync_catalog(session, program)
     bot = make_bot(settings)

@@ -8,10 +8,14 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 
 from bot.emulator import Call, FakeTelegram
+from loyalty.members import get_by_telegram_id
 from storage.database import SessionFactory
+from storage.models import Member
 
 ADMIN_ID = 9001
 CASHIER_ID = 9002
+SUPPORT_ID = 9003
+SUPPORT_CHAT_ID = -1009000000001  # the staff supergroup
 
 
 class Clock:
@@ -44,9 +48,12 @@ class BotHarness:
     async def send(self, user: dict[str, Any], text: str) -> list[Call]:
         return await self.feed(self.tg.message_update(user, text))
 
-    async def press(self, user: dict[str, Any], button_text: str) -> list[Call]:
-        """Tap the inline button with this text on the last message the bot sent to the user."""
-        message = self.tg.last_message(user["id"])
+    async def press(self, user: dict[str, Any], button_text: str, *, chat_id: int | None = None,
+                    message_id: int | None = None) -> list[Call]:
+        """Tap the inline button with this text on the last message the bot sent to the user (or to ``chat_id``,
+        or on message ``message_id`` there)."""
+        chat = chat_id if chat_id is not None else user["id"]
+        message = self.tg.find_message(chat, message_id) if message_id else self.tg.last_message(chat)
         assert message is not None, "the bot sent nothing to press"
         for row in message.get("reply_markup", {}).get("inline_keyboard", []):
             for button in row:
@@ -66,3 +73,10 @@ class BotHarness:
         return out
 
 
+
+    async def member(self, telegram_id: int) -> Member | None:
+        async with self.sessions() as session:
+            return await get_by_telegram_id(session, telegram_id)
+
+    async def purchase(self, member_ref: str, amount: str, receipt: str) -> list[Call]:
+        return await self.send(self.user(CASHIER_ID, "Cashier"), f"/purchase {member_ref} {amount} coffee {receipt}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from loyalty.members import CODE_RE, map_language, referral_code
+from loyalty.codes import CODE_RE
+from loyalty.members import map_language
+from loyalty.referrals import referral_code
 from storage.models import LedgerEntry, Member
 from tests.harness import BotHarness
 

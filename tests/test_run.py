@@ -66,5 +66,47 @@ async def test_demo_script_tours_and_exits_zero() -> None:
     # The example program's promotions depend on the weekday and hour this runs at, so only the shape counts.
     assert re.search(r"\+\d+ points, balance \d+", output)
     assert "Page 1 of 1".lower() in output.lower()
+    assert "https://t.me/loyalty_demo_bot?start=ref_" in output
     assert "语言已设为简体中文。" in output and "积分" in output.split("语言已设为简体中文。")[1]
     assert "every request the bot made matched the Bot API spec" in output
+
+
+async def test_run_role_scheduler_sends_due_messages_without_polling(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from loyalty.members import join
+    from loyalty.program import load_program
+    from storage.clock import utcnow
+    from storage.database import make_engine, make_session_factory
+    from storage.migrate import upgrade_async
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sched.db'}"
+    await upgrade_async(url)
+    engine = make_engine(url)
+    async with make_session_factory(engine)() as session:  # a member who joined 60 days ago and never came back
+        await join(session, load_program(), telegram_id=501, chat_id=501, first_name="Ann", last_name=None,
+                   username=None, language_code="en", payload=None, now=utcnow() - timedelta(days=60))
+    await engine.dispose()
+    async with FakeTelegram(token="4243:SCHED-TEST") as tg:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", "--role", "scheduler", cwd=tmp_path,
+            env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_DATABASE_URL=url,
+                     PYTHONPATH=str(ROOT)),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await _wait_for(tg, lambda: "We miss you" in (tg.last_text(501) or ""))
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert b"Traceback" not in stderr, stderr.decode()
+        assert not tg.calls_of("getUpdates")
+        tg.assert_clean()
+
+
+async def test_run_refuses_an_unknown_role() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", "--role", "cashier", cwd=ROOT, env=_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await process.communicate()
+    assert process.returncode == 2 and b"--role must be one of: all, bot, scheduler" in stderr

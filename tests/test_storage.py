@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlmodel import col
 
+from loyalty.ledger import Kind
 from loyalty.members import join
 from loyalty.program import Program
 from loyalty.purchases import record_purchase
-from storage.database import SessionFactory, WriteOutsideTransaction, begin_write
-from storage.models import Member, Purchase
+from storage.database import PreparedRead, SessionFactory, WriteOutsideTransaction, begin_write
+from storage.models import LedgerEntry, Member, Purchase
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -81,3 +83,19 @@ async def test_a_write_outside_a_unit_of_work_is_never_half_applied(sessions: Se
         await session.rollback()
     async with sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Member))).scalar_one() == 0
+
+
+async def test_a_prepared_read_returns_what_sqlalchemy_returns(sessions: SessionFactory, program: Program) -> None:
+    member_id = await _member(sessions, program)
+    statement = select(
+        col(LedgerEntry.kind), col(LedgerEntry.points), col(LedgerEntry.expires_at), col(LedgerEntry.created_at),
+    ).where(col(LedgerEntry.member_id) == bindparam("member_id"), col(LedgerEntry.kind) == Kind.WELCOME)
+    read = PreparedRead(statement)
+    async with sessions() as session:
+        expected = tuple((await session.execute(statement, {"member_id": member_id})).one())
+        assert expected[0] == Kind.WELCOME and expected[2] is not None and expected[3] == NOW
+        assert read._plan(session.get_bind().dialect) is not None  # the driver's path, not the fallback
+        assert await read.first(session, {"member_id": member_id}) == expected
+        assert await read.first(session, {"member_id": member_id + 1}) is None
+        await begin_write(session)  # inside a write transaction SQLAlchemy runs it
+        assert await read.first(session, {"member_id": member_id}) == expected

@@ -163,6 +163,8 @@ class FakeTelegram:
         self.spec_errors: list[str] = []
         self.commands: dict[tuple[str, str], list[JSONDict]] = {}
         self.menu_buttons: dict[str, JSONDict] = {}
+        # Supergroups that are forums (topics on): getChat reports is_forum for them.
+        self.forum_chats: set[int] = set()
         self.webhook_url = ""
         # Called with every answered Call (the demo prints bot replies from here); exceptions are logged.
         self.listeners: list[Callable[[Call], object]] = []
@@ -548,7 +550,10 @@ class FakeTelegram:
             user = self._users.get(cid) or {"id": cid, "first_name": "User"}
             return self.private_chat(user)
         kind = "supergroup" if str(cid).startswith("-100") else "group"
-        return {"id": cid, "type": kind, "title": f"Test {kind}"}
+        chat: JSONDict = {"id": cid, "type": kind, "title": f"Test {kind}"}
+        if cid in self.forum_chats:
+            chat["is_forum"] = True
+        return chat
 
     def _next_message_id(self, chat_id: Any) -> int:
         key = str(self._resolve_chat_id(chat_id))

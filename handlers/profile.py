@@ -1,0 +1,242 @@
+"""/profile: birthday, favourite categories and phone number, with a bonus for completing them; and staff's
+/setbirthday, since members cannot change a birthday once set."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.i18n import gettext as _
+
+from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand
+from handlers.menu import PROFILE, main_menu
+from handlers.ui import N_, edit_or_keep
+from loyalty import profile
+from loyalty.members import MemberView, find_member
+from loyalty.program import Program
+from loyalty.roles import Permission
+from storage.database import DbSession
+from storage.models import Member
+
+PROBLEMS = {
+    profile.BirthdayProblem.FORMAT: N_(
+        "Please type your birthday as YYYY-MM-DD (like 1990-07-14) or MM-DD (like 07-14)."),
+    profile.BirthdayProblem.NO_SUCH_DAY: N_("That day does not exist. Please check the month and the day."),
+    profile.BirthdayProblem.FUTURE: N_("That date is in the future."),
+    profile.BirthdayProblem.TOO_OLD: N_("Please check the year."),
+}
+
+
+class ProfileInput(StatesGroup):
+    birthday = State()
+
+
+class ProfileAction(CallbackData, prefix="pf"):
+    action: str  # "birthday" | "favourites" | "phone" | "back"
+
+
+class Favourite(CallbackData, prefix="fav"):
+    key: str
+    chosen: bool  # the state to set, not a toggle: a replayed tap changes nothing
+
+
+def _view(member: Member, program: Program) -> tuple[str, InlineKeyboardMarkup]:
+    birthday = profile.birthday_of(member)
+    names = [c.name_in(member.language) for c in program.profile.categories if c.key in profile.favourites_of(member)]
+    missing = "—"
+    lines = [
+        _("👤 <b>Your profile</b>"),
+        "",
+        _("🎂 Birthday: {value}").format(value=str(birthday) if birthday else missing),
+        _("❤️ Favourites: {value}").format(value=html.escape(", ".join(names)) if names else missing),
+        _("📱 Phone: {value}").format(value=html.escape(member.phone) if member.phone else missing),
+        "",
+    ]
+    if member.profile_completed_at is not None:
+        lines.append(_("✅ Your profile is complete. Thank you!"))
+    elif program.profile.bonus:
+        lines.append(_("Complete all three to get {points} bonus points, once.").format(points=program.profile.bonus))
+    if birthday is not None:
+        lines.append(_("To correct your birthday, please ask our staff."))
+    buttons = []
+    if birthday is None:
+        buttons.append(InlineKeyboardButton(text=_("🎂 Set birthday"),
+                                            callback_data=ProfileAction(action="birthday").pack()))
+    if program.profile.categories:
+        buttons.append(InlineKeyboardButton(text=_("❤️ Favourites"),
+                                            callback_data=ProfileAction(action="favourites").pack()))
+    buttons.append(InlineKeyboardButton(text=_("📱 Phone"), callback_data=ProfileAction(action="phone").pack()))
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons])
+
+
+async def show_profile(message: Message, session: DbSession, member: MemberView, program: Program,
+                       state: FSMContext) -> None:
+    await state.clear()
+    text, markup = _view(await profile.get_profile(session, member.id), program)
+    await message.answer(text, reply_markup=markup)
+
+
+def _locked() -> str:
+    return _("Your birthday is already set. To correct it, please ask our staff.")
+
+
+def _bonus_line(update: profile.Updated) -> str:
+    if not update.bonus:
+        return ""
+    return "\n" + _("🎉 Your profile is complete: +{points} points!").format(points=update.bonus)
+
+
+async def profile_action(
+    query: CallbackQuery, callback_data: ProfileAction, session: DbSession, member: MemberView, program: Program,
+    state: FSMContext, bot: Bot,
+) -> None:
+    await query.answer()
+    current = await profile.get_profile(session, member.id)
+    if callback_data.action == "birthday":
+        if profile.birthday_of(current) is not None:
+            await bot.send_message(member.chat_id, _locked())
+            return
+        await state.set_state(ProfileInput.birthday)
+        await bot.send_message(member.chat_id, _(
+            "When is your birthday? Type it as YYYY-MM-DD or MM-DD. You can set it only once, so please check it."
+        ) + "\n" + _("Send /cancel to stop."))
+    elif callback_data.action == "favourites":
+        await _show_favourites(query, current, program)
+    elif callback_data.action == "phone":
+        keyboard = ReplyKeyboardMarkup(keyboard=[
+            [KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)],
+            [KeyboardButton(text=_("Not now"))],
+        ], resize_keyboard=True, one_time_keyboard=True)
+        await bot.send_message(member.chat_id, _("Tap the button below to share your phone number."),
+                               reply_markup=keyboard)
+    elif callback_data.action == "back" and isinstance(query.message, Message):
+        text, markup = _view(current, program)
+        await edit_or_keep(query.message, text, markup)
+
+
+async def _show_favourites(query: CallbackQuery, member: Member, program: Program) -> None:
+    if not isinstance(query.message, Message):
+        return
+    chosen = set(profile.favourites_of(member))
+    rows = [[InlineKeyboardButton(
+        text=("✅ " if c.key in chosen else "▫️ ") + c.name_in(member.language),
+        callback_data=Favourite(key=c.key, chosen=c.key not in chosen).pack(),
+    )] for c in program.profile.categories]
+    rows.append([InlineKeyboardButton(text=_("✔️ Done"), callback_data=ProfileAction(action="back").pack())])
+    await edit_or_keep(query.message, _("❤️ What do you like? Tap to choose, tap again to remove."),
+                       InlineKeyboardMarkup(inline_keyboard=rows))
+
+
+async def choose_favourite(
+    query: CallbackQuery, callback_data: Favourite, session: DbSession, member: MemberView, program: Program,
+    bot: Bot, clock: Callable[[], datetime],
+) -> None:
+    try:
+        update = await profile.set_favourite(session, program, member.id, callback_data.key, callback_data.chosen,
+                                             clock())
+    except LookupError:
+        await query.answer(_("That choice is not available."), show_alert=True)
+        return
+    await query.answer()
+    await _show_favourites(query, update.member, program)
+    if update.bonus:
+        await bot.send_message(member.chat_id, _bonus_line(update).strip())
+
+
+async def receive_birthday(
+    message: Message, session: DbSession, member: MemberView, program: Program, state: FSMContext,
+    clock: Callable[[], datetime],
+) -> None:
+    now = clock()
+    try:
+        birthday = profile.parse_birthday(message.text or "", now.astimezone(program.tz).date())
+        update = await profile.set_birthday(session, program, member.id, birthday, now)
+    except profile.BadBirthday as bad:
+        await message.answer(_(PROBLEMS[bad.problem]) + "\n" + _("Send /cancel to stop."))
+        return
+    except profile.BirthdayLocked:
+        await state.clear()
+        await message.answer(_locked())
+        return
+    await state.clear()
+    await message.answer(_("🎂 Birthday saved: {birthday}.").format(birthday=birthday) + _bonus_line(update))
+
+
+async def receive_contact(
+    message: Message, session: DbSession, member: MemberView, program: Program, clock: Callable[[], datetime],
+) -> None:
+    contact = message.contact
+    assert contact is not None
+    # Only the member's own number counts: the button sends theirs, a forwarded contact card is someone else's.
+    if contact.user_id != member.telegram_id or profile.normalize_phone(contact.phone_number) is None:
+        await message.answer(_("Please use the button to share your own phone number."), reply_markup=main_menu())
+        return
+    update = await profile.set_phone(session, program, member.id, contact.phone_number, clock())
+    await message.answer(_("📱 Phone number saved.") + _bonus_line(update), reply_markup=main_menu())
+
+
+async def not_now(message: Message) -> None:
+    await message.answer(_("OK, maybe later."), reply_markup=main_menu())
+
+
+async def set_birthday_by_staff(
+    message: Message, command: CommandObject, session: DbSession, program: Program, clock: Callable[[], datetime],
+) -> None:
+    args = (command.args or "").split()
+    if len(args) != 2:
+        await message.answer(_("Usage: {usage}").format(usage=html.escape(
+            _("/setbirthday <member> <YYYY-MM-DD | MM-DD | clear>"))))
+        return
+    target = await find_member(session, args[0])
+    if target is None or target.id is None:
+        await message.answer(_("No member found for {ref}.").format(ref=html.escape(args[0])))
+        return
+    now = clock()
+    birthday = None
+    if args[1].lower() != "clear":
+        try:
+            birthday = profile.parse_birthday(args[1], now.astimezone(program.tz).date())
+        except profile.BadBirthday as bad:
+            await message.answer(_(PROBLEMS[bad.problem]))
+            return
+    await profile.set_birthday(session, program, target.id, birthday, now, by_staff=True)
+    await message.answer(_("Birthday of {name} (<code>{code}</code>) is now {birthday}.").format(
+        name=html.escape(target.first_name), code=target.code, birthday=birthday or "—"))
+
+
+def router() -> Router:
+    router = Router(name="profile")
+    router.message.register(set_birthday_by_staff, Command("setbirthday"), HasPermission(Permission.EDIT_PROFILE))
+    members = Router(name="profile-members")
+    members.message.filter(IsMember())
+    members.callback_query.filter(IsMember())
+    members.message.register(show_profile, Command("profile"))
+    members.message.register(show_profile, MenuButton(PROFILE))
+    members.message.register(receive_contact, HasContent("contact"))
+    members.message.register(not_now, MenuButton(N_("Not now")))
+    members.callback_query.register(profile_action, ProfileAction.filter())
+    members.callback_query.register(choose_favourite, Favourite.filter())
+    router.include_router(members)
+    return router
+
+
+def input_router() -> Router:
+    """The pending birthday; included after every feature so commands and menu buttons still work."""
+    router = Router(name="profile-input")
+    router.message.filter(IsMember(), NotCommand())
+    router.message.register(receive_birthday, ProfileInput.birthday)
+    return router

@@ -1,0 +1,174 @@
+"""/refer: a member's invitation link and their referral stats; telling referrers; staff review of bursts."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import urlencode
+
+from aiogram import Bot, Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.settings import Settings
+from handlers.filters import IsMember, MenuButton
+from handlers.menu import INVITE
+from handlers.staff import ask_staff, close_review, refuse_non_moderator
+from handlers.ui import money, tell
+from loyalty import referrals
+from loyalty.members import MemberView
+from loyalty.program import Program
+from loyalty.roles import Role
+from storage.database import DbSession
+from storage.models import Member
+
+
+class ReferralReview(CallbackData, prefix="rr"):
+    approve: bool
+    referral_id: int
+
+
+def link_for(bot_username: str, code: str) -> str:
+    return f"https://t.me/{bot_username}?start={referrals.payload_for(code)}"
+
+
+def _rules_text(program: Program) -> str:
+    rules = program.referrals
+    qualifying = money(rules.qualifying_amount, program.currency, _locale())
+    lines = []
+    if rules.friend_bonus:
+        if rules.friend_bonus_on == "join":
+            lines.append(_("Your friend gets {points} points when they join.").format(points=rules.friend_bonus))
+        else:
+            lines.append(_("Your friend gets {points} points with their first purchase of {amount} or more.").format(
+                points=rules.friend_bonus, amount=qualifying))
+    if rules.referrer_bonus:
+        lines.append(_("You get {points} points when they make their first purchase of {amount} or more.").format(
+            points=rules.referrer_bonus, amount=qualifying))
+    return "\n".join(lines)
+
+
+def _locale() -> str:
+    return get_i18n().current_locale
+
+
+async def refer(message: Message, session: DbSession, member: MemberView, program: Program, bot: Bot) -> None:
+    me = await bot.me()
+    link = link_for(me.username or "", member.code)
+    stats = await referrals.stats(session, member.id)
+    lines = [
+        _("👥 <b>Invite friends to {program}</b>").format(program=html.escape(program.name)),
+        "",
+        _rules_text(program) if program.referrals.enabled else _("Share your link with friends."),
+        "",
+        _("Your personal link:"),
+        f"<code>{html.escape(link)}</code>",
+        "",
+        _("Invited: {invited} · Joined: {joined} · Qualified: {qualified} · Points earned: {points}").format(
+            invited=stats.invited, joined=stats.joined, qualified=stats.qualified, points=stats.points),
+    ]
+    if program.referrals.enabled and program.referrals.monthly_cap:
+        lines.append(_("Up to {cap} paid referrals a month.").format(cap=program.referrals.monthly_cap))
+    invitation = _("Join me at {program} and get rewarded for every purchase!").format(program=program.name)
+    share = "https://t.me/share/url?" + urlencode({"url": link, "text": invitation})
+    markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=_("📤 Share"), url=share)]])
+    await message.answer("\n".join(lines), reply_markup=markup)
+
+
+def _name(member: Member) -> str:
+    return html.escape(member.first_name or _("a friend"))
+
+
+async def after_join(
+    bot: Bot, i18n: I18n, settings: Settings, program: Program, linked: referrals.Linked, friend: Member
+) -> None:
+    """Tell the referrer their friend joined, or ask staff to review a join from a burst."""
+    referral, referrer = linked.referral, linked.referrer
+    if referral is None or referrer is None:
+        return
+    if linked.held:
+        def markup() -> InlineKeyboardMarkup:
+            return InlineKeyboardMarkup(inline_keyboard=[[
+                InlineKeyboardButton(text=_("✅ Approve"), callback_data=ReferralReview(
+                    approve=True, referral_id=referral.id or 0).pack()),
+                InlineKeyboardButton(text=_("❌ Reject"), callback_data=ReferralReview(
+                    approve=False, referral_id=referral.id or 0).pack()),
+            ]])
+
+        await ask_staff(bot, settings, i18n, program, lambda: _(
+            "🚩 Referral held for review: more than {limit} friends joined through the link of {referrer} "
+            "(<code>{code}</code>) within an hour. New member: {friend} (<code>{friend_code}</code>). "
+            "Approve to pay the referral bonuses as usual, reject to pay none."
+        ).format(limit=program.referrals.burst_limit, referrer=_name(referrer), code=referrer.code,
+                 friend=_name(friend), friend_code=friend.code), markup)
+        return
+    if program.referrals.referrer_bonus:
+        await tell(bot, i18n, referrer, lambda: _(
+            "👋 {friend} joined through your link! You will get {points} points when they make their first "
+            "purchase of {amount} or more."
+        ).format(friend=_name(friend), points=program.referrals.referrer_bonus,
+                 amount=money(program.referrals.qualifying_amount, program.currency, _locale())))
+    else:
+        await tell(bot, i18n, referrer, lambda: _("👋 {friend} joined through your link!").format(friend=_name(friend)))
+
+
+async def after_payout(bot: Bot, i18n: I18n, program: Program, payout: referrals.Payout) -> None:
+    """Tell the referrer (and the friend) what a qualifying purchase or an approval paid."""
+    friend, referrer = payout.friend, payout.referrer
+    if payout.referrer_points:
+        await tell(bot, i18n, referrer, lambda: _(
+            "🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!"
+        ).format(friend=_name(friend), points=payout.referrer_points))
+    elif payout.capped:
+        await tell(bot, i18n, referrer, lambda: _(
+            "{friend} made their first purchase. You have reached this month's limit of {cap} paid referrals, "
+            "so this one earns no points."
+        ).format(friend=_name(friend), cap=program.referrals.monthly_cap))
+    if payout.friend_points:
+        await tell(bot, i18n, friend, lambda: _(
+            "🎁 You got {points} bonus points for joining through {referrer}'s invitation."
+        ).format(points=payout.friend_points, referrer=_name(referrer)))
+
+
+async def review_referral(
+    query: CallbackQuery, callback_data: ReferralReview, session: DbSession, program: Program, role: Role,
+    i18n: I18n, bot: Bot, clock: Callable[[], datetime],
+) -> None:
+    if await refuse_non_moderator(query, role):
+        return
+    decision = await referrals.review(session, program, callback_data.referral_id, approve=callback_data.approve,
+                                      actor_id=query.from_user.id, now=clock())
+    if decision is None:
+        await query.answer(_("This referral no longer exists."), show_alert=True)
+        return
+    if not decision.changed:
+        await query.answer(_("Already decided: {decision}.").format(decision=_decision_name(decision.referral.review)),
+                           show_alert=True)
+        return
+    await query.answer(_decision_name(decision.referral.review))
+    await close_review(query, i18n, program, lambda: _decision_name(decision.referral.review))
+    if decision.payout is not None:
+        await after_payout(bot, i18n, program, decision.payout)
+
+
+def _decision_name(review: str | None) -> str:
+    return _("✅ Approved") if review == referrals.Review.APPROVED else _("❌ Rejected")
+
+
+def router() -> Router:
+    router = Router(name="referral")
+    router.message.filter(IsMember())
+    router.message.register(refer, Command("refer"))
+    router.message.register(refer, MenuButton(INVITE))
+    return router
+
+
+def review_router() -> Router:
+    """Review buttons live in the staff chat, a group: outside the private-chat router."""
+    router = Router(name="referral-review")
+    router.callback_query.register(review_referral, ReferralReview.filter())
+    return router

@@ -1,0 +1,208 @@
+"""Broadcasts and their delivery queue.
+
+A broadcast's audience is frozen when it is created: one ``delivery`` row per member, UNIQUE(broadcast, member).
+Workers claim batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers never take the same rows;
+SQLite has one writer anyway), mark them "sending", send, and record the outcome. A row still "sending" after
+``STALE`` (its worker crashed mid-send) becomes "unknown": it may or may not have reached the member, and it is
+not sent again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from loyalty.program import Program
+from loyalty.segments import Segment, members
+from storage.database import begin_write
+from storage.models import Broadcast, Delivery, Member
+
+STALE = timedelta(seconds=60)
+MAX_ATTEMPTS = 3  # network errors retry this many times in all, then the row is "failed"
+
+
+class Status(StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Outcome(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    UNKNOWN = "unknown"
+
+
+async def audience(session: AsyncSession, segment: Segment, program: Program, now: datetime) -> dict[str, int]:
+    """How many members the segment reaches, by language."""
+    rows = (await session.execute(members(segment, program, now))).all()
+    counts: dict[str, int] = {}
+    for _member_id, language in rows:
+        counts[language] = counts.get(language, 0) + 1
+    return counts
+
+
+async def create(
+    session: AsyncSession, program: Program, *, created_by: int, content: dict[str, Any], segment: Segment,
+    now: datetime, send_at: datetime | None = None, status_chat_id: int | None = None,
+) -> Broadcast:
+    """Store a broadcast and freeze its audience into the delivery queue."""
+    await begin_write(session)
+    broadcast = Broadcast(created_by=created_by, content=json.dumps(content, ensure_ascii=False),
+                          segment=segment.model_dump_json(), scheduled_at=send_at or now,
+                          status=Status.SCHEDULED if send_at else Status.RUNNING,
+                          started_at=None if send_at else now, status_chat_id=status_chat_id, created_at=now)
+    session.add(broadcast)
+    await session.flush()
+    audience_ids = members(segment, program, now).with_only_columns(
+        literal(broadcast.id), col(Member.id), literal(Outcome.PENDING.value))
+    await session.execute(insert(Delivery).from_select(["broadcast_id", "member_id", "status"], audience_ids))
+    broadcast.total = (await session.execute(select(func.count()).select_from(Delivery).where(
+        col(Delivery.broadcast_id) == broadcast.id))).scalar_one()
+    session.add(broadcast)
+    await session.commit()
+    return broadcast
+
+
+async def set_status_message(session: AsyncSession, broadcast_id: int, chat_id: int, message_id: int) -> None:
+    await begin_write(session)
+    await session.execute(update(Broadcast).where(col(Broadcast.id) == broadcast_id).values(
+        status_chat_id=chat_id, status_message_id=message_id))
+    await session.commit()
+
+
+async def start_due(session: AsyncSession, now: datetime) -> None:
+    """Scheduled broadcasts whose time has come start running."""
+    await begin_write(session)
+    await session.execute(update(Broadcast).where(
+        col(Broadcast.status) == Status.SCHEDULED, col(Broadcast.scheduled_at) <= now,
+    ).values(status=Status.RUNNING, started_at=now))
+    await session.commit()
+
+
+async def running(session: AsyncSession) -> list[Broadcast]:
+    return list((await session.execute(
+        select(Broadcast).where(col(Broadcast.status) == Status.RUNNING).order_by(col(Broadcast.id))
+    )).scalars())
+
+
+async def get(session: AsyncSession, broadcast_id: int) -> Broadcast | None:
+    return await session.get(Broadcast, broadcast_id, populate_existing=True)
+
+
+async def change(session: AsyncSession, broadcast_id: int, to: Status, now: datetime) -> bool:
+    """Pause, resume or cancel; False when the broadcast is not in a state that allows it."""
+    allowed = {
+        Status.PAUSED: (Status.RUNNING, Status.SCHEDULED),
+        Status.RUNNING: (Status.PAUSED,),
+        Status.CANCELLED: (Status.RUNNING, Status.PAUSED, Status.SCHEDULED),
+    }[to]
+    await begin_write(session)
+    values: dict[str, Any] = {"status": to}
+    if to is Status.CANCELLED:
+        values["finished_at"] = now
+    changed = (await session.execute(update(Broadcast).where(
+        col(Broadcast.id) == broadcast_id, col(Broadcast.status).in_([s.value for s in allowed])).values(**values)
+    )).rowcount  # type: ignore[attr-defined]
+    await session.commit()
+    return bool(changed)
+
+
+@dataclass(frozen=True)
+class Item:
+    delivery_id: int
+    member_id: int
+    chat_id: int
+    language: str
+    attempts: int
+
+
+async def claim(session: AsyncSession, broadcast_id: int, now: datetime, size: int) -> list[Item]:
+    """Take up to ``size`` pending rows of a running broadcast for sending; rows crashed mid-send become unknown."""
+    await begin_write(session)
+    await session.execute(update(Delivery).where(
+        col(Delivery.broadcast_id) == broadcast_id, col(Delivery.status) == Outcome.SENDING,
+        col(Delivery.claimed_at) < now - STALE).values(status=Outcome.UNKNOWN))
+    ids = list((await session.execute(
+        select(col(Delivery.id)).where(col(Delivery.broadcast_id) == broadcast_id,
+                                       col(Delivery.status) == Outcome.PENDING)
+        .order_by(col(Delivery.id)).limit(size).with_for_update(skip_locked=True)
+    )).scalars())
+    if not ids:
+        await session.commit()
+        return []
+    await session.execute(update(Delivery).where(col(Delivery.id).in_(ids)).values(
+        status=Outcome.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1))
+    rows = (await session.execute(
+        select(col(Delivery.id), col(Member.id), col(Member.chat_id), col(Member.language), col(Delivery.attempts))
+        .join(Member, col(Member.id) == col(Delivery.member_id)).where(col(Delivery.id).in_(ids))
+        .order_by(col(Delivery.id))
+    )).all()
+    await session.commit()
+    return [Item(int(d or 0), int(m or 0), int(c), str(lang), int(a)) for d, m, c, lang, a in rows]
+
+
+async def record(session: AsyncSession, item: Item, outcome: Outcome, now: datetime, *,
+                 message_id: int | None = None, error: str | None = None) -> None:
+    """The result of one send; only a row still "sending" is updated (a late result after a crash is not)."""
+    await begin_write(session)
+    await session.execute(update(Delivery).where(
+        col(Delivery.id) == item.delivery_id, col(Delivery.status) == Outcome.SENDING,
+    ).values(status=outcome, message_id=message_id, error=error[:200] if error else None,
+             sent_at=now if outcome is Outcome.SENT else None))
+    await session.commit()
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    counts: dict[str, int]
+
+    def of(self, outcome: Outcome) -> int:
+        return self.counts.get(outcome.value, 0)
+
+    @property
+    def remaining(self) -> int:
+        return self.of(Outcome.PENDING) + self.of(Outcome.SENDING)
+
+
+async def progress(session: AsyncSession, broadcast_id: int) -> Progress:
+    rows = (await session.execute(
+        select(col(Delivery.status), func.count()).where(col(Delivery.broadcast_id) == broadcast_id)
+        .group_by(col(Delivery.status))
+    )).all()
+    counts = {str(status): int(count) for status, count in rows}
+    return Progress(sum(counts.values()), counts)
+
+
+async def finish(session: AsyncSession, broadcast_id: int, now: datetime) -> bool:
+    """Mark a running broadcast done once nothing is left to send; True if this call finished it."""
+    await begin_write(session)
+    left = (await session.execute(select(func.count()).select_from(Delivery).where(
+        col(Delivery.broadcast_id) == broadcast_id,
+        col(Delivery.status).in_([Outcome.PENDING.value, Outcome.SENDING.value])))).scalar_one()
+    done = 0
+    if not left:
+        done = (await session.execute(update(Broadcast).where(
+            col(Broadcast.id) == broadcast_id, col(Broadcast.status) == Status.RUNNING,
+        ).values(status=Status.DONE, finished_at=now))).rowcount  # type: ignore[attr-defined]
+    await session.commit()
+    return bool(done)
+
+
+async def recent(session: AsyncSession, limit: int = 10) -> list[tuple[Broadcast, Progress]]:
+    broadcasts = list((await session.execute(
+        select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit))).scalars())
+    return [(b, await progress(session, b.id or 0)) for b in broadcasts]

@@ -1,0 +1,95 @@
+"""APScheduler set-up: interval jobs that run only while this instance holds the lease.
+
+Jobs are plain ``async (now) -> count`` callables wired by the composition root (``bot/``); each selects due
+work by state, so a job that did not run for a while catches up on its next run. Every job takes the time as a
+parameter, which is how tests drive them with a clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from scheduler.lease import hold
+from storage.clock import utcnow
+from storage.database import SessionFactory
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: timedelta
+    run: Callable[[datetime], Awaitable[int]]
+
+
+class Scheduler:
+    def __init__(self, sessions: SessionFactory, jobs: list[Job], *, holder: str | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.sessions, self.jobs, self.clock = sessions, jobs, clock
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self._aps: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[object]] = set()
+
+    async def holds_lease(self, now: datetime) -> bool:
+        async with self.sessions() as session:
+            return await hold(session, self.holder, now, LEASE)
+
+    async def holds_lease_now(self) -> bool:
+        return await self.holds_lease(self.clock())
+
+    async def run_job(self, job: Job) -> int | None:
+        """One run of a job if this instance holds the lease; None when it does not."""
+        now = self.clock()
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            if not await self.holds_lease(now):
+                return None
+            done = await job.run(now)
+        except Exception:  # a failing job must not stop the others; it runs again on its next interval
+            log.exception("scheduled job %s failed", job.name)
+            return None
+        finally:
+            if task is not None:
+                self._running.discard(task)
+        if done:
+            log.info("job %s: %d done", job.name, done)
+        return done
+
+    def start(self) -> None:
+        self._aps = AsyncIOScheduler(timezone="UTC")
+        for job in self.jobs:
+            # First run at start-up: whatever fell due while no scheduler ran goes out now.
+            self._aps.add_job(self.run_job, "interval", args=[job], seconds=job.every.total_seconds(),
+                              next_run_time=self.clock(), id=job.name, max_instances=1, coalesce=True)
+        # Renewed on its own beat, well inside its lifetime: jobs may run minutes apart.
+        self._aps.add_job(self.holds_lease_now, "interval", seconds=LEASE.total_seconds() / 4, id="lease",
+                          next_run_time=self.clock(), max_instances=1, coalesce=True)
+        self._aps.start()
+
+    async def stop(self) -> None:
+        """Start no more jobs and let the running ones finish: a message is never cut off half sent."""
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,118 @@
+"""advocacy
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-22
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+
+revision: str = '0007'
+down_revision: str | None = '0006'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Existing members get defaults for the new NOT NULL columns: no favourites yet, promotions on.
+    op.create_table('referral_visit',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('referrer_id', sa.Integer(), nullable=False),
+    sa.Column('telegram_id', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['referrer_id'], ['member.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('referrer_id', 'telegram_id', name='uq_referral_visit')
+    )
+    op.create_table('submission',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('content', sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=False),
+    sa.Column('link_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('decided_by', sa.BigInteger(), nullable=True),
+    sa.Column('decided_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['member.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('link_hash')
+    )
+    with op.batch_alter_table('submission', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_submission_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_submission_member_id'), ['member_id'], unique=False)
+
+    op.create_table('referral',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('referrer_id', sa.Integer(), nullable=False),
+    sa.Column('friend_id', sa.Integer(), nullable=False),
+    sa.Column('review', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('reviewed_by', sa.BigInteger(), nullable=True),
+    sa.Column('qualified_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('purchase_id', sa.Integer(), nullable=True),
+    sa.Column('friend_points', sa.Integer(), nullable=False),
+    sa.Column('referrer_points', sa.Integer(), nullable=False),
+    sa.Column('referrer_paid_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('capped', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['friend_id'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['purchase_id'], ['purchase.id'], ),
+    sa.ForeignKeyConstraint(['referrer_id'], ['member.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('friend_id')
+    )
+    with op.batch_alter_table('referral', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_referral_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_referral_referrer_id'), ['referrer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_referral_referrer_paid_at'), ['referrer_paid_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_referral_review'), ['review'], unique=False)
+
+    with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('birth_year', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('birth_month', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('birth_day', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
+        batch_op.add_column(sa.Column('favourites', sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('profile_completed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('promotions', sa.Boolean(), nullable=False, server_default=sa.true()))
+        batch_op.add_column(sa.Column('blocked_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('erased_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.create_index('ix_member_birthday', ['birth_month', 'birth_day'], unique=False)
+
+    # ### end Alembic commands ###
+
+
+def downgrade() -> None:
+    # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.drop_index('ix_member_birthday')
+        batch_op.drop_column('erased_at')
+        batch_op.drop_column('blocked_at')
+        batch_op.drop_column('promotions')
+        batch_op.drop_column('profile_completed_at')
+        batch_op.drop_column('favourites')
+        batch_op.drop_column('phone')
+        batch_op.drop_column('birth_day')
+        batch_op.drop_column('birth_month')
+        batch_op.drop_column('birth_year')
+
+    with op.batch_alter_table('referral', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_referral_review'))
+        batch_op.drop_index(batch_op.f('ix_referral_referrer_paid_at'))
+        batch_op.drop_index(batch_op.f('ix_referral_referrer_id'))
+        batch_op.drop_index(batch_op.f('ix_referral_created_at'))
+
+    op.drop_table('referral')
+    with op.batch_alter_table('submission', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_submission_member_id'))
+        batch_op.drop_index(batch_op.f('ix_submission_created_at'))
+
+    op.drop_table('submission')
+    op.drop_table('referral_visit')
+    # ### end Alembic commands ###
