@@ -57,6 +57,8 @@ def run(
 
     async def main() -> None:
         application = await build_app(settings)
+        # Broadcasts go out from the process that runs the scheduler: one sender keeps one rate limit.
+        application.dispatcher["broadcaster"].enabled = role != "bot"
         if role == "scheduler":
             await run_scheduler(application)
         else:

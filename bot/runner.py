@@ -75,6 +75,7 @@ async def run_polling(app: App, *, handle_signals: bool = True, with_scheduler: 
     finally:
         if scheduler is not None:
             await scheduler.stop()
+        await app.dispatcher["broadcaster"].stop()
         await app.engine.dispose()
 
 
@@ -88,5 +89,6 @@ async def run_scheduler(app: App) -> None:
     try:
         await make_scheduler(app).run_until(stop)
     finally:
+        await app.dispatcher["broadcaster"].stop()
         await app.bot.session.close()
         await app.engine.dispose()

@@ -33,7 +33,7 @@ def jobs(app: App) -> list[Job]:
         Job("tier-review", timedelta(hours=6), partial(reminders.review_member_tiers, *messages)),
         Job("digest", timedelta(minutes=30), partial(reminders.send_weekly_digest, *messages, app.settings)),
         # Starts scheduled broadcasts and resumes any a restart interrupted.
-        Job("broadcasts", timedelta(seconds=30), partial(app.dispatcher["broadcaster"].run_pending, bot)),
+        Job("broadcasts", timedelta(seconds=10), partial(app.dispatcher["broadcaster"].tick, bot)),
     ]
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,15 +28,16 @@ from aiogram.utils.i18n import gettext as _
 from bot.settings import Settings
 from handlers.ui import speaking
 from loyalty import broadcasts
-from loyalty.broadcasts import Item, Outcome
-from loyalty.privacy import mark_blocked
+from loyalty.broadcasts import Item, Outcome, Result
 from loyalty.program import Program
 from storage.database import SessionFactory
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 3.0  # seconds between edits of the admin's status message
+FLUSH_EVERY = 0.5  # seconds between writes of outcomes: at most this much is "unknown" after a crash
 NETWORK_RETRIES = 3
+FLOOD_RETRIES = 10
 
 
 class StopPromotions(CallbackData, prefix="nopromo"):
@@ -89,36 +91,58 @@ async def send_variant(bot: Bot, chat_id: int, message: dict[str, Any], markup: 
 
 
 class Broadcaster:
-    """Runs every running broadcast to the end. One per process; several processes share the queue safely."""
+    """Sends every running broadcast to the end, through one rate limiter.
+
+    Only one process sends (the one running the scheduler, or the only one), so the limit holds for the bot as
+    a whole; several would still never send a row twice (claims skip locked rows). A feeder claims rows about
+    half a second of sending at a time, workers send them, and outcomes are written in batches. When the task is
+    cancelled (shutdown, crash of the event loop's owner), rows not yet sent go back to the queue, outcomes
+    already known are written, and only sends that were in flight stay "sending" and later count as unknown.
+    """
 
     def __init__(self, sessions: SessionFactory, program: Program, i18n: I18n, settings: Settings,
                  clock: Callable[[], datetime]) -> None:
         self.sessions, self.program, self.i18n, self.clock = sessions, program, i18n, clock
+        self.enabled = True  # False in a process that answers updates while another runs the scheduler
         self.bot: Bot | None = None
         self.limiter = RateLimiter(settings.broadcast_rate)
         self.paid = settings.paid_broadcasts
         # Enough sends in flight to fill the rate even when Telegram takes a while to answer each.
         self.concurrency = max(4, min(256, int(settings.broadcast_rate)))
+        self.batch = max(2 * self.concurrency, int(settings.broadcast_rate / 2))
         self._lock = asyncio.Lock()
         self.task: asyncio.Task[int] | None = None
 
     def kick(self, bot: Bot) -> None:
-        """Start sending in the background, unless this process is already at it."""
-        if self.task is None or self.task.done():
+        """Start sending in the background, unless this process is already at it (or does not send)."""
+        if self.enabled and (self.task is None or self.task.done()):
             self.task = asyncio.create_task(self.run_pending(bot))
 
-    async def run_pending(self, bot: Bot, now: datetime | None = None) -> int:
-        """Start due scheduled broadcasts and send every running one; returns messages sent. The scheduler
-        runs it too, so scheduled broadcasts start and interrupted ones resume after a restart."""
+    async def stop(self) -> None:
+        """Stop sending (at shutdown): unsent rows go back to the queue for the next start."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def tick(self, bot: Bot, now: datetime) -> int:
+        """The scheduler's job: start broadcasts whose time has come, resume interrupted ones."""
+        async with self.sessions() as session:
+            await broadcasts.start_due(session, now)
+        self.kick(bot)
+        return 0
+
+    async def run_pending(self, bot: Bot) -> int:
+        """Send every running broadcast, one after another, until none is left; returns messages sent."""
         async with self._lock:
             self.bot = bot
             sent = 0
-            async with self.sessions() as session:
-                await broadcasts.start_due(session, now or self.clock())
-                running = [b.id for b in await broadcasts.running(session) if b.id is not None]
-            for broadcast_id in running:
-                sent += await self._run(broadcast_id)
-            return sent
+            while True:
+                async with self.sessions() as session:
+                    await broadcasts.start_due(session, self.clock())
+                    running = [b.id for b in await broadcasts.running(session) if b.id is not None]
+                if not running:
+                    return sent
+                sent += await self._run(running[0])
 
     async def _run(self, broadcast_id: int) -> int:
         async with self.sessions() as session:
@@ -126,88 +150,148 @@ class Broadcaster:
             if broadcast is None:
                 return 0
             content = json.loads(broadcast.content)
-        sent = 0
-        started, last_report = time.monotonic(), 0.0
-        semaphore = asyncio.Semaphore(self.concurrency)
+        run = _Run(broadcast_id, content, time.monotonic())
+        workers = [asyncio.create_task(self._work(run)) for _ in range(self.concurrency)]
+        keeper = asyncio.create_task(self._keep_books(run))
+        try:
+            await self._feed(run)
+            await self._release(run.drain())  # paused or cancelled: what was claimed but not sent goes back
+            await run.queue.join()
+        finally:
+            for task in (*workers, keeper):
+                task.cancel()
+            await asyncio.gather(*workers, keeper, return_exceptions=True)
+            await self._release(run.drain() + run.unsent)
+            await self._flush(run)
+        if run.finished:
+            await self._report(run, final=True)
+        return run.sent
 
-        async def one(item: Item) -> bool:
-            async with semaphore:
-                return await self._send(item, content)
-
+    async def _feed(self, run: _Run) -> None:
         while True:
             async with self.sessions() as session:
-                current = await broadcasts.get(session, broadcast_id)
-                if current is None or current.status != broadcasts.Status.RUNNING:
-                    break  # paused or cancelled
-                batch = await broadcasts.claim(session, broadcast_id, self.clock(), self.concurrency * 2)
-            if not batch:
-                async with self.sessions() as session:
-                    if await broadcasts.finish(session, broadcast_id, self.clock()):
-                        await self._report(broadcast_id, started, final=True)
-                        break
-                await asyncio.sleep(1)  # rows of a crashed worker are waiting to turn "unknown"
+                if await broadcasts.status_of(session, run.broadcast_id) != broadcasts.Status.RUNNING:
+                    return  # paused or cancelled
+                batch = await broadcasts.claim(session, run.broadcast_id, self.clock(), self.batch)
+            for item in batch:
+                await run.queue.put(item)
+            if batch:
                 continue
-            sent += sum(await asyncio.gather(*(one(item) for item in batch)))
-            if time.monotonic() - last_report >= PROGRESS_EVERY:
-                last_report = time.monotonic()
-                await self._report(broadcast_id, started, final=False)
-        return sent
+            await run.queue.join()
+            await self._flush(run)
+            async with self.sessions() as session:
+                if await broadcasts.finish(session, run.broadcast_id, self.clock()):
+                    run.finished = True
+                    return
+            await asyncio.sleep(1)  # rows another sender holds: they finish, or turn "unknown" after a while
 
-    async def _send(self, item: Item, content: dict[str, Any]) -> bool:
-        message = variant(content, item.language)
+    async def _work(self, run: _Run) -> None:
+        while True:
+            item = await run.queue.get()
+            try:
+                result = await self._send(item, run)
+                run.results.append(result)
+                run.sent += result.outcome is Outcome.SENT
+            finally:
+                run.queue.task_done()
+
+    async def _send(self, item: Item, run: _Run) -> Result:
+        message = variant(run.content, item.language)
         with speaking(self.i18n, item.language):
             markup = markup_for(message)
         extra = {"allow_paid_broadcast": True} if self.paid else {}
-        for attempt in range(NETWORK_RETRIES + 1):
-            await self.limiter.wait()
+        network_failures = floods = 0
+        while True:
+            try:
+                await self.limiter.wait()
+            except asyncio.CancelledError:
+                if not network_failures:  # no attempt can have reached the member
+                    run.unsent.append(item)
+                raise
             try:
                 assert self.bot is not None
                 message_id = await send_variant(self.bot, item.chat_id, message, markup, **extra)
             except TelegramRetryAfter as exc:
+                floods += 1
+                if floods > FLOOD_RETRIES:
+                    return Result(item, Outcome.FAILED, error="flood control did not clear")
                 self.limiter.pause(exc.retry_after)  # every sender waits, then this one tries again
                 continue
             except TelegramForbiddenError:
-                async with self.sessions() as session:
-                    await mark_blocked(session, item.chat_id, True, self.clock())
-                    await broadcasts.record(session, item, Outcome.BLOCKED, self.clock())
-                return False
+                return Result(item, Outcome.BLOCKED)
             except (TelegramNetworkError, TelegramServerError) as exc:
-                if attempt < NETWORK_RETRIES:
-                    await asyncio.sleep(0.5 * 2 ** attempt)
-                    continue
-                await self._failed(item, str(exc))
-                return False
+                # The message may have arrived; retrying risks a duplicate, giving up risks a miss.
+                network_failures += 1
+                if network_failures > NETWORK_RETRIES:
+                    return Result(item, Outcome.FAILED, error=str(exc))
+                await asyncio.sleep(0.5 * 2 ** network_failures)
+                continue
             except TelegramAPIError as exc:
-                await self._failed(item, exc.message)
-                return False
-            async with self.sessions() as session:
-                await broadcasts.record(session, item, Outcome.SENT, self.clock(), message_id=message_id)
-            return True
-        await self._failed(item, "flood control did not clear")
-        return False
+                return Result(item, Outcome.FAILED, error=exc.message)
+            return Result(item, Outcome.SENT, message_id=message_id)
 
-    async def _failed(self, item: Item, reason: str) -> None:
-        log.warning("broadcast delivery %s to member %s failed: %s", item.delivery_id, item.member_id, reason)
-        async with self.sessions() as session:
-            await broadcasts.record(session, item, Outcome.FAILED, self.clock(), error=reason)
+    async def _keep_books(self, run: _Run) -> None:
+        """Write outcomes every half second and refresh the admin's progress message every few seconds."""
+        last_report = time.monotonic()
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self._flush(run)
+            if time.monotonic() - last_report >= PROGRESS_EVERY:
+                last_report = time.monotonic()
+                await self._report(run, final=False)
 
-    async def _report(self, broadcast_id: int, started: float, *, final: bool) -> None:
+    async def _flush(self, run: _Run) -> None:
+        results, run.results = run.results, []
+        for result in results:
+            if result.outcome is Outcome.FAILED:
+                log.warning("broadcast %s to member %s failed: %s", run.broadcast_id, result.item.member_id,
+                            result.error)
         async with self.sessions() as session:
-            broadcast = await broadcasts.get(session, broadcast_id)
-            progress = await broadcasts.progress(session, broadcast_id)
+            await broadcasts.record(session, results, self.clock())
+
+    async def _release(self, items: list[Item]) -> None:
+        async with self.sessions() as session:
+            await broadcasts.release(session, items)
+
+    async def _report(self, run: _Run, *, final: bool) -> None:
+        async with self.sessions() as session:
+            broadcast = await broadcasts.get(session, run.broadcast_id)
+            progress = await broadcasts.progress(session, run.broadcast_id)
         if broadcast is None or broadcast.status_chat_id is None or broadcast.status_message_id is None \
                 or self.bot is None:
             return
         with speaking(self.i18n, self.program.staff_language):
-            text = progress_text(broadcast_id, progress, time.monotonic() - started, final=final)
+            text = progress_text(run.broadcast_id, progress, time.monotonic() - run.started, final=final)
         try:
             await self.bot.edit_message_text(text, chat_id=broadcast.status_chat_id,
                                              message_id=broadcast.status_message_id)
         except TelegramBadRequest as exc:
             if "message is not modified" not in exc.message:
-                log.warning("could not update broadcast %s progress: %s", broadcast_id, exc.message)
+                log.warning("could not update broadcast %s progress: %s", run.broadcast_id, exc.message)
         except TelegramAPIError:
-            log.warning("could not update broadcast %s progress", broadcast_id, exc_info=True)
+            log.warning("could not update broadcast %s progress", run.broadcast_id, exc_info=True)
+
+
+@dataclass
+class _Run:
+    """One sender's pass over one broadcast."""
+
+    broadcast_id: int
+    content: dict[str, Any]
+    started: float
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    results: list[Result] = field(default_factory=list)
+    unsent: list[Item] = field(default_factory=list)  # taken by a worker, never sent
+    sent: int = 0
+    finished: bool = False
+
+    def drain(self) -> list[Item]:
+        """Take back what no worker has picked up yet."""
+        items = []
+        while not self.queue.empty():
+            items.append(self.queue.get_nowait())
+            self.queue.task_done()
+        return items
 
 
 def progress_text(broadcast_id: int, progress: broadcasts.Progress, elapsed: float, *, final: bool) -> str:

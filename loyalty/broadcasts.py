@@ -10,12 +10,13 @@ not sent again.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -25,7 +26,6 @@ from storage.database import begin_write
 from storage.models import Broadcast, Delivery, Member
 
 STALE = timedelta(seconds=60)
-MAX_ATTEMPTS = 3  # network errors retry this many times in all, then the row is "failed"
 
 
 class Status(StrEnum):
@@ -154,15 +154,50 @@ async def claim(session: AsyncSession, broadcast_id: int, now: datetime, size: i
     return [Item(int(d or 0), int(m or 0), int(c), str(lang), int(a)) for d, m, c, lang, a in rows]
 
 
-async def record(session: AsyncSession, item: Item, outcome: Outcome, now: datetime, *,
-                 message_id: int | None = None, error: str | None = None) -> None:
-    """The result of one send; only a row still "sending" is updated (a late result after a crash is not)."""
+@dataclass(frozen=True)
+class Result:
+    item: Item
+    outcome: Outcome
+    message_id: int | None = None
+    error: str | None = None
+
+
+async def record(session: AsyncSession, results: Sequence[Result], now: datetime) -> None:
+    """The outcomes of a run of sends, in one transaction. Only rows still "sending" change (a late result
+    after the row was declared unknown does not); members who blocked the bot are marked so."""
+    if not results:
+        return
+    await begin_write(session)
+    table = cast(Table, Delivery.__table__)  # type: ignore[attr-defined]  # SQLModel sets it at class creation
+    statement = update(table).where(
+        table.c.id == bindparam("row"), table.c.status == Outcome.SENDING.value,
+    ).values(status=bindparam("outcome"), message_id=bindparam("message"), error=bindparam("reason"),
+             sent_at=bindparam("when"))
+    await (await session.connection()).execute(statement, [
+        {"row": r.item.delivery_id, "outcome": r.outcome.value, "message": r.message_id,
+         "reason": r.error[:200] if r.error else None, "when": now if r.outcome is Outcome.SENT else None}
+        for r in results])
+    blocked = [r.item.member_id for r in results if r.outcome is Outcome.BLOCKED]
+    if blocked:
+        await session.execute(update(Member).where(col(Member.id).in_(blocked), col(Member.blocked_at).is_(None))
+                              .values(blocked_at=now))
+    await session.commit()
+
+
+async def release(session: AsyncSession, items: Sequence[Item]) -> None:
+    """Claimed rows that were never sent (the sender stopped first) go back to the queue."""
+    if not items:
+        return
     await begin_write(session)
     await session.execute(update(Delivery).where(
-        col(Delivery.id) == item.delivery_id, col(Delivery.status) == Outcome.SENDING,
-    ).values(status=outcome, message_id=message_id, error=error[:200] if error else None,
-             sent_at=now if outcome is Outcome.SENT else None))
+        col(Delivery.id).in_([item.delivery_id for item in items]), col(Delivery.status) == Outcome.SENDING,
+    ).values(status=Outcome.PENDING, claimed_at=None))
     await session.commit()
+
+
+async def status_of(session: AsyncSession, broadcast_id: int) -> str | None:
+    return (await session.execute(select(col(Broadcast.status)).where(col(Broadcast.id) == broadcast_id))
+            ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)

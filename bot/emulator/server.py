@@ -185,6 +185,7 @@ class FakeTelegram:
         self._faults: dict[str, deque[_Fault]] = {}
         self._chat_faults: dict[str, _Fault] = {}
         self._rate: float | None = None
+        self._send_latency = 0.0
         self._send_times: deque[float] = deque()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -359,6 +360,11 @@ class FakeTelegram:
         """Limit send* calls to ``per_second`` in a sliding 1 s window (None disables); excess gets 429."""
         self._rate = per_second
         self._send_times.clear()
+
+    def slow_sends(self, seconds: float) -> None:
+        """Answer send* calls ``seconds`` late, the message already delivered: a slow network, and a window in
+        which a client that stops waiting cannot know whether its message arrived."""
+        self._send_latency = seconds
 
     def _take_fault(self, method: str, params: JSONDict) -> _Fault | None:
         queue = self._faults.get(method.lower())
@@ -702,6 +708,8 @@ class FakeTelegram:
             call.response = fault.response()
         else:
             call.response = await self._dispatch(method, params, files)
+            if self._send_latency and method.startswith("send"):
+                await asyncio.sleep(self._send_latency)
         for listener in list(self.listeners):
             try:
                 listener(call)
