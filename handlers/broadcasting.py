@@ -107,9 +107,9 @@ class Broadcaster:
         self.bot: Bot | None = None
         self.limiter = RateLimiter(settings.broadcast_rate)
         self.paid = settings.paid_broadcasts
-        # Enough sends in flight to fill the rate even when Telegram takes a while to answer each.
-        self.concurrency = max(4, min(256, int(settings.broadcast_rate)))
-        self.batch = max(2 * self.concurrency, int(settings.broadcast_rate / 2))
+        # Enough sends in flight to fill the rate while Telegram takes up to half a second to answer each, and
+        # no more: rows claimed ahead of sending are what a hard crash leaves "unknown".
+        self.concurrency = max(4, min(256, int(settings.broadcast_rate / 2)))
         self._lock = asyncio.Lock()
         self.task: asyncio.Task[int] | None = None
 
@@ -150,7 +150,7 @@ class Broadcaster:
             if broadcast is None:
                 return 0
             content = json.loads(broadcast.content)
-        run = _Run(broadcast_id, content, time.monotonic())
+        run = _Run(broadcast_id, content, time.monotonic(), asyncio.Queue(maxsize=self.concurrency))
         workers = [asyncio.create_task(self._work(run)) for _ in range(self.concurrency)]
         keeper = asyncio.create_task(self._keep_books(run))
         try:
@@ -170,9 +170,9 @@ class Broadcaster:
     async def _feed(self, run: _Run) -> None:
         while True:
             async with self.sessions() as session:
-                if await broadcasts.status_of(session, run.broadcast_id) != broadcasts.Status.RUNNING:
+                if run.stopping or await broadcasts.status_of(session, run.broadcast_id) != broadcasts.Status.RUNNING:
                     return  # paused or cancelled
-                batch = await broadcasts.claim(session, run.broadcast_id, self.clock(), self.batch)
+                batch = await broadcasts.claim(session, run.broadcast_id, self.clock(), self.concurrency)
             for item in batch:
                 await run.queue.put(item)
             if batch:
@@ -190,12 +190,16 @@ class Broadcaster:
             item = await run.queue.get()
             try:
                 result = await self._send(item, run)
-                run.results.append(result)
-                run.sent += result.outcome is Outcome.SENT
+                if result is None:
+                    run.unsent.append(item)
+                else:
+                    run.results.append(result)
+                    run.sent += result.outcome is Outcome.SENT
             finally:
                 run.queue.task_done()
 
-    async def _send(self, item: Item, run: _Run) -> Result:
+    async def _send(self, item: Item, run: _Run) -> Result | None:
+        """Send one copy; None when the broadcast stopped before it went out."""
         message = variant(run.content, item.language)
         with speaking(self.i18n, item.language):
             markup = markup_for(message)
@@ -208,6 +212,8 @@ class Broadcaster:
                 if not network_failures:  # no attempt can have reached the member
                     run.unsent.append(item)
                 raise
+            if run.stopping and not network_failures:
+                return None
             try:
                 assert self.bot is not None
                 message_id = await send_variant(self.bot, item.chat_id, message, markup, **extra)
@@ -231,11 +237,15 @@ class Broadcaster:
             return Result(item, Outcome.SENT, message_id=message_id)
 
     async def _keep_books(self, run: _Run) -> None:
-        """Write outcomes every half second and refresh the admin's progress message every few seconds."""
+        """Write outcomes every half second, notice a pause or cancel, and refresh the admin's progress message
+        every few seconds."""
         last_report = time.monotonic()
         while True:
             await asyncio.sleep(FLUSH_EVERY)
             await self._flush(run)
+            async with self.sessions() as session:
+                if await broadcasts.status_of(session, run.broadcast_id) != broadcasts.Status.RUNNING:
+                    run.stopping = True
             if time.monotonic() - last_report >= PROGRESS_EVERY:
                 last_report = time.monotonic()
                 await self._report(run, final=False)
@@ -279,10 +289,11 @@ class _Run:
     broadcast_id: int
     content: dict[str, Any]
     started: float
-    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Item]
     results: list[Result] = field(default_factory=list)
     unsent: list[Item] = field(default_factory=list)  # taken by a worker, never sent
     sent: int = 0
+    stopping: bool = False  # paused or cancelled: send nothing more
     finished: bool = False
 
     def drain(self) -> list[Item]:
