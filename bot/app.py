@@ -65,7 +65,8 @@ def static_roles(settings: Settings) -> StaticRoles:
 
 
 def make_bot(settings: Settings, token: str | None = None) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
+    # Connections enough for a paid broadcast's sends in flight (aiohttp's default pool is 100).
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), limit=300)
     return Bot(
         token=token or settings.bot_token or "",
         session=session,

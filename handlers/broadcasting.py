@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY = 3.0  # seconds between edits of the admin's status message
 FLUSH_EVERY = 0.5  # seconds between writes of outcomes: at most this much is "unknown" after a crash
 NETWORK_RETRIES = 3
+# Telegram's limits on messages a second: about 30 for free, up to 1,000 with paid broadcasts.
+TELEGRAM_LIMIT = 30
+CATCH_UP = 0.1  # seconds of sending slots the rate limiter may make up after falling behind
+TELEGRAM_PAID_LIMIT = 1000
 FLOOD_RETRIES = 10
 
 
@@ -45,22 +50,47 @@ class StopPromotions(CallbackData, prefix="nopromo"):
 
 
 class RateLimiter:
-    """Evenly spaced sending slots at ``rate`` a second, shared by every sender; a 429 pauses them all."""
+    """Sending slots for every sender of the bot: evenly spaced at ``rate`` a second, and never more than
+    ``ceiling`` sends that Telegram may count in one second; a 429 pauses them all.
 
-    def __init__(self, rate: float) -> None:
+    Telegram counts a message when it arrives, somewhere between our request and its answer, so evenly spaced
+    requests still bunch up on arrival when answers are slow to come back. A new request is therefore let out
+    only while fewer than ``ceiling`` requests are in flight or were answered in the last second: then no
+    second, however measured on Telegram's side, can see more than ``ceiling``. The spacing makes the rate;
+    the ceiling only binds when the configured rate is close to Telegram's limit.
+    """
+
+    def __init__(self, rate: float, ceiling: float | None = None) -> None:
         self.interval = 1 / rate
+        self.ceiling = ceiling or rate
         self._next = 0.0
         self._paused_until = 0.0
+        self._in_flight = 0
+        self._answered: deque[float] = deque()  # when recent requests were answered, oldest first
+        self._gate = asyncio.Lock()
 
-    async def wait(self) -> None:
-        while True:
-            now = time.monotonic()
-            slot = max(now, self._next, self._paused_until)
-            self._next = slot + self.interval
-            if slot > now:
-                await asyncio.sleep(slot - now)
-            if time.monotonic() >= self._paused_until:
-                return
+    async def acquire(self) -> None:
+        """Wait for a slot; the caller sends and then calls :meth:`release`."""
+        now = time.monotonic()
+        # Slots missed while the event loop was busy are made up, a little at a time; the ceiling still holds.
+        slot = max(now - CATCH_UP, self._next, self._paused_until)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+        async with self._gate:  # one sender at a time watches the ceiling; the others queue behind it in order
+            while True:
+                now = time.monotonic()
+                while self._answered and self._answered[0] <= now - 1:
+                    self._answered.popleft()
+                if now >= self._paused_until and self._in_flight + len(self._answered) < self.ceiling:
+                    self._in_flight += 1
+                    return
+                oldest = self._answered[0] + 1 if self._answered else now + self.interval
+                await asyncio.sleep(max(self._paused_until, oldest) - now)
+
+    def release(self) -> None:
+        self._in_flight -= 1
+        self._answered.append(time.monotonic())
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
@@ -105,7 +135,8 @@ class Broadcaster:
         self.sessions, self.program, self.i18n, self.clock = sessions, program, i18n, clock
         self.enabled = True  # False in a process that answers updates while another runs the scheduler
         self.bot: Bot | None = None
-        self.limiter = RateLimiter(settings.broadcast_rate)
+        ceiling = TELEGRAM_PAID_LIMIT if settings.paid_broadcasts else TELEGRAM_LIMIT
+        self.limiter = RateLimiter(min(settings.broadcast_rate, ceiling), ceiling)
         self.paid = settings.paid_broadcasts
         # Enough sends in flight to fill the rate while Telegram takes up to half a second to answer each, and
         # no more: rows claimed ahead of sending are what a hard crash leaves "unknown".
@@ -207,14 +238,14 @@ class Broadcaster:
         network_failures = floods = 0
         while True:
             try:
-                await self.limiter.wait()
+                await self.limiter.acquire()
             except asyncio.CancelledError:
                 if not network_failures:  # no attempt can have reached the member
                     run.unsent.append(item)
                 raise
-            if run.stopping and not network_failures:
-                return None
             try:
+                if run.stopping and not network_failures:
+                    return None
                 assert self.bot is not None
                 message_id = await send_variant(self.bot, item.chat_id, message, markup, **extra)
             except TelegramRetryAfter as exc:
@@ -234,6 +265,8 @@ class Broadcaster:
                 continue
             except TelegramAPIError as exc:
                 return Result(item, Outcome.FAILED, error=exc.message)
+            finally:
+                self.limiter.release()
             return Result(item, Outcome.SENT, message_id=message_id)
 
     async def _keep_books(self, run: _Run) -> None:
