@@ -1,17 +1,29 @@
-"""Program health figures computed from the database. Each function returns plain numbers for handlers to show."""
+"""Program health figures, computed in SQL for a period (and as a trend); plain numbers for handlers, the
+terminal report and charts to show. Periods are [start, end) in UTC; trends cut them at local midnights."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import calendar
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
+from itertools import pairwise
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, distinct, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.ledger import Kind
 from loyalty.nps import Category, category
-from storage.models import Survey
+from loyalty.program import Program
+from storage.database import SessionFactory
+from storage.models import Delivery, LedgerEntry, Member, Notice, Purchase, Survey, Thread
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,467 @@ def nps_of(scores: Iterable[int]) -> Nps:
     return Nps(counts[Category.PROMOTER], counts[Category.PASSIVE], counts[Category.DETRACTOR])
 
 
-async def nps(session: AsyncSession, since: datetime | None = None) -> Nps:
+
+# --------------------------------------------------------------------------- periods
+
+ACTIVITY_KINDS = (Kind.PURCHASE, Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL)  # what a member did
+CUSTOMER_WINDOW = timedelta(days=365)  # a customer: a member with a purchase in the last 12 months
+LOYAL_PURCHASES = 4  # loyal: more than this many purchases in the last 12 months
+PERIOD_RE = re.compile(r"^(?P<count>[1-9]\d{0,3})(?P<unit>[dm])$")
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end): the last ``count`` days or months up to ``end``."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+    @property
+    def previous(self) -> Period:
+        return Period(self.label, self.start - self.length, self.start)
+
+
+def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period | None:
+    """``7d``, ``30d``, ``90d``, ``12m`` (any count of days up to 3650 or months up to 120); None if not one."""
+    found = PERIOD_RE.match(text.strip().lower())
+    if found is None:
+        return None
+    count, unit = int(found["count"]), found["unit"]
+    if (unit == "d" and count > 3650) or (unit == "m" and count > 120):
+        return None
+    if unit == "d":
+        return Period(f"{count}d", now - timedelta(days=count), now)
+    local = now.astimezone(tz)
+    months = local.year * 12 + local.month - 1 - count
+    year, month = divmod(months, 12)
+    day = min(local.day, calendar.monthrange(year, month + 1)[1])
+    return Period(f"{count}m", local.replace(year=year, month=month + 1, day=day).astimezone(now.tzinfo), now)
+
+
+def buckets(period: Period, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The period cut into local days (up to 31 days), weeks (up to 26 weeks) or months, for trends."""
+    local_end = period.end.astimezone(tz)
+    days = period.length.days
+    edges: list[datetime] = []
+    if days <= 182:
+        step = 1 if days <= 31 else 7
+        edge = datetime.combine(local_end.date(), time(), tz) + timedelta(days=1)
+        while edge > period.start:
+            edges.append(edge)
+            edge = datetime.combine((edge - timedelta(days=step)).date(), time(), tz)
+        edges.append(edge)
+    else:
+        edge = datetime(local_end.year, local_end.month, 1, tzinfo=tz)
+        edges.append(_add_months(edge, 1))
+        while edge > period.start:
+            edges.append(edge)
+            edge = _add_months(edge, -1)
+        edges.append(edge)
+    edges.reverse()
+    return [(max(a, period.start), min(b, period.end)) for a, b in pairwise(edges) if b > period.start]
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
+    return moment.replace(year=year, month=month + 1)
+
+
+def _bucket_index(column: Any, edges: list[tuple[datetime, datetime]]) -> Any:
+    return case(*[(column < end, index) for index, (_start, end) in enumerate(edges)], else_=len(edges))
+
+
+def _valid() -> Any:
+    """Purchases that still count: not refunded in full."""
+    return col(Purchase.refunded_minor) < col(Purchase.amount_minor)
+
+
+def _between(column: Any, start: datetime, end: datetime) -> Any:
+    return and_(column >= start, column < end)
+
+
+def _member_at(end: datetime) -> Any:
+    return and_(col(Member.joined_at) < end, or_(col(Member.erased_at).is_(None), col(Member.erased_at) >= end))
+
+
+def _within(later: Any, earlier: Any, delta: timedelta, dialect: str) -> Any:
+    """earlier <= later < earlier + delta, for two columns, on either database (SQLite has no intervals)."""
+    if dialect == "sqlite":
+        return and_(later >= earlier, func.julianday(later) < func.julianday(earlier) + delta.total_seconds() / 86400)
+    return and_(later >= earlier, later < earlier + delta)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+# --------------------------------------------------------------------------- figures
+
+@dataclass(frozen=True)
+class Members:
+    total: int
+    new: int
+    active: int  # earned or redeemed in the period by their own doing
+
+    @property
+    def engagement_rate(self) -> float | None:
+        return _share(self.active, self.total)
+
+
+async def members(session: AsyncSession, period: Period) -> Members:
+    total, new = (await session.execute(select(
+        func.count().filter(_member_at(period.end)),
+        func.count().filter(_between(col(Member.joined_at), period.start, period.end)),
+    ).select_from(Member))).one()
+    active = (await session.execute(select(func.count(distinct(col(LedgerEntry.member_id)))).where(
+        _between(col(LedgerEntry.created_at), period.start, period.end),
+        col(LedgerEntry.kind).in_(ACTIVITY_KINDS)))).scalar_one()
+    return Members(int(total), int(new), int(active))
+
+
+@dataclass(frozen=True)
+class Customers:
+    """Purchase behaviour. A customer at a moment: a member with a purchase in the 12 months before it."""
+
+    at_start: int
+    at_end: int
+    new: int  # customers at the end who were not customers at the start (first-timers and returning ones)
+    buyers: int  # members with a purchase in the period
+    repeat_buyers: int  # ... with two or more
+    loyal: int  # members with more than four purchases in the 12 months before the end
+    members: int  # members at the end, for the loyal share
+    previous_buyers: int  # members with a purchase in the previous period
+    churned: int  # ... and none in this one
+
+    @property
+    def retention_rate(self) -> float | None:
+        """(customers at end − new customers) / customers at start, as merchants learn it."""
+        return _share(self.at_end - self.new, self.at_start)
+
+    @property
+    def repeat_rate(self) -> float | None:
+        return _share(self.repeat_buyers, self.buyers)
+
+    @property
+    def loyal_rate(self) -> float | None:
+        return _share(self.loyal, self.members)
+
+    @property
+    def churn_rate(self) -> float | None:
+        return _share(self.churned, self.previous_buyers)
+
+
+async def customers(session: AsyncSession, period: Period) -> Customers:
+    """One pass over the purchases of the window every figure needs, one row per member, then sums."""
+    start, end, previous = period.start, period.end, period.previous.start
+    earliest = min(start - CUSTOMER_WINDOW, previous)
+    at = col(Purchase.occurred_at)
+
+    def flag(condition: Any) -> Any:
+        return func.max(case((condition, 1), else_=0))
+
+    per_member = select(
+        flag(_between(at, start - CUSTOMER_WINDOW, start)).label("at_start"),
+        flag(_between(at, end - CUSTOMER_WINDOW, end)).label("at_end"),
+        func.sum(case((_between(at, start, end), 1), else_=0)).label("in_period"),
+        func.sum(case((_between(at, end - CUSTOMER_WINDOW, end), 1), else_=0)).label("last_year"),
+        flag(_between(at, previous, start)).label("before"),
+    ).where(_between(at, earliest, end), _valid()).group_by(col(Purchase.member_id)).subquery()
+    c = per_member.c
+    row = (await session.execute(select(
+        func.coalesce(func.sum(c.at_start), 0),
+        func.coalesce(func.sum(c.at_end), 0),
+        func.count().filter(c.at_end == 1, c.at_start == 0),
+        func.count().filter(c.in_period >= 1),
+        func.count().filter(c.in_period >= 2),
+        func.count().filter(c.last_year > LOYAL_PURCHASES),
+        func.count().filter(c.before == 1),
+        func.count().filter(c.before == 1, c.in_period == 0),
+    ))).one()
+    total = (await session.execute(select(func.count()).select_from(Member).where(_member_at(end)))).scalar_one()
+    at_start, at_end, new, buyers, repeat, loyal, before, churned = (int(v) for v in row)
+    return Customers(at_start, at_end, new, buyers, repeat, loyal, int(total), before, churned)
+
+
+async def nps(session: AsyncSession, since: datetime | None = None, until: datetime | None = None) -> Nps:
     statement = select(col(Survey.score)).where(col(Survey.score).is_not(None))
     if since is not None:
         statement = statement.where(col(Survey.scored_at) >= since)
+    if until is not None:
+        statement = statement.where(col(Survey.scored_at) < until)
     return nps_of(value for value in (await session.execute(statement)).scalars() if value is not None)
+
+
+@dataclass(frozen=True)
+class Support:
+    ratings: int
+    satisfied: int  # rated 4 or 5
+    first_responses: list[timedelta]
+
+    @property
+    def csat(self) -> float | None:
+        return _share(self.satisfied, self.ratings)
+
+    @property
+    def median_first_response(self) -> timedelta | None:
+        if not self.first_responses:
+            return None
+        ordered, middle = sorted(self.first_responses), len(self.first_responses) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+async def support(session: AsyncSession, period: Period) -> Support:
+    ratings, satisfied = (await session.execute(select(
+        func.count(), func.count().filter(col(Thread.rating) >= 4),
+    ).where(col(Thread.rating).is_not(None), _between(col(Thread.rated_at), period.start, period.end)))).one()
+    rows = (await session.execute(select(col(Thread.opened_at), col(Thread.first_response_at)).where(
+        col(Thread.first_response_at).is_not(None),
+        _between(col(Thread.opened_at), period.start, period.end)))).all()
+    waits = [answered - opened for opened, answered in rows if answered is not None]
+    return Support(int(ratings), int(satisfied), waits)
+
+
+@dataclass(frozen=True)
+class Points:
+    earned: int
+    redeemed: int
+    expired: int
+    outstanding: int  # the merchant's liability now
+
+    @property
+    def redemption_rate(self) -> float | None:
+        return _share(self.redeemed, self.earned)
+
+
+async def points(session: AsyncSession, period: Period) -> Points:
+    points_ = col(LedgerEntry.points)
+    kind = col(LedgerEntry.kind)
+    earned, redeemed, expired = (await session.execute(select(
+        func.coalesce(func.sum(points_).filter(points_ > 0), 0),
+        func.coalesce(-func.sum(points_).filter(kind == Kind.SPEND), 0),
+        func.coalesce(-func.sum(points_).filter(kind == Kind.EXPIRE), 0),
+    ).where(_between(col(LedgerEntry.created_at), period.start, period.end)))).one()
+    outstanding = (await session.execute(select(func.coalesce(func.sum(col(Member.points)), 0)).where(
+        col(Member.points) > 0))).scalar_one()
+    return Points(int(earned), int(redeemed), int(expired), int(outstanding))
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Who bought within the window after a campaign message, next to comparable members who got nothing."""
+
+    kind: str  # "birthday" | "winback" | "broadcast"
+    recipients: int
+    recipients_bought: int
+    others: int
+    others_bought: int
+
+    @property
+    def rate(self) -> float | None:
+        return _share(self.recipients_bought, self.recipients)
+
+    @property
+    def baseline(self) -> float | None:
+        return _share(self.others_bought, self.others)
+
+    @property
+    def lift(self) -> float | None:
+        """Percentage points the campaign's recipients bought more often."""
+        if self.rate is None or self.baseline is None:
+            return None
+        return self.rate - self.baseline
+
+
+async def effects(session: AsyncSession, program: Program, period: Period, days: int) -> list[Effect]:
+    """For each kind of campaign message sent in the period: the share of recipients with a purchase within
+    ``days`` of receiving it, and the same share, from the period's midpoint, for members who got none of it
+    (for win-back: members lapsed as long at the midpoint). Not a randomized holdout: a first look."""
+    window = timedelta(days=days)
+    midpoint = period.start + period.length / 2
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    sent_notice: Any = (select(col(Member.id).label("member_id"), col(Notice.created_at).label("sent_at"))
+                   .join(Member, col(Member.telegram_id) == col(Notice.telegram_id)))
+    sources = {
+        "birthday": sent_notice.where(col(Notice.kind) == "birthday"),
+        "winback": sent_notice.where(col(Notice.kind) == "winback"),
+        "broadcast": select(col(Delivery.member_id).label("member_id"), col(Delivery.sent_at).label("sent_at"))
+        .where(col(Delivery.status) == "sent"),
+    }
+    results = []
+    for kind, source in sources.items():
+        sent = source.where(_between(source.selected_columns.sent_at, period.start, period.end)).subquery()
+        bought = exists().where(col(Purchase.member_id) == sent.c.member_id, _valid(),
+                                _within(col(Purchase.occurred_at), sent.c.sent_at, window, dialect))
+        recipients, recipients_bought = (await session.execute(select(
+            func.count(distinct(sent.c.member_id)), func.count(distinct(sent.c.member_id)).filter(bought),
+        ))).one()
+        if not recipients:
+            continue
+        others = select(col(Member.id)).where(
+            col(Member.joined_at) < period.start, col(Member.erased_at).is_(None),
+            col(Member.id).not_in(select(sent.c.member_id)))
+        if kind == "winback":
+            lapse = timedelta(days=program.winback.days)
+            others = others.where(~exists().where(col(Purchase.member_id) == col(Member.id), _valid(),
+                                                  _between(col(Purchase.occurred_at), midpoint - lapse, midpoint)))
+        others_q = others.subquery()
+        others_bought = exists().where(col(Purchase.member_id) == others_q.c.id, _valid(),
+                                       _between(col(Purchase.occurred_at), midpoint, midpoint + window))
+        count_others, count_bought = (await session.execute(select(
+            func.count(), func.count().filter(others_bought)).select_from(others_q))).one()
+        results.append(Effect(kind, int(recipients), int(recipients_bought), int(count_others), int(count_bought)))
+    return results
+
+
+@dataclass(frozen=True)
+class TierFigures:
+    tier: str | None  # None: members without a tier
+    members: int
+    purchases: int
+    amount_minor: int  # net of refunds
+
+    @property
+    def average_order_minor(self) -> float | None:
+        return self.amount_minor / self.purchases if self.purchases else None
+
+    @property
+    def frequency(self) -> float | None:
+        """Purchases per purchasing member in the period."""
+        return self.purchases / self.members if self.members else None
+
+
+async def by_tier(session: AsyncSession, period: Period) -> list[TierFigures]:
+    rows = (await session.execute(select(
+        col(Member.tier), func.count(distinct(col(Purchase.member_id))), func.count(),
+        func.coalesce(func.sum(col(Purchase.amount_minor) - col(Purchase.refunded_minor)), 0),
+    ).join(Member, col(Member.id) == col(Purchase.member_id)).where(
+        _between(col(Purchase.occurred_at), period.start, period.end), _valid(),
+    ).group_by(col(Member.tier)))).all()
+    return [TierFigures(tier, int(m), int(p), int(a)) for tier, m, p, a in rows]
+
+
+async def tier_distribution(session: AsyncSession) -> dict[str | None, int]:
+    rows = (await session.execute(select(col(Member.tier), func.count()).where(col(Member.erased_at).is_(None))
+                                  .group_by(col(Member.tier)))).all()
+    return {tier: int(count) for tier, count in rows}
+
+
+# --------------------------------------------------------------------------- trends
+
+@dataclass(frozen=True)
+class Trend:
+    edges: list[tuple[datetime, datetime]]
+    new_members: list[int]
+    purchases: list[int]
+    buyers: list[int]
+    nps: list[float | None]
+
+
+async def trend(session: AsyncSession, period: Period, tz: ZoneInfo) -> Trend:
+    edges = buckets(period, tz)
+    size = len(edges)
+
+    async def counts(column: Any, *where: Any, what: Any = None) -> list[int]:
+        index = _bucket_index(column, edges).label("bucket")
+        rows = (await session.execute(select(index, what if what is not None else func.count())
+                                      .where(_between(column, period.start, period.end), *where)
+                                      .group_by(index))).all()
+        values = [0] * size
+        for bucket, count in rows:
+            if 0 <= bucket < size:
+                values[bucket] = int(count)
+        return values
+
+    joined = await counts(col(Member.joined_at))
+    purchases = await counts(col(Purchase.occurred_at), _valid())
+    buyers = await counts(col(Purchase.occurred_at), _valid(), what=func.count(distinct(col(Purchase.member_id))))
+    index = _bucket_index(col(Survey.scored_at), edges).label("bucket")
+    score_rows = (await session.execute(select(index, col(Survey.score)).where(
+        col(Survey.score).is_not(None), _between(col(Survey.scored_at), period.start, period.end)))).all()
+    scores: list[list[int]] = [[] for _ in edges]
+    for bucket, score in score_rows:
+        if 0 <= bucket < size and score is not None:
+            scores[bucket].append(int(score))
+    return Trend(edges, joined, purchases, buyers, [nps_of(s).score for s in scores])
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    """Retention by join month: for each cohort, the share of its members with a purchase n months after."""
+
+    months: list[datetime]  # the cohorts' first days, oldest first
+    sizes: list[int]
+    active: list[list[float | None]]  # active[cohort][n]; None for months still to come
+
+
+async def cohorts(session: AsyncSession, now: datetime, tz: ZoneInfo, count: int = 12) -> Cohorts:
+    local = now.astimezone(tz)
+    this_month = datetime(local.year, local.month, 1, tzinfo=tz)
+    firsts = [_add_months(this_month, -n) for n in range(count - 1, -1, -1)]
+    edges = [(first, _add_months(first, 1)) for first in firsts]
+    join_bucket = _bucket_index(col(Member.joined_at), edges).label("cohort")
+    sizes = [0] * count
+    for bucket, size in (await session.execute(select(join_bucket, func.count()).where(
+            col(Member.joined_at) >= firsts[0]).group_by(join_bucket))).all():
+        if 0 <= bucket < count:
+            sizes[bucket] = int(size)
+    buy_bucket = _bucket_index(col(Purchase.occurred_at), edges).label("month")
+    rows = (await session.execute(select(join_bucket, buy_bucket, func.count(distinct(col(Purchase.member_id))))
+                                  .join(Member, col(Member.id) == col(Purchase.member_id))
+                                  .where(col(Member.joined_at) >= firsts[0], col(Purchase.occurred_at) >= firsts[0],
+                                         _valid())
+                                  .group_by(join_bucket, buy_bucket))).all()
+    active: list[list[float | None]] = [[None] * count for _ in range(count)]
+    for cohort in range(count):
+        for n in range(count - cohort):
+            active[cohort][n] = 0.0 if sizes[cohort] else None
+    for cohort, month, buyers in rows:
+        n = month - cohort
+        if 0 <= cohort < count and 0 <= n < count - cohort and sizes[cohort]:
+            active[cohort][n] = int(buyers) / sizes[cohort]
+    return Cohorts(firsts, sizes, active)
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+@dataclass(frozen=True)
+class Dashboard:
+    period: Period
+    members: Members
+    customers: Customers
+    nps: Nps
+    support: Support
+    points: Points
+    effects: list[Effect]
+    by_tier: list[TierFigures]
+    tiers: dict[str | None, int]
+    trend: Trend
+    cohorts: Cohorts
+
+
+async def dashboard(sessions: SessionFactory, program: Program, period: Period, effect_days: int = 14) -> Dashboard:
+    """Every figure of /stats and `loyalty report`, the independent ones at once on their own connections."""
+
+    async def run(compute: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with sessions() as session:
+            return await compute(session)
+
+    tz = program.tz
+    parts = await asyncio.gather(
+        run(lambda s: members(s, period)),
+        run(lambda s: customers(s, period)),
+        run(lambda s: nps(s, period.start, period.end)),
+        run(lambda s: support(s, period)),
+        run(lambda s: points(s, period)),
+        run(lambda s: effects(s, program, period, effect_days)),
+        run(lambda s: by_tier(s, period)),
+        run(tier_distribution),
+        run(lambda s: trend(s, period, tz)),
+        run(lambda s: cohorts(s, period.end, tz)),
+    )
+    return Dashboard(period, *parts)  # type: ignore[arg-type]
