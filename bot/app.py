@@ -38,6 +38,7 @@ from handlers import (
     rewards,
     sharing,
     start,
+    stats,
     support,
 )
 from handlers.broadcasting import Broadcaster
@@ -104,7 +105,7 @@ def build_dispatcher(
         account.router(), start.router(), menu.router(), card.router(), language.router(),
         purchase.router(), refund.router(), adjust.router(), rewards.router(), campaign.router(),
         referral.router(), sharing.router(), profile.router(), privacy.router(), feedback.router(), nps.router(),
-        support.router(), broadcast.router(),
+        support.router(), broadcast.router(), stats.router(),
         # Answers to a pending question come after every feature, so commands and menu buttons still work; an
         # open feedback thread takes whatever else the member writes.
         profile.input_router(), sharing.input_router(), nps.input_router(), broadcast.input_router(),

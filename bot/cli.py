@@ -1,4 +1,4 @@
-"""The ``loyalty`` command: run, migrate, demo."""
+"""The ``loyalty`` command: run, migrate, report, demo."""
 
 from __future__ import annotations
 
@@ -80,6 +80,44 @@ def migrate() -> None:
     settings = _settings()
     upgrade(settings.database_url)
     typer.echo("database is up to date")
+
+
+@app.command()
+def report(
+    period: str = typer.Option("30d", "--period", help="7d, 30d, 90d, 12m: any number of days (d) or months (m)."),
+    form: str = typer.Option("table", "--format", help="table, json or csv."),
+) -> None:
+    """The program's figures (as /stats shows them) in the terminal."""
+    from bot.report import FORMATS, print_report
+
+    if form not in FORMATS:
+        _fail(f"--format must be one of: {', '.join(FORMATS)}")
+    settings = _settings()
+    try:
+        program = load_program(settings.program_file)
+    except ProgramError as exc:
+        _fail(str(exc))
+
+    async def main() -> None:
+        from loyalty.metrics import dashboard, parse_period
+        from storage.clock import utcnow
+        from storage.database import make_engine, make_session_factory
+        from storage.migrate import current_and_head_async
+
+        chosen = parse_period(period, utcnow(), program.tz)
+        if chosen is None:
+            _fail(f"--period {period!r}: use a number of days or months, like 7d, 30d, 90d or 12m")
+        current, head = await current_and_head_async(settings.database_url)
+        if current != head:
+            _fail(f"the database is at migration {current or 'none'}, the code needs {head}: run `loyalty migrate`")
+        engine = make_engine(settings.database_url)
+        try:
+            board = await dashboard(make_session_factory(engine), program, chosen, program.analytics.effect_days)
+        finally:
+            await engine.dispose()
+        print_report(board, program, form)
+
+    asyncio.run(main())
 
 
 @app.command()

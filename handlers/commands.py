@@ -45,6 +45,8 @@ _ADMIN = [
     ("campaign", __("Start, list or end a points campaign")),
     ("broadcast", __("Send a promotion to members")),
     ("broadcasts", __("Broadcasts: progress, pause, resume, cancel")),
+    ("stats", __("Program figures and charts: 7d, 30d, 90d, 12m")),
+    ("export", __("Members, purchases and points as CSV files")),
 ]
 
 _BY_ROLE = {

@@ -285,6 +285,13 @@ class WinbackRules(_Section):
     coupon_days: int = Field(default=14, gt=0, le=365)
 
 
+class AnalyticsRules(_Section):
+    # What a point costs the merchant, in the program's currency: the outstanding points' liability in money.
+    point_value: Decimal = Field(default=Decimal("0.01"), ge=0, le=1000)
+    # Campaign effect: a recipient "bought" when a purchase came within this many days of the message.
+    effect_days: int = Field(default=14, gt=0, le=90)
+
+
 class DigestRules(_Section):
     enabled: bool = True
     weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
@@ -324,6 +331,7 @@ class Program(_Section):
     birthday: BirthdayRules = BirthdayRules()
     winback: WinbackRules = WinbackRules()
     digest: DigestRules = DigestRules()
+    analytics: AnalyticsRules = AnalyticsRules()
     # The language of messages to staff (reviews in the support chat): most merchants' staff read Chinese.
     staff_language: Literal["en", "zh-Hans", "zh-Hant"] = "en"
 

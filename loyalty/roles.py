@@ -29,6 +29,8 @@ class Permission(StrEnum):
     MODERATE = "moderate"  # approve or reject held referrals and shared content
     EDIT_PROFILE = "edit_profile"  # change a member's birthday
     BROADCAST = "broadcast"  # send promotions to segments
+    VIEW_REPORTS = "view_reports"  # /stats
+    EXPORT_DATA = "export_data"  # /export: members' personal data as CSV
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {

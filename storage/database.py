@@ -77,6 +77,16 @@ async def begin_write(session: AsyncSession) -> None:
     await session.connection(execution_options={WRITE_OPTION: True, "isolation_level": "READ COMMITTED"})
 
 
+async def begin_snapshot(session: AsyncSession) -> None:
+    """Read several statements as of one moment (an export's files then agree with each other). PostgreSQL also
+    needs the transaction for a server-side cursor; on SQLite a read sees one snapshot per statement anyway."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    if session.in_transaction():
+        await session.commit()
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 async def insert_once(session: AsyncSession, model: type[Any], **values: Any) -> bool:
     """INSERT a row unless it would break a UNIQUE constraint; True if it was inserted.
 

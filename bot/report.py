@@ -1,0 +1,99 @@
+"""``loyalty report``: the /stats figures in the terminal, as Rich tables, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from loyalty.metrics import Dashboard
+from loyalty.program import Program
+
+FORMATS = ("table", "json", "csv")
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
+    """(section, figure, value) for every figure: the one list the three formats are made from."""
+    m, c, nps, s, p = board.members, board.customers, board.nps, board.support, board.points
+    wait = s.median_first_response
+    value = Decimal(p.outstanding) * program.analytics.point_value
+    out: list[tuple[str, str, Any]] = [
+        ("members", "total", m.total), ("members", "new", m.new), ("members", "active", m.active),
+        ("members", "engagement rate", _percent(m.engagement_rate)),
+        ("customers", "at start", c.at_start), ("customers", "at end", c.at_end), ("customers", "new", c.new),
+        ("customers", "retention rate", _percent(c.retention_rate)),
+        ("customers", "repeat purchase rate", _percent(c.repeat_rate)),
+        ("customers", "loyal customer rate", _percent(c.loyal_rate)),
+        ("customers", "churn rate", _percent(c.churn_rate)),
+        ("nps", "score", "" if nps.score is None else round(nps.score, 1)), ("nps", "promoters", nps.promoters),
+        ("nps", "passives", nps.passives), ("nps", "detractors", nps.detractors),
+        ("support", "csat", _percent(s.csat)), ("support", "ratings", s.ratings),
+        ("support", "median first response (min)", "" if wait is None else round(wait.total_seconds() / 60, 1)),
+        ("points", "earned", p.earned), ("points", "redeemed", p.redeemed), ("points", "expired", p.expired),
+        ("points", "outstanding", p.outstanding),
+        ("points", f"outstanding value ({program.currency})", str(value.quantize(Decimal(1).scaleb(-2)))),
+        ("points", "redemption rate", _percent(p.redemption_rate)),
+    ]
+    for e in board.effects:
+        out += [(f"effect: {e.kind}", "recipients", e.recipients),
+                (f"effect: {e.kind}", f"bought within {program.analytics.effect_days} days", _percent(e.rate)),
+                (f"effect: {e.kind}", "others who bought", _percent(e.baseline))]
+    for t in board.by_tier:
+        name = t.tier or "(no tier)"
+        average = t.average_order_minor
+        out += [(f"tier: {name}", "buyers", t.members), (f"tier: {name}", "purchases", t.purchases),
+                (f"tier: {name}", f"average order ({program.currency})",
+                 "" if average is None else str(Decimal(round(average)).scaleb(-program.minor_digits))),
+                (f"tier: {name}", "purchases per buyer", "" if t.frequency is None else round(t.frequency, 2))]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {key: _plain(item) for key, item in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def print_report(board: Dashboard, program: Program, form: str) -> None:
+    figures = rows(board, program)
+    if form == "json":
+        document = {"program": program.name, "period": _plain(board.period),
+                    "figures": [{"section": a, "figure": b, "value": v} for a, b, v in figures],
+                    "trend": _plain(board.trend), "cohorts": _plain(board.cohorts),
+                    "tiers": {tier or "": count for tier, count in board.tiers.items()}}
+        json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
+        sys.stdout.write("\n")
+    elif form == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["section", "figure", "value"])
+        writer.writerows(figures)
+    else:
+        period = board.period
+        table = Table(title=f"{program.name} · {period.start:%Y-%m-%d %H:%M} – {period.end:%Y-%m-%d %H:%M} UTC")
+        for column in ("section", "figure"):
+            table.add_column(column)
+        table.add_column("value", justify="right")
+        last = ""
+        for section, figure, value in figures:
+            table.add_row(section if section != last else "", figure, str(value))
+            last = section
+        Console().print(table)

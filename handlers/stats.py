@@ -1,0 +1,153 @@
+"""/stats: the program's figures for a period as a card and charts; /export: members, purchases and the ledger
+as CSV files. Admins only."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from aiogram import Bot, Router
+from aiogram.enums import ChatAction
+from aiogram.filters import Command, CommandObject
+from aiogram.types import BufferedInputFile, FSInputFile, InputMediaPhoto, Message
+from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import gettext as _
+
+from handlers import charts
+from handlers.filters import HasPermission
+from handlers.ui import N_, day, money, speaking
+from loyalty import metrics
+from loyalty.exports import export_all
+from loyalty.metrics import Dashboard, Period, parse_period
+from loyalty.program import Program
+from loyalty.roles import Permission
+from storage.database import DbSession, SessionFactory
+
+DEFAULT_PERIOD = "30d"
+EFFECT_NAMES = {"birthday": N_("Birthday offers"), "winback": N_("Win-back nudges"), "broadcast": N_("Broadcasts")}
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return "—"
+    minutes = value.total_seconds() / 60
+    if minutes < 90:
+        return _("{minutes} min").format(minutes=round(minutes))
+    return _("{hours} h").format(hours=f"{minutes / 60:.1f}")
+
+
+def _language() -> str:
+    return get_i18n().current_locale.replace("_", "-")
+
+
+def _tier_name(program: Program, tier: str | None) -> str:
+    level = program.tiers.level(tier) if tier else None
+    if level is None:
+        return tier or _("No tier")
+    return level.name_in(_language())
+
+
+def card(board: Dashboard, program: Program) -> str:
+    locale = get_i18n().current_locale
+    period, m, c, nps, s, p = board.period, board.members, board.customers, board.nps, board.support, board.points
+    value = money(Decimal(p.outstanding) * program.analytics.point_value, program.currency, locale)
+    lines = [
+        _("📊 <b>{program}</b> · {start} – {end}").format(
+            program=html.escape(program.name), start=day(period.start, program.tz, locale),
+            end=day(period.end - timedelta(seconds=1), program.tz, locale)),
+        "",
+        _("👥 Members: {total} (+{new} new) · active {active} ({rate})").format(
+            total=m.total, new=m.new, active=m.active, rate=_percent(m.engagement_rate)),
+        _("🔁 Retention {retention} · repeat purchase {repeat} · loyal {loyal} · churn {churn}").format(
+            retention=_percent(c.retention_rate), repeat=_percent(c.repeat_rate), loyal=_percent(c.loyal_rate),
+            churn=_percent(c.churn_rate)),
+        _("⭐ NPS {score} (promoters {promoters} · passives {passives} · detractors {detractors})").format(
+            score="—" if nps.score is None else f"{nps.score:+.0f}", promoters=nps.promoters,
+            passives=nps.passives, detractors=nps.detractors),
+        _("💬 CSAT {csat} ({ratings} ratings) · median first response {wait}").format(
+            csat=_percent(s.csat), ratings=s.ratings, wait=_duration(s.median_first_response)),
+        _("🪙 Points: earned {earned} · redeemed {redeemed} ({rate}) · expired {expired} · "
+          "outstanding {outstanding} ({value})").format(
+            earned=p.earned, redeemed=p.redeemed, rate=_percent(p.redemption_rate), expired=p.expired,
+            outstanding=p.outstanding, value=value),
+    ]
+    if board.effects:
+        lines += ["", _("📣 Bought within {days} days of the message:").format(days=program.analytics.effect_days)]
+        lines += [_("{campaign}: {rate} of {recipients} · others {baseline}").format(
+            campaign=_(EFFECT_NAMES[e.kind]), rate=_percent(e.rate), recipients=e.recipients,
+            baseline=_percent(e.baseline)) for e in board.effects]
+    if board.by_tier:
+        lines += ["", _("🏅 By tier: average order · purchases per buyer")]
+        order = {level.name: i for i, level in enumerate(program.tiers.levels)}
+        for figures in sorted(board.by_tier, key=lambda t: order.get(t.tier or "", -1)):
+            average = figures.average_order_minor
+            amount = Decimal(round(average or 0)).scaleb(-program.minor_digits)
+            lines.append("{tier}: {average} · {frequency}".format(
+                tier=_tier_name(program, figures.tier),
+                average="—" if average is None else money(amount, program.currency, locale),
+                frequency="—" if figures.frequency is None else f"{figures.frequency:.1f}"))
+    return "\n".join(lines)
+
+
+def _labels() -> charts.Labels:
+    return charts.Labels(
+        members_and_purchases=_("New members and purchases"), new_members=_("New members"),
+        purchases=_("Purchases"), nps_over_time=_("NPS over time"), tier_distribution=_("Members by tier"),
+        no_tier=_("No tier"), cohorts=_("Members buying again, by join month"),
+        months_after_joining=_("Months after joining"), join_month=_("Joined (members)"))
+
+
+def _charts(board: Dashboard, program: Program, i18n: I18n) -> list[tuple[str, bytes]]:
+    # Chinese labels need a font with Chinese glyphs; without one the charts speak English.
+    language = _language()
+    if language.startswith("zh") and charts.cjk_font() is None:
+        language = "en"
+    with speaking(i18n, language):
+        labels = _labels()
+        tiers = [(_tier_name(program, level.name), board.tiers.get(level.name, 0)) for level in program.tiers.levels]
+        tiers.insert(0, (labels.no_tier, board.tiers.get(None, 0)))
+    return [
+        ("members.png", charts.members_and_purchases(board.trend, program.tz, labels)),
+        ("nps.png", charts.nps_over_time(board.trend, program.tz, labels)),
+        ("tiers.png", charts.tier_distribution(tiers, labels)),
+        ("cohorts.png", charts.cohort_heat_map(board.cohorts, labels)),
+    ]
+
+
+async def stats(message: Message, command: CommandObject, bot: Bot, sessions: SessionFactory, program: Program,
+                i18n: I18n, clock: Callable[[], datetime]) -> None:
+    period: Period | None = parse_period(command.args or DEFAULT_PERIOD, clock(), program.tz)
+    if period is None:
+        await message.answer(_("Please choose a period: 7d, 30d, 90d or 12m (any number of days or months, "
+                               "like 14d or 6m)."))
+        return
+    await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
+    board = await metrics.dashboard(sessions, program, period, program.analytics.effect_days)
+    await message.answer(card(board, program))
+    images = await asyncio.to_thread(_charts, board, program, i18n)
+    await message.answer_media_group([InputMediaPhoto(media=BufferedInputFile(png, filename=name))
+                                      for name, png in images])
+
+
+async def export_data(message: Message, session: DbSession, program: Program) -> None:
+    await message.answer(_("📦 Preparing the export…"))
+    with tempfile.TemporaryDirectory() as directory:
+        async for path, rows in export_all(session, Path(directory), program.minor_digits):
+            await message.answer_document(FSInputFile(path), caption=_("{file}: {rows} rows").format(
+                file=path.name, rows=rows))
+
+
+def router() -> Router:
+    router = Router(name="stats")
+    router.message.register(stats, Command("stats"), HasPermission(Permission.VIEW_REPORTS))
+    router.message.register(export_data, Command("export"), HasPermission(Permission.EXPORT_DATA))
+    return router

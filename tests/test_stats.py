@@ -1,0 +1,108 @@
+"""/stats and /export in chat, and `loyalty report` in the terminal, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+async def _shop(harness: BotHarness) -> None:
+    """Three members, four purchases (one member twice), one of them a sneaky name."""
+    for tid, name in ((3001, "Ann"), (3002, "Bo"), (3003, "=HYPERLINK(\"http://x\")")):
+        await harness.send(harness.user(tid, name), "/start")
+    for n, (tid, amount) in enumerate(((3001, "30"), (3001, "45.50"), (3002, "12"), (3003, "20"))):
+        await harness.purchase(str(tid), amount, f"S-{n}")
+    harness.clock.advance(minutes=5)  # figures are asked for a little later
+
+
+async def test_stats_card_and_charts(harness: BotHarness) -> None:
+    await _shop(harness)
+    admin = harness.user(ADMIN_ID, "Boss")
+    calls = await harness.send(admin, "/stats 7d")
+    [card] = [c.params["text"] for c in calls if c.method == "sendMessage"]
+    assert "👥 Members: 3 (+3 new) · active 3 (100%)" in card
+    assert "repeat purchase 33%" in card  # one of three buyers bought twice
+    assert "🪙 Points: earned " in card and "outstanding " in card
+    [album] = [c for c in calls if c.method == "sendMediaGroup"]
+    media = album.params["media"]
+    assert len(media) == 4 and all(item["type"] == "photo" for item in media)
+    assert len(album.files) == 4 and all(data.startswith(PNG) for data in album.files.values())
+    harness.tg.assert_clean()
+
+
+async def test_stats_in_chinese(harness: BotHarness) -> None:
+    await _shop(harness)
+    admin = harness.user(ADMIN_ID, "Boss", language_code="zh-hans")
+    calls = await harness.send(admin, "/stats")
+    [card] = [c.params["text"] for c in calls if c.method == "sendMessage"]
+    assert "👥 会员：3（新增 3）" in card and "留存率" in card
+    harness.tg.assert_clean()
+
+
+async def test_bad_periods_are_explained(harness: BotHarness) -> None:
+    admin = harness.user(ADMIN_ID, "Boss")
+    for words in ("/stats week", "/stats 0d", "/stats 999m", "/stats 30d extra"):
+        calls = await harness.send(admin, words)
+        assert [c.method for c in calls] == ["sendMessage"], words
+        assert "Please choose a period: 7d, 30d, 90d or 12m" in calls[0].params["text"]
+
+
+async def test_only_admins_see_figures_or_export(harness: BotHarness) -> None:
+    await _shop(harness)
+    for tid in (CASHIER_ID, 3001):
+        for command in ("/stats", "/export"):
+            calls = await harness.send(harness.user(tid, "Nosy"), command)
+            assert [c.method for c in calls] == ["sendMessage"]
+            assert calls[0].params["text"] == "Sorry, that command is only for the shop's staff."
+
+
+async def test_export_sends_three_csv_files(harness: BotHarness) -> None:
+    await _shop(harness)
+    calls = await harness.send(harness.user(ADMIN_ID, "Boss"), "/export")
+    documents = [c for c in calls if c.method == "sendDocument"]
+    assert [c.params["caption"] for c in documents] == [
+        "members.csv: 3 rows", "purchases.csv: 4 rows", "ledger.csv: 7 rows"]  # 3 welcome bonuses, 4 purchases
+    files = {name: data for c in documents for name, data in c.files.items()}
+    [members_csv, purchases_csv, _ledger_csv] = files.values()
+    members = list(csv.DictReader(io.StringIO(members_csv.decode("utf-8-sig"))))
+    assert [m["first_name"] for m in members] == ["Ann", "Bo", "'=HYPERLINK(\"http://x\")"]  # no formula runs
+    purchases = list(csv.DictReader(io.StringIO(purchases_csv.decode("utf-8-sig"))))
+    assert [p["amount"] for p in purchases] == ["30.00", "45.50", "12.00", "20.00"]
+    harness.tg.assert_clean()
+
+
+async def test_report_in_the_terminal(harness: BotHarness, database_url: str) -> None:
+    await _shop(harness)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    env.update(LOYALTY_DATABASE_URL=database_url, PYTHONPATH=str(ROOT), COLUMNS="120")
+
+    async def report(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "report", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode or 0, out.decode(), err.decode()
+
+    # The report reads the real clock; the shop's purchases were made at the harness's (fixed) time.
+    code, out, err = await report("--period", "120m", "--format", "json")
+    assert code == 0, err
+    figures = {(f["section"], f["figure"]): f["value"] for f in json.loads(out)["figures"]}
+    assert figures[("members", "total")] == 3 and figures[("customers", "repeat purchase rate")] == "33.3%"
+    code, out, _ = await report("--format", "csv", "--period", "120m")
+    assert code == 0 and "members,total,3" in out
+    code, out, _ = await report("--period", "120m")
+    assert code == 0 and "repeat purchase rate" in out and "33.3%" in out
+    code, _, err = await report("--period", "soon")
+    assert code == 2 and "--period 'soon'" in err and "Traceback" not in err
+    code, _, err = await report("--format", "xml")
+    assert code == 2 and "--format must be one of" in err
