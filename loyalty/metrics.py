@@ -352,18 +352,35 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
         ))).one()
         if not recipients:
             continue
-        others = select(col(Member.id)).where(
-            col(Member.joined_at) < period.start, col(Member.erased_at).is_(None),
-            col(Member.id).not_in(select(sent.c.member_id)))
-        if kind == "winback":
-            lapse = timedelta(days=program.winback.days)
-            others = others.where(~exists().where(col(Purchase.member_id) == col(Member.id), _valid(),
-                                                  _between(col(Purchase.occurred_at), midpoint - lapse, midpoint)))
-        others_q = others.subquery()
-        others_bought = exists().where(col(Purchase.member_id) == others_q.c.id, _valid(),
-                                       _between(col(Purchase.occurred_at), midpoint, midpoint + window))
-        count_others, count_bought = (await session.execute(select(
-            func.count(), func.count().filter(others_bought)).select_from(others_q))).one()
+        # Counted as sets rather than member by member: |others| = |eligible| − |eligible recipients|, and
+        # |others who bought| = |eligible buyers| − |eligible buyers who were recipients|. Every set here is
+        # small (recipients, a window's buyers) except the eligible members, which are only counted.
+        lapse = timedelta(days=program.winback.days) if kind == "winback" else None
+
+        def eligible(member_id: Any, lapse: timedelta | None = lapse) -> list[Any]:
+            conditions = [col(Member.id) == member_id, col(Member.joined_at) < period.start,
+                          col(Member.erased_at).is_(None)]
+            if lapse is not None:
+                conditions.append(~exists().where(
+                    col(Purchase.member_id) == col(Member.id), _valid(),
+                    _between(col(Purchase.occurred_at), midpoint - lapse, midpoint)))
+            return conditions
+
+        base = (await session.execute(select(func.count()).select_from(Member).where(
+            col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
+        if lapse is not None:
+            base -= (await session.execute(select(func.count(distinct(col(Purchase.member_id)))).join(
+                Member, col(Member.id) == col(Purchase.member_id)).where(
+                _valid(), _between(col(Purchase.occurred_at), midpoint - lapse, midpoint),
+                col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
+        eligible_recipients = (await session.execute(select(func.count(distinct(sent.c.member_id))).where(
+            exists().where(*eligible(sent.c.member_id))))).scalar_one()
+        buyers = (select(col(Purchase.member_id)).where(
+            _valid(), _between(col(Purchase.occurred_at), midpoint, midpoint + window)).distinct().subquery())
+        eligible_buyers, recipient_buyers = (await session.execute(select(
+            func.count(), func.count().filter(buyers.c.member_id.in_(select(sent.c.member_id))),
+        ).where(exists().where(*eligible(buyers.c.member_id))))).one()
+        count_others, count_bought = base - eligible_recipients, eligible_buyers - recipient_buyers
         results.append(Effect(kind, int(recipients), int(recipients_bought), int(count_others), int(count_bought)))
     return results
 

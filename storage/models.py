@@ -11,7 +11,10 @@ from storage.clock import utcnow
 
 
 class Member(SQLModel, table=True):
-    __table_args__ = (Index("ix_member_birthday", "birth_month", "birth_day"),)
+    __table_args__ = (
+        Index("ix_member_birthday", "birth_month", "birth_day"),
+        Index("ix_member_joined", "joined_at"),  # analytics: new members and join-month cohorts
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     telegram_id: int = Field(sa_column=Column(BigInteger, unique=True, nullable=False))
@@ -54,7 +57,12 @@ class Member(SQLModel, table=True):
 
 
 class Purchase(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_purchase_source_external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_purchase_source_external_id"),
+        # Analytics read purchases by when they happened; on PostgreSQL the index alone answers them.
+        Index("ix_purchase_occurred", "occurred_at", "member_id",
+              postgresql_include=["amount_minor", "refunded_minor"]),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="member.id", index=True)

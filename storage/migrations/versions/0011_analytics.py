@@ -1,0 +1,30 @@
+"""analytics indexes
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-30
+"""
+from collections.abc import Sequence
+
+from alembic import op
+
+
+revision: str = '0011'
+down_revision: str | None = '0010'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.create_index('ix_member_joined', ['joined_at'], unique=False)
+    with op.batch_alter_table('purchase', schema=None) as batch_op:
+        batch_op.create_index('ix_purchase_occurred', ['occurred_at', 'member_id'], unique=False,
+                              postgresql_include=['amount_minor', 'refunded_minor'])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('purchase', schema=None) as batch_op:
+        batch_op.drop_index('ix_purchase_occurred')
+    with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.drop_index('ix_member_joined')
