@@ -30,7 +30,7 @@ FILL = """
 INSERT INTO member (telegram_id, chat_id, code, first_name, language, points, lifetime_points, joined_at,
                     last_seen_at, favourites, promotions, winback_nudges, winback_bonus, tier)
 SELECT 2000000000 + i, 2000000000 + i, 'A' || lpad(i::text, 7, '0'), 'Member ' || i,
-       (ARRAY['en', 'zh-Hans', 'zh-Hant'])[1 + i % 3], (i * 7919) % 900, 0,
+       (ARRAY['en', 'zh-Hans', 'zh-Hant'])[1 + i % 3], (i::bigint * 7919) % 900, 0,
        $now::timestamptz - make_interval(secs => ((i::bigint * 7919) % (3 * 365 * 86400))), $now::timestamptz,
        '', i % 10 <> 0, 0, 0, (ARRAY[NULL, NULL, NULL, 'Silver', 'Silver', 'Gold'])[1 + i % 6]
 FROM generate_series(1, $members) AS i;

@@ -79,7 +79,7 @@ def print_report(board: Dashboard, program: Program, form: str) -> None:
         document = {"program": program.name, "period": _plain(board.period),
                     "figures": [{"section": a, "figure": b, "value": v} for a, b, v in figures],
                     "trend": _plain(board.trend), "cohorts": _plain(board.cohorts),
-                    "tiers": {tier or "": count for tier, count in board.tiers.items()}}
+                    "tiers": board.tiers}
         json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
         sys.stdout.write("\n")
     elif form == "csv":

@@ -8,6 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from handlers import nps, reminders, support
+from loyalty import metrics
 from scheduler.service import Job, Scheduler
 
 if TYPE_CHECKING:  # the runner imports this module
@@ -34,6 +35,8 @@ def jobs(app: App) -> list[Job]:
         Job("digest", timedelta(minutes=30), partial(reminders.send_weekly_digest, *messages, app.settings)),
         # Starts scheduled broadcasts and resumes any a restart interrupted.
         Job("broadcasts", timedelta(seconds=10), partial(app.dispatcher["broadcaster"].tick, bot)),
+        # /stats on a large program takes seconds of database work: keep the standard periods ready.
+        Job("stats-snapshots", timedelta(minutes=10), partial(metrics.refresh_snapshots, sessions, program)),
     ]
 
 

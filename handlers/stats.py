@@ -20,7 +20,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers import charts
 from handlers.filters import HasPermission
-from handlers.ui import N_, day, money, speaking
+from handlers.ui import N_, day, money, speaking, when
 from loyalty import metrics
 from loyalty.exports import export_all
 from loyalty.metrics import Dashboard, Period, parse_period
@@ -114,13 +114,28 @@ def _charts(board: Dashboard, program: Program, i18n: I18n) -> list[tuple[str, b
     with speaking(i18n, language):
         labels = _labels()
         tiers = [(_tier_name(program, level.name), board.tiers.get(level.name, 0)) for level in program.tiers.levels]
-        tiers.insert(0, (labels.no_tier, board.tiers.get(None, 0)))
+        tiers.insert(0, (labels.no_tier, board.tiers.get("", 0)))
     return [
         ("members.png", charts.members_and_purchases(board.trend, program.tz, labels)),
         ("nps.png", charts.nps_over_time(board.trend, program.tz, labels)),
         ("tiers.png", charts.tier_distribution(tiers, labels)),
         ("cohorts.png", charts.cohort_heat_map(board.cohorts, labels)),
     ]
+
+
+async def _board(sessions: SessionFactory, program: Program, period: Period, now: datetime) -> Dashboard:
+    """The scheduler's snapshot for a standard period when fresh; else computed now (and kept for the next)."""
+    standard = period.label in metrics.SNAPSHOT_PERIODS
+    if standard:
+        async with sessions() as session:
+            snapshot = await metrics.fresh_snapshot(session, period.label, now)
+        if snapshot is not None:
+            return snapshot
+    board = await metrics.dashboard(sessions, program, period, program.analytics.effect_days)
+    if standard:
+        async with sessions() as session:
+            await metrics.save_snapshot(session, board, now)
+    return board
 
 
 async def stats(message: Message, command: CommandObject, bot: Bot, sessions: SessionFactory, program: Program,
@@ -131,8 +146,12 @@ async def stats(message: Message, command: CommandObject, bot: Bot, sessions: Se
                                "like 14d or 6m)."))
         return
     await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
-    board = await metrics.dashboard(sessions, program, period, program.analytics.effect_days)
-    await message.answer(card(board, program))
+    board = await _board(sessions, program, period, clock())
+    text = card(board, program)
+    if board.period.end < period.end - timedelta(minutes=1):
+        text += "\n\n" + _("Figures as of {time}.").format(
+            time=when(board.period.end, program.tz, get_i18n().current_locale))
+    await message.answer(text)
     images = await asyncio.to_thread(_charts, board, program, i18n)
     await message.answer_media_group([InputMediaPhoto(media=BufferedInputFile(png, filename=name))
                                       for name, png in images])

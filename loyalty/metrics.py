@@ -13,15 +13,16 @@ from itertools import pairwise
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, distinct, exists, func, or_, select
+from pydantic import TypeAdapter
+from sqlalchemy import and_, case, distinct, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty.ledger import Kind
 from loyalty.nps import Category, category
 from loyalty.program import Program
-from storage.database import SessionFactory
-from storage.models import Delivery, LedgerEntry, Member, Notice, Purchase, Survey, Thread
+from storage.database import SessionFactory, begin_write
+from storage.models import Delivery, LedgerEntry, Member, Notice, Purchase, StatsSnapshot, Survey, Thread
 
 T = TypeVar("T")
 
@@ -343,6 +344,7 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
         .where(col(Delivery.status) == "sent"),
     }
     results = []
+    base: int | None = None  # members since before the period: the same for every kind
     for kind, source in sources.items():
         sent = source.where(_between(source.selected_columns.sent_at, period.start, period.end)).subquery()
         bought = exists().where(col(Purchase.member_id) == sent.c.member_id, _valid(),
@@ -366,10 +368,12 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
                     _between(col(Purchase.occurred_at), midpoint - lapse, midpoint)))
             return conditions
 
-        base = (await session.execute(select(func.count()).select_from(Member).where(
-            col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
+        if base is None:
+            base = (await session.execute(select(func.count()).select_from(Member).where(
+                col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
+        comparable = base
         if lapse is not None:
-            base -= (await session.execute(select(func.count(distinct(col(Purchase.member_id)))).join(
+            comparable -= (await session.execute(select(func.count(distinct(col(Purchase.member_id)))).join(
                 Member, col(Member.id) == col(Purchase.member_id)).where(
                 _valid(), _between(col(Purchase.occurred_at), midpoint - lapse, midpoint),
                 col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
@@ -380,7 +384,7 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
         eligible_buyers, recipient_buyers = (await session.execute(select(
             func.count(), func.count().filter(buyers.c.member_id.in_(select(sent.c.member_id))),
         ).where(exists().where(*eligible(buyers.c.member_id))))).one()
-        count_others, count_bought = base - eligible_recipients, eligible_buyers - recipient_buyers
+        count_others, count_bought = comparable - eligible_recipients, eligible_buyers - recipient_buyers
         results.append(Effect(kind, int(recipients), int(recipients_bought), int(count_others), int(count_bought)))
     return results
 
@@ -412,10 +416,11 @@ async def by_tier(session: AsyncSession, period: Period) -> list[TierFigures]:
     return [TierFigures(tier, int(m), int(p), int(a)) for tier, m, p, a in rows]
 
 
-async def tier_distribution(session: AsyncSession) -> dict[str | None, int]:
+async def tier_distribution(session: AsyncSession) -> dict[str, int]:
+    """Members (not erased) by tier name; "" for members without a tier."""
     rows = (await session.execute(select(col(Member.tier), func.count()).where(col(Member.erased_at).is_(None))
                                   .group_by(col(Member.tier)))).all()
-    return {tier: int(count) for tier, count in rows}
+    return {tier or "": int(count) for tier, count in rows}
 
 
 # --------------------------------------------------------------------------- trends
@@ -506,7 +511,7 @@ class Dashboard:
     points: Points
     effects: list[Effect]
     by_tier: list[TierFigures]
-    tiers: dict[str | None, int]
+    tiers: dict[str, int]  # "": no tier
     trend: Trend
     cohorts: Cohorts
 
@@ -516,7 +521,17 @@ async def dashboard(sessions: SessionFactory, program: Program, period: Period, 
 
     async def run(compute: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with sessions() as session:
-            return await compute(session)
+            postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+            if postgres:
+                # Big one-off aggregates: JIT compilation costs more than it saves here, and sorts of a million
+                # rows should stay in memory. Reset before the connection goes back to the pool.
+                await session.execute(text("SET jit = off"))
+                await session.execute(text("SET work_mem = '64MB'"))
+            try:
+                return await compute(session)
+            finally:
+                if postgres:
+                    await session.execute(text("RESET ALL"))
 
     tz = program.tz
     parts = await asyncio.gather(
@@ -532,3 +547,44 @@ async def dashboard(sessions: SessionFactory, program: Program, period: Period, 
         run(lambda s: cohorts(s, period.end, tz)),
     )
     return Dashboard(period, *parts)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- snapshots
+
+SNAPSHOT_PERIODS = ("7d", "30d", "90d", "12m")
+SNAPSHOT_MAX_AGE = timedelta(minutes=15)  # the scheduler refreshes them every 10 minutes
+_DASHBOARD = TypeAdapter(Dashboard)
+
+
+async def fresh_snapshot(session: AsyncSession, label: str, now: datetime) -> Dashboard | None:
+    """The stored dashboard for a standard period if it is fresh enough, else None."""
+    row = await session.get(StatsSnapshot, label, populate_existing=True)
+    if row is None or now - row.computed_at > SNAPSHOT_MAX_AGE:
+        return None
+    try:
+        return _DASHBOARD.validate_json(row.payload)
+    except ValueError:
+        return None  # written by another version of the code: compute afresh
+
+
+async def save_snapshot(session: AsyncSession, board: Dashboard, now: datetime) -> None:
+    await begin_write(session)
+    row = await session.get(StatsSnapshot, board.period.label)
+    payload = _DASHBOARD.dump_json(board).decode()
+    if row is None:
+        session.add(StatsSnapshot(label=board.period.label, computed_at=now, payload=payload))
+    else:
+        row.computed_at, row.payload = now, payload
+        session.add(row)
+    await session.commit()
+
+
+async def refresh_snapshots(sessions: SessionFactory, program: Program, now: datetime) -> int:
+    """The scheduler's job: compute the standard periods' dashboards and store them."""
+    for label in SNAPSHOT_PERIODS:
+        period = parse_period(label, now, program.tz)
+        assert period is not None
+        board = await dashboard(sessions, program, period, program.analytics.effect_days)
+        async with sessions() as session:
+            await save_snapshot(session, board, now)
+    return len(SNAPSHOT_PERIODS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.clock import utcnow
@@ -407,3 +407,14 @@ class Delivery(SQLModel, table=True):
     message_id: int | None = None
     error: str | None = Field(default=None, max_length=200)
     sent_at: datetime | None = None
+
+
+class StatsSnapshot(SQLModel, table=True):
+    """The /stats figures for a standard period, as the scheduler last computed them: on a large program a
+    dashboard takes seconds of database work, so admins get the last snapshot when it is fresh."""
+
+    __tablename__ = "stats_snapshot"
+
+    label: str = Field(primary_key=True, max_length=8)  # "7d", "30d", "90d", "12m"
+    computed_at: datetime
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # loyalty.metrics.Dashboard as JSON

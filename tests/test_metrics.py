@@ -200,10 +200,10 @@ async def test_nps_support_points_and_tiers(sessions: SessionFactory, data: Data
             buyers[tier].add(p.member_id)
     assert {t.tier: (t.members, t.purchases, t.amount_minor) for t in tiers} == {
         tier: (len(buyers[tier]), n, amount) for tier, (n, amount) in expected_tiers.items()}
-    expected_distribution: dict[str | None, int] = defaultdict(int)
+    expected_distribution: dict[str, int] = defaultdict(int)
     for m in data.members:
         if m.erased_at is None:
-            expected_distribution[m.tier] += 1
+            expected_distribution[m.tier or ""] += 1
     assert distribution == expected_distribution
 
 

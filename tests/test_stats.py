@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from loyalty import metrics
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +107,35 @@ async def test_report_in_the_terminal(harness: BotHarness, database_url: str) ->
     assert code == 2 and "--period 'soon'" in err and "Traceback" not in err
     code, _, err = await report("--format", "xml")
     assert code == 2 and "--format must be one of" in err
+
+
+async def test_stats_uses_the_schedulers_fresh_snapshot(harness: BotHarness) -> None:
+    await _shop(harness)
+    program, sessions = harness.dp["program"], harness.sessions
+    await metrics.refresh_snapshots(sessions, program, harness.clock())  # the scheduler's job
+    async with sessions() as session:
+        assert await metrics.fresh_snapshot(session, "7d", harness.clock()) is not None
+    # A member joins after the snapshot: a standard period shows the snapshot, "as of" its time.
+    await harness.send(harness.user(3004, "Late"), "/start")
+    harness.clock.advance(minutes=10)
+    admin = harness.user(ADMIN_ID, "Boss")
+    [card] = [c.params["text"] for c in await harness.send(admin, "/stats 7d") if c.method == "sendMessage"]
+    assert "👥 Members: 3 (+3 new)" in card and "Figures as of" in card
+    # Another length is computed now; so is a standard one once its snapshot is stale.
+    [card] = [c.params["text"] for c in await harness.send(admin, "/stats 8d") if c.method == "sendMessage"]
+    assert "👥 Members: 4 (+4 new)" in card and "Figures as of" not in card
+    harness.clock.advance(minutes=10)
+    [card] = [c.params["text"] for c in await harness.send(admin, "/stats 7d") if c.method == "sendMessage"]
+    assert "👥 Members: 4 (+4 new)" in card and "Figures as of" not in card
+
+
+async def test_a_snapshot_reads_back_as_it_was_computed(harness: BotHarness) -> None:
+    await _shop(harness)
+    program, sessions, now = harness.dp["program"], harness.sessions, harness.clock()
+    period = metrics.parse_period("30d", now, program.tz)
+    assert period is not None
+    board = await metrics.dashboard(sessions, program, period, 14)
+    async with sessions() as session:
+        await metrics.save_snapshot(session, board, now)
+        assert await metrics.fresh_snapshot(session, "30d", now) == board
+        assert await metrics.fresh_snapshot(session, "30d", now + metrics.SNAPSHOT_MAX_AGE * 2) is None
