@@ -29,6 +29,7 @@ class Permission(StrEnum):
     MODERATE = "moderate"  # approve or reject held referrals and shared content
     EDIT_PROFILE = "edit_profile"  # change a member's birthday
     BROADCAST = "broadcast"  # send promotions to segments
+    REFUND_PAYMENTS = "refund_payments"  # give back members' Telegram Stars payments (VIP)
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {

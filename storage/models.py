@@ -51,6 +51,10 @@ class Member(SQLModel, table=True):
     winback_nudges: int = 0
     winback_bonus: int = 0
     winback_bonus_until: datetime | None = None
+    # Paid VIP: VIP while ``vip_until`` is in the future. ``vip_since`` starts an unbroken VIP stretch (paying
+    # again before the end extends it); monthly gifts count months from it.
+    vip_until: datetime | None = Field(default=None, index=True)
+    vip_since: datetime | None = None
 
 
 class Purchase(SQLModel, table=True):
@@ -399,3 +403,22 @@ class Delivery(SQLModel, table=True):
     message_id: int | None = None
     error: str | None = Field(default=None, max_length=200)
     sent_at: datetime | None = None
+
+
+class VipPayment(SQLModel, table=True):
+    """A Telegram Stars payment for VIP. UNIQUE ``telegram_payment_charge_id``: Telegram may deliver the same
+    payment twice, and it is recorded (and extends VIP) once; a refund is marked here once too."""
+
+    __tablename__ = "vip_payment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    telegram_payment_charge_id: str = Field(max_length=255, unique=True)
+    amount: int  # in Stars (currency XTR has no minor unit)
+    currency: str = Field(default="XTR", max_length=3)
+    payload: str = Field(max_length=128)
+    period_days: int
+    vip_until: datetime  # the member's VIP end right after this payment
+    paid_at: datetime = Field(default_factory=utcnow)
+    refunded_at: datetime | None = None
+    refunded_by: int | None = Field(default=None, sa_column=Column(BigInteger))  # None: refunded outside the bot
