@@ -40,6 +40,7 @@ from handlers import (
     start,
     stats,
     support,
+    vip,
 )
 from handlers.broadcasting import Broadcaster
 from handlers.commands import set_default_menus, set_staff_menus
@@ -103,7 +104,7 @@ def build_dispatcher(
     # message, so among them the order only sets the cost: the busiest, account (/balance), goes first.
     private.include_routers(
         account.router(), start.router(), menu.router(), card.router(), language.router(),
-        purchase.router(), refund.router(), adjust.router(), rewards.router(), campaign.router(),
+        purchase.router(), refund.router(), adjust.router(), rewards.router(), vip.router(), campaign.router(),
         referral.router(), sharing.router(), profile.router(), privacy.router(), feedback.router(), nps.router(),
         support.router(), broadcast.router(), stats.router(),
         # Answers to a pending question come after every feature, so commands and menu buttons still work; an

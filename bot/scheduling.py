@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from handlers import nps, reminders, support
+from handlers import nps, reminders, support, vip
 from loyalty import metrics
 from scheduler.service import Job, Scheduler
 
@@ -32,6 +32,8 @@ def jobs(app: App) -> list[Job]:
         Job("overdue-threads", timedelta(minutes=5),
             partial(support.report_overdue, bot, sessions, desk, program, i18n)),
         Job("tier-review", timedelta(hours=6), partial(reminders.review_member_tiers, *messages)),
+        Job("vip-gifts", timedelta(minutes=15), partial(vip.send_vip_gifts, *messages)),
+        Job("vip-reminders", timedelta(minutes=30), partial(vip.send_vip_reminders, *messages)),
         Job("digest", timedelta(minutes=30), partial(reminders.send_weekly_digest, *messages, app.settings)),
         # Starts scheduled broadcasts and resumes any a restart interrupted.
         Job("broadcasts", timedelta(seconds=10), partial(app.dispatcher["broadcaster"].tick, bot)),

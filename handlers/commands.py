@@ -18,6 +18,7 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
     ("card", __("Your member card for the till")),
     ("rewards", __("Spend your points on rewards")),
     ("coupons", __("Your coupons")),
+    ("vip", __("VIP membership: benefits and price in Stars")),
     ("feedback", __("Write to our team")),
     ("refer", __("Invite friends and earn points")),
     ("share", __("Share a post, review or photo for points")),
@@ -26,6 +27,7 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
     ("language", __("Choose your language")),
     ("mydata", __("Download your data")),
     ("deleteme", __("Erase your data")),
+    ("paysupport", __("Help with payments and refunds")),
     ("help", __("What I can do")),
 ]
 _CASHIER = [
@@ -47,6 +49,7 @@ _ADMIN = [
     ("broadcasts", __("Broadcasts: progress, pause, resume, cancel")),
     ("stats", __("Program figures and charts: 7d, 30d, 90d, 12m")),
     ("export", __("Members, purchases and points as CSV files")),
+    ("vip_refund", __("Refund a VIP payment: member, charge id")),
 ]
 
 _BY_ROLE = {

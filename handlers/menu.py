@@ -51,7 +51,7 @@ async def help_command(message: Message, role: Role, program: Program) -> None:
 
 
 STAFF_ONLY = frozenset({"purchase", "refund", "adjust", "redeem", "reward", "campaign", "setbirthday", "inbox",
-                        "reply", "close", "broadcast", "broadcasts", "stats", "export"})
+                        "reply", "close", "broadcast", "broadcasts", "stats", "export", "vip_refund"})
 
 
 async def needs_role_or_join(message: Message, command: CommandObject) -> None:

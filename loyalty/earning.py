@@ -1,6 +1,7 @@
 """How many points a purchase earns, and why: the one place the earning rules are evaluated.
 
-Stacking rule: the base is ``amount × points_per_unit × tier multiplier`` rounded by the program's rule
+Stacking rule: the base is ``amount × points_per_unit × multiplier`` (the tier's, combined with a paid VIP's: see
+``loyalty.vip.earn_multiplier``) rounded by the program's rule
 (nothing below the minimum amount). Of all promotions that match — from the program file and campaigns
 started from chat — exactly one applies: the one that adds the most points (a multiplier adds
 ``base × (m − 1)``, a bonus adds its points); ties go to the one listed first, file before campaigns.

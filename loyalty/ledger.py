@@ -44,6 +44,7 @@ class Kind:
     PROFILE = "profile"  # the one-time bonus for a complete profile
     BIRTHDAY = "birthday"
     WINBACK = "winback"  # the bonus for coming back after a win-back nudge
+    VIP = "vip"  # the monthly gift of a paid VIP membership
 
 
 async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:

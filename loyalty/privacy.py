@@ -29,6 +29,7 @@ from storage.models import (
     Survey,
     Thread,
     ThreadMessage,
+    VipPayment,
 )
 
 EXPORT_FORMAT = 1
@@ -99,6 +100,8 @@ async def export(session: AsyncSession, member_id: int) -> dict[str, Any]:
     invited = (await session.execute(
         select(Referral).where(col(Referral.referrer_id) == member_id).order_by(col(Referral.id))
     )).scalars()
+    payments = (await session.execute(
+        select(VipPayment).where(col(VipPayment.member_id) == member_id).order_by(col(VipPayment.id)))).scalars()
     birthday = birthday_of(member)
     return {
         "format": EXPORT_FORMAT,
@@ -143,6 +146,13 @@ async def export(session: AsyncSession, member_id: int) -> dict[str, Any]:
         "referrals": [{
             "joined_at": _iso(r.created_at), "qualified_at": _iso(r.qualified_at), "points": r.referrer_points,
         } for r in invited],
+        "vip": {
+            "until": _iso(member.vip_until),
+            "payments": [{
+                "charge_id": v.telegram_payment_charge_id, "stars": v.amount, "days": v.period_days,
+                "paid_at": _iso(v.paid_at), "refunded_at": _iso(v.refunded_at),
+            } for v in payments],
+        },
     }
 
 

@@ -312,6 +312,47 @@ class NpsRules(_Section):
     window_hours: int = Field(default=72, gt=0, le=24 * 30)
 
 
+class VipRules(_Section):
+    """Paid VIP membership sold for Telegram Stars: a period of better earning, a monthly gift and a reminder
+    before it ends. Without a [vip] section, or with ``enabled = false``, VIP is not offered."""
+
+    enabled: bool = True
+    price_stars: int = Field(gt=0, le=10_000)  # Telegram caps one Stars invoice at 10,000
+    period_days: int = Field(default=30, gt=0, le=366)
+    multiplier: Decimal = Field(default=Decimal(1), ge=1, le=10)
+    # With a tier's multiplier: "multiply" (Gold 1.5 × VIP 1.5 = 2.25) or "max" (the better of the two).
+    combine: Literal["multiply", "max"] = "multiply"
+    monthly_bonus: int = Field(default=0, ge=0, le=1_000_000)
+    monthly_reward: str | None = None  # a [[rewards]] key: a coupon for it every month
+    coupon_days: int = Field(default=14, gt=0, le=365)
+    reminder_days: int = Field(default=3, ge=0, le=30)  # remind this many days before VIP ends; 0: never
+    # Shown in the invoice: Telegram allows a title of 32 characters and a description of 255.
+    title: str = Field(default="VIP membership", min_length=1, max_length=32)
+    title_zh_hans: str | None = Field(default=None, min_length=1, max_length=32)
+    title_zh_hant: str | None = Field(default=None, min_length=1, max_length=32)
+    benefits: str = Field(min_length=1, max_length=255)
+    benefits_zh_hans: str | None = Field(default=None, min_length=1, max_length=255)
+    benefits_zh_hant: str | None = Field(default=None, min_length=1, max_length=255)
+    terms: str = Field(min_length=1, max_length=2000)
+    terms_zh_hans: str | None = Field(default=None, min_length=1, max_length=2000)
+    terms_zh_hant: str | None = Field(default=None, min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _reminder_inside_period(self) -> VipRules:
+        if self.reminder_days >= self.period_days:
+            raise ValueError("reminder_days must be shorter than period_days")
+        return self
+
+    def title_in(self, language: str) -> str:
+        return localized(language, self.title, self.title_zh_hans, self.title_zh_hant)
+
+    def benefits_in(self, language: str) -> str:
+        return localized(language, self.benefits, self.benefits_zh_hans, self.benefits_zh_hant)
+
+    def terms_in(self, language: str) -> str:
+        return localized(language, self.terms, self.terms_zh_hans, self.terms_zh_hant)
+
+
 class Program(_Section):
     name: str = Field(min_length=1, max_length=64)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -332,6 +373,7 @@ class Program(_Section):
     winback: WinbackRules = WinbackRules()
     digest: DigestRules = DigestRules()
     analytics: AnalyticsRules = AnalyticsRules()
+    vip: VipRules | None = None  # absent: VIP is not offered
     # The language of messages to staff (reviews in the support chat): most merchants' staff read Chinese.
     staff_language: Literal["en", "zh-Hans", "zh-Hant"] = "en"
 
@@ -345,9 +387,11 @@ class Program(_Section):
         for reward in self.rewards:
             if reward.min_tier is not None and reward.min_tier not in tiers:
                 raise ValueError(f"reward {reward.key!r}: min_tier {reward.min_tier!r} is not a tier level name")
-        for section, offer in (("birthday", self.birthday.reward), ("winback", self.winback.reward)):
+        vip_reward = self.vip.monthly_reward if self.vip else None
+        for where, offer in (("birthday.reward", self.birthday.reward), ("winback.reward", self.winback.reward),
+                             ("vip.monthly_reward", vip_reward)):
             if offer is not None and offer not in keys:
-                raise ValueError(f"{section}.reward {offer!r} is not among [[rewards]] keys")
+                raise ValueError(f"{where} {offer!r} is not among [[rewards]] keys")
         if len({card.key for card in self.punch_cards}) != len(self.punch_cards):
             raise ValueError("punch card keys must be unique")
         return self
@@ -368,6 +412,11 @@ class Program(_Section):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @property
+    def vip_offer(self) -> VipRules | None:
+        """The VIP offer members can buy now, or None when it is not offered."""
+        return self.vip if self.vip is not None and self.vip.enabled else None
 
     @property
     def tz(self) -> ZoneInfo:

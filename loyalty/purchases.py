@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import referrals, winback
+from loyalty import referrals, vip, winback
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program, TierLevel
@@ -109,7 +109,8 @@ async def record_purchase(
     member = await session.get(Member, member_id)
     if member is None:
         raise LookupError(member_id)
-    basket = Basket(amount, category, items, now, tier_multiplier(program, member.tier))
+    multiplier = vip.earn_multiplier(program, tier_multiplier(program, member.tier), member.vip_until, now)
+    basket = Basket(amount, category, items, now, multiplier)
     earning = await earning_for(session, program, member_id, basket)
     points = earning.total
     purchase = Purchase(

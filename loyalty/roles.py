@@ -31,6 +31,7 @@ class Permission(StrEnum):
     BROADCAST = "broadcast"  # send promotions to segments
     VIEW_REPORTS = "view_reports"  # /stats
     EXPORT_DATA = "export_data"  # /export: members' personal data as CSV
+    REFUND_PAYMENTS = "refund_payments"  # give back members' Telegram Stars payments (VIP)
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {

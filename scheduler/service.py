@@ -82,10 +82,13 @@ class Scheduler:
     async def stop(self) -> None:
         """Start no more jobs and let the running ones finish: a message is never cut off half sent."""
         if self._aps is not None:
-            self._aps.shutdown(wait=False)
-            self._aps = None
+            self._aps.pause()
+        # Wait before shutting APScheduler down: its asyncio executor cancels the jobs still running on shutdown.
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
 
     async def run_until(self, stop: asyncio.Event) -> None:
         self.start()

@@ -54,6 +54,10 @@ class Member(SQLModel, table=True):
     winback_nudges: int = 0
     winback_bonus: int = 0
     winback_bonus_until: datetime | None = None
+    # Paid VIP: VIP while ``vip_until`` is in the future. ``vip_since`` starts an unbroken VIP stretch (paying
+    # again before the end extends it); monthly gifts count months from it.
+    vip_until: datetime | None = Field(default=None, index=True)
+    vip_since: datetime | None = None
 
 
 class Purchase(SQLModel, table=True):
@@ -418,3 +422,22 @@ class StatsSnapshot(SQLModel, table=True):
     label: str = Field(primary_key=True, max_length=8)  # "7d", "30d", "90d", "12m"
     computed_at: datetime
     payload: str = Field(sa_column=Column(Text, nullable=False))  # loyalty.metrics.Dashboard as JSON
+
+
+class VipPayment(SQLModel, table=True):
+    """A Telegram Stars payment for VIP. UNIQUE ``telegram_payment_charge_id``: Telegram may deliver the same
+    payment twice, and it is recorded (and extends VIP) once; a refund is marked here once too."""
+
+    __tablename__ = "vip_payment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    telegram_payment_charge_id: str = Field(max_length=255, unique=True)
+    amount: int  # in Stars (currency XTR has no minor unit)
+    currency: str = Field(default="XTR", max_length=3)
+    payload: str = Field(max_length=128)
+    period_days: int
+    vip_until: datetime  # the member's VIP end right after this payment
+    paid_at: datetime = Field(default_factory=utcnow)
+    refunded_at: datetime | None = None
+    refunded_by: int | None = Field(default=None, sa_column=Column(BigInteger))  # None: refunded outside the bot

@@ -574,3 +574,35 @@ async def test_dispatcher_long_polling_round_trip(fake: FakeTelegram) -> None:
     assert "sendMessage" in seen and "getUpdates" in seen
     assert fake.calls_of("getUpdates")[0].params["allowed_updates"] == ["message"]
     fake.assert_clean()
+
+
+@pytest.mark.asyncio
+async def test_stars_invoices_follow_telegrams_rules(fake: FakeTelegram, bot: Bot) -> None:
+    prices = [LabeledPrice(label="a", amount=5), LabeledPrice(label="b", amount=5)]
+    with pytest.raises(TelegramBadRequest, match="exactly one price"):
+        await bot.send_invoice(USER_ID, title="Stars", description="d", payload="p", currency="XTR", prices=prices)
+    with pytest.raises(TelegramBadRequest, match="invoice title"):
+        await bot.send_invoice(USER_ID, title="x" * 33, description="d", payload="p", currency="XTR",
+                               prices=prices[:1])
+    with pytest.raises(TelegramBadRequest, match="Pay button"):
+        await bot.send_invoice(USER_ID, title="Stars", description="d", payload="p", currency="XTR",
+                               prices=prices[:1], reply_markup=_markup("later"))
+    with pytest.raises(TelegramBadRequest, match="error_message is required"):
+        await bot.answer_pre_checkout_query("q1", ok=False)
+    assert len(fake.spec_errors) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_stars_charge_is_refunded_once_and_only_to_its_payer(fake: FakeTelegram, bot: Bot) -> None:
+    user = fake.user(USER_ID)
+    fake.successful_payment_update(user, 5, "p", charge_id="ch-1")
+    with pytest.raises(TelegramBadRequest, match="CHARGE_NOT_FOUND"):
+        await bot.refund_star_payment(USER_ID + 1, "ch-1")
+    with pytest.raises(TelegramBadRequest, match="CHARGE_NOT_FOUND"):
+        await bot.refund_star_payment(USER_ID, "ch-unknown")
+    assert await bot.refund_star_payment(USER_ID, "ch-1") is True
+    with pytest.raises(TelegramBadRequest, match="CHARGE_ALREADY_REFUNDED"):
+        await bot.refund_star_payment(USER_ID, "ch-1")
+    refunded = fake.refunded_payment_update(user, "ch-1")["message"]["refunded_payment"]
+    assert refunded["telegram_payment_charge_id"] == "ch-1" and refunded["total_amount"] == 5
+    fake.assert_clean()

@@ -175,6 +175,8 @@ class FakeTelegram:
         self._deleted: set[tuple[str, int]] = set()
         self._reply_keyboards: dict[str, JSONDict | None] = {}
         self._files: dict[str, bytes] = {}
+        # Stars payments delivered with successful_payment_update: charge id -> payer, amount, refunded.
+        self.charges: dict[str, JSONDict] = {}
         self._seq = itertools.count(1)
         self._topic_ids = itertools.count(2)
         self._updates: list[JSONDict] = []
@@ -218,6 +220,7 @@ class FakeTelegram:
             "setWebhook": self._h_set_webhook,
             "deleteWebhook": self._h_delete_webhook,
             "createInvoiceLink": self._h_create_invoice_link,
+            "refundStarPayment": self._h_refund_star_payment,
             "exportChatInviteLink": self._h_export_invite_link,
         }
         for method in _MEDIA_TYPES:
@@ -495,6 +498,7 @@ class FakeTelegram:
         return update
 
     def pre_checkout_update(self, user: JSONDict, total_amount: int, payload: str, currency: str = "XTR") -> JSONDict:
+        """The member pressed Pay on an invoice: the bot must answer with answerPreCheckoutQuery."""
         query: JSONDict = {
             "id": str(next(self._seq) + 10**15),
             "from": copy.deepcopy(user),
@@ -512,14 +516,29 @@ class FakeTelegram:
         currency: str = "XTR",
         charge_id: str | None = None,
     ) -> JSONDict:
+        charge_id = charge_id or f"stxCharge{next(self._seq)}"
         payment = {
             "currency": currency,
             "total_amount": total_amount,
             "invoice_payload": payload,
-            "telegram_payment_charge_id": charge_id or f"stxCharge{next(self._seq)}",
+            "telegram_payment_charge_id": charge_id,
             "provider_payment_charge_id": "",
         }
+        # Remembered so refundStarPayment can answer as Telegram does (a second refund of a charge fails).
+        self.charges.setdefault(charge_id, {"user_id": user["id"], "total_amount": total_amount,
+                                            "payload": payload, "refunded": False})
         return self.message_update(user, successful_payment=payment)
+
+    def refunded_payment_update(self, user: JSONDict, charge_id: str) -> JSONDict:
+        """The service message Telegram sends when a Stars payment was refunded (by the bot or otherwise)."""
+        charge = self.charges[charge_id]
+        refunded = {
+            "currency": "XTR",
+            "total_amount": charge["total_amount"],
+            "invoice_payload": charge["payload"],
+            "telegram_payment_charge_id": charge_id,
+        }
+        return self.message_update(user, refunded_payment=refunded)
 
     def _chat_member(self, status: str, user: JSONDict) -> JSONDict:
         member_type = self.spec.union_member("ChatMember", status)
@@ -986,6 +1005,15 @@ class FakeTelegram:
 
     async def _h_create_invoice_link(self, method: str, params: JSONDict, files: Uploads) -> Any:
         return f"https://t.me/$invoice{next(self._seq)}"
+
+    async def _h_refund_star_payment(self, method: str, params: JSONDict, files: Uploads) -> Any:
+        charge = self.charges.get(str(params["telegram_payment_charge_id"]))
+        if charge is None or charge["user_id"] != params["user_id"]:
+            raise _ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if charge["refunded"]:
+            raise _ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+        charge["refunded"] = True
+        return True
 
     async def _h_export_invite_link(self, method: str, params: JSONDict, files: Uploads) -> Any:
         return f"https://t.me/+invite{next(self._seq)}"

@@ -34,6 +34,9 @@ CALLBACK_DATA_LIMIT = 64
 CALLBACK_ANSWER_LIMIT = 200
 COMMAND_DESCRIPTION_LIMIT = 256
 MAX_COMMANDS = 100
+INVOICE_TITLE_LIMIT = 32
+INVOICE_DESCRIPTION_LIMIT = 255
+INVOICE_PAYLOAD_LIMIT = 128
 PARSE_MODES = frozenset({"html", "markdownv2", "markdown"})
 
 _COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -575,6 +578,10 @@ class Spec:
                 errors += _check_reply_keyboard(obj["keyboard"])
         if method == "setMyCommands":
             errors += _check_commands(params.get("commands", []))
+        if method in ("sendInvoice", "createInvoiceLink"):
+            errors += _check_invoice(params)
+        if method == "answerPreCheckoutQuery" and params.get("ok") is False and not params.get("error_message"):
+            errors.append("answerPreCheckoutQuery: error_message is required when ok is false")
         if method == "answerCallbackQuery" and len(params.get("text", "")) > CALLBACK_ANSWER_LIMIT:
             errors.append(f"callback answer text is longer than {CALLBACK_ANSWER_LIMIT} characters")
         if (
@@ -613,6 +620,39 @@ class Spec:
                         f"got {len(data.encode())}"
                     )
         return errors
+
+
+def _check_invoice(params: dict[str, Any]) -> list[str]:
+    """Invoice limits from the prose of sendInvoice, and the rules for payments in Telegram Stars (XTR)."""
+    errors: list[str] = []
+    title, description, payload = params.get("title"), params.get("description"), params.get("payload")
+    if isinstance(title, str) and not 1 <= len(title) <= INVOICE_TITLE_LIMIT:
+        errors.append(f"invoice title must be 1-{INVOICE_TITLE_LIMIT} characters")
+    if isinstance(description, str) and not 1 <= len(description) <= INVOICE_DESCRIPTION_LIMIT:
+        errors.append(f"invoice description must be 1-{INVOICE_DESCRIPTION_LIMIT} characters")
+    if isinstance(payload, str) and not 1 <= len(payload.encode()) <= INVOICE_PAYLOAD_LIMIT:
+        errors.append(f"INVOICE_PAYLOAD_INVALID: payload must be 1-{INVOICE_PAYLOAD_LIMIT} bytes")
+    prices = params.get("prices")
+    if params.get("currency") == "XTR":
+        if params.get("provider_token"):
+            errors.append("payments in Telegram Stars take an empty provider_token")
+        if isinstance(prices, list) and len(prices) != 1:
+            errors.append("CURRENCY_TOTAL_AMOUNT_INVALID: payments in Telegram Stars take exactly one price")
+        if "max_tip_amount" in params or "suggested_tip_amounts" in params:
+            errors.append("payments in Telegram Stars take no tips")
+        if any(params.get(key) for key in ("need_name", "need_phone_number", "need_email", "need_shipping_address",
+                                           "is_flexible")):
+            errors.append("payments in Telegram Stars cannot ask for shipping or contact details")
+    if isinstance(prices, list) and not all(isinstance(p, dict) and isinstance(p.get("amount"), int)
+                                            and p["amount"] > 0 for p in prices):
+        errors.append("CURRENCY_TOTAL_AMOUNT_INVALID: every price must be a positive amount")
+    markup = params.get("reply_markup")
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if isinstance(rows, list) and rows:
+        first = rows[0][0] if isinstance(rows[0], list) and rows[0] else None
+        if not (isinstance(first, dict) and first.get("pay") is True):
+            errors.append("the first button of an invoice's keyboard must be a Pay button")
+    return errors
 
 
 def _check_reply_keyboard(rows: list[Any]) -> list[str]:

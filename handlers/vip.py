@@ -1,0 +1,301 @@
+"""Paid VIP with Telegram Stars: /vip and its invoice, the pre-checkout answer, the payment, /paysupport, staff
+refunds (/vip_refund), and the scheduler's monthly gifts and ending reminders."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command, CommandObject
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Message, PreCheckoutQuery
+from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import gettext as _
+
+from handlers.delivery import Outcome, deliver
+from handlers.filters import HasContent, HasPermission, IsMember
+from handlers.ui import day, locale_of, speaking, tell
+from loyalty import vip
+from loyalty.members import MemberView, find_member, get_by_telegram_id
+from loyalty.notices import claim, release
+from loyalty.program import Program, VipRules
+from loyalty.rewards import title_for
+from loyalty.roles import Permission
+from storage.database import DbSession, SessionFactory
+from storage.models import Coupon, Member, Reward, VipPayment
+
+log = logging.getLogger(__name__)
+
+
+def _until(moment: datetime, program: Program) -> str:
+    """A date in the program's timezone, in the language being spoken."""
+    return day(moment, program.tz, get_i18n().current_locale)
+
+
+def _language() -> str:
+    return get_i18n().current_locale.replace("_", "-")
+
+
+# ------------------------------------------------------------------------------------------------ /vip
+
+
+def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, program: Program,
+                now: datetime) -> str:
+    lines = [
+        f"👑 <b>{html.escape(rules.title_in(language))}</b>",
+        html.escape(rules.benefits_in(language)),
+        "",
+        _("Price: ⭐ {price} Stars for {days} days.").format(price=rules.price_stars, days=rules.period_days),
+    ]
+    if vip.is_vip(vip_until, now) and vip_until is not None:
+        lines.append(_("You are VIP until {date}. Paying now adds {days} days to that.").format(
+            date=_until(vip_until, program), days=rules.period_days))
+    lines += ["", _("<b>Terms</b>"), html.escape(rules.terms_in(language)),
+              _("By paying you accept these terms. Questions about payments: /paysupport")]
+    return "\n".join(lines)
+
+
+async def show_vip(message: Message, session: DbSession, member: MemberView, program: Program,
+                   clock: Callable[[], datetime]) -> None:
+    rules = program.vip_offer
+    row = await session.get(Member, member.id)
+    vip_until = row.vip_until if row else None
+    now = clock()
+    if rules is None:
+        text = _("VIP membership is not offered at the moment.")
+        if vip.is_vip(vip_until, now) and vip_until is not None:
+            text += "\n" + _("Your VIP runs until {date}.").format(date=_until(vip_until, program))
+        await message.answer(text)
+        return
+    # The terms come first, in their own message, so they are on screen before the Pay button is.
+    await message.answer(_offer_text(rules, member.language, vip_until, program, now))
+    pay = InlineKeyboardButton(text=_("Pay ⭐{price}").format(price=rules.price_stars), pay=True)
+    await message.answer_invoice(
+        title=rules.title_in(member.language),
+        description=rules.benefits_in(member.language),
+        payload=vip.payload_for(member.id, rules),
+        currency=vip.CURRENCY,
+        prices=[LabeledPrice(label=_("VIP, {days} days").format(days=rules.period_days), amount=rules.price_stars)],
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[[pay]]),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ payment
+
+
+async def pre_checkout(query: PreCheckoutQuery, session: DbSession, program: Program) -> None:
+    """Telegram waits at most ten seconds for this answer, so it only reads."""
+    problem = await vip.check_checkout(session, program, telegram_id=query.from_user.id,
+                                       payload=query.invoice_payload, currency=query.currency,
+                                       total_amount=query.total_amount)
+    if problem is None:
+        await query.answer(ok=True)
+        return
+    if problem is vip.CheckoutProblem.NOT_OFFERED:
+        reason = _("VIP membership is not offered any more. You were not charged.")
+    elif problem is vip.CheckoutProblem.OFFER_CHANGED:
+        reason = _("The VIP offer has changed since this invoice. You were not charged: send /vip for the current "
+                   "offer.")
+    else:
+        reason = _("This invoice is not for your membership. You were not charged: send /start to join, then /vip.")
+    await query.answer(ok=False, error_message=reason)
+
+
+async def successful_payment(message: Message, session: DbSession, program: Program,
+                             clock: Callable[[], datetime]) -> None:
+    payment = message.successful_payment
+    assert payment is not None and message.from_user is not None
+    try:
+        result = await vip.record_payment(
+            session, program, telegram_id=message.from_user.id, charge_id=payment.telegram_payment_charge_id,
+            payload=payment.invoice_payload, currency=payment.currency, amount=payment.total_amount, now=clock())
+    except LookupError:
+        log.error("Stars payment %s from %s without a membership", payment.telegram_payment_charge_id,
+                  message.from_user.id)
+        await message.answer(_("We received your payment but found no membership for it. Please send /paysupport "
+                               "and quote this charge id: <code>{charge}</code>").format(
+            charge=html.escape(payment.telegram_payment_charge_id)))
+        return
+    date = _until(result.vip_until, program)
+    if not result.created:
+        # Telegram delivered the payment again: it was counted once; say where things stand.
+        await message.answer(_("This payment is already recorded. Your VIP runs until {date}.").format(date=date))
+    elif result.extended:
+        await message.answer(_("👑 Thank you! Your VIP is extended until {date}.").format(date=date))
+    else:
+        await message.answer(_("👑 Welcome to VIP! Your benefits start now and run until {date}.").format(date=date))
+
+
+async def refunded_payment(message: Message, session: DbSession, program: Program,
+                           clock: Callable[[], datetime]) -> None:
+    """Telegram tells of a refund made outside /vip_refund (or confirms one made with it): recorded once."""
+    refund = message.refunded_payment
+    assert refund is not None
+    result = await vip.mark_refunded(session, refund.telegram_payment_charge_id, actor_id=None, now=clock())
+    if result is None or not result.changed:
+        return
+    await message.answer(_refund_notice(result.payment, result.vip_until, program, clock()))
+
+
+def _refund_notice(payment: VipPayment, vip_until: datetime | None, program: Program, now: datetime) -> str:
+    text = _("↩️ Your payment of ⭐{amount} was refunded.").format(amount=payment.amount)
+    if vip.is_vip(vip_until, now) and vip_until is not None:
+        return text + " " + _("Your VIP now runs until {date}.").format(date=_until(vip_until, program))
+    return text + " " + _("Your VIP membership has ended.")
+
+
+# ------------------------------------------------------------------------------------------------ /paysupport
+
+
+async def pay_support(message: Message, session: DbSession, member: MemberView | None, program: Program) -> None:
+    lines = [_("💳 <b>Payment support</b>"),
+             _("Questions about a VIP payment or a refund? Write to us with /feedback and quote the charge id of "
+               "the payment. Telegram's support cannot help with payments made in this bot.")]
+    if member is not None:
+        payments = await vip.payments_of(session, member.id)
+        if payments:
+            lines += ["", _("Your latest payments:")]
+        for payment in payments:
+            line = _("{date}: ⭐{amount}, charge id <code>{charge}</code>").format(
+                date=_until(payment.paid_at, program), amount=payment.amount,
+                charge=html.escape(payment.telegram_payment_charge_id))
+            if payment.refunded_at is not None:
+                line += " " + _("(refunded)")
+            lines.append("• " + line)
+    rules = program.vip_offer
+    if rules is not None:
+        lines += ["", _("<b>Terms</b>"), html.escape(rules.terms_in(member.language if member else _language()))]
+    await message.answer("\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------------ /vip_refund
+
+
+def _refund_usage() -> str:
+    return _("Usage: {usage}").format(usage=html.escape(_("/vip_refund <member> <charge id>")))
+
+
+async def refund_vip(message: Message, command: CommandObject, session: DbSession, bot: Bot, i18n: I18n,
+                     program: Program, clock: Callable[[], datetime]) -> None:
+    args = (command.args or "").split()
+    if len(args) != 2 or not vip.CHARGE_ID.match(args[1]):
+        await message.answer(_refund_usage())
+        return
+    ref, charge = args
+    member = await find_member(session, ref)
+    if member is None or member.id is None:
+        await message.answer(_("No member found for {ref}.").format(ref=html.escape(ref)))
+        return
+    try:
+        payment = await vip.refundable(session, member.id, charge)
+    except vip.RefundRefused as refused:
+        if refused.problem is vip.RefundProblem.UNKNOWN:
+            text = _("No VIP payment with charge id {charge}. Nothing was changed.")
+        elif refused.problem is vip.RefundProblem.OTHER_MEMBER:
+            text = _("Charge {charge} is another member's payment. Nothing was changed.")
+        else:
+            text = _("Charge {charge} was already refunded. Nothing was changed.")
+        await message.answer(text.format(charge=html.escape(charge)))
+        return
+    try:
+        await bot.refund_star_payment(user_id=member.telegram_id, telegram_payment_charge_id=charge)
+    except TelegramBadRequest as error:
+        # Refunded already (by another admin a moment ago, or outside the bot): record it below all the same.
+        if "CHARGE_ALREADY_REFUNDED" not in error.message:
+            await message.answer(_("Telegram refused the refund: {reason}. Nothing was changed.").format(
+                reason=html.escape(error.message)))
+            return
+    except TelegramAPIError as error:
+        await message.answer(_("Telegram refused the refund: {reason}. Nothing was changed.").format(
+            reason=html.escape(error.message)))
+        return
+    actor = message.from_user.id if message.from_user else None
+    now = clock()
+    result = await vip.mark_refunded(session, charge, actor_id=actor, now=now)
+    if result is None or not result.changed:
+        await message.answer(_("Charge {charge} was already refunded. Nothing was changed.").format(
+            charge=html.escape(charge)))
+        return
+    name = html.escape(member.first_name or member.code)
+    if vip.is_vip(result.vip_until, now) and result.vip_until is not None:
+        status = _("Their VIP now runs until {date}.").format(date=_until(result.vip_until, program))
+    else:
+        status = _("Their VIP has ended.")
+    await message.answer(_("↩️ Refunded ⭐{amount} to {name} (<code>{code}</code>).").format(
+        amount=payment.amount, name=name, code=member.code) + " " + status)
+    refreshed = await get_by_telegram_id(session, member.telegram_id)
+    if refreshed is not None:
+        await tell(bot, i18n, refreshed, lambda: _refund_notice(payment, result.vip_until, program, now))
+
+
+# ------------------------------------------------------------------------------------------------ scheduler
+
+
+async def _coupon_line(session: DbSession, coupon: Coupon | None, member: Member, program: Program) -> str:
+    if coupon is None:
+        return ""
+    reward = await session.get(Reward, coupon.reward_id)
+    title = title_for(reward, member.language) if reward else ""
+    until = day(coupon.expires_at, program.tz, locale_of(member.language))
+    return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
+        reward=html.escape(title), code=coupon.code, date=until)
+
+
+async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
+    """The monthly VIP gift: claimed, given (idempotently by its ledger and coupon key), then told."""
+    sent = 0
+    async with sessions() as session:
+        for due in await vip.due_gifts(session, program, now):
+            member = due.member
+            if not await claim(session, vip.GIFT_KIND, member.telegram_id, due.stretch, now, seq=due.number):
+                continue  # another scheduler gives this one
+            gift = await vip.give(session, program, due, now)
+            if member.blocked_at is not None:
+                continue  # paid for, so given; but the member cannot be told
+            with speaking(i18n, member.language):
+                text = _("👑 Your VIP gift from {program} is here!").format(program=html.escape(program.name))
+                if gift.points:
+                    text += "\n" + _("Here are {points} bonus points for you.").format(points=gift.points)
+                text += await _coupon_line(session, gift.coupon, member, program)
+            outcome = await deliver(bot, session, member.chat_id, text, now)
+            if outcome is Outcome.RETRY:
+                await release(session, vip.GIFT_KIND, member.telegram_id, due.stretch, seq=due.number)
+            sent += outcome is Outcome.SENT
+    return sent
+
+
+async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n,
+                             now: datetime) -> int:
+    """A few days before VIP ends: once per end date."""
+    sent = 0
+    async with sessions() as session:
+        for due in await vip.due_reminders(session, program, now):
+            member = due.member
+            if not await claim(session, vip.REMINDER_KIND, member.telegram_id, due.period, now):
+                continue
+            with speaking(i18n, member.language):
+                text = _("👑 Your VIP membership ends on {date}.").format(
+                    date=day(due.ends, program.tz, locale_of(member.language)))
+                rules = program.vip_offer
+                if rules is not None:
+                    text += " " + _("Renew with /vip to keep your benefits: paying now adds {days} days.").format(
+                        days=rules.period_days)
+            outcome = await deliver(bot, session, member.chat_id, text, now)
+            if outcome is Outcome.RETRY:
+                await release(session, vip.REMINDER_KIND, member.telegram_id, due.period)
+            sent += outcome is Outcome.SENT
+    return sent
+
+
+def router() -> Router:
+    router = Router(name="vip")
+    router.message.register(show_vip, Command("vip"), IsMember())
+    router.message.register(pay_support, Command("paysupport"))
+    router.message.register(refund_vip, Command("vip_refund"), HasPermission(Permission.REFUND_PAYMENTS))
+    router.message.register(successful_payment, HasContent("successful_payment"))
+    router.message.register(refunded_payment, HasContent("refunded_payment"))
+    router.pre_checkout_query.register(pre_checkout)
+    return router

@@ -1,0 +1,352 @@
+"""Paid VIP membership, bought with Telegram Stars: checkout, payments, refunds, earning, gifts and reminders.
+
+Rules:
+- An invoice's payload names the member, the period and the offer's version (a digest of the [vip] section), so
+  a pre-checkout for an offer that changed since the invoice was sent is refused instead of selling old terms.
+- A payment is recorded once by Telegram's ``telegram_payment_charge_id`` (UNIQUE): VIP starts now, or the
+  period is added to the end of an active VIP. The member row is locked first, so two different payments at the
+  same moment both extend it.
+- A refund marks the payment once (a conditional update) and takes its period back from the end of the member's
+  VIP, never back past now: a member's only payment refunded ends VIP at once, and the multiplier with it.
+- Monthly gifts: one on becoming VIP and one every ``GIFT_INTERVAL`` of unbroken VIP after, claimed as notices
+  (kind, member, stretch, number) so each is given and sent once; the ledger key makes the points once too.
+- The reminder is claimed per VIP end date: extending VIP moves the end, and the new end gets its own reminder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from loyalty.ledger import Kind, credit, find_by_key
+from loyalty.program import Program, VipRules
+from loyalty.rewards import gift_coupon
+from storage.database import begin_write
+from storage.models import Coupon, Member, Notice, VipPayment
+
+CURRENCY = "XTR"  # Telegram Stars
+GIFT_KIND = "vip_gift"
+REMINDER_KIND = "vip_ending"
+# "Monthly" gifts come every 30 days of VIP, so a 30-day period holds exactly one whatever the calendar does.
+GIFT_INTERVAL = timedelta(days=30)
+_PAYLOAD = re.compile(r"^vip:(\d{1,18}):(\d{1,3}):([0-9a-f]{12})$")
+CHARGE_ID = re.compile(r"^[\w.:-]{1,255}$")
+
+
+def offer_version(rules: VipRules) -> str:
+    """A short digest of everything a member agrees to when paying: any change makes older invoices stale."""
+    return hashlib.sha256(rules.model_dump_json().encode()).hexdigest()[:12]
+
+
+def payload_for(member_id: int, rules: VipRules) -> str:
+    return f"vip:{member_id}:{rules.period_days}:{offer_version(rules)}"
+
+
+@dataclass(frozen=True)
+class Payload:
+    member_id: int
+    period_days: int
+    version: str
+
+
+def parse_payload(text: str) -> Payload | None:
+    match = _PAYLOAD.match(text)
+    if match is None:
+        return None
+    return Payload(int(match[1]), int(match[2]), match[3])
+
+
+def is_vip(vip_until: datetime | None, now: datetime) -> bool:
+    return vip_until is not None and vip_until > now
+
+
+def earn_multiplier(program: Program, tier_multiplier: Decimal, vip_until: datetime | None, now: datetime) -> Decimal:
+    """The multiplier a purchase at ``now`` earns with: the tier's, combined with VIP's while VIP lasts.
+
+    A VIP that ended (or was refunded) counts for nothing even if the program still offers VIP; a member who paid
+    keeps the multiplier of the offer as it is now if the merchant turns VIP off, since they paid for it."""
+    rules = program.vip
+    if rules is None or not is_vip(vip_until, now):
+        return tier_multiplier
+    if rules.combine == "max":
+        return max(tier_multiplier, rules.multiplier)
+    return tier_multiplier * rules.multiplier
+
+
+# ------------------------------------------------------------------------------------------------ checkout
+
+
+class CheckoutProblem(StrEnum):
+    NOT_OFFERED = "not_offered"
+    OFFER_CHANGED = "offer_changed"
+    NOT_A_MEMBER = "not_a_member"  # never joined, erased their data, or paying for someone else's invoice
+
+
+async def check_checkout(session: AsyncSession, program: Program, *, telegram_id: int, payload: str, currency: str,
+                         total_amount: int) -> CheckoutProblem | None:
+    """Whether Telegram may take this payment: read-only, since the pre-checkout must be answered at once."""
+    rules = program.vip_offer
+    if rules is None:
+        return CheckoutProblem.NOT_OFFERED
+    parsed = parse_payload(payload)
+    if (parsed is None or parsed.version != offer_version(rules) or parsed.period_days != rules.period_days
+            or currency != CURRENCY or total_amount != rules.price_stars):
+        return CheckoutProblem.OFFER_CHANGED
+    member = await session.get(Member, parsed.member_id)
+    if member is None or member.erased_at is not None or member.telegram_id != telegram_id:
+        return CheckoutProblem.NOT_A_MEMBER
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ payments
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    payment: VipPayment
+    created: bool
+    vip_until: datetime
+    extended: bool  # the member was VIP already and the period was added to its end
+
+
+async def find_payment(session: AsyncSession, charge_id: str) -> VipPayment | None:
+    return (await session.execute(
+        select(VipPayment).where(col(VipPayment.telegram_payment_charge_id) == charge_id)
+    )).scalar_one_or_none()
+
+
+async def _locked_member(session: AsyncSession, member_id: int) -> Member | None:
+    return (await session.execute(
+        select(Member).where(col(Member.id) == member_id).with_for_update().execution_options(populate_existing=True)
+    )).scalar_one_or_none()
+
+
+async def _payer(session: AsyncSession, telegram_id: int, payload: Payload | None) -> int | None:
+    """The member a payment is for: the invoice's, when the payer is that member; else the payer's own row."""
+    if payload is not None:
+        member = await session.get(Member, payload.member_id)
+        if member is not None and member.telegram_id == telegram_id:
+            return member.id
+    return (await session.execute(
+        select(col(Member.id)).where(col(Member.telegram_id) == telegram_id)
+    )).scalar_one_or_none()
+
+
+async def record_payment(session: AsyncSession, program: Program, *, telegram_id: int, charge_id: str, payload: str,
+                         currency: str, amount: int, now: datetime) -> PaymentResult:
+    """Make or extend VIP for a successful payment, once per charge id. Raises LookupError when the payer is no
+    member at all (Telegram took the money anyway: the handler sends them to /paysupport)."""
+    await begin_write(session)
+    if (done := await find_payment(session, charge_id)) is not None:
+        return await _replayed(session, done)
+    parsed = parse_payload(payload)
+    member_id = await _payer(session, telegram_id, parsed)
+    member = await _locked_member(session, member_id) if member_id is not None else None
+    if member is None or member.id is None:
+        await session.rollback()
+        raise LookupError(telegram_id)
+    if (done := await find_payment(session, charge_id)) is not None:  # a concurrent delivery held the lock first
+        return await _replayed(session, done)
+    # The period the invoice promised, even if the offer changed between pre-checkout and payment.
+    period = parsed.period_days if parsed is not None else (program.vip.period_days if program.vip else 30)
+    extended = is_vip(member.vip_until, now)
+    start = member.vip_until if extended and member.vip_until is not None else now
+    until = start + timedelta(days=period)
+    payment = VipPayment(member_id=member.id, telegram_payment_charge_id=charge_id, amount=amount,
+                         currency=currency[:3], payload=payload[:128], period_days=period, vip_until=until,
+                         paid_at=now)
+    session.add(payment)
+    if not extended:
+        member.vip_since = now
+    member.vip_until = until
+    session.add(member)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        winner = await find_payment(session, charge_id)
+        if winner is None:
+            raise
+        return await _replayed(session, winner)
+    return PaymentResult(payment, created=True, vip_until=until, extended=extended)
+
+
+async def _replayed(session: AsyncSession, payment: VipPayment) -> PaymentResult:
+    until = (await session.execute(
+        select(col(Member.vip_until)).where(col(Member.id) == payment.member_id))).scalar_one()
+    await session.commit()
+    return PaymentResult(payment, created=False, vip_until=until or payment.vip_until, extended=False)
+
+
+async def payments_of(session: AsyncSession, member_id: int, limit: int = 5) -> list[VipPayment]:
+    """The member's latest payments, newest first (for /paysupport)."""
+    return list((await session.execute(
+        select(VipPayment).where(col(VipPayment.member_id) == member_id)
+        .order_by(col(VipPayment.paid_at).desc(), col(VipPayment.id).desc()).limit(limit)
+    )).scalars())
+
+
+# ------------------------------------------------------------------------------------------------ refunds
+
+
+class RefundProblem(StrEnum):
+    UNKNOWN = "unknown"  # no payment with this charge id
+    OTHER_MEMBER = "other_member"  # the charge is another member's
+    ALREADY = "already"  # refunded before
+
+
+class RefundRefused(Exception):
+    def __init__(self, problem: RefundProblem, payment: VipPayment | None = None) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.payment = payment
+
+
+async def refundable(session: AsyncSession, member_id: int, charge_id: str) -> VipPayment:
+    """The payment staff may refund, checked before asking Telegram to move any Stars."""
+    payment = await find_payment(session, charge_id)
+    if payment is None:
+        raise RefundRefused(RefundProblem.UNKNOWN)
+    if payment.member_id != member_id:
+        raise RefundRefused(RefundProblem.OTHER_MEMBER, payment)
+    if payment.refunded_at is not None:
+        raise RefundRefused(RefundProblem.ALREADY, payment)
+    return payment
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    payment: VipPayment
+    changed: bool  # False: the refund was recorded before
+    vip_until: datetime | None
+
+
+async def mark_refunded(session: AsyncSession, charge_id: str, *, actor_id: int | None, now: datetime
+                        ) -> RefundResult | None:
+    """Record that Telegram refunded this charge and take its period back; once. None for an unknown charge."""
+    await begin_write(session)
+    payment = await find_payment(session, charge_id)
+    if payment is None:
+        await session.commit()
+        return None
+    member = await _locked_member(session, payment.member_id)
+    assert member is not None  # payments reference members, and member rows are never deleted
+    marked = await session.execute(
+        update(VipPayment).where(col(VipPayment.id) == payment.id, col(VipPayment.refunded_at).is_(None))
+        .values(refunded_at=now, refunded_by=actor_id)
+    )
+    if not marked.rowcount:  # type: ignore[attr-defined]
+        await session.commit()
+        return RefundResult(payment, changed=False, vip_until=member.vip_until)
+    if is_vip(member.vip_until, now) and member.vip_until is not None:
+        # A refunded payment buys nothing: its period comes off the end, and VIP ends now if nothing else is left.
+        member.vip_until = max(member.vip_until - timedelta(days=payment.period_days), now)
+        session.add(member)
+    payment.refunded_at, payment.refunded_by = now, actor_id
+    until = member.vip_until
+    await session.commit()
+    return RefundResult(payment, changed=True, vip_until=until)
+
+
+# ------------------------------------------------------------------------------------------------ gifts
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{moment:%Y%m%d%H%M%S}"
+
+
+async def _claimed(session: AsyncSession, kind: str, telegram_id: int, period: str, seq: int = 0) -> bool:
+    """A read before claiming: most runs find the member's gift or reminder claimed and write nothing."""
+    return (await session.execute(select(col(Notice.id)).where(
+        col(Notice.kind) == kind, col(Notice.telegram_id) == telegram_id, col(Notice.period) == period,
+        col(Notice.seq) == seq))).first() is not None
+
+
+def active_members(now: datetime, until: datetime | None = None, limit: int = 1000) -> Select[Member]:
+    """VIP members (ending by ``until``, if given) who kept their data; a range on the ``vip_until`` index."""
+    query = select(Member).where(col(Member.vip_until) > now, col(Member.erased_at).is_(None))
+    if until is not None:
+        query = query.where(col(Member.vip_until) <= until)
+    return query.order_by(col(Member.vip_until)).limit(limit)
+
+
+@dataclass(frozen=True)
+class DueGift:
+    member: Member
+    stretch: str  # names the unbroken VIP stretch
+    number: int  # 0 on becoming VIP, then one more every GIFT_INTERVAL
+
+
+async def due_gifts(session: AsyncSession, program: Program, now: datetime) -> list[DueGift]:
+    rules = program.vip
+    if rules is None or not (rules.monthly_bonus or rules.monthly_reward):
+        return []
+    due = []
+    for member in (await session.execute(active_members(now))).scalars().all():
+        if member.vip_since is None:
+            continue
+        gift = DueGift(member, _stamp(member.vip_since), (now - member.vip_since) // GIFT_INTERVAL)
+        if not await _claimed(session, GIFT_KIND, member.telegram_id, gift.stretch, gift.number):
+            due.append(gift)
+    return due
+
+
+@dataclass(frozen=True)
+class Gift:
+    points: int
+    coupon: Coupon | None
+
+
+async def give(session: AsyncSession, program: Program, due: DueGift, now: datetime) -> Gift:
+    """The gift's points and coupon; the same gift again gives nothing more."""
+    rules = program.vip
+    member_id = due.member.id
+    assert rules is not None and member_id is not None
+    await begin_write(session)
+    key = f"vip:{member_id}:{due.stretch}:{due.number}"
+    points = 0
+    if rules.monthly_bonus:
+        if await find_by_key(session, key) is None:
+            await credit(session, member_id, rules.monthly_bonus, kind=Kind.VIP, now=now,
+                         expires_at=program.expires_at(now), key=key)
+        points = rules.monthly_bonus
+    coupon = None
+    if rules.monthly_reward:
+        coupon = await gift_coupon(session, member_id, rules.monthly_reward, key=key, now=now,
+                                   days=rules.coupon_days)
+    await session.commit()
+    return Gift(points, coupon)
+
+
+# ------------------------------------------------------------------------------------------------ reminders
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    member: Member
+    ends: datetime
+    period: str  # the end date it warns about: a VIP extended later gets a reminder for its new end
+
+
+async def due_reminders(session: AsyncSession, program: Program, now: datetime) -> list[DueReminder]:
+    rules = program.vip
+    if rules is None or not rules.reminder_days:
+        return []
+    due = []
+    statement = active_members(now, until=now + timedelta(days=rules.reminder_days))
+    for member in (await session.execute(statement)).scalars().all():
+        if member.vip_until is None or member.blocked_at is not None:
+            continue
+        reminder = DueReminder(member, member.vip_until, _stamp(member.vip_until))
+        if not await _claimed(session, REMINDER_KIND, member.telegram_id, reminder.period):
+            due.append(reminder)
+    return due
