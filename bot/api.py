@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -278,11 +278,10 @@ def _counted(operation: str, handler: Handler) -> Handler:
 
 # ------------------------------------------------------------------------------------------------ endpoints
 
-def _purchase_out(purchase: Purchase, member: Member, balance: int, program: Program, replayed: bool) -> PurchaseOut:
+def _purchase_out(purchase: Purchase, member: MemberRef, balance: int, program: Program, replayed: bool) -> PurchaseOut:
     assert purchase.id is not None
     return PurchaseOut(
-        purchase_id=purchase.id, external_id=purchase.external_id,
-        member=MemberRef(code=member.code, first_name=member.first_name),
+        purchase_id=purchase.id, external_id=purchase.external_id, member=member,
         amount=_money(purchase.amount_minor, program), currency=purchase.currency, category=purchase.category,
         items=purchase.items, points=purchase.points, balance=balance, occurred_at=purchase.occurred_at,
         recorded_at=purchase.created_at, replayed=replayed,
@@ -304,15 +303,18 @@ async def create_purchase(request: web.Request) -> web.Response:
     async with deps.sessions() as session:
         member = await _member(session, body.member)
         assert member.id is not None
+        # Read now: a lost race for the key rolls the session back, which expires what it had loaded.
+        member_id, ref = member.id, MemberRef(code=member.code, first_name=member.first_name)
         result = await record_purchase(
-            session, program, member_id=member.id, amount=amount, source=SOURCE, external_id=key, now=now,
-            category=category, items=body.items, occurred_at=body.occurred_at,
+            session, program, member_id=member_id, amount=amount, source=SOURCE, external_id=key, now=now,
+            category=category, items=body.items,
+            occurred_at=body.occurred_at.astimezone(UTC) if body.occurred_at else None,  # time is stored in UTC
         )
         recorded = result.purchase
         if not result.created and (recorded.member_id, recorded.amount_minor, recorded.category, recorded.items) != (
-                member.id, to_minor(amount, program), category, body.items):
+                member_id, to_minor(amount, program), category, body.items):
             raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different purchase")
-        out = _purchase_out(recorded, member, result.balance, program, replayed=not result.created)
+        out = _purchase_out(recorded, ref, result.balance, program, replayed=not result.created)
     if result.created:
         await _announce(deps, member, result)
     return _json(out, 201 if result.created else 200)
