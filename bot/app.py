@@ -17,6 +17,7 @@ from aiogram.methods.base import Response, TelegramMethod
 from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
 
+from bot.dedupe import DropRedelivered, SeenUpdates
 from bot.metrics import UpdateMetrics, instrument_bot
 from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
 from bot.settings import Settings
@@ -85,6 +86,7 @@ def build_dispatcher(
     storage: BaseStorage | None = None,
     events_isolation: BaseEventIsolation | None = None,
     i18n: I18n | None = None,
+    seen_updates: SeenUpdates | None = None,
 ) -> Dispatcher:
     i18n = i18n or make_i18n()
     dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
@@ -97,6 +99,8 @@ def build_dispatcher(
     dp["broadcaster"] = Broadcaster(sessions, program, i18n, settings, clock)
     # Metrics first: an update is counted, and its error seen, whatever the later middlewares do.
     dp.update.outer_middleware(UpdateMetrics())
+    if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
+        dp.update.outer_middleware(DropRedelivered(seen_updates))
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
     MemberI18nMiddleware(i18n).setup(dp)

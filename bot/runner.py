@@ -13,6 +13,7 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_dispatcher, make_bot, set_command_menus
+from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
 from bot.http import Deps, make_http_app, start_http
 from bot.scheduling import make_scheduler
 from bot.settings import Settings
@@ -66,8 +67,10 @@ async def build_app(settings: Settings) -> App:
         await sync_catalog(session, program)
     bot = make_bot(settings)
     storage, isolation = make_fsm_storage(settings)
-    dispatcher = build_dispatcher(settings, program, sessions, storage=storage, events_isolation=isolation)
     redis = getattr(storage, "redis", None)
+    seen: SeenUpdates = RedisSeenUpdates(redis) if redis is not None else MemorySeenUpdates()
+    dispatcher = build_dispatcher(settings, program, sessions, storage=storage, events_isolation=isolation,
+                                  seen_updates=seen)
     return App(settings, program, engine, sessions, bot, dispatcher, redis)
 
 
