@@ -11,12 +11,14 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods.base import Response, TelegramMethod
 from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
 
+from bot.dedupe import DropRedelivered, SeenUpdates
+from bot.metrics import UpdateMetrics, instrument_bot
 from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
 from bot.settings import Settings
 from handlers import (
@@ -69,11 +71,11 @@ def static_roles(settings: Settings) -> StaticRoles:
 def make_bot(settings: Settings, token: str | None = None) -> Bot:
     # Connections enough for a paid broadcast's sends in flight (aiohttp's default pool is 100).
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), limit=300)
-    return Bot(
+    return instrument_bot(Bot(
         token=token or settings.bot_token or "",
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview=LinkPreviewOptions(is_disabled=True)),
-    )
+    ))
 
 
 def build_dispatcher(
@@ -83,10 +85,12 @@ def build_dispatcher(
     *,
     clock: Callable[[], datetime] = utcnow,
     storage: BaseStorage | None = None,
+    events_isolation: BaseEventIsolation | None = None,
     i18n: I18n | None = None,
+    seen_updates: SeenUpdates | None = None,
 ) -> Dispatcher:
     i18n = i18n or make_i18n()
-    dp = Dispatcher(storage=storage or MemoryStorage())
+    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
     dp["settings"] = settings
     dp["program"] = program
     dp["sessions"] = sessions
@@ -94,6 +98,10 @@ def build_dispatcher(
     dp["i18n"] = i18n
     dp["desk"] = support.Desk(settings)
     dp["broadcaster"] = Broadcaster(sessions, program, i18n, settings, clock)
+    # Metrics first: an update is counted, and its error seen, whatever the later middlewares do.
+    dp.update.outer_middleware(UpdateMetrics())
+    if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
+        dp.update.outer_middleware(DropRedelivered(seen_updates))
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
     MemberI18nMiddleware(i18n).setup(dp)

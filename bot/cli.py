@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from typing import NoReturn
 
 import typer
@@ -28,8 +26,10 @@ def _settings(**overrides: object) -> Settings:
         _fail(str(exc))
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def _logging(level: str = "INFO", form: str = "text") -> None:
+    from bot.logs import setup_logging
+
+    setup_logging(level, form)
 
 
 ROLES = ("all", "bot", "scheduler")
@@ -40,7 +40,8 @@ def run(
     role: str = typer.Option("all", "--role", help="all: the bot and the scheduler; bot: only answer updates; "
                              "scheduler: only send scheduled messages (one per deployment holds the lease)."),
 ) -> None:
-    """Run the bot with long polling (SQLite migrates itself on start)."""
+    """Run the bot: long polling, or Telegram's webhook with LOYALTY_WEBHOOK_URL; the HTTP server (API, health,
+    metrics) on LOYALTY_HTTP_HOST:LOYALTY_HTTP_PORT. SQLite migrates itself on start."""
     if role not in ROLES:
         _fail(f"--role must be one of: {', '.join(ROLES)}")
     settings = _settings()
@@ -51,18 +52,15 @@ def run(
         load_program(settings.program_file)
     except ProgramError as exc:
         _fail(str(exc))
-    _logging()
+    _logging(form=settings.log_format)
     # Imported late: aiogram takes seconds to import, and a settings mistake should be reported at once.
-    from bot.runner import StartupError, build_app, run_polling, run_scheduler
+    from bot.runner import StartupError, build_app, run_role
 
     async def main() -> None:
         application = await build_app(settings)
         # Broadcasts go out from the process that runs the scheduler: one sender keeps one rate limit.
         application.dispatcher["broadcaster"].enabled = role != "bot"
-        if role == "scheduler":
-            await run_scheduler(application)
-        else:
-            await run_polling(application, with_scheduler=role == "all")
+        await run_role(application, role)
 
     try:
         asyncio.run(main())

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
+from bot.metrics import counted_job
 from handlers import nps, reminders, support, vip
 from loyalty import metrics
 from scheduler.service import Job, Scheduler
@@ -16,6 +17,11 @@ if TYPE_CHECKING:  # the runner imports this module
 
 
 def jobs(app: App) -> list[Job]:
+    # Every job counts its runs in the metrics (loyalty_job_runs_total).
+    return [Job(job.name, job.every, counted_job(job.name, job.run)) for job in _jobs(app)]
+
+
+def _jobs(app: App) -> list[Job]:
     bot, sessions, program = app.bot, app.sessions, app.program
     i18n, desk = app.dispatcher["i18n"], app.dispatcher["desk"]
     messages = (bot, sessions, program, i18n)

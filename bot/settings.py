@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TELEGRAM_API = "https://api.telegram.org"
 
 IdList = Annotated[frozenset[int], NoDecode]
+TokenList = Annotated[frozenset[str], NoDecode]
+# Telegram accepts 1-256 of these characters as a webhook secret token.
+_SECRET = r"^[A-Za-z0-9_-]{1,256}$"
+MIN_API_TOKEN = 16
 
 
 class SettingsError(ValueError):
@@ -33,6 +37,15 @@ class Settings(BaseSettings):
     # broadcasts (allow_paid_broadcast, 0.1 Stars a message beyond the free limit).
     broadcast_rate: float = Field(default=25, gt=0, le=1000)
     paid_broadcasts: bool = False
+    # The HTTP server: webhook, purchases API, health and metrics. Served in polling mode too.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    # With a webhook URL the bot is served Telegram's updates over HTTP instead of long polling.
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    webhook_secret: str | None = Field(default=None, pattern=_SECRET, validate_default=True)
+    # Bearer tokens for the purchases API (tills, online shops): comma-separated; no token, no API access.
+    api_tokens: TokenList = frozenset()
 
     @field_validator("admin_ids", "cashier_ids", "support_ids", mode="before")
     @classmethod
@@ -43,6 +56,26 @@ class Settings(BaseSettings):
                 return frozenset(int(part) for part in parts)
             except ValueError as exc:
                 raise ValueError("expected comma-separated Telegram user ids, e.g. 123,456") from exc
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | set | frozenset | tuple):
+            # A short token can be guessed; a comma inside one could not be told from a separator.
+            if any(not isinstance(token, str) or len(token) < MIN_API_TOKEN for token in value):
+                raise ValueError(f"each token needs at least {MIN_API_TOKEN} characters (comma-separated)")
+            return frozenset(value)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_with_webhook(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Without a secret anyone who finds the URL could post updates as any user, staff included.
+        if value is None and info.data.get("webhook_url"):
+            raise ValueError("required with LOYALTY_WEBHOOK_URL: 1-256 characters A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("database_url")

@@ -20,6 +20,7 @@ from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.purchases import (
     CATEGORY_RE,
+    MAX_ITEMS,
     RECEIPT_RE,
     AmountError,
     AmountProblem,
@@ -33,9 +34,6 @@ from storage.database import DbSession
 from storage.models import Member, Purchase
 
 log = logging.getLogger(__name__)
-
-
-MAX_ITEMS = 999
 
 
 def _usage() -> str:
@@ -111,10 +109,17 @@ async def purchase(
             code=member.code, points=result.points, balance=result.balance,
         ) + _explanation(result.purchase)
     )
-    if not await _notify_member(bot, i18n, member, result, program):
+    if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
+
+
+async def announce_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
+    """After a new purchase: tell the member, and a referrer what the purchase paid them. Shared by /purchase and
+    the purchases API so both notify alike. False if the member could not be told."""
+    notified = await notify_purchase(bot, i18n, member, result, program)
     if result.referral is not None:
         await after_payout(bot, i18n, program, result.referral)
+    return notified
 
 
 def _explanation(purchase: Purchase) -> str:
@@ -140,7 +145,8 @@ def _already_recorded(result: PurchaseResult, receipt: str | None, program: Prog
              "Nothing was added.").format(**details)
 
 
-async def _notify_member(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
+async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
+    """Tell the member what a purchase earned (from /purchase and the purchases API alike)."""
     locale = locale_of(member.language)
 
     def render() -> str:

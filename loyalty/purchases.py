@@ -25,6 +25,7 @@ from storage.models import Member, Purchase
 
 CATEGORY_RE = re.compile(r"^[\w-]{1,32}$")
 RECEIPT_RE = re.compile(r"^[\w./:#-]{1,64}$")
+MAX_ITEMS = 999
 
 
 class AmountProblem(StrEnum):
@@ -100,8 +101,13 @@ async def record_purchase(
     category: str | None = None,
     items: int = 1,
     recorded_by: int | None = None,
+    occurred_at: datetime | None = None,
 ) -> PurchaseResult:
-    """Record a purchase and award its points, once per ``(source, external_id)``."""
+    """Record a purchase and award its points, once per ``(source, external_id)``.
+
+    ``occurred_at`` (a till's own timestamp, sent later) sets which time-of-day promotions apply; the points are
+    still credited, and expire, from ``now``.
+    """
     await begin_write(session)
     existing = await find_purchase(session, source, external_id)
     if existing is not None:
@@ -109,15 +115,17 @@ async def record_purchase(
     member = await session.get(Member, member_id)
     if member is None:
         raise LookupError(member_id)
+    occurred = occurred_at or now
+    # VIP as of recording: a till may send a purchase late, but VIP counts for what is earned now.
     multiplier = vip.earn_multiplier(program, tier_multiplier(program, member.tier), member.vip_until, now)
-    basket = Basket(amount, category, items, now, multiplier)
+    basket = Basket(amount, category, items, occurred, multiplier)
     earning = await earning_for(session, program, member_id, basket)
     points = earning.total
     purchase = Purchase(
         member_id=member_id, source=source, external_id=external_id, amount_minor=to_minor(amount, program),
         currency=program.currency, category=category, items=items, base_points=earning.base, points=points,
         promotion=earning.promotion, promotion_detail=earning.detail, recorded_by=recorded_by,
-        occurred_at=now, created_at=now,
+        occurred_at=occurred, created_at=now,
     )
     session.add(purchase)
     try:

@@ -82,13 +82,16 @@ class Scheduler:
     async def stop(self) -> None:
         """Start no more jobs and let the running ones finish: a message is never cut off half sent."""
         if self._aps is not None:
+            # Pause, wait, then shut down: APScheduler's shutdown cancels the jobs its executor still runs, which
+            # would cut a job off mid-way (and log a CancelledError for every job started just before a stop).
             self._aps.pause()
-        # Wait before shutting APScheduler down: its asyncio executor cancels the jobs still running on shutdown.
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
-        if self._aps is not None:
+            executor = self._aps._lookup_executor("default")
+            pending = [f for f in getattr(executor, "_pending_futures", ()) if not f.done()]
+            await asyncio.gather(*pending, *self._running, return_exceptions=True)
             self._aps.shutdown(wait=False)
             self._aps = None
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def run_until(self, stop: asyncio.Event) -> None:
         self.start()

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _env(**extra: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
-    return {**clean, **extra}
+    # Port 0: the HTTP server takes a free port, so runs never collide with each other or a real bot.
+    return {**clean, "LOYALTY_HTTP_PORT": "0", **extra}
 
 
 async def _wait_for(tg: FakeTelegram, condition) -> None:

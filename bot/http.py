@@ -1,0 +1,117 @@
+"""The HTTP server every role runs: health, readiness, Prometheus metrics, and (bot roles) Telegram's webhook
+and the purchases API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from bot.metrics import refresh_broadcast_queue
+from bot.settings import Settings
+from loyalty.program import Program
+from storage.database import SessionFactory
+
+log = logging.getLogger(__name__)
+
+# Telegram's updates are small; anything near this is not from Telegram. The API has its own, smaller limit.
+MAX_REQUEST = 1024 * 1024
+# A readiness probe must answer quickly even when a dependency hangs.
+READY_TIMEOUT = 2.0
+
+DEPS: web.AppKey[Deps] = web.AppKey("deps")
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    program: Program
+    sessions: SessionFactory
+    bot: Bot
+    dispatcher: Dispatcher
+    redis: Any | None = None  # redis.asyncio.Redis when LOYALTY_REDIS_URL is set
+
+
+def webhook_path(settings: Settings) -> str | None:
+    """The webhook is served at the path of LOYALTY_WEBHOOK_URL (a proxy may sit in front)."""
+    if not settings.webhook_url:
+        return None
+    return urlsplit(settings.webhook_url).path or "/"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _check(name: str, probe: Any) -> tuple[str, str]:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await probe()
+    except Exception as exc:  # any failure means not ready; the reason goes to the log, not the internet
+        log.warning("readiness: %s does not answer: %s", name, exc)
+        return name, "unavailable"
+    return name, "ok"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+
+    async def database() -> None:
+        async with deps.sessions() as session:
+            await session.execute(text("SELECT 1"))
+
+    probes: list[tuple[str, Any]] = [("database", database)]
+    if deps.redis is not None:
+        probes.append(("redis", deps.redis.ping))
+    checks = dict(await asyncio.gather(*(_check(name, probe) for name, probe in probes)))
+    ready = all(state == "ok" for state in checks.values())
+    return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    try:
+        await refresh_broadcast_queue(request.app[DEPS].sessions)
+    except Exception:  # the other metrics are still worth serving when the database is down
+        log.warning("metrics: could not read the broadcast queue", exc_info=True)
+    body = generate_latest(REGISTRY)
+    response = web.Response(body=body)
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response
+
+
+def make_http_app(deps: Deps, *, serve_updates: bool) -> web.Application:
+    """``serve_updates``: this process answers Telegram (the bot roles), so it serves the webhook and the API."""
+    app = web.Application(client_max_size=MAX_REQUEST)
+    app[DEPS] = deps
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    if serve_updates:
+        from bot.api import setup_api
+
+        setup_api(app)
+        path = webhook_path(deps.settings)
+        if path is not None:
+            # handle_in_background=False: Telegram hears 200 only once the update is handled, so an update a
+            # dying worker was handling is redelivered rather than lost.
+            SimpleRequestHandler(deps.dispatcher, deps.bot, handle_in_background=False,
+                                 secret_token=deps.settings.webhook_secret).register(app, path=path)
+    return app
+
+
+async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("HTTP server on %s", ", ".join(f"{h}:{p}" for h, p, *_ in runner.addresses))
+    return runner

@@ -1,0 +1,153 @@
+"""Webhook mode: the secret header is checked, a redelivered update changes nothing, and only the scheduler's
+process (role all or scheduler) registers the webhook; no worker deletes it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.app import build_dispatcher
+from bot.dedupe import MemorySeenUpdates
+from bot.emulator import FakeTelegram
+from bot.http import make_http_app
+from storage.models import LedgerEntry, Member, Purchase
+from tests.harness import CASHIER_ID, BotHarness
+from tests.test_http import deps_of
+from tests.test_run import ROOT, _env, _wait_for
+
+URL = "https://bot.example.com/tg/hook"
+SECRET = "webhook-s3cret_token"
+HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@pytest.fixture
+async def hook(harness: BotHarness) -> AsyncIterator[TestClient]:
+    # The dispatcher as ``loyalty run`` builds it: with the redelivery guard.
+    harness.dp = build_dispatcher(harness.dp["settings"], harness.dp["program"], harness.sessions,
+                                  clock=harness.clock, seen_updates=MemorySeenUpdates())
+    deps = deps_of(harness, webhook_url=URL, webhook_secret=SECRET, cashier_ids=frozenset({CASHIER_ID}))
+    async with TestClient(TestServer(make_http_app(deps, serve_updates=True))) as client:
+        yield client
+
+
+async def _counts(harness: BotHarness) -> tuple[int, ...]:
+    async with harness.sessions() as session:
+        return tuple([int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+                      for model in (Member, Purchase, LedgerEntry)])
+
+
+@pytest.mark.parametrize("headers", [{}, {HEADER: "wrong"}, {HEADER: SECRET[:-1]}], ids=["none", "wrong", "prefix"])
+async def test_an_update_without_the_secret_is_refused_and_changes_nothing(hook: TestClient, harness: BotHarness,
+                                                                            headers: dict[str, str]) -> None:
+    before = await _counts(harness)
+    sent = len(harness.tg.calls)
+    response = await hook.post("/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"),
+                               headers=headers)
+    assert response.status in (401, 403)
+    assert await _counts(harness) == before and len(harness.tg.calls) == sent
+
+
+async def test_an_update_with_the_secret_is_handled(hook: TestClient, harness: BotHarness) -> None:
+    response = await hook.post("/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"),
+                               headers={HEADER: SECRET})
+    assert response.status == 200
+    assert "Welcome to Bean There Coffee, Ann!" in (harness.tg.last_text(1001) or "")
+    assert await harness.member(1001) is not None
+
+
+async def test_a_redelivered_update_changes_nothing(hook: TestClient, harness: BotHarness) -> None:
+    await hook.post("/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"),
+                    headers={HEADER: SECRET})
+    member = await harness.member(1001)
+    assert member is not None
+    update = harness.tg.message_update(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} 30 coffee")
+    assert (await hook.post("/tg/hook", json=update, headers={HEADER: SECRET})).status == 200
+    state, sent = await _counts(harness), len(harness.tg.calls)
+    points = (await harness.member(1001)).points  # type: ignore[union-attr]
+    for _ in range(2):  # Telegram did not hear our 200 (say): it sends the same update again
+        assert (await hook.post("/tg/hook", json=update, headers={HEADER: SECRET})).status == 200
+    assert await _counts(harness) == state
+    assert (await harness.member(1001)).points == points  # type: ignore[union-attr]
+    assert len(harness.tg.calls) == sent, "nothing is said twice either"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _start(tg: FakeTelegram, tmp_path: Path, role: str, port: int, db: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", "--role", role, cwd=tmp_path,
+        env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_DATABASE_URL=db,
+                 LOYALTY_WEBHOOK_URL=f"https://bot.example.com/hook/{role}", LOYALTY_WEBHOOK_SECRET=SECRET,
+                 LOYALTY_HTTP_HOST="127.0.0.1", LOYALTY_HTTP_PORT=str(port), PYTHONPATH=str(ROOT)),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def _until_up(port: int) -> None:
+    async with asyncio.timeout(60), aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    return stderr.decode()
+
+
+async def test_bot_workers_serve_the_webhook_and_only_the_all_role_registers_it(tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'hook.db'}"
+    async with FakeTelegram(token="4244:HOOK-TEST") as tg:
+        # A bot worker: serves updates at the URL's path, never polls, never sets or deletes the webhook.
+        port = _free_port()
+        worker = await _start(tg, tmp_path, "bot", port, db)
+        try:
+            await _until_up(port)
+            update: dict[str, Any] = tg.message_update(tg.user(501, "Ann"), "/start")
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"http://127.0.0.1:{port}/hook/bot", json=update) as refused:
+                    assert refused.status == 401
+                async with http.post(f"http://127.0.0.1:{port}/hook/bot", json=update,
+                                     headers={HEADER: SECRET}) as accepted:
+                    assert accepted.status == 200
+            assert "Welcome to Bean There Coffee, Ann!" in (tg.last_text(501) or "")
+        finally:
+            await _stop(worker)
+        assert not tg.calls_of("getUpdates") and not tg.calls_of("setWebhook") and not tg.calls_of("deleteWebhook")
+
+        # The single-process role: registers the webhook with its secret, and leaves it in place on the way out.
+        port = _free_port()
+        everything = await _start(tg, tmp_path, "all", port, db)
+        try:
+            await _wait_for(tg, lambda: tg.calls_of("setWebhook"))
+            await _until_up(port)
+        finally:
+            await _stop(everything)
+        [registered] = tg.calls_of("setWebhook")
+        assert registered.params["url"] == "https://bot.example.com/hook/all"
+        assert registered.params["secret_token"] == SECRET
+        assert "message" in registered.params["allowed_updates"]
+        assert not tg.calls_of("deleteWebhook") and not tg.calls_of("getUpdates")
+        assert tg.webhook_url == "https://bot.example.com/hook/all"
+        tg.assert_clean()
