@@ -2,7 +2,7 @@
 
 Starts a fake Bot API (in this process), migrates a fresh PostgreSQL database ``loyalty_load_bench``, and runs
 two ``loyalty run --role bot`` workers in webhook mode on the same database and Redis. 200 simulated members
-join, then send /balance, /card and /history while a cashier records purchases for them, at ``--rate`` updates a
+join, then send /balance, /card and /history while twenty tills record purchases for them, at ``--rate`` updates a
 second spread over both workers (as a load balancer would), for ``--seconds``. Half-way the second worker is
 killed (SIGKILL). Updates it refused or never answered are delivered again to the survivor, as Telegram
 redelivers an unacknowledged webhook update. A worker answers the webhook only once the update is handled, so an
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "loyalty_load_bench"
 REDIS_URL = "redis://127.0.0.1:6379/5"
 SECRET = "load-bench-secret"
-CASHIER = 9002
+CASHIERS = range(9100, 9120)  # twenty tills: one chat's updates are handled in order, like a real till's
 MEMBERS = 200
 FIRST = 700_000
 COMMANDS = ("/balance", "/card", "/history")
@@ -59,12 +59,14 @@ async def _database(server: str) -> str:
     return url
 
 
-async def _worker(tg: FakeTelegram, database: str, port: int) -> asyncio.subprocess.Process:
+async def _worker(tg: FakeTelegram, database: str, port: int, redis: bool = True) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
     env.update(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_DATABASE_URL=database,
                LOYALTY_REDIS_URL=REDIS_URL, LOYALTY_WEBHOOK_URL="https://bot.example.com/tg/webhook",
                LOYALTY_WEBHOOK_SECRET=SECRET, LOYALTY_HTTP_HOST="127.0.0.1", LOYALTY_HTTP_PORT=str(port),
-               LOYALTY_CASHIER_IDS=str(CASHIER), PYTHONPATH=str(ROOT))
+               LOYALTY_CASHIER_IDS=",".join(map(str, CASHIERS)), PYTHONPATH=str(ROOT))
+    if not redis:
+        del env["LOYALTY_REDIS_URL"]
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.cli", "run", "--role", "bot", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
@@ -89,6 +91,9 @@ class Delivery:
         self.http, self.ports = http, ports
         self.alive = list(ports)
         self.latencies: list[float] = []
+        self.phase = "both workers"
+        self.timeline: list[tuple[float, float]] = []
+        self.by_phase: dict[str, list[float]] = {}
         self.unacknowledged: list[dict[str, Any]] = []
         self.redelivered = 0
 
@@ -102,7 +107,9 @@ class Delivery:
         except (aiohttp.ClientError, TimeoutError):
             ok = False
         if ok:
+            self.timeline.append((started, time.perf_counter() - started))
             self.latencies.append(time.perf_counter() - started)
+            self.by_phase.setdefault(self.phase, []).append(time.perf_counter() - started)
         else:
             self.unacknowledged.append(update)
         return ok
@@ -126,10 +133,16 @@ async def run(rate: float, seconds: float, pg: str) -> None:
                 await _ready(http, port)
             delivery = Delivery(http, ports)
             members = [tg.user(FIRST + i, f"M{i}") for i in range(MEMBERS)]
-            cashier = tg.user(CASHIER, "Cashier")
+            tills = [tg.user(tid, "Cashier") for tid in CASHIERS]
             await asyncio.gather(*(delivery.post(tg.message_update(m, "/start"), ports[i % 2])
                                    for i, m in enumerate(members)))
+            # Warm-up, not measured: every command once on both workers (connection pools, caches, first use).
+            for command in COMMANDS:
+                await asyncio.gather(*(delivery.post(tg.message_update(m, command), ports[i % 2])
+                                       for i, m in enumerate(members)))
             delivery.latencies.clear()
+            delivery.timeline.clear()
+            delivery.by_phase.clear()
 
             updates: list[dict[str, Any]] = []
             purchases: dict[int, int] = {}
@@ -137,7 +150,8 @@ async def run(rate: float, seconds: float, pg: str) -> None:
             for n in range(total):
                 member = members[n % MEMBERS]
                 if n % 10 == 0:  # one update in ten is a purchase at the till
-                    updates.append(tg.message_update(cashier, f"/purchase {member['id']} 10 coffee L-{n}"))
+                    till = tills[(n // 10) % len(tills)]
+                    updates.append(tg.message_update(till, f"/purchase {member['id']} 10 coffee L-{n}"))
                     purchases[member["id"]] = purchases.get(member["id"], 0) + 1
                 else:
                     updates.append(tg.message_update(member, COMMANDS[n % len(COMMANDS)]))
@@ -147,11 +161,13 @@ async def run(rate: float, seconds: float, pg: str) -> None:
                 if n == total // 2:
                     workers[1].send_signal(signal.SIGKILL)  # a worker dies with updates in flight
                     delivery.alive = [ports[0]]
+                    delivery.phase = "one worker"
                 await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
                 port = ports[n % 2]
                 tasks.append(asyncio.create_task(delivery.post(update, port)))
             await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - started
+            delivery.phase = "redelivery"
             await delivery.redeliver()
 
             lost, doubled = await _check(database, updates, purchases)
@@ -163,6 +179,10 @@ async def run(rate: float, seconds: float, pg: str) -> None:
                   f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (acknowledged deliveries); a worker killed at update "
                   f"{total // 2}, {delivery.redelivered} redelivered to the survivor; lost {lost}, doubled {doubled}; "
                   f"Bot API spec errors {len(tg.spec_errors)}")
+            for phase, values in delivery.by_phase.items():
+                values.sort()
+                print(f"  {phase}: {len(values)} updates, p50 {statistics.median(values) * 1000:.1f} ms, "
+                      f"p99 {values[int(len(values) * 0.99) - 1] * 1000:.1f} ms")
         finally:
             for worker in workers:
                 if worker.returncode is None:

@@ -151,3 +151,54 @@ async def test_bot_workers_serve_the_webhook_and_only_the_all_role_registers_it(
         assert not tg.calls_of("deleteWebhook") and not tg.calls_of("getUpdates")
         assert tg.webhook_url == "https://bot.example.com/hook/all"
         tg.assert_clean()
+
+
+async def test_two_worker_processes_on_one_database_and_redis_share_a_conversation(
+        tmp_path: Path, database_url: str) -> None:
+    """The issue's deployment in small: two `loyalty run --role bot` processes behind one webhook URL, one
+    database, one Redis. The member's updates alternate between them; the conversation goes on regardless."""
+    from redis.asyncio import Redis
+
+    redis_url = "redis://127.0.0.1:6379/3"
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    async with FakeTelegram(token="4245:TWO-WORKERS") as tg:
+        ports = [_free_port(), _free_port()]
+        workers = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", "--role", "bot", cwd=tmp_path,
+            env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url,
+                     LOYALTY_DATABASE_URL=database_url, LOYALTY_REDIS_URL=redis_url, LOYALTY_WEBHOOK_URL=URL,
+                     LOYALTY_WEBHOOK_SECRET=SECRET, LOYALTY_HTTP_HOST="127.0.0.1", LOYALTY_HTTP_PORT=str(port),
+                     PYTHONPATH=str(ROOT)),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for port in ports]
+        try:
+            for port in ports:
+                await _until_up(port)
+            ann = tg.user(601, "Ann")
+            async with aiohttp.ClientSession() as http:
+
+                async def deliver(update: dict[str, Any], worker: int) -> None:
+                    async with http.post(f"http://127.0.0.1:{ports[worker]}/tg/hook", json=update,
+                                         headers={HEADER: SECRET}) as response:
+                        assert response.status == 200
+
+                await deliver(tg.message_update(ann, "/start"), 0)
+                await deliver(tg.message_update(ann, "/profile"), 1)
+                profile = tg.last_message(601)
+                assert profile is not None
+                button = next(b for row in profile["reply_markup"]["inline_keyboard"] for b in row
+                              if b["text"] == "🎂 Set birthday")
+                await deliver(tg.callback_update(ann, profile, button["callback_data"]), 0)
+                assert "When is your birthday?" in (tg.last_text(601) or "")
+                birthday = tg.message_update(ann, "07-14")
+                await deliver(birthday, 1)  # the other process takes the answer
+                assert "Birthday saved: 07-14" in (tg.last_text(601) or "")
+                replies = len(tg.messages(601))
+                await deliver(birthday, 0)  # Telegram redelivers it to the first: nothing happens
+                assert len(tg.messages(601)) == replies
+        finally:
+            for worker in workers:
+                await _stop(worker)
+            await redis.flushdb()
+            await redis.aclose()
+        tg.assert_clean()
