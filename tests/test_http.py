@@ -20,7 +20,7 @@ from tests.test_run import ROOT, _env
 
 def deps_of(harness: BotHarness, redis: object | None = None, **settings: object) -> Deps:
     config = Settings(bot_token=harness.tg.token, telegram_api_url=harness.tg.base_url,
-                      _env_file=None, **settings)  # type: ignore[call-arg]
+                      _env_file=None, **settings)  # type: ignore[call-arg, arg-type]
     return Deps(config, harness.dp["program"], harness.sessions, harness.bot, harness.dp, redis)
 
 
