@@ -115,10 +115,14 @@ class Delivery:
         return ok
 
     async def redeliver(self) -> None:
-        pending, self.unacknowledged = self.unacknowledged, []
-        self.redelivered += len(pending)
-        for update in pending:
-            await self.post(update, self.alive[0])
+        """Like Telegram: deliver again what was not acknowledged, a few rounds, until it is."""
+        for _round in range(5):
+            pending, self.unacknowledged = self.unacknowledged, []
+            if not pending:
+                return
+            self.redelivered += len(pending)
+            for update in pending:
+                await self.post(update, self.alive[0])
 
 
 async def run(rate: float, seconds: float, pg: str) -> None:
