@@ -4,6 +4,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
+# Chinese glyphs for the /stats charts' labels (without them the charts fall back to English).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-cjk && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so a code change rebuilds only the last layers.
 COPY pyproject.toml README.md ./
 RUN mkdir -p bot handlers loyalty scheduler storage && pip install . && pip uninstall -y loyalty-assistant
