@@ -136,7 +136,7 @@ async def main() -> None:
     chosen = [name for name in CASES if args.case == name or (args.case == "all" and name != "capacity")]
     cases = [case for name in chosen for case in CASES[name]]
     for case in cases:
-        url = await fresh_pg_database(args.pg)
+        url = await fresh_pg_database(args.pg, "loyalty_broadcast_bench")
         with tempfile.TemporaryDirectory() as tmp:
             database = url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
             await run_case(case, database, args.members)

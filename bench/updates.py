@@ -87,17 +87,17 @@ async def bare_rate(updates: int, concurrency: int) -> float:
         finally:
             await bot.session.close()
 
-async def fresh_pg_database(server: str) -> str | None:
+async def fresh_pg_database(server: str, name: str = "loyalty_bench") -> str | None:
     try:
         conn = await asyncpg.connect(f"postgresql://{server}/postgres", timeout=3)
     except (OSError, asyncpg.PostgresError):
         return None
     try:
-        await conn.execute("DROP DATABASE IF EXISTS loyalty_bench WITH (FORCE)")
-        await conn.execute("CREATE DATABASE loyalty_bench")
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
-    return f"postgresql+asyncpg://{server}/loyalty_bench"
+    return f"postgresql+asyncpg://{server}/{name}"
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
