@@ -483,11 +483,13 @@ async def cohorts(session: AsyncSession, now: datetime, tz: ZoneInfo, count: int
         if 0 <= bucket < count:
             sizes[bucket] = int(size)
     buy_bucket = _bucket_index(col(Purchase.occurred_at), edges).label("month")
-    rows = (await session.execute(select(join_bucket, buy_bucket, func.count(distinct(col(Purchase.member_id))))
-                                  .join(Member, col(Member.id) == col(Purchase.member_id))
-                                  .where(col(Member.joined_at) >= firsts[0], col(Purchase.occurred_at) >= firsts[0],
-                                         _valid())
-                                  .group_by(join_bucket, buy_bucket))).all()
+    # Members per (cohort, month) in two steps: a COUNT(DISTINCT) per group would sort every purchase.
+    pairs = (select(col(Purchase.member_id), join_bucket, buy_bucket)
+             .join(Member, col(Member.id) == col(Purchase.member_id))
+             .where(col(Member.joined_at) >= firsts[0], col(Purchase.occurred_at) >= firsts[0], _valid())
+             .group_by(col(Purchase.member_id), join_bucket, buy_bucket).subquery())
+    rows = (await session.execute(select(pairs.c.cohort, pairs.c.month, func.count())
+                                  .group_by(pairs.c.cohort, pairs.c.month))).all()
     active: list[list[float | None]] = [[None] * count for _ in range(count)]
     for cohort in range(count):
         for n in range(count - cohort):
