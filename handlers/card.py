@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+from functools import lru_cache
 
 import segno
 from aiogram import Router
@@ -20,6 +21,7 @@ from loyalty.punchcards import progress_of
 from storage.database import DbSession
 
 
+@lru_cache(maxsize=4096)  # members show their card again and again; drawing the PNG is the handler's main cost
 def qr_png(payload: str) -> bytes:
     buffer = io.BytesIO()
     segno.make_qr(payload, error="m").save(buffer, kind="png", scale=10, border=4)
