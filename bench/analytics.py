@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from bench.updates import fresh_pg_database
 from handlers import charts
 from loyalty import metrics
 from loyalty.program import load_program
@@ -81,11 +82,9 @@ FROM member WHERE id % 10 = 0
 
 
 async def fill(server: str, members: int, purchases: int) -> str:
-    admin = await asyncpg.connect(f"postgresql://{server}/postgres")
-    await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    await admin.execute(f"CREATE DATABASE {DATABASE}")
-    await admin.close()
-    url = f"postgresql+asyncpg://{server}/{DATABASE}"
+    url = await fresh_pg_database(server, DATABASE)
+    if url is None:
+        raise SystemExit(f"no PostgreSQL answers at {server}")
     await upgrade_async(url)
     connection = await asyncpg.connect(f"postgresql://{server}/{DATABASE}")
     started = time.perf_counter()

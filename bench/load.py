@@ -30,6 +30,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
+from bench.updates import fresh_pg_database
 from bot.emulator import FakeTelegram
 from storage.migrate import upgrade_async
 
@@ -50,11 +51,9 @@ def _free_port() -> int:
 
 
 async def _database(server: str) -> str:
-    admin = await asyncpg.connect(f"postgresql://{server}/postgres")
-    await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    await admin.execute(f"CREATE DATABASE {DATABASE}")
-    await admin.close()
-    url = f"postgresql+asyncpg://{server}/{DATABASE}"
+    url = await fresh_pg_database(server, DATABASE)
+    if url is None:
+        raise SystemExit(f"no PostgreSQL answers at {server}")
     await upgrade_async(url)
     return url
 

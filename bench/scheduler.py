@@ -80,7 +80,7 @@ async def fill(pg: str, members: int) -> str:
 
 async def measure(url: str) -> None:
     program = load_program()
-    selections: dict[str, Select[Any] | None] = {
+    selections: dict[str, Any] = {  # Select of various row shapes
         "birthdays": birthdays.due(program, NOW),
         "winback": winback.due(NOW),
         "expiry warnings": expiry.due(program, NOW),

@@ -16,27 +16,16 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.settings import Settings
 from handlers.delivery import Outcome, deliver
-from handlers.ui import day, locale_of, money, speaking
+from handlers.ui import coupon_line, day, locale_of, money, speaking
 from loyalty import birthdays, digest, expiry, winback
 from loyalty.ledger import expire_due
 from loyalty.notices import claim, release
 from loyalty.program import Program
 from loyalty.purchases import from_minor
-from loyalty.rewards import title_for
 from loyalty.roles import Role, StaticRoles, highest, staff_in_database
 from loyalty.tiers import review_tiers
-from storage.database import DbSession, SessionFactory
-from storage.models import Coupon, Member, Reward
-
-
-async def _coupon_line(session: DbSession, coupon: Coupon | None, member: Member, program: Program) -> str:
-    if coupon is None:
-        return ""
-    reward = await session.get(Reward, coupon.reward_id)
-    title = title_for(reward, member.language) if reward else ""
-    until = day(coupon.expires_at, program.tz, locale_of(member.language))
-    return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
-        reward=html.escape(title), code=coupon.code, date=until)
+from storage.database import SessionFactory
+from storage.models import Member
 
 
 async def send_birthday_offers(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
@@ -55,7 +44,7 @@ async def send_birthday_offers(bot: Bot, sessions: SessionFactory, program: Prog
                     name=html.escape(member.first_name or ""), program=html.escape(program.name))
                 if gift.points:
                     text += "\n" + _("Here are {points} bonus points for you.").format(points=gift.points)
-                text += await _coupon_line(session, gift.coupon, member, program)
+                text += await coupon_line(session, gift.coupon, member, program)
             outcome = await deliver(bot, session, member.chat_id, text, now)
             if outcome is Outcome.RETRY:
                 await release(session, birthdays.KIND, member.telegram_id, year)
@@ -80,7 +69,7 @@ async def send_winback_nudges(bot: Bot, sessions: SessionFactory, program: Progr
                 if nudge.bonus and nudge.bonus_until is not None:
                     text += "\n" + _("Come by before {date} and get {points} extra points with your purchase.").format(
                         date=day(nudge.bonus_until, program.tz, locale), points=nudge.bonus)
-                text += await _coupon_line(session, nudge.coupon, member, program)
+                text += await coupon_line(session, nudge.coupon, member, program)
                 text += "\n" + _("No more offers like this? Turn promotions off in /settings.")
             outcome = await deliver(bot, session, member.chat_id, text, now)
             if outcome is Outcome.RETRY:

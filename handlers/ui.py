@@ -20,11 +20,14 @@ from aiogram.utils.i18n import gettext as _
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty.members import MemberView, map_language
 from loyalty.privacy import can_message
+from loyalty.program import Program
 from loyalty.punchcards import CardProgress
-from storage.models import Member
+from loyalty.rewards import title_for
+from storage.models import Coupon, Member, Reward
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +125,13 @@ async def tell(bot: Bot, i18n: I18n, member: Member, render: Callable[[], str], 
         return False
     return True
 
+
+async def coupon_line(session: AsyncSession, coupon: Coupon | None, member: Member, program: Program) -> str:
+    """The line a gifted coupon adds to a message (a birthday offer, a win-back nudge, a VIP gift)."""
+    if coupon is None:
+        return ""
+    reward = await session.get(Reward, coupon.reward_id)
+    title = title_for(reward, member.language) if reward else ""
+    until = day(coupon.expires_at, program.tz, locale_of(member.language))
+    return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
+        reward=html.escape(title), code=coupon.code, date=until)

@@ -17,15 +17,14 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.delivery import Outcome, deliver
 from handlers.filters import HasContent, HasPermission, IsMember
-from handlers.ui import day, locale_of, speaking, tell
+from handlers.ui import coupon_line, day, locale_of, speaking, tell
 from loyalty import vip
 from loyalty.members import MemberView, find_member, get_by_telegram_id
 from loyalty.notices import claim, release
 from loyalty.program import Program, VipRules
-from loyalty.rewards import title_for
 from loyalty.roles import Permission
 from storage.database import DbSession, SessionFactory
-from storage.models import Coupon, Member, Reward, VipPayment
+from storage.models import Member, VipPayment
 
 log = logging.getLogger(__name__)
 
@@ -234,16 +233,6 @@ async def refund_vip(message: Message, command: CommandObject, session: DbSessio
 # ------------------------------------------------------------------------------------------------ scheduler
 
 
-async def _coupon_line(session: DbSession, coupon: Coupon | None, member: Member, program: Program) -> str:
-    if coupon is None:
-        return ""
-    reward = await session.get(Reward, coupon.reward_id)
-    title = title_for(reward, member.language) if reward else ""
-    until = day(coupon.expires_at, program.tz, locale_of(member.language))
-    return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
-        reward=html.escape(title), code=coupon.code, date=until)
-
-
 async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
     """The monthly VIP gift: claimed, given (idempotently by its ledger and coupon key), then told."""
     sent = 0
@@ -259,7 +248,7 @@ async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i
                 text = _("👑 Your VIP gift from {program} is here!").format(program=html.escape(program.name))
                 if gift.points:
                     text += "\n" + _("Here are {points} bonus points for you.").format(points=gift.points)
-                text += await _coupon_line(session, gift.coupon, member, program)
+                text += await coupon_line(session, gift.coupon, member, program)
             outcome = await deliver(bot, session, member.chat_id, text, now)
             if outcome is Outcome.RETRY:
                 await release(session, vip.GIFT_KIND, member.telegram_id, due.stretch, seq=due.number)
