@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
@@ -95,30 +96,27 @@ async def score(session: AsyncSession, survey_id: int, member_id: int, value: in
     """Record (or change, until the answer is final) a 0–10 score. None if it is not this member's survey."""
     if not 0 <= value <= 10:
         raise ValueError("a score is 0 to 10")
-    await begin_write(session)
-    changed = (await session.execute(
-        update(Survey).where(
-            col(Survey.id) == survey_id, col(Survey.member_id) == member_id, col(Survey.finished_at).is_(None),
-            (col(Survey.score).is_(None)) | (col(Survey.score) != value),
-        ).values(score=value, scored_at=now)
-    )).rowcount  # type: ignore[attr-defined]
-    await session.commit()
-    survey = await session.get(Survey, survey_id, populate_existing=True)
-    if survey is None or survey.member_id != member_id:
-        return None
-    return Answer(survey, bool(changed))
+    return await _change(session, survey_id, member_id, (col(Survey.score).is_(None)) | (col(Survey.score) != value),
+                         score=value, scored_at=now)
 
 
 async def finish(
     session: AsyncSession, survey_id: int, member_id: int, reason: str | None, now: datetime
 ) -> Answer | None:
     """Give (or skip, with None) the reason: the answer becomes final. None if not this member's survey."""
+    return await _change(session, survey_id, member_id, col(Survey.score).is_not(None),
+                         reason=reason.strip()[:REASON_MAX] if reason else None, finished_at=now)
+
+
+async def _change(session: AsyncSession, survey_id: int, member_id: int, condition: Any,
+                  **values: Any) -> Answer | None:
+    """Update this member's unfinished survey when ``condition`` holds; the survey as it now stands."""
     await begin_write(session)
     changed = (await session.execute(
         update(Survey).where(
             col(Survey.id) == survey_id, col(Survey.member_id) == member_id, col(Survey.finished_at).is_(None),
-            col(Survey.score).is_not(None),
-        ).values(reason=reason.strip()[:REASON_MAX] if reason else None, finished_at=now)
+            condition,
+        ).values(**values)
     )).rowcount  # type: ignore[attr-defined]
     await session.commit()
     survey = await session.get(Survey, survey_id, populate_existing=True)
