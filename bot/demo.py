@@ -172,7 +172,7 @@ async def chat(demo: Demo) -> None:
             return
         if line.startswith("/as"):
             demo.become(line[3:].strip().lower())
-        elif line.isdigit() and len(line) < 3:
+        elif line.isdecimal() and len(line) < 3:
             await demo.press(int(line))
         else:
             # The echo is only for the scripted tour; here the terminal already shows what was typed.

@@ -40,7 +40,7 @@ async def campaign(
         ) for c in running]
         await message.answer("\n".join(lines) or _("No campaigns are running."))
     elif action == "end":
-        if not rest.strip().isdigit() or not await end_campaign(session, int(rest.strip()), now):
+        if not rest.strip().isdecimal() or not await end_campaign(session, int(rest.strip()), now):
             await message.answer(_("No running campaign {ref}.").format(ref=html.escape(rest.strip()[:16])))
         else:
             await message.answer(_("Campaign #{id} has ended.").format(id=int(rest.strip())))
@@ -66,7 +66,7 @@ async def _add(
     if effect is None:
         await message.answer(_("The effect must be a multiplier like x2 (up to x10) or bonus points like +50."))
         return
-    if not words[1].isdigit() or not 1 <= int(words[1]) <= MAX_DAYS:
+    if not words[1].isdecimal() or not 1 <= int(words[1]) <= MAX_DAYS:
         await message.answer(_("The duration must be a number of days from 1 to {max}.").format(max=MAX_DAYS))
         return
     if category is not None and not CATEGORY_RE.match(category):

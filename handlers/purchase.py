@@ -78,7 +78,7 @@ async def purchase(
     items = 1
     if counts:
         count_text = counts[0].split("=", 1)[1]
-        if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_ITEMS:
+        if not count_text.isdecimal() or not 1 <= int(count_text) <= MAX_ITEMS:
             await message.answer(_("The number of items must be a whole number from 1 to {max}.").format(max=MAX_ITEMS))
             return
         items = int(count_text)

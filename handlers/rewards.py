@@ -221,7 +221,7 @@ async def manage_rewards(message: Message, command: CommandObject, session: DbSe
 
 
 async def _add(message: Message, session: DbSession, program: Program, words: list[str]) -> None:
-    if not words or not words[0].isdigit() or not 0 < int(words[0]) <= 10_000_000:
+    if not words or not words[0].isdecimal() or not 0 < int(words[0]) <= 10_000_000:
         await message.answer(_("The cost must be a whole number of points above zero.") + "\n" + _reward_usage())
         return
     options: dict[str, int] = {}

@@ -293,7 +293,7 @@ async def inbox(message: Message, session: DbSession, program: Program, clock: C
 async def reply_command(message: Message, command: CommandObject, session: DbSession, bot: Bot,
                         clock: Callable[[], datetime]) -> None:
     parts = (command.args or "").split(maxsplit=1)
-    if len(parts) != 2 or not parts[0].lstrip("#").isdigit():
+    if len(parts) != 2 or not parts[0].lstrip("#").isdecimal():
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/reply <thread> <text>"))))
         return
     found = await feedback.get_thread(session, int(parts[0].lstrip("#")))
@@ -323,7 +323,7 @@ async def reply_command(message: Message, command: CommandObject, session: DbSes
 async def close_command(message: Message, command: CommandObject, session: DbSession, desk: Desk, bot: Bot,
                         i18n: I18n, clock: Callable[[], datetime]) -> None:
     ref = (command.args or "").strip().lstrip("#")
-    found = await feedback.get_thread(session, int(ref)) if ref.isdigit() else None
+    found = await feedback.get_thread(session, int(ref)) if ref.isdecimal() else None
     if found is None:
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/close <thread>"))))
         return

@@ -61,7 +61,7 @@ async def find_member(session: AsyncSession, ref: str) -> Member | None:
             return None
         result = await session.execute(select(Member).where(col(Member.username) == name))
         return result.scalar_one_or_none()
-    if ref.isdigit() and len(ref) <= 19:
+    if ref.isdecimal() and len(ref) <= 19:
         member = await get_by_telegram_id(session, int(ref))
         if member is not None:
             return member

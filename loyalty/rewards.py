@@ -91,7 +91,7 @@ async def catalog(session: AsyncSession, *, include_disabled: bool = False) -> l
 
 async def find_reward(session: AsyncSession, ref: str) -> Reward | None:
     """A reward by numeric id or key."""
-    query = select(Reward).where(col(Reward.id) == int(ref)) if ref.isdigit() else select(Reward).where(
+    query = select(Reward).where(col(Reward.id) == int(ref)) if ref.isdecimal() else select(Reward).where(
         col(Reward.key) == ref.lower())
     return (await session.execute(query)).scalar_one_or_none()
 

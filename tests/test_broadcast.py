@@ -364,7 +364,7 @@ def test_segment_words(program: Program) -> None:
         tier="Silver", inactive_days=30, language="zh-Hans", nps="promoter", min_points=100, birthday_this_month=True)
     for words, problem in (("foo", SegmentProblem.UNKNOWN_FILTER), ("tier=", SegmentProblem.BAD_VALUE),
                            ("active=0", SegmentProblem.BAD_VALUE), ("active=99999999", SegmentProblem.BAD_VALUE),
-                           ("nps=fan", SegmentProblem.BAD_VALUE)):
+                           ("nps=fan", SegmentProblem.BAD_VALUE), ("points=²", SegmentProblem.BAD_VALUE)):
         with pytest.raises(BadSegment) as caught:
             parse_segment(words, program)
         assert caught.value.problem is problem, words

@@ -89,6 +89,10 @@ async def test_usage_unknown_member_and_bad_receipt(harness: BotHarness) -> None
     assert "Usage: /purchase &lt;member&gt; &lt;amount&gt;" in usage
     assert "No member found for @&lt;x&gt;" in harness.texts(await harness.send(cashier, "/purchase @<x> 10"))[0]
     assert "No member found" in harness.texts(await harness.send(cashier, "/purchase 77777777 10"))[0]
+    # Characters Python calls digits that are not numbers (a superscript two) are not an id either.
+    assert "No member found" in harness.texts(await harness.send(cashier, "/purchase ² 10"))[0]
+    reply = harness.texts(await harness.send(cashier, "/purchase @ann_w 10 items=²"))[0]
+    assert "number of items must be a whole number" in reply
     reply = harness.texts(await harness.send(cashier, "/purchase @ann_w 10 coffee <receipt>"))[0]
     assert "receipt number may use" in reply
     assert await _count(harness, Purchase) == 0
