@@ -417,3 +417,18 @@ async def test_delivery_rows_are_unique_per_member(harness: BotHarness, program:
         session.add(Delivery(broadcast_id=broadcast.id or 0, member_id=member_id))
         with pytest.raises(IntegrityError):
             await session.commit()
+
+
+async def test_the_status_message_shows_progress_while_sending(harness: BotHarness) -> None:
+    await _join(harness)
+    broadcaster = _broadcaster(harness)
+    broadcaster.limiter = RateLimiter(3)  # about four seconds for twelve: more than one progress edit
+    admin = await _compose(harness)
+    await harness.press(admin, "🚀 Send now")
+    status = harness.tg.messages(ADMIN_ID)[-1]
+    assert broadcaster.task is not None
+    await asyncio.wait_for(broadcaster.task, 30)
+    edits = [c.params["text"] for c in harness.tg.calls_of("editMessageText")
+             if c.params.get("message_id") == status["message_id"]]
+    assert any("messages a second, about" in text and "remaining:" in text for text in edits[:-1]), edits
+    assert "✅ Broadcast #1 finished." in edits[-1] and "Sent: 12" in edits[-1]
