@@ -185,7 +185,7 @@ async def run(rate: float, seconds: float, pg: str) -> None:
             for phase, values in delivery.by_phase.items():
                 values.sort()
                 print(f"  {phase}: {len(values)} updates, p50 {statistics.median(values) * 1000:.1f} ms, "
-                      f"p99 {values[int(len(values) * 0.99) - 1] * 1000:.1f} ms")
+                      f"p99 {values[int(len(values) * 0.99) - 1] * 1000:.1f} ms, max {values[-1] * 1000:.0f} ms")
         finally:
             for worker in workers:
                 if worker.returncode is None:

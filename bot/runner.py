@@ -85,8 +85,9 @@ def make_fsm_storage(settings: Settings) -> tuple[BaseStorage | None, BaseEventI
     storage = RedisStorage.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True))
     # Isolation: a lock per chat and user across workers, so two updates of one conversation never interleave.
     # A held lock is polled every 5 ms rather than redis-py's default 100 ms: a member's second tap would
-    # otherwise wait a tenth of a second for a handler that took ten milliseconds.
-    return storage, storage.create_isolation(lock_kwargs={"timeout": 60, "sleep": 0.005})
+    # otherwise wait a tenth of a second for a handler that took ten milliseconds. It expires after 10 s rather
+    # than aiogram's 60: a worker killed mid-update leaves its locks behind, and its members wait that long.
+    return storage, storage.create_isolation(lock_kwargs={"timeout": 10, "sleep": 0.005})
 
 
 async def run_polling(app: App, *, handle_signals: bool = True, with_scheduler: bool = False) -> None:
