@@ -19,23 +19,20 @@ from handlers.delivery import Outcome, deliver
 from handlers.ui import coupon_line, day, locale_of, money, speaking
 from loyalty import birthdays, digest, expiry, winback
 from loyalty.ledger import expire_due
+from loyalty.members import members_of, reachable
 from loyalty.notices import claim, release
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Role, StaticRoles, highest, staff_in_database
 from loyalty.tiers import review_tiers
 from storage.database import SessionFactory
-from storage.models import Member
 
 
 async def send_birthday_offers(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
-    statement = birthdays.due(program, now)
-    if statement is None:
-        return 0
     year = str(birthdays.local_today(program, now)[0].year)
     sent = 0
     async with sessions() as session:
-        for member in (await session.execute(statement)).scalars().all():
+        for member in await members_of(session, birthdays.due(program, now)):
             if not await claim(session, birthdays.KIND, member.telegram_id, year, now):
                 continue  # another scheduler greets this one
             gift = await birthdays.give(session, program, member, int(year), now)
@@ -55,7 +52,7 @@ async def send_birthday_offers(bot: Bot, sessions: SessionFactory, program: Prog
 async def send_winback_nudges(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
     sent = 0
     async with sessions() as session:
-        for member in (await session.execute(winback.due(now))).scalars().all():
+        for member in await members_of(session, winback.due(now)):
             nudge = await winback.prepare(session, program, member, now)
             if nudge is None:
                 continue
@@ -86,12 +83,9 @@ async def expire_points(sessions: SessionFactory, now: datetime) -> int:
 
 
 async def send_expiry_warnings(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
-    statement = expiry.due(program, now)
-    if statement is None:
-        return 0
     sent = 0
     async with sessions() as session:
-        for member in (await session.execute(statement)).scalars().all():
+        for member in await members_of(session, expiry.due(program, now)):
             warning = await expiry.claim_warning(session, program, member, now)
             if warning is None:
                 continue
@@ -114,8 +108,8 @@ async def review_member_tiers(bot: Bot, sessions: SessionFactory, program: Progr
     async with sessions() as session:
         review = await review_tiers(session, program, now)
         for member_id, level, short, deadline in review.warned:
-            member = await session.get(Member, member_id)
-            if member is None or member.blocked_at or member.erased_at:
+            member = await reachable(session, member_id)
+            if member is None:
                 continue
             with speaking(i18n, member.language):
                 locale = locale_of(member.language)
@@ -125,8 +119,8 @@ async def review_member_tiers(bot: Bot, sessions: SessionFactory, program: Progr
                     date=day(deadline, program.tz, locale))
             sent += await deliver(bot, session, member.chat_id, text, now) is Outcome.SENT
         for member_id, old, new in review.demoted:
-            member = await session.get(Member, member_id)
-            if member is None or member.blocked_at or member.erased_at:
+            member = await reachable(session, member_id)
+            if member is None:
                 continue
             with speaking(i18n, member.language):
                 text = _("Your status changed from {old} to {new}. "

@@ -203,8 +203,7 @@ async def staff_answers(
 
 async def _answer(message: Message, session: DbSession, bot: Bot, thread: Thread, kind: str, now: datetime) -> None:
     assert thread.id is not None and message.from_user is not None
-    member = await session.get(Member, thread.member_id)
-    assert member is not None
+    member = await feedback.member_of(session, thread)
     stored = await feedback.staff_says(session, thread.id, source_key=f"s:{message.chat.id}:{message.message_id}",
                                        kind=kind, text=message.html_text if (message.text or message.caption) else None,
                                        author_id=message.from_user.id, now=now)
@@ -238,8 +237,7 @@ async def _close(message: Message, session: DbSession, desk: Desk, bot: Bot, i18
     if not await feedback.close(session, thread.id, now):
         await message.answer(_("Thread #{thread} is already closed.").format(thread=thread.id))
         return
-    member = await session.get(Member, thread.member_id)
-    assert member is not None
+    member = await feedback.member_of(session, thread)
     await message.answer(_("✅ Thread #{thread} closed. The member was asked to rate the answer.").format(
         thread=thread.id))
     if await desk.mode(bot) is Mode.FORUM and member.support_topic_id is not None and desk.chat_id is not None:

@@ -26,8 +26,8 @@ from loyalty.members import MemberView, map_language
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress
-from loyalty.rewards import title_for
-from storage.models import Coupon, Member, Reward
+from loyalty.rewards import coupon_title
+from storage.models import Coupon, Member
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,7 @@ async def coupon_line(session: AsyncSession, coupon: Coupon | None, member: Memb
     """The line a gifted coupon adds to a message (a birthday offer, a win-back nudge, a VIP gift)."""
     if coupon is None:
         return ""
-    reward = await session.get(Reward, coupon.reward_id)
-    title = title_for(reward, member.language) if reward else ""
+    title = await coupon_title(session, coupon, member.language)
     until = day(coupon.expires_at, program.tz, locale_of(member.language))
     return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
         reward=html.escape(title), code=coupon.code, date=until)

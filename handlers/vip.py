@@ -24,7 +24,7 @@ from loyalty.notices import claim, release
 from loyalty.program import Program, VipRules
 from loyalty.roles import Permission
 from storage.database import DbSession, SessionFactory
-from storage.models import Member, VipPayment
+from storage.models import VipPayment
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, prog
 async def show_vip(message: Message, session: DbSession, member: MemberView, program: Program,
                    clock: Callable[[], datetime]) -> None:
     rules = program.vip_offer
-    row = await session.get(Member, member.id)
-    vip_until = row.vip_until if row else None
+    vip_until = await vip.vip_until_of(session, member.id)
     now = clock()
     if rules is None:
         text = _("VIP membership is not offered at the moment.")

@@ -44,6 +44,12 @@ class Received:
     opened: bool  # this message opened (or reopened) the thread
 
 
+async def member_of(session: AsyncSession, thread: Thread) -> Member:
+    member = await session.get(Member, thread.member_id)
+    assert member is not None  # threads are never deleted; erased members keep their row
+    return member
+
+
 async def open_thread_of(session: AsyncSession, member_id: int) -> Thread | None:
     return (await session.execute(
         select(Thread).where(col(Thread.member_id) == member_id, col(Thread.status) == Status.OPEN)

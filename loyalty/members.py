@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -45,6 +45,17 @@ class JoinResult:
 async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Member | None:
     result = await session.execute(select(Member).where(col(Member.telegram_id) == telegram_id))
     return result.scalar_one_or_none()
+
+
+async def members_of(session: AsyncSession, statement: Select[Member] | None) -> list[Member]:
+    """The members a job's selection names (None: nothing is due)."""
+    return [] if statement is None else list((await session.execute(statement)).scalars().all())
+
+
+async def reachable(session: AsyncSession, member_id: int) -> Member | None:
+    """A member the bot may still write to: None if gone, blocked or erased."""
+    member = await session.get(Member, member_id)
+    return None if member is None or member.blocked_at or member.erased_at else member
 
 
 async def get_by_code(session: AsyncSession, code: str) -> Member | None:

@@ -56,6 +56,12 @@ def title_for(reward: Reward, language: str) -> str:
     return localized(language, reward.title, reward.title_zh_hans, reward.title_zh_hant)
 
 
+async def coupon_title(session: AsyncSession, coupon: Coupon, language: str) -> str:
+    """The title of the reward a coupon is for, in the member's language ("" if the reward is gone)."""
+    reward = await session.get(Reward, coupon.reward_id)
+    return title_for(reward, language) if reward else ""
+
+
 async def sync_catalog(session: AsyncSession, program: Program) -> None:
     """Create or update the program file's rewards; one removed from the file is disabled, not deleted."""
     await begin_write(session)

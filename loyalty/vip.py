@@ -65,6 +65,11 @@ def parse_payload(text: str) -> Payload | None:
     return Payload(int(match[1]), int(match[2]), match[3])
 
 
+async def vip_until_of(session: AsyncSession, member_id: int) -> datetime | None:
+    member = await session.get(Member, member_id)
+    return member.vip_until if member else None
+
+
 def is_vip(vip_until: datetime | None, now: datetime) -> bool:
     return vip_until is not None and vip_until > now
 

@@ -1,6 +1,6 @@
 """Several workers on one Redis: a conversation started on one continues on another; handled updates are shared.
 
-Uses Redis database 3 (flushed before and after); skipped when no Redis answers at 127.0.0.1:6379.
+Uses Redis database 3 (flushed before and after).
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ ANN = 1001
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
     client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+    await client.ping()  # Redis is part of the stack (.ci/run starts it): no Redis is a failure, not a skip
     await client.flushdb()
     yield client
     await client.flushdb()
