@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, Router
 from aiogram.enums import ChatAction
@@ -18,7 +19,6 @@ from aiogram.types import BufferedInputFile, FSInputFile, InputMediaPhoto, Messa
 from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers import charts
 from handlers.filters import HasPermission
 from handlers.ui import N_, day, money, speaking, when
 from loyalty import metrics
@@ -27,6 +27,9 @@ from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
 from loyalty.roles import Permission
 from storage.database import DbSession, SessionFactory
+
+if TYPE_CHECKING:
+    from handlers import charts
 
 DEFAULT_PERIOD = "30d"
 EFFECT_NAMES = {"birthday": N_("Birthday offers"), "winback": N_("Win-back nudges"), "broadcast": N_("Broadcasts")}
@@ -99,6 +102,8 @@ def card(board: Dashboard, program: Program) -> str:
 
 
 def _labels() -> charts.Labels:
+    from handlers import charts
+
     return charts.Labels(
         members_and_purchases=_("New members and purchases"), new_members=_("New members"),
         purchases=_("Purchases"), nps_over_time=_("NPS over time"), tier_distribution=_("Members by tier"),
@@ -107,6 +112,9 @@ def _labels() -> charts.Labels:
 
 
 def _charts(board: Dashboard, program: Program, i18n: I18n) -> list[tuple[str, bytes]]:
+    # matplotlib is imported on the first /stats, not at every worker's start-up (it costs half a second).
+    from handlers import charts
+
     # Chinese labels need a font with Chinese glyphs; without one the charts speak English.
     language = _language()
     if language.startswith("zh") and charts.cjk_font() is None:
