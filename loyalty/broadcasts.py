@@ -214,12 +214,20 @@ class Progress:
 
 
 async def progress(session: AsyncSession, broadcast_id: int) -> Progress:
+    return (await progress_of(session, [broadcast_id]))[broadcast_id]
+
+
+async def progress_of(session: AsyncSession, broadcast_ids: list[int]) -> dict[int, Progress]:
+    """Delivery counts by outcome for several broadcasts, in one query."""
     rows = (await session.execute(
-        select(col(Delivery.status), func.count()).where(col(Delivery.broadcast_id) == broadcast_id)
-        .group_by(col(Delivery.status))
+        select(col(Delivery.broadcast_id), col(Delivery.status), func.count())
+        .where(col(Delivery.broadcast_id).in_(broadcast_ids))
+        .group_by(col(Delivery.broadcast_id), col(Delivery.status))
     )).all()
-    counts = {str(status): int(count) for status, count in rows}
-    return Progress(sum(counts.values()), counts)
+    counts: dict[int, dict[str, int]] = {broadcast_id: {} for broadcast_id in broadcast_ids}
+    for broadcast_id, status, count in rows:
+        counts[int(broadcast_id)][str(status)] = int(count)
+    return {broadcast_id: Progress(sum(c.values()), c) for broadcast_id, c in counts.items()}
 
 
 async def finish(session: AsyncSession, broadcast_id: int, now: datetime) -> bool:
@@ -240,4 +248,5 @@ async def finish(session: AsyncSession, broadcast_id: int, now: datetime) -> boo
 async def recent(session: AsyncSession, limit: int = 10) -> list[tuple[Broadcast, Progress]]:
     broadcasts = list((await session.execute(
         select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit))).scalars())
-    return [(b, await progress(session, b.id or 0)) for b in broadcasts]
+    progresses = await progress_of(session, [b.id or 0 for b in broadcasts])
+    return [(b, progresses[b.id or 0]) for b in broadcasts]
