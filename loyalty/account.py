@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Select, bindparam, func, select, true
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key
+from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key, open_lot
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
 from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
@@ -39,21 +39,21 @@ def _balance_statement() -> Select[int, int, int, int, datetime | None]:
     expires_at, remaining = col(LedgerEntry.expires_at), col(LedgerEntry.remaining)
     now, horizon = bindparam("now", type_=UTCDateTime), bindparam("horizon", type_=UTCDateTime)
     member_id = bindparam("member_id", type_=Integer)
-    open_lots = (col(LedgerEntry.member_id) == member_id) & (remaining > 0)
-    # An aggregate without GROUP BY yields exactly one row, so the cross join keeps the member's row.
-    lots = (
+    # The member's open lots joined onto their row and folded by GROUP BY (the primary key, so PostgreSQL
+    # accepts the member's other columns); scalar subqueries for tiers and cards are added per program.
+    open_lots = (col(LedgerEntry.member_id) == col(Member.id)) & open_lot() & (expires_at <= horizon)
+    return (
         select(
+            col(Member.points),
+            col(Member.lifetime_points),
             func.coalesce(func.sum(remaining).filter(expires_at <= now), 0).label("due"),  # type: ignore[operator]
             func.coalesce(func.sum(remaining).filter(expires_at > now), 0).label("expiring"),  # type: ignore[operator]
             func.min(expires_at).filter(expires_at > now).label("first"),  # type: ignore[operator]
         )
-        .where(open_lots, expires_at <= horizon)  # type: ignore[operator]
-        .subquery()
-    )
-    return (
-        select(col(Member.points), col(Member.lifetime_points), lots.c.due, lots.c.expiring, lots.c.first)
-        .join_from(Member, lots, true())
+        .select_from(Member)
+        .outerjoin(LedgerEntry, open_lots)  # type: ignore[arg-type]
         .where(col(Member.id) == member_id)
+        .group_by(col(Member.id))
     )
 
 
@@ -108,7 +108,7 @@ async def _next_expiring(session: AsyncSession, member_id: int, now: datetime, f
     day_end = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).astimezone(UTC)
     return int((await session.execute(
         select(func.coalesce(func.sum(col(LedgerEntry.remaining)), 0)).where(
-            col(LedgerEntry.member_id) == member_id, col(LedgerEntry.remaining) > 0,
+            col(LedgerEntry.member_id) == member_id, open_lot(),
             col(LedgerEntry.expires_at) > now, col(LedgerEntry.expires_at) < day_end)
     )).scalar_one())
 

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Select, String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.ledger import open_lot
 from loyalty.notices import claim, release, sent
 from loyalty.program import Program
 from storage.models import LedgerEntry, Member
@@ -28,7 +29,7 @@ def _window(program: Program, now: datetime) -> tuple[datetime, datetime]:
 def _unwarned_lots(program: Program, now: datetime) -> list[ColumnElement[bool]]:
     start, end = _window(program, now)
     return [
-        col(LedgerEntry.remaining) > 0, col(LedgerEntry.expires_at) > start, col(LedgerEntry.expires_at) <= end,
+        open_lot(), col(LedgerEntry.expires_at) > start, col(LedgerEntry.expires_at) <= end,
         ~sent(KIND, col(Member.telegram_id), cast(col(LedgerEntry.id), String)),
     ]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -169,10 +169,17 @@ async def claw_back(
     return entry, int(balance)
 
 
+def open_lot() -> ColumnElement[bool]:
+    """``remaining > 0``, with the 0 written into the SQL. The open-lot indexes are partial on exactly that;
+    against a bound 0 SQLite re-plans the statement at every run (45 µs of a 50 µs /balance read) and
+    PostgreSQL's generic plans cannot use them."""
+    return col(LedgerEntry.remaining) > literal_column("0")
+
+
 async def _open_lots(session: AsyncSession, member_id: int, due_by: datetime | None = None) -> list[LedgerEntry]:
     query = (
         select(LedgerEntry)
-        .where(col(LedgerEntry.member_id) == member_id, col(LedgerEntry.remaining) > 0)
+        .where(col(LedgerEntry.member_id) == member_id, open_lot())
         .order_by(
             col(LedgerEntry.expires_at).is_(None),
             col(LedgerEntry.expires_at),
@@ -223,7 +230,7 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
 async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int = 500) -> list[int]:
     query = (
         select(col(LedgerEntry.member_id))
-        .where(col(LedgerEntry.remaining) > 0, col(LedgerEntry.expires_at) <= now)
+        .where(open_lot(), col(LedgerEntry.expires_at) <= now)
         .distinct()
         .limit(limit)
     )
