@@ -19,7 +19,7 @@ from aiogram.utils.i18n import I18n
 
 from bot.dedupe import DropRedelivered, SeenUpdates
 from bot.metrics import UpdateMetrics, instrument_bot
-from bot.middlewares import DbSessionMiddleware, MemberI18nMiddleware, MemberMiddleware
+from bot.middlewares import UpdateContext
 from bot.settings import Settings
 from handlers import (
     account,
@@ -102,9 +102,7 @@ def build_dispatcher(
     dp.update.outer_middleware(UpdateMetrics())
     if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
         dp.update.outer_middleware(DropRedelivered(seen_updates))
-    dp.update.outer_middleware(DbSessionMiddleware(sessions))
-    dp.update.outer_middleware(MemberMiddleware(static_roles(settings)))
-    MemberI18nMiddleware(i18n).setup(dp)
+    dp.update.outer_middleware(UpdateContext(sessions, static_roles(settings), i18n))
     # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
     private = Router(name="private")
     private.message.filter(PrivateChat())
@@ -122,9 +120,10 @@ def build_dispatcher(
         menu.fallback_router(),
     )
     # The staff chat is a group: its answers and review buttons, and whether a member blocked the bot, come
-    # outside the private router.
-    dp.include_routers(errors.router(), private, support.staff_chat_router(), referral.review_router(),
-                       sharing.review_router(), privacy.chat_member_router())
+    # outside the private router. Every router an update passes costs it a middleware chain and copies of its
+    # data, so the errors router, which only ever sees errors, goes last.
+    dp.include_routers(private, support.staff_chat_router(), referral.review_router(), sharing.review_router(),
+                       privacy.chat_member_router(), errors.router())
     return dp
 
 
