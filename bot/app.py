@@ -8,7 +8,6 @@ from datetime import datetime
 import aiogram.methods
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
@@ -20,6 +19,7 @@ from aiogram.utils.i18n import I18n
 from bot.dedupe import DropRedelivered, SeenUpdates
 from bot.metrics import UpdateMetrics, instrument_bot
 from bot.middlewares import UpdateContext
+from bot.session import JsonSession
 from bot.settings import Settings
 from handlers import (
     account,
@@ -70,7 +70,7 @@ def static_roles(settings: Settings) -> StaticRoles:
 
 def make_bot(settings: Settings, token: str | None = None) -> Bot:
     # Connections enough for a paid broadcast's sends in flight (aiohttp's default pool is 100).
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), limit=300)
+    session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), limit=300)
     return instrument_bot(Bot(
         token=token or settings.bot_token or "",
         session=session,

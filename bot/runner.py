@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ async def run_role(app: App, role: str) -> None:
     deps = Deps(app.settings, app.program, app.sessions, app.bot, app.dispatcher, app.redis)
     http = await start_http(make_http_app(deps, serve_updates=serve_updates),
                             app.settings.http_host, app.settings.http_port)
+    freeze_startup_heap()
     try:
         if app.settings.webhook_url is None:
             if role == "scheduler":
@@ -156,6 +158,16 @@ async def run_role(app: App, role: str) -> None:
         await run_webhook(app, serve_updates=serve_updates, with_scheduler=with_scheduler)
     finally:
         await http.cleanup()
+
+
+def freeze_startup_heap() -> None:
+    """Move everything start-up made (modules, models, catalogs, locale data) out of the collector's sight.
+
+    A full collection walks every tracked object, and a bot's imports leave hundreds of thousands that live
+    as long as the process: each full collection stopped the event loop for about 200 ms, which every update
+    in flight waited for. Frozen objects are never walked; the garbage updates make is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 async def run_webhook(app: App, *, serve_updates: bool, with_scheduler: bool) -> None:

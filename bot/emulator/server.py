@@ -74,6 +74,8 @@ class Call:
     files: dict[str, bytes] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     response: JSONDict = field(default_factory=dict)
+    content_type: str = ""
+    """How the request came: application/json, a form, multipart, or "" for a GET without a body."""
 
     @property
     def ok(self) -> bool:
@@ -707,6 +709,7 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.json_response(_Fault(401, "Unauthorized").response(), status=401)
         raw_method = request.match_info["method"]
+        content_type = request.content_type if request.body_exists else ""
         try:
             raw_params, files = await self._read_params(request)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -714,7 +717,8 @@ class FakeTelegram:
             self.spec_errors.append(f"{raw_method}: unreadable request body: {exc}")
         method = self.spec.method_name(raw_method)
         params, errors = self.spec.parse_request(raw_method, raw_params, set(files))
-        call = Call(method or raw_method, params, {k: data for k, (_, data) in files.items()}, errors)
+        call = Call(method or raw_method, params, {k: data for k, (_, data) in files.items()}, errors,
+                    content_type=content_type)
         self.calls.append(call)
         if errors:
             self.spec_errors.extend(f"{call.method}: {e}" for e in errors)
