@@ -108,7 +108,7 @@ def report(
         current, head = await current_and_head_async(settings.database_url)
         if current != head:
             _fail(f"the database is at migration {current or 'none'}, the code needs {head}: run `loyalty migrate`")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         try:
             board = await dashboard(make_session_factory(engine), program, chosen, program.analytics.effect_days)
         finally:

@@ -62,7 +62,7 @@ async def prepare_database(settings: Settings) -> None:
 async def build_app(settings: Settings) -> App:
     program = load_program(settings.program_file)
     await prepare_database(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     sessions = make_session_factory(engine)
     async with sessions() as session:
         await sync_catalog(session, program)

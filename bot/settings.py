@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from storage.database import POOL_SIZE
+
 TELEGRAM_API = "https://api.telegram.org"
 
 IdList = Annotated[frozenset[int], NoDecode]
@@ -27,6 +29,9 @@ class Settings(BaseSettings):
     bot_token: str | None = Field(default=None, pattern=r"^\d+:[A-Za-z0-9_-]+$")
     telegram_api_url: str = Field(default=TELEGRAM_API, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     database_url: str = "sqlite+aiosqlite:///loyalty.db"
+    # Connections each process keeps open (plus up to 10 for bursts). Workers x (pool + 10) must stay under
+    # PostgreSQL's max_connections (100 by default).
+    database_pool_size: int = Field(default=POOL_SIZE, ge=1, le=500)
     admin_ids: IdList = frozenset()
     cashier_ids: IdList = frozenset()
     support_ids: IdList = frozenset()

@@ -13,6 +13,7 @@ import pytest
 from bot.app import set_command_menus
 from bot.settings import SettingsError, load_settings
 from loyalty.program import ProgramError, load_program, parse_program
+from storage.database import POOL_OVERFLOW, make_engine
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +27,23 @@ def test_settings_parse_ids_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.database_url == "postgresql+asyncpg://postgres@localhost/db"
 
 
+async def test_the_pool_keeps_the_configured_connections(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LOYALTY_DATABASE_POOL_SIZE", "7")
+    settings = load_settings(_env_file=None)
+    for url in (f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}", "postgresql+asyncpg://postgres@127.0.0.1/test"):
+        engine = make_engine(url, pool_size=settings.database_pool_size)
+        try:
+            assert engine.pool.size() == 7  # type: ignore[attr-defined]
+            assert engine.pool._max_overflow == POOL_OVERFLOW  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("LOYALTY_ADMIN_IDS", "1,bob"), ("LOYALTY_BOT_TOKEN", "not a token"), ("LOYALTY_DATABASE_URL", "mysql://x"),
-     ("LOYALTY_PROGRAM_FILE", "/nonexistent.toml"), ("LOYALTY_SUPPORT_CHAT_ID", "abc")],
+     ("LOYALTY_PROGRAM_FILE", "/nonexistent.toml"), ("LOYALTY_SUPPORT_CHAT_ID", "abc"),
+     ("LOYALTY_DATABASE_POOL_SIZE", "0"), ("LOYALTY_DATABASE_POOL_SIZE", "many")],
 )
 def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
