@@ -86,13 +86,12 @@ async def full_stack_rate(url: str, updates: int, concurrency: int) -> float:
 async def bare_rate(updates: int, concurrency: int, *, ours: bool = False) -> float:
     async with FakeTelegram() as tg:
         settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, _env_file=None)  # type: ignore[call-arg]
-        stock = AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))
-        bot = make_bot(settings) if ours else Bot(token=tg.token, session=stock)
+        bot = (make_bot(settings) if ours
+               else Bot(token=tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))))
         try:
             return await measure(tg, bot, bare_dispatcher(), updates, concurrency)
         finally:
             await bot.session.close()
-            await stock.close()
 
 
 async def fresh_pg_database(server: str, name: str = "loyalty_bench") -> str | None:

@@ -20,13 +20,13 @@ from aiogram.utils.i18n import gettext as _
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty.members import MemberView, map_language
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress
 from loyalty.rewards import coupon_title
+from storage.database import DbSession
 from storage.models import Coupon, Member
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ async def tell(bot: Bot, i18n: I18n, member: Member, render: Callable[[], str], 
     return True
 
 
-async def coupon_line(session: AsyncSession, coupon: Coupon | None, member: Member, program: Program) -> str:
+async def coupon_line(session: DbSession, coupon: Coupon | None, member: Member, program: Program) -> str:
     """The line a gifted coupon adds to a message (a birthday offer, a win-back nudge, a VIP gift)."""
     if coupon is None:
         return ""
