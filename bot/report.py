@@ -15,6 +15,7 @@ from rich.table import Table
 
 from loyalty.metrics import Dashboard
 from loyalty.program import Program
+from loyalty.purchases import from_minor
 
 FORMATS = ("table", "json", "csv")
 
@@ -27,7 +28,7 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
     """(section, figure, value) for every figure: the one list the three formats are made from."""
     m, c, nps, s, p = board.members, board.customers, board.nps, board.support, board.points
     wait = s.median_first_response
-    value = Decimal(p.outstanding) * program.analytics.point_value
+    value = p.outstanding_value(program)
     out: list[tuple[str, str, Any]] = [
         ("members", "total", m.total), ("members", "new", m.new), ("members", "active", m.active),
         ("members", "engagement rate", _percent(m.engagement_rate)),
@@ -42,7 +43,8 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
         ("support", "median first response (min)", "" if wait is None else round(wait.total_seconds() / 60, 1)),
         ("points", "earned", p.earned), ("points", "redeemed", p.redeemed), ("points", "expired", p.expired),
         ("points", "outstanding", p.outstanding),
-        ("points", f"outstanding value ({program.currency})", str(value.quantize(Decimal(1).scaleb(-2)))),
+        ("points", f"outstanding value ({program.currency})",
+         str(value.quantize(Decimal(1).scaleb(-program.minor_digits)))),
         ("points", "redemption rate", _percent(p.redemption_rate)),
     ]
     for e in board.effects:
@@ -54,7 +56,7 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
         average = t.average_order_minor
         out += [(f"tier: {name}", "buyers", t.members), (f"tier: {name}", "purchases", t.purchases),
                 (f"tier: {name}", f"average order ({program.currency})",
-                 "" if average is None else str(Decimal(round(average)).scaleb(-program.minor_digits))),
+                 "" if average is None else str(from_minor(round(average), program))),
                 (f"tier: {name}", "purchases per buyer", "" if t.frequency is None else round(t.frequency, 2))]
     return out
 

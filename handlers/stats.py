@@ -8,7 +8,6 @@ import html
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from loyalty import metrics
 from loyalty.exports import export_all
 from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
+from loyalty.purchases import from_minor
 from loyalty.roles import Permission
 from storage.database import DbSession, SessionFactory
 
@@ -62,7 +62,7 @@ def _tier_name(program: Program, tier: str | None) -> str:
 def card(board: Dashboard, program: Program) -> str:
     locale = get_i18n().current_locale
     period, m, c, nps, s, p = board.period, board.members, board.customers, board.nps, board.support, board.points
-    value = money(Decimal(p.outstanding) * program.analytics.point_value, program.currency, locale)
+    value = money(p.outstanding_value(program), program.currency, locale)
     lines = [
         _("📊 <b>{program}</b> · {start} – {end}").format(
             program=html.escape(program.name), start=day(period.start, program.tz, locale),
@@ -93,7 +93,7 @@ def card(board: Dashboard, program: Program) -> str:
         order = {level.name: i for i, level in enumerate(program.tiers.levels)}
         for figures in sorted(board.by_tier, key=lambda t: order.get(t.tier or "", -1)):
             average = figures.average_order_minor
-            amount = Decimal(round(average or 0)).scaleb(-program.minor_digits)
+            amount = from_minor(round(average or 0), program)
             lines.append("{tier}: {average} · {frequency}".format(
                 tier=_tier_name(program, figures.tier),
                 average="—" if average is None else money(amount, program.currency, locale),

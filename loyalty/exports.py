@@ -6,6 +6,7 @@ an apostrophe; files are UTF-8 with a byte-order mark so Excel shows Chinese nam
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import shutil
@@ -19,6 +20,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.profile import birthday_of
 from storage.database import begin_snapshot
 from storage.models import LedgerEntry, Member, Purchase
 
@@ -39,10 +41,8 @@ def _money(minor: int | None, digits: int) -> str:
 
 
 def _birthday(member: Member) -> str:
-    if member.birth_month is None or member.birth_day is None:
-        return ""
-    day = f"{member.birth_month:02d}-{member.birth_day:02d}"
-    return f"{member.birth_year:04d}-{day}" if member.birth_year else day
+    birthday = birthday_of(member)
+    return "" if birthday is None else str(birthday)
 
 
 MEMBER_COLUMNS = ["id", "code", "telegram_id", "first_name", "last_name", "username", "language", "points",
@@ -101,9 +101,13 @@ async def export(session: AsyncSession, name: str, directory: Path, currency_dig
             writer.writerow([_cell(value) for value in row_of(row, currency_digits)])
             rows += 1
     if path.stat().st_size > TELEGRAM_FILE_LIMIT:
-        packed = path.with_suffix(".csv.gz")
-        with path.open("rb") as source, gzip.open(packed, "wb") as target:
-            shutil.copyfileobj(source, target)
-        path.unlink()
-        path = packed
+        path = await asyncio.to_thread(_gzip, path)  # tens of megabytes: seconds the event loop must not wait
     return path, rows
+
+
+def _gzip(path: Path) -> Path:
+    packed = path.with_suffix(".csv.gz")
+    with path.open("rb") as source, gzip.open(packed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    path.unlink()
+    return packed

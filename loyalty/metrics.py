@@ -4,11 +4,11 @@ terminal report and charts to show. Periods are [start, end) in UTC; trends cut 
 from __future__ import annotations
 
 import asyncio
-import calendar
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from sqlmodel import col
 from loyalty.ledger import Kind
 from loyalty.nps import Category, category
 from loyalty.program import Program
+from loyalty.tiers import months_after, months_before
 from storage.database import SessionFactory, begin_write
 from storage.models import Delivery, LedgerEntry, Member, Notice, Purchase, StatsSnapshot, Survey, Thread
 
@@ -88,11 +89,7 @@ def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period | None:
         return None
     if unit == "d":
         return Period(f"{count}d", now - timedelta(days=count), now)
-    local = now.astimezone(tz)
-    months = local.year * 12 + local.month - 1 - count
-    year, month = divmod(months, 12)
-    day = min(local.day, calendar.monthrange(year, month + 1)[1])
-    return Period(f"{count}m", local.replace(year=year, month=month + 1, day=day).astimezone(now.tzinfo), now)
+    return Period(f"{count}m", months_before(now.astimezone(tz), count).astimezone(now.tzinfo), now)
 
 
 def buckets(period: Period, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
@@ -109,18 +106,13 @@ def buckets(period: Period, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
         edges.append(edge)
     else:
         edge = datetime(local_end.year, local_end.month, 1, tzinfo=tz)
-        edges.append(_add_months(edge, 1))
+        edges.append(months_after(edge, 1))
         while edge > period.start:
             edges.append(edge)
-            edge = _add_months(edge, -1)
+            edge = months_after(edge, -1)
         edges.append(edge)
     edges.reverse()
     return [(max(a, period.start), min(b, period.end)) for a, b in pairwise(edges) if b > period.start]
-
-
-def _add_months(moment: datetime, months: int) -> datetime:
-    year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
-    return moment.replace(year=year, month=month + 1)
 
 
 def _bucket_index(column: Any, edges: list[tuple[datetime, datetime]]) -> Any:
@@ -288,6 +280,10 @@ class Points:
     def redemption_rate(self) -> float | None:
         return _share(self.redeemed, self.earned)
 
+    def outstanding_value(self, program: Program) -> Decimal:
+        """The liability in money, at the program's ``analytics.point_value``."""
+        return Decimal(self.outstanding) * program.analytics.point_value
+
 
 async def points(session: AsyncSession, period: Period) -> Points:
     points_ = col(LedgerEntry.points)
@@ -319,13 +315,6 @@ class Effect:
     @property
     def baseline(self) -> float | None:
         return _share(self.others_bought, self.others)
-
-    @property
-    def lift(self) -> float | None:
-        """Percentage points the campaign's recipients bought more often."""
-        if self.rate is None or self.baseline is None:
-            return None
-        return self.rate - self.baseline
 
 
 async def effects(session: AsyncSession, program: Program, period: Period, days: int) -> list[Effect]:
@@ -398,12 +387,12 @@ class TierFigures:
 
     @property
     def average_order_minor(self) -> float | None:
-        return self.amount_minor / self.purchases if self.purchases else None
+        return _share(self.amount_minor, self.purchases)
 
     @property
     def frequency(self) -> float | None:
         """Purchases per purchasing member in the period."""
-        return self.purchases / self.members if self.members else None
+        return _share(self.purchases, self.members)
 
 
 async def by_tier(session: AsyncSession, period: Period) -> list[TierFigures]:
@@ -474,8 +463,8 @@ class Cohorts:
 async def cohorts(session: AsyncSession, now: datetime, tz: ZoneInfo, count: int = 12) -> Cohorts:
     local = now.astimezone(tz)
     this_month = datetime(local.year, local.month, 1, tzinfo=tz)
-    firsts = [_add_months(this_month, -n) for n in range(count - 1, -1, -1)]
-    edges = [(first, _add_months(first, 1)) for first in firsts]
+    firsts = [months_after(this_month, -n) for n in range(count - 1, -1, -1)]
+    edges = [(first, months_after(first, 1)) for first in firsts]
     join_bucket = _bucket_index(col(Member.joined_at), edges).label("cohort")
     sizes = [0] * count
     for bucket, size in (await session.execute(select(join_bucket, func.count()).where(
