@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from bot.http import DEPS, Deps
 from bot.metrics import API_REQUESTS
 from handlers.purchase import announce_purchase
-from loyalty.account import adjust
+from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
 from loyalty.program import Program
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_BODY = 16 * 1024  # a purchase is a few hundred bytes; a bigger body is a mistake or an attack
-MAX_ADJUSTMENT = 1_000_000  # as /adjust
 CLOCK_SKEW = timedelta(minutes=5)  # a till's clock may run a little ahead; a purchase further ahead is a mistake
 SOURCE = "api"
 KEY_HEADER = "Idempotency-Key"

@@ -13,11 +13,9 @@ from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, select
-from sqlmodel import col
 
+from loyalty.broadcasts import queued
 from storage.database import SessionFactory
-from storage.models import Delivery
 
 UPDATES = Counter("loyalty_updates_total", "Telegram updates handled, by type", ["type"])
 UPDATE_SECONDS = Histogram("loyalty_update_seconds", "Time to handle one Telegram update")
@@ -85,8 +83,6 @@ def counted_job(name: str, run: Callable[[datetime], Awaitable[int]]) -> Callabl
 
 
 async def refresh_broadcast_queue(sessions: SessionFactory) -> None:
-    """The queue depth is read at scrape time: one indexed count, so the gauge is never stale."""
+    """The queue depth is read at scrape time, so the gauge is never stale."""
     async with sessions() as session:
-        depth = (await session.execute(
-            select(func.count()).select_from(Delivery).where(col(Delivery.status) == "pending"))).scalar_one()
-    BROADCAST_QUEUE.set(int(depth))
+        BROADCAST_QUEUE.set(await queued(session))

@@ -13,14 +13,13 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
-from loyalty.account import adjust
+from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
 from storage.database import DbSession
 
-MAX_ADJUSTMENT = 1_000_000
 _DELTA = re.compile(r"^[+-]\d{1,7}$")
 
 

@@ -19,7 +19,7 @@ from handlers.delivery import Outcome, deliver
 from handlers.filters import HasContent, HasPermission, IsMember
 from handlers.ui import coupon_line, day, locale_of, speaking, tell
 from loyalty import vip
-from loyalty.members import MemberView, find_member, get_by_telegram_id
+from loyalty.members import MemberView, find_member
 from loyalty.notices import claim, release
 from loyalty.program import Program, VipRules
 from loyalty.roles import Permission
@@ -224,9 +224,7 @@ async def refund_vip(message: Message, command: CommandObject, session: DbSessio
         status = _("Their VIP has ended.")
     await message.answer(_("↩️ Refunded ⭐{amount} to {name} (<code>{code}</code>).").format(
         amount=payment.amount, name=name, code=member.code) + " " + status)
-    refreshed = await get_by_telegram_id(session, member.telegram_id)
-    if refreshed is not None:
-        await tell(bot, i18n, refreshed, lambda: _refund_notice(payment, result.vip_until, program, now))
+    await tell(bot, i18n, member, lambda: _refund_notice(payment, result.vip_until, program, now))
 
 
 # ------------------------------------------------------------------------------------------------ scheduler

@@ -21,6 +21,8 @@ from storage.database import PreparedRead, begin_write
 from storage.models import AuditLog, LedgerEntry, Member
 
 HISTORY_PAGE_SIZE = 10
+MAX_ADJUSTMENT = 1_000_000
+"""The most points one staff adjustment may add or take, by /adjust or the API."""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,19 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
+OPEN = (Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
+"""Broadcasts whose pending deliveries are still to be sent."""
+
+
+async def queued(session: AsyncSession) -> int:
+    """Deliveries waiting to be sent, across open broadcasts: an index range per open broadcast (a status
+    alone has no index), and a cancelled broadcast's unsent rows are no longer a queue."""
+    return int((await session.execute(select(func.count()).select_from(Delivery).join(
+        Broadcast, col(Broadcast.id) == col(Delivery.broadcast_id)).where(
+        col(Broadcast.status).in_([s.value for s in OPEN]), col(Delivery.status) == Outcome.PENDING.value,
+    ))).scalar_one())
+
+
 async def audience(session: AsyncSession, segment: Segment, program: Program, now: datetime) -> dict[str, int]:
     """How many members the segment reaches, by language."""
     rows = (await session.execute(members(segment, program, now))).all()

@@ -13,6 +13,7 @@ from sqlmodel import col
 from loyalty import referrals, winback
 from loyalty.codes import new_code, normalize_code
 from loyalty.ledger import Kind, credit
+from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.roles import Role, StaticRoles, highest, role_of
 from storage.database import PreparedRead, begin_write
@@ -55,7 +56,7 @@ async def members_of(session: AsyncSession, statement: Select[Member] | None) ->
 async def reachable(session: AsyncSession, member_id: int) -> Member | None:
     """A member the bot may still write to: None if gone, blocked or erased."""
     member = await session.get(Member, member_id)
-    return None if member is None or member.blocked_at or member.erased_at else member
+    return member if member is not None and can_message(member) else None
 
 
 async def get_by_code(session: AsyncSession, code: str) -> Member | None:

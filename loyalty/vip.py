@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -269,19 +270,37 @@ def _stamp(moment: datetime) -> str:
     return f"{moment:%Y%m%d%H%M%S}"
 
 
-async def _claimed(session: AsyncSession, kind: str, telegram_id: int, period: str, seq: int = 0) -> bool:
-    """A read before claiming: most runs find the member's gift or reminder claimed and write nothing."""
-    return (await session.execute(select(col(Notice.id)).where(
-        col(Notice.kind) == kind, col(Notice.telegram_id) == telegram_id, col(Notice.period) == period,
-        col(Notice.seq) == seq))).first() is not None
+PAGE = 1000
 
 
-def active_members(now: datetime, until: datetime | None = None, limit: int = 1000) -> Select[Member]:
-    """VIP members (ending by ``until``, if given) who kept their data; a range on the ``vip_until`` index."""
+async def _active(session: AsyncSession, now: datetime, until: datetime | None = None, *,
+                  reachable: bool = False) -> AsyncIterator[list[Member]]:
+    """VIP members (ending by ``until``, if given) who kept their data, a page at a time in ``vip_until`` order
+    (a range on its index): every one of them, however many, is seen on every run."""
     query = select(Member).where(col(Member.vip_until) > now, col(Member.erased_at).is_(None))
     if until is not None:
         query = query.where(col(Member.vip_until) <= until)
-    return query.order_by(col(Member.vip_until)).limit(limit)
+    if reachable:
+        query = query.where(col(Member.blocked_at).is_(None))
+    after: tuple[datetime, int] | None = None
+    while True:
+        keyset = query if after is None else query.where(tuple_(col(Member.vip_until), col(Member.id)) > after)
+        members = list((await session.execute(
+            keyset.order_by(col(Member.vip_until), col(Member.id)).limit(PAGE))).scalars())
+        if not members:
+            return
+        yield members
+        last = members[-1]
+        assert last.vip_until is not None and last.id is not None
+        after = (last.vip_until, last.id)
+
+
+async def _claimed(session: AsyncSession, kind: str, members: list[Member]) -> set[tuple[int, str, int]]:
+    """(telegram id, period, seq) of the notices of this kind already claimed for these members, in one read:
+    most runs find every gift or reminder claimed and write nothing."""
+    rows = await session.execute(select(col(Notice.telegram_id), col(Notice.period), col(Notice.seq)).where(
+        col(Notice.kind) == kind, col(Notice.telegram_id).in_([member.telegram_id for member in members])))
+    return {(telegram_id, period, seq) for telegram_id, period, seq in rows}
 
 
 @dataclass(frozen=True)
@@ -296,12 +315,14 @@ async def due_gifts(session: AsyncSession, program: Program, now: datetime) -> l
     if rules is None or not (rules.monthly_bonus or rules.monthly_reward):
         return []
     due = []
-    for member in (await session.execute(active_members(now))).scalars().all():
-        if member.vip_since is None:
-            continue
-        gift = DueGift(member, _stamp(member.vip_since), (now - member.vip_since) // GIFT_INTERVAL)
-        if not await _claimed(session, GIFT_KIND, member.telegram_id, gift.stretch, gift.number):
-            due.append(gift)
+    async for members in _active(session, now):
+        claimed = await _claimed(session, GIFT_KIND, members)
+        for member in members:
+            if member.vip_since is None:
+                continue
+            gift = DueGift(member, _stamp(member.vip_since), (now - member.vip_since) // GIFT_INTERVAL)
+            if (member.telegram_id, gift.stretch, gift.number) not in claimed:
+                due.append(gift)
     return due
 
 
@@ -347,11 +368,11 @@ async def due_reminders(session: AsyncSession, program: Program, now: datetime) 
     if rules is None or not rules.reminder_days:
         return []
     due = []
-    statement = active_members(now, until=now + timedelta(days=rules.reminder_days))
-    for member in (await session.execute(statement)).scalars().all():
-        if member.vip_until is None or member.blocked_at is not None:
-            continue
-        reminder = DueReminder(member, member.vip_until, _stamp(member.vip_until))
-        if not await _claimed(session, REMINDER_KIND, member.telegram_id, reminder.period):
-            due.append(reminder)
+    async for members in _active(session, now, now + timedelta(days=rules.reminder_days), reachable=True):
+        claimed = await _claimed(session, REMINDER_KIND, members)
+        for member in members:
+            assert member.vip_until is not None  # selected by it
+            reminder = DueReminder(member, member.vip_until, _stamp(member.vip_until))
+            if (member.telegram_id, reminder.period, 0) not in claimed:
+                due.append(reminder)
     return due

@@ -432,3 +432,16 @@ async def test_the_status_message_shows_progress_while_sending(harness: BotHarne
              if c.params.get("message_id") == status["message_id"]]
     assert any("messages a second, about" in text and "remaining:" in text for text in edits[:-1]), edits
     assert "✅ Broadcast #1 finished." in edits[-1] and "Sent: 12" in edits[-1]
+
+
+async def test_the_queue_counts_open_broadcasts_unsent_deliveries(harness: BotHarness, program: Program) -> None:
+    await _join(harness)
+    now = datetime.now().astimezone()
+    async with harness.sessions() as session:
+        assert await broadcasts.queued(session) == 0
+        scheduled = await broadcasts.create(session, program, created_by=ADMIN_ID, content={"default": {"text": "x"}},
+                                            segment=Segment(), now=now, send_at=now + timedelta(days=1))
+        assert await broadcasts.queued(session) == len(MEMBERS)
+        assert scheduled.id is not None and await broadcasts.change(
+            session, scheduled.id, broadcasts.Status.CANCELLED, now)
+        assert await broadcasts.queued(session) == 0  # cancelled: its rows are no longer waiting

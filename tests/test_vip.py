@@ -285,6 +285,23 @@ async def test_monthly_gift_once_per_thirty_days_of_vip(harness: BotHarness) -> 
     assert await _count(harness, Coupon) == 2
 
 
+async def test_every_vip_gets_gifts_and_reminders_however_many_pages_they_fill(
+    harness: BotHarness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(vip, "PAGE", 2)  # five members over three pages; claimed ones must not fill a page
+    members = [ANN + n for n in range(5)]
+    start = harness.clock()
+    for n, telegram_id in enumerate(members):
+        await _join(harness, telegram_id, f"M{n}")
+        await _pay(harness, f"stx-{n}", telegram_id)
+    assert await vip_handlers.send_vip_gifts(*_args(harness), start + timedelta(minutes=15)) == 5
+    assert await vip_handlers.send_vip_gifts(*_args(harness), start + timedelta(minutes=30)) == 0
+    assert await vip_handlers.send_vip_gifts(*_args(harness), start + timedelta(days=30)) == 0  # VIP has ended
+    remind = vip_handlers.send_vip_reminders
+    assert await remind(*_args(harness), start + timedelta(days=27, hours=1)) == 5
+    assert await remind(*_args(harness), start + timedelta(days=28)) == 0
+
+
 async def test_a_failed_gift_message_is_sent_again_but_given_once(harness: BotHarness) -> None:
     await _join(harness)
     await _pay(harness, "stx-1")
