@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import TelegramMethod
-from aiogram.methods.base import TelegramType
 from aiogram.types import InputFile
-from aiohttp import ClientError, ClientTimeout
-
-_JSON = {"Content-Type": "application/json"}
+from aiohttp import BytesPayload, FormData
 
 
 class JsonSession(AiohttpSession):
@@ -22,24 +18,12 @@ class JsonSession(AiohttpSession):
     quoting cost more than the rest of sending it. The Bot API takes ``application/json`` too, which the C
     encoder writes at once. Requests that upload files still go as multipart forms."""
 
-    async def make_request(
-        self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature)
-    ) -> TelegramType:
+    def build_form_data(self, bot: Bot, method: TelegramMethod[Any]) -> FormData:
         body = self.build_json(bot, method)
         if body is None:
-            return await super().make_request(bot, method, timeout)
-        session = await self.create_session()
-        url = self.api.api_url(token=bot.token, method=method.__api_method__)
-        try:
-            async with session.post(url, data=body, headers=_JSON,
-                                    timeout=ClientTimeout(total=self.timeout if timeout is None else timeout)) as resp:
-                raw_result = await resp.text()
-        except TimeoutError as exc:
-            raise TelegramNetworkError(method=method, message="Request timeout error") from exc
-        except ClientError as exc:
-            raise TelegramNetworkError(method=method, message=f"{type(exc).__name__}: {exc}") from exc
-        response = self.check_response(bot=bot, method=method, status_code=resp.status, content=raw_result)
-        return cast(TelegramType, response.result)
+            return super().build_form_data(bot, method)
+        # aiogram posts whatever this returns as the request's data; a payload carries its own content type.
+        return BytesPayload(body, content_type="application/json")  # type: ignore[return-value]
 
     def build_json(self, bot: Bot, method: TelegramMethod[Any]) -> bytes | None:
         """The request as JSON, or None when it uploads a file and must go as a form."""
