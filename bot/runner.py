@@ -69,7 +69,10 @@ async def build_app(settings: Settings) -> App:
     bot = make_bot(settings)
     storage, isolation = make_fsm_storage(settings)
     redis = getattr(storage, "redis", None)
-    seen: SeenUpdates = RedisSeenUpdates(redis) if redis is not None else MemorySeenUpdates()
+    # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; only a
+    # record shared in Redis (a restart between handling and acknowledging) or the webhook's redeliveries need it.
+    seen: SeenUpdates | None = (RedisSeenUpdates(redis) if redis is not None
+                                else MemorySeenUpdates() if settings.webhook_url else None)
     dispatcher = build_dispatcher(settings, program, sessions, storage=storage, events_isolation=isolation,
                                   seen_updates=seen)
     return App(settings, program, engine, sessions, bot, dispatcher, redis)

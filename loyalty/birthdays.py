@@ -8,19 +8,17 @@ and a member who joins (or sets their birthday) on the day still gets it that da
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty.ledger import Kind, credit, find_by_key
+from loyalty.ledger import Kind
 from loyalty.notices import sent
 from loyalty.program import Program
-from loyalty.rewards import gift_coupon
-from storage.database import begin_write
-from storage.models import Coupon, Member
+from loyalty.rewards import Gift, give_gift
+from storage.models import Member
 
 KIND = "birthday"
 
@@ -58,26 +56,9 @@ def due(program: Program, now: datetime, limit: int = 500) -> Select[Member] | N
     )
 
 
-@dataclass(frozen=True)
-class Gift:
-    points: int
-    coupon: Coupon | None
-
-
 async def give(session: AsyncSession, program: Program, member: Member, year: int, now: datetime) -> Gift:
     """The year's birthday bonus and coupon; the same member and year again gives nothing more."""
     assert member.id is not None
-    await begin_write(session)
     rules = program.birthday
-    key = f"birthday:{member.id}:{year}"
-    points = 0
-    if rules.bonus:
-        if await find_by_key(session, key) is None:
-            await credit(session, member.id, rules.bonus, kind=Kind.BIRTHDAY, now=now,
-                         expires_at=program.expires_at(now), key=key)
-        points = rules.bonus
-    coupon = None
-    if rules.reward:
-        coupon = await gift_coupon(session, member.id, rules.reward, key=key, now=now, days=rules.coupon_days)
-    await session.commit()
-    return Gift(points, coupon)
+    return await give_gift(session, program, member.id, key=f"birthday:{member.id}:{year}", kind=Kind.BIRTHDAY,
+                           points=rules.bonus, reward=rules.reward, coupon_days=rules.coupon_days, now=now)

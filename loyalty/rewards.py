@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty.codes import CODE_ALPHABET
-from loyalty.ledger import Kind, debit
+from loyalty.ledger import Kind, credit, debit, find_by_key
 from loyalty.program import Program, RewardRule, localized
 from loyalty.tiers import rank
 from storage.database import begin_write
@@ -214,6 +214,26 @@ async def gift_coupon(
     session.add(coupon)
     await session.flush()
     return coupon
+
+
+@dataclass(frozen=True)
+class Gift:
+    points: int
+    coupon: Coupon | None
+
+
+async def give_gift(
+    session: AsyncSession, program: Program, member_id: int, *, key: str, kind: str, points: int,
+    reward: str | None, coupon_days: int | None, now: datetime,
+) -> Gift:
+    """Bonus points and a coupon for one occasion (a birthday, a month of VIP), committed. The same ``key``
+    again gives nothing more and returns what it gave, so a job run twice, or by two schedulers, gives once."""
+    await begin_write(session)
+    if points and await find_by_key(session, key) is None:
+        await credit(session, member_id, points, kind=kind, now=now, expires_at=program.expires_at(now), key=key)
+    coupon = await gift_coupon(session, member_id, reward, key=key, now=now, days=coupon_days) if reward else None
+    await session.commit()
+    return Gift(points, coupon)
 
 
 async def coupons_of(session: AsyncSession, member_id: int, now: datetime) -> list[tuple[Coupon, Reward]]:

@@ -28,11 +28,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty.ledger import Kind, credit, find_by_key
+from loyalty.ledger import Kind
 from loyalty.program import Program, VipRules
-from loyalty.rewards import gift_coupon
+from loyalty.rewards import Gift, give_gift
 from storage.database import begin_write
-from storage.models import Coupon, Member, Notice, VipPayment
+from storage.models import Member, Notice, VipPayment
 
 CURRENCY = "XTR"  # Telegram Stars
 GIFT_KIND = "vip_gift"
@@ -326,31 +326,14 @@ async def due_gifts(session: AsyncSession, program: Program, now: datetime) -> l
     return due
 
 
-@dataclass(frozen=True)
-class Gift:
-    points: int
-    coupon: Coupon | None
-
-
 async def give(session: AsyncSession, program: Program, due: DueGift, now: datetime) -> Gift:
     """The gift's points and coupon; the same gift again gives nothing more."""
     rules = program.vip
     member_id = due.member.id
     assert rules is not None and member_id is not None
-    await begin_write(session)
-    key = f"vip:{member_id}:{due.stretch}:{due.number}"
-    points = 0
-    if rules.monthly_bonus:
-        if await find_by_key(session, key) is None:
-            await credit(session, member_id, rules.monthly_bonus, kind=Kind.VIP, now=now,
-                         expires_at=program.expires_at(now), key=key)
-        points = rules.monthly_bonus
-    coupon = None
-    if rules.monthly_reward:
-        coupon = await gift_coupon(session, member_id, rules.monthly_reward, key=key, now=now,
-                                   days=rules.coupon_days)
-    await session.commit()
-    return Gift(points, coupon)
+    return await give_gift(session, program, member_id, key=f"vip:{member_id}:{due.stretch}:{due.number}",
+                           kind=Kind.VIP, points=rules.monthly_bonus, reward=rules.monthly_reward,
+                           coupon_days=rules.coupon_days, now=now)
 
 
 # ------------------------------------------------------------------------------------------------ reminders
