@@ -42,5 +42,3 @@ def setup_logging(level: str = "INFO", form: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiohttp's access log would print a line for every webhook request; errors still come through.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
