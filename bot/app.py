@@ -18,7 +18,7 @@ from aiogram.utils.i18n import I18n
 
 from bot.dedupe import DropRedelivered, SeenUpdates
 from bot.metrics import UpdateMetrics, instrument_bot
-from bot.middlewares import UpdateContext
+from bot.middlewares import ReleaseBeforeSending, UpdateContext
 from bot.session import JsonSession
 from bot.settings import Settings
 from handlers import (
@@ -71,6 +71,7 @@ def static_roles(settings: Settings) -> StaticRoles:
 def make_bot(settings: Settings, token: str | None = None) -> Bot:
     # Connections enough for a paid broadcast's sends in flight (aiohttp's default pool is 100).
     session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), limit=300)
+    session.middleware(ReleaseBeforeSending())
     return instrument_bot(Bot(
         token=token or settings.bot_token or "",
         session=session,

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n
 
 from handlers.ui import user_locale
 from loyalty.members import identify
 from loyalty.roles import Role, StaticRoles
-from storage.database import SessionFactory
+from storage.database import DbSession, SessionFactory, release_idle
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+# The update's session, with the task that handles the update: tasks the handler starts inherit the variable
+# but must not touch a session that is not theirs.
+_UPDATE_SESSION: ContextVar[tuple[asyncio.Task[Any] | None, DbSession] | None] = ContextVar(
+    "update_session", default=None)
 
 
 class UpdateContext(BaseMiddleware):
@@ -31,7 +41,9 @@ class UpdateContext(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
-        async with self.sessions() as session:
+        session = self.sessions()
+        held = _UPDATE_SESSION.set((asyncio.current_task(), session))
+        try:
             data["session"] = session
             if user is None:
                 member, role = None, Role.MEMBER
@@ -40,3 +52,22 @@ class UpdateContext(BaseMiddleware):
             data["member"], data["role"] = member, role
             with self.i18n.context(), self.i18n.use_locale(user_locale(member, user)):
                 return await handler(event, data)
+        finally:
+            _UPDATE_SESSION.reset(held)
+            if session.in_transaction():
+                await session.__aexit__(None, None, None)  # shielded: a cancelled update still returns its connection
+            elif session.identity_map:
+                await session.close()  # holds no connection, so it never waits: nothing to shield
+            # else the session was never used (reads outside a unit of work borrow a connection): nothing to close
+
+
+class ReleaseBeforeSending(BaseRequestMiddleware):
+    """Bot session middleware: before a handler waits on Telegram, its update's session gives back a connection
+    it only read with (``release_idle``)."""
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        held = _UPDATE_SESSION.get()
+        if held is not None and held[0] is asyncio.current_task():
+            await release_idle(held[1])
+        return await make_request(bot, method)

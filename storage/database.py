@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_, greenlet_spawn
 
 from storage.sqlite import WRITE_OPTION, make_sqlite_engine
 from storage.sqlite import begin_write as sqlite_begin_write
+from storage.sqlite import reader as sqlite_reader
 
 SessionFactory = async_sessionmaker[AsyncSession]
 # What handlers hold and pass to loyalty/ functions, named so they never need to import SQLAlchemy.
@@ -96,6 +99,24 @@ async def begin_snapshot(session: AsyncSession) -> None:
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
+async def release_idle(session: AsyncSession) -> None:
+    """Give the session's connection back to the pool if nothing later depends on it: the session has only
+    read, outside any transaction (autocommit on PostgreSQL, a snapshot per statement on SQLite), and holds no
+    pending changes. The session takes a connection again if it is used afterwards; loaded objects stay.
+
+    An update that kept its connection while Telegram answered its reply held it ten times longer than its
+    queries took, so a worker needed a connection per update in flight: beyond the pool, each was opened and
+    closed again for a single update.
+    """
+    if not session.in_transaction() or session.new or session.deleted or session.dirty:
+        return
+    connection = (await session.connection()).sync_connection
+    options = connection.get_execution_options() if connection is not None else {}
+    if options.get(WRITE_OPTION) or "isolation_level" in options:  # a write or a snapshot: keep it
+        return
+    await session.commit()  # ends no database transaction: there is none
+
+
 async def insert_once(session: AsyncSession, model: type[Any], **values: Any) -> bool:
     """INSERT a row unless it would break a UNIQUE constraint; True if it was inserted.
 
@@ -116,9 +137,12 @@ class PreparedRead:
     a 0.25 ms read on SQLite, and half of one on PostgreSQL. The statement's own bind and result types still
     convert the values, so rows come back as SQLAlchemy would return them.
 
-    It takes the session's connection, so it reads what the unit of work would. Inside a write transaction,
-    for a statement whose types need the driver's column types, or when the driver raises, SQLAlchemy runs it
-    instead: it then owns the transaction, the error's translation and the invalidation of a broken connection.
+    It reads what the session's unit of work would. A session that has not begun one has nothing of its own
+    to see, so the read borrows a connection just for the statement instead of making the session take one:
+    on SQLite this process's reading connection (``storage.sqlite.reader``), on PostgreSQL a pooled connection.
+    A session that has begun reads on its own connection. Inside a write transaction, for a statement whose
+    types need the driver's column types, or when the driver raises, SQLAlchemy runs it instead: it then owns
+    the transaction, the error's translation and the invalidation of a broken connection.
     """
 
     def __init__(self, statement: Select[Any]) -> None:
@@ -126,6 +150,16 @@ class PreparedRead:
         self._plans: dict[Dialect, _Plan | None] = {}
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        engine = session.bind
+        if not session.in_transaction() and isinstance(engine, AsyncEngine):
+            plan = self._plan(engine.dialect)
+            reader = sqlite_reader(engine.sync_engine) if plan is not None and not plan.asyncpg else None
+            if plan is not None and reader is not None:
+                try:
+                    return plan.first_sync(reader, params)
+                except Exception:  # run again below, where SQLAlchemy handles it
+                    pass
+            return await greenlet_spawn(self._first_pooled, engine.sync_engine, plan, params)
         connection = await session.connection()
         sync = connection.sync_connection
         assert sync is not None
@@ -136,6 +170,19 @@ class PreparedRead:
             except Exception:  # run again below, where SQLAlchemy handles it
                 pass
         return (await connection.execute(self.statement, params)).first()
+
+    def _first_pooled(self, engine: Engine, plan: _Plan | None, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """In SQLAlchemy's greenlet: the read on a connection checked out of the pool for it alone."""
+        if plan is not None and plan.asyncpg:
+            raw = engine.raw_connection()
+            try:
+                return await_(plan.first(raw.driver_connection, params))
+            except Exception:  # the connection may be broken: the pool replaces it; SQLAlchemy runs it below
+                raw.invalidate()
+            finally:
+                raw.close()
+        with engine.connect() as connection:
+            return connection.execute(self.statement, params).first()
 
     def _plan(self, dialect: Dialect) -> _Plan | None:
         try:
@@ -183,19 +230,26 @@ class _Plan:
                 return None
         return cls(compiled.string, names, fixed, to_db, tuple(from_db), dialect.driver == "asyncpg")
 
-    async def first(self, driver: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
         # Once per name: SQLite's placeholders repeat a parameter wherever the statement uses it.
         values = dict(self.fixed)
         for name, value in params.items():
             process = self.to_db.get(name)
             values[name] = value if process is None else process(value)
-        args = [values[name] for name in self.names]
-        if self.asyncpg:
-            row = await driver.fetchrow(self.sql, *args)
-        else:
-            async with driver.execute(self.sql, args) as cursor:
-                row = await cursor.fetchone()
-        if row is None:
+        return [values[name] for name in self.names]
+
+    def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
+        if raw is None:
             return None
         return tuple(value if process is None else process(value)
-                     for value, process in zip(row, self.from_db, strict=True))
+                     for value, process in zip(raw, self.from_db, strict=True))
+
+    async def first(self, driver: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """On the driver's connection: asyncpg's, or aiosqlite's (a session's own connection)."""
+        if self.asyncpg:
+            return self.row(await driver.fetchrow(self.sql, *self.args(params)))
+        async with driver.execute(self.sql, self.args(params)) as cursor:
+            return self.row(await cursor.fetchone())
+
+    def first_sync(self, connection: sqlite3.Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        return self.row(connection.execute(self.sql, self.args(params)).fetchone())

@@ -16,6 +16,7 @@ So the aiosqlite connection used here does its work inline. Two rules make that 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
 from collections.abc import Callable
 from functools import partial
@@ -30,6 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 WRITE_OPTION = "loyalty_write"
 _HOLDS_LOCK = "loyalty_holds_write_lock"
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+_READERS: weakref.WeakKeyDictionary[Engine, sqlite3.Connection] = weakref.WeakKeyDictionary()
 
 
 class _Inline:
@@ -65,8 +67,6 @@ def make_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     database = url.split(":///", 1)[1] if ":///" in url else ":memory:"
 
     async def connect() -> InlineConnection:
-        import sqlite3
-
         return await InlineConnection(partial(sqlite3.connect, database, timeout=30, check_same_thread=False))
 
     engine = create_async_engine(url, async_creator=connect, **kwargs)
@@ -98,12 +98,37 @@ def make_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     def _on_rollback(conn: Connection) -> None:
         _release(conn.info)
 
+    @event.listens_for(engine.sync_engine, "engine_disposed")
+    def _on_dispose(engine: Engine) -> None:
+        connection = _READERS.pop(engine, None)
+        if connection is not None:
+            connection.close()
+
     @event.listens_for(engine.sync_engine.pool, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # Safety net: a connection returned or invalidated mid-transaction must not keep the lock.
         _release(record.info)
 
     return engine
+
+
+def reader(engine: Engine) -> sqlite3.Connection | None:
+    """The connection this process reads on outside units of work, opened on first use.
+
+    One is enough: a read runs to its end without giving up the loop, so two never overlap, and outside a
+    transaction each statement reads the latest commit (its own WAL snapshot), so sharing it mixes nothing.
+    It spares those reads a pool checkout and SQLAlchemy's greenlet hand-offs, which cost more than the read."""
+    try:
+        return _READERS[engine]
+    except KeyError:
+        pass
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None  # a database of the pool's own, or named by URI: read through the pool
+    connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout=30000")
+    _READERS[engine] = connection
+    return connection
 
 
 async def begin_write(session: AsyncSession) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty import ledger
 from loyalty.ledger import Kind
@@ -159,3 +161,21 @@ async def test_the_bot_says_nothing_private_in_groups(harness: BotHarness) -> No
     for text in ("/balance", "/card", "/start", "/purchase 1001 10", "/frobnicate", "hello"):
         update = harness.tg.message_update(harness.user(ADMIN_ID, "Boss"), text, chat=group)
         assert harness.texts(await harness.feed(update)) == [], text
+
+
+async def test_an_update_holds_no_database_connection_while_telegram_answers(
+    harness: BotHarness, engine: AsyncEngine
+) -> None:
+    """Connections are for queries: a worker with many replies in flight must not need one for each."""
+    await _join(harness)
+    pool = engine.sync_engine.pool
+    harness.tg.slow_sends(0.3)
+    for command in ("/balance", "/history"):  # reads outside a unit of work; reads through the session
+        before = len(harness.tg.calls)
+        update = asyncio.create_task(harness.send(harness.user(1001), command))
+        async with asyncio.timeout(5):
+            while len(harness.tg.calls) == before:  # noqa: ASYNC110 (the reply reached Telegram, which answers late)
+                await asyncio.sleep(0.01)
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert harness.texts(await update)
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from loyalty.ledger import Kind
 from loyalty.members import join
 from loyalty.program import Program
 from loyalty.purchases import record_purchase
-from storage.database import PreparedRead, SessionFactory, WriteOutsideTransaction, begin_write
+from storage.database import (
+    PreparedRead,
+    SessionFactory,
+    WriteOutsideTransaction,
+    begin_snapshot,
+    begin_write,
+    make_engine,
+    release_idle,
+)
 from storage.models import LedgerEntry, Member, Purchase
+from storage.sqlite import reader as sqlite_reader
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -99,3 +111,65 @@ async def test_a_prepared_read_returns_what_sqlalchemy_returns(sessions: Session
         assert await read.first(session, {"member_id": member_id + 1}) is None
         await begin_write(session)  # inside a write transaction SQLAlchemy runs it
         assert await read.first(session, {"member_id": member_id}) == expected
+
+
+_POINTS = PreparedRead(select(col(Member.points)).where(col(Member.id) == bindparam("member_id")))
+
+
+async def test_a_read_outside_a_unit_of_work_borrows_a_connection_only_for_the_statement(
+    sessions: SessionFactory, program: Program, engine: AsyncEngine
+) -> None:
+    member_id = await _member(sessions, program)
+    pool = engine.sync_engine.pool
+    async with sessions() as reading, sessions() as writing:
+        assert await _POINTS.first(reading, {"member_id": member_id}) == (50,)
+        assert not reading.in_transaction()  # the session took no connection
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+        await begin_write(writing)
+        await writing.execute(update(Member).where(col(Member.id) == member_id).values(points=70))
+        assert await _POINTS.first(writing, {"member_id": member_id}) == (70,)  # its own unit of work
+        assert await _POINTS.first(reading, {"member_id": member_id}) == (50,)  # not yet committed
+        await writing.commit()
+        assert await _POINTS.first(reading, {"member_id": member_id}) == (70,)  # the latest commit
+        assert await _POINTS.first(reading, {"member_id": member_id + 1}) is None
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_release_idle_gives_back_a_read_only_connection_and_keeps_a_transaction(
+    sessions: SessionFactory, program: Program, engine: AsyncEngine
+) -> None:
+    member_id = await _member(sessions, program)
+    pool = engine.sync_engine.pool
+    async with sessions() as session:
+        member = await session.get(Member, member_id)
+        assert member is not None and pool.checkedout() == 1  # type: ignore[attr-defined]
+        await release_idle(session)
+        assert pool.checkedout() == 0 and not session.in_transaction()  # type: ignore[attr-defined]
+        assert member.first_name == "Ann" and member in session  # what was loaded stays usable
+
+        await begin_write(session)
+        member.first_name = "Bea"
+        await release_idle(session)  # pending changes and a write transaction: kept
+        assert pool.checkedout() == 1 and session.in_transaction()  # type: ignore[attr-defined]
+        await session.commit()
+        if engine.dialect.name == "postgresql":  # an export's snapshot is kept too
+            await begin_snapshot(session)
+            await session.execute(select(col(Member.id)))
+            await release_idle(session)
+            assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_the_sqlite_reader_is_closed_with_its_engine(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'reader.db'}")
+    reader = sqlite_reader(engine.sync_engine)
+    assert reader is not None and sqlite_reader(engine.sync_engine) is reader  # one per engine
+    await engine.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        reader.execute("SELECT 1")
+    assert sqlite_reader(engine.sync_engine) is not reader  # a disposed engine opens a new one when used again
+    await engine.dispose()
+    by_uri = make_engine(f"sqlite+aiosqlite:///file:{tmp_path / 'reader.db'}?uri=true")
+    assert sqlite_reader(by_uri.sync_engine) is None  # not a plain file: such reads go through the pool
+    await by_uri.dispose()
