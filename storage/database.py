@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import Select, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_, greenlet_spawn
 
+from storage.postgres import attach_readers
+from storage.postgres import readers as pg_readers
 from storage.sqlite import WRITE_OPTION, make_sqlite_engine
 from storage.sqlite import begin_write as sqlite_begin_write
 from storage.sqlite import reader as sqlite_reader
@@ -39,16 +40,20 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE, **kwargs: Any) -> Async
     round trips to PostgreSQL. Writes get a real transaction from ``begin_write``, and a write attempted
     outside one is refused rather than silently autocommitted statement by statement.
     """
-    # Each update holds a connection until it is answered. Connections beyond the pool are opened for a burst
-    # and closed on return, so a pool smaller than the updates usually in flight opens and closes connections
-    # all the time: with 10 kept, a load test at 200 updates a second opened 370 PostgreSQL sessions in 30 s,
-    # each a forked backend, and that work arrived exactly when the workers were already behind.
-    kwargs = {"pool_size": pool_size, "max_overflow": POOL_OVERFLOW, **kwargs}
+    # Connections beyond the pool are opened for a burst and closed on return, so a pool smaller than the
+    # statements usually in flight opens and closes connections all the time: with 10 kept, while updates held
+    # theirs until their reply was answered, a load test at 200 updates a second opened 370 PostgreSQL sessions
+    # in 30 s, each a forked backend, and that work arrived exactly when the workers were already behind.
     if is_sqlite(url):
-        return make_sqlite_engine(url, **kwargs)
+        return make_sqlite_engine(url, **{"pool_size": pool_size, "max_overflow": POOL_OVERFLOW, **kwargs})
+    # About half the connections serve single reads outside a unit of work (most of what updates read), the
+    # rest units of work; together they stay within pool_size (+ the overflow for a burst).
+    readers = max(1, pool_size // 2)
+    kwargs = {"pool_size": max(1, pool_size - readers), "max_overflow": POOL_OVERFLOW, **kwargs}
     # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every update. A connection broken by
     # a server restart fails one unit of work instead, is invalidated, and the pool replaces it.
     engine = create_async_engine(url, pool_recycle=1800, isolation_level="AUTOCOMMIT", **kwargs)
+    attach_readers(engine.sync_engine, readers)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _writes_need_a_transaction(conn: Connection, _cursor: Any, statement: str, _params: Any,
@@ -111,9 +116,13 @@ async def release_idle(session: AsyncSession) -> None:
     if not session.in_transaction() or session.new or session.deleted or session.dirty:
         return
     connection = (await session.connection()).sync_connection
-    options = connection.get_execution_options() if connection is not None else {}
+    if connection is None:
+        return
+    options = connection.get_execution_options()
     if options.get(WRITE_OPTION) or "isolation_level" in options:  # a write or a snapshot: keep it
         return
+    if getattr(connection.connection.driver_connection, "in_transaction", False):
+        return  # SQLite's driver began one for a write made outside begin_write: the caller decides its fate
     await session.commit()  # ends no database transaction: there is none
 
 
@@ -139,7 +148,8 @@ class PreparedRead:
 
     It reads what the session's unit of work would. A session that has not begun one has nothing of its own
     to see, so the read borrows a connection just for the statement instead of making the session take one:
-    on SQLite this process's reading connection (``storage.sqlite.reader``), on PostgreSQL a pooled connection.
+    on SQLite this process's reading connection (``storage.sqlite.reader``), on PostgreSQL one of the engine's
+    readers (``storage.postgres.Readers``).
     A session that has begun reads on its own connection. Inside a write transaction, for a statement whose
     types need the driver's column types, or when the driver raises, SQLAlchemy runs it instead: it then owns
     the transaction, the error's translation and the invalidation of a broken connection.
@@ -150,16 +160,8 @@ class PreparedRead:
         self._plans: dict[Dialect, _Plan | None] = {}
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        engine = session.bind
-        if not session.in_transaction() and isinstance(engine, AsyncEngine):
-            plan = self._plan(engine.dialect)
-            reader = sqlite_reader(engine.sync_engine) if plan is not None and not plan.asyncpg else None
-            if plan is not None and reader is not None:
-                try:
-                    return plan.first_sync(reader, params)
-                except Exception:  # run again below, where SQLAlchemy handles it
-                    pass
-            return await greenlet_spawn(self._first_pooled, engine.sync_engine, plan, params)
+        if not session.in_transaction() and isinstance(session.bind, AsyncEngine):
+            return await self._first_borrowed(session.bind, params)
         connection = await session.connection()
         sync = connection.sync_connection
         assert sync is not None
@@ -171,18 +173,17 @@ class PreparedRead:
                 pass
         return (await connection.execute(self.statement, params)).first()
 
-    def _first_pooled(self, engine: Engine, plan: _Plan | None, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        """In SQLAlchemy's greenlet: the read on a connection checked out of the pool for it alone."""
-        if plan is not None and plan.asyncpg:
-            raw = engine.raw_connection()
-            try:
-                return await_(plan.first(raw.driver_connection, params))
-            except Exception:  # the connection may be broken: the pool replaces it; SQLAlchemy runs it below
-                raw.invalidate()
-            finally:
-                raw.close()
-        with engine.connect() as connection:
-            return connection.execute(self.statement, params).first()
+    async def _first_borrowed(self, engine: AsyncEngine, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        plan = self._plan(engine.dialect)
+        try:
+            if plan is not None and plan.asyncpg and (lender := pg_readers(engine.sync_engine)) is not None:
+                return plan.row(await lender.fetchrow(plan.sql, plan.args(params)))
+            if plan is not None and not plan.asyncpg and (reader := sqlite_reader(engine.sync_engine)) is not None:
+                return plan.first_sync(reader, params)
+        except Exception:  # run again below, where SQLAlchemy handles it
+            pass
+        async with engine.connect() as connection:
+            return (await connection.execute(self.statement, params)).first()
 
     def _plan(self, dialect: Dialect) -> _Plan | None:
         try:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -27,7 +27,9 @@ from storage.database import (
     release_idle,
 )
 from storage.models import LedgerEntry, Member, Purchase
+from storage.postgres import readers as pg_readers
 from storage.sqlite import reader as sqlite_reader
+from tests.conftest import PG_URL
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -173,3 +175,46 @@ async def test_the_sqlite_reader_is_closed_with_its_engine(tmp_path: Path) -> No
     by_uri = make_engine(f"sqlite+aiosqlite:///file:{tmp_path / 'reader.db'}?uri=true")
     assert sqlite_reader(by_uri.sync_engine) is None  # not a plain file: such reads go through the pool
     await by_uri.dispose()
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs LOYALTY_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_postgresql_reader_broken_under_a_read_is_replaced_and_the_read_still_answers(
+    sessions: SessionFactory, program: Program, engine: AsyncEngine
+) -> None:
+    member_id = await _member(sessions, program)
+    lender = pg_readers(engine.sync_engine)
+    assert lender is not None
+    async with sessions() as session:
+        assert await _POINTS.first(session, {"member_id": member_id}) == (50,)
+        [reader] = lender._idle
+        backend = reader.driver_connection.get_server_pid()  # type: ignore[union-attr]
+    async with engine.connect() as other:  # a server restart, as far as that connection can tell
+        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    async with sessions() as session:
+        assert await _POINTS.first(session, {"member_id": member_id}) == (50,)  # answered through SQLAlchemy
+        assert await _POINTS.first(session, {"member_id": member_id}) == (50,)  # on a new reader
+    [reader] = lender._idle
+    assert reader.driver_connection.get_server_pid() != backend  # type: ignore[union-attr]
+
+    await engine.dispose()  # closes them; the engine still reads afterwards, on new ones
+    assert pg_readers(engine.sync_engine) is not lender and reader.dbapi_connection is None
+    async with sessions() as session:
+        assert await _POINTS.first(session, {"member_id": member_id}) == (50,)
+
+
+async def test_release_idle_never_commits_a_write_made_outside_a_unit_of_work(
+    sessions: SessionFactory, engine: AsyncEngine
+) -> None:
+    async with sessions() as session:
+        session.add(Member(telegram_id=6, chat_id=6, code="BBBB3333"))
+        if engine.dialect.name == "postgresql":  # refused before it is made
+            with pytest.raises(WriteOutsideTransaction):
+                await session.flush()
+        else:  # SQLite's driver began a transaction for it
+            await session.flush()
+            await release_idle(session)
+            assert session.in_transaction()
+        await session.rollback()
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Member))).scalar_one() == 0
