@@ -44,16 +44,15 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE, **kwargs: Any) -> Async
     # statements usually in flight opens and closes connections all the time: with 10 kept, while updates held
     # theirs until their reply was answered, a load test at 200 updates a second opened 370 PostgreSQL sessions
     # in 30 s, each a forked backend, and that work arrived exactly when the workers were already behind.
+    kwargs = {"pool_size": pool_size, "max_overflow": POOL_OVERFLOW, **kwargs}
     if is_sqlite(url):
-        return make_sqlite_engine(url, **{"pool_size": pool_size, "max_overflow": POOL_OVERFLOW, **kwargs})
-    # About half the connections serve single reads outside a unit of work (most of what updates read), the
-    # rest units of work; together they stay within pool_size (+ the overflow for a burst).
-    readers = max(1, pool_size // 2)
-    kwargs = {"pool_size": max(1, pool_size - readers), "max_overflow": POOL_OVERFLOW, **kwargs}
+        return make_sqlite_engine(url, **kwargs)
     # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every update. A connection broken by
     # a server restart fails one unit of work instead, is invalidated, and the pool replaces it.
     engine = create_async_engine(url, pool_recycle=1800, isolation_level="AUTOCOMMIT", **kwargs)
-    attach_readers(engine.sync_engine, readers)
+    # Single reads outside a unit of work (most of what updates read) get as many connections again, opened
+    # as concurrent reads need them: a read that waits for a connection holds up its whole update.
+    attach_readers(engine.sync_engine, pool_size)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _writes_need_a_transaction(conn: Connection, _cursor: Any, statement: str, _params: Any,
