@@ -21,8 +21,9 @@ class Readers:
 
     Borrowing a session pool connection for one statement costs a greenlet hand-off, a checkout, a reset and a
     checkin, which together cost more than the statement: /balance through the full stack ran about 40 % faster
-    with these than through SQLAlchemy's connection. They are opened as concurrent reads need them, up to ``size``, through an engine of their own
-    for the same URL (so with SQLAlchemy's connect-time setup), and stay open.
+    with these than through SQLAlchemy's connection. They are opened as concurrent reads need them, up to
+    ``size``, through an engine of their own for the same URL (so with SQLAlchemy's connect-time setup), and
+    stay open.
     """
 
     def __init__(self, engine: Engine, size: int) -> None:

@@ -123,9 +123,10 @@ def reader(engine: Engine) -> sqlite3.Connection | None:
     except KeyError:
         pass
     database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None  # a database of the pool's own, or named by URI: read through the pool
+    if engine not in _WRITE_LOCKS or not database or database == ":memory:" or database.startswith("file:"):
+        return None  # not make_sqlite_engine's, a database of the pool's own, or named by URI: read through the pool
     connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")  # as the pool's connections do: reads never wait for writers
     connection.execute("PRAGMA busy_timeout=30000")
     _READERS[engine] = connection
     return connection
