@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import signal
 import socket
@@ -33,6 +32,7 @@ from redis.asyncio import Redis
 
 from bench.updates import fresh_pg_database
 from bot.emulator import FakeTelegram
+from bot.heap import freeze_startup_heap
 from storage.migrate import upgrade_async
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,8 +169,7 @@ async def run(rate: float, seconds: float, pg: str) -> None:
             # This process plays Telegram for both workers. Its heap (the emulator's record of every call, the
             # updates to send) grows through the run, and a full collection of it stalled every worker's replies
             # for a quarter of a second: Telegram's own pauses, not the workers'. Frozen, it is never walked.
-            gc.collect()
-            gc.freeze()
+            freeze_startup_heap()
             tasks = []
             started = time.perf_counter()
             for n, update in enumerate(updates):

@@ -29,6 +29,7 @@ from aiogram.types import Message
 
 from bot.app import build_dispatcher, make_bot
 from bot.emulator import FakeTelegram
+from bot.heap import freeze_startup_heap
 from bot.settings import Settings
 from loyalty.members import join
 from loyalty.program import load_program
@@ -50,10 +51,7 @@ async def measure(tg: FakeTelegram, bot: Bot, dp: Dispatcher, updates: int, conc
 
     for update in [tg.message_update(users[i % MEMBERS], COMMAND) for i in range(200)]:
         await one(update)  # warm-up: connection pools, statement caches, catalogs, pydantic models
-    # Both stacks as `loyalty run` runs a worker (bot.runner.freeze_startup_heap): what start-up made is
-    # frozen out of the collector's walks.
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()  # every stack as `loyalty run` runs a worker
     try:
         started = time.perf_counter()
         await asyncio.gather(*(one(update) for update in batch))

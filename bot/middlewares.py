@@ -54,11 +54,9 @@ class UpdateContext(BaseMiddleware):
                 return await handler(event, data)
         finally:
             _UPDATE_SESSION.reset(held)
-            if session.in_transaction():
-                await session.__aexit__(None, None, None)  # shielded: a cancelled update still returns its connection
-            elif session.identity_map:
-                await session.close()  # holds no connection, so it never waits: nothing to shield
-            # else the session was never used (reads outside a unit of work borrow a connection): nothing to close
+            # A session never used (reads outside a unit of work borrow a connection) has nothing to close.
+            if session.in_transaction() or session.identity_map:
+                await session.__aexit__(None, None, None)  # shielded: a cancelled update still closes it
 
 
 class ReleaseBeforeSending(BaseRequestMiddleware):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_dispatcher, make_bot, set_command_menus
 from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
+from bot.heap import freeze_startup_heap
 from bot.http import Deps, make_http_app, start_http
 from bot.scheduling import make_scheduler
 from bot.settings import Settings
@@ -161,16 +161,6 @@ async def run_role(app: App, role: str) -> None:
         await run_webhook(app, serve_updates=serve_updates, with_scheduler=with_scheduler)
     finally:
         await http.cleanup()
-
-
-def freeze_startup_heap() -> None:
-    """Move everything start-up made (modules, models, catalogs, locale data) out of the collector's sight.
-
-    A full collection walks every tracked object, and a bot's imports leave hundreds of thousands that live
-    as long as the process: each full collection stopped the event loop for about 200 ms, which every update
-    in flight waited for. Frozen objects are never walked; the garbage updates make is collected as before."""
-    gc.collect()
-    gc.freeze()
 
 
 async def run_webhook(app: App, *, serve_updates: bool, with_scheduler: bool) -> None:

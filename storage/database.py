@@ -174,13 +174,15 @@ class PreparedRead:
 
     async def _first_borrowed(self, engine: AsyncEngine, params: Mapping[str, Any]) -> Sequence[Any] | None:
         plan = self._plan(engine.dialect)
-        try:
-            if plan is not None and plan.asyncpg and (lender := pg_readers(engine.sync_engine)) is not None:
-                return plan.row(await lender.fetchrow(plan.sql, plan.args(params)))
-            if plan is not None and not plan.asyncpg and (reader := sqlite_reader(engine.sync_engine)) is not None:
-                return plan.first_sync(reader, params)
-        except Exception:  # run again below, where SQLAlchemy handles it
-            pass
+        if plan is not None:
+            try:
+                if plan.asyncpg:
+                    if (lender := pg_readers(engine.sync_engine)) is not None:
+                        return plan.row(await lender.fetchrow(plan.sql, plan.args(params)))
+                elif (reader := sqlite_reader(engine.sync_engine)) is not None:
+                    return plan.first_sync(reader, params)
+            except Exception:  # run again below, where SQLAlchemy handles it
+                pass
         async with engine.connect() as connection:
             return (await connection.execute(self.statement, params)).first()
 

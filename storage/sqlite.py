@@ -32,6 +32,7 @@ WRITE_OPTION = "loyalty_write"
 _HOLDS_LOCK = "loyalty_holds_write_lock"
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 _READERS: weakref.WeakKeyDictionary[Engine, sqlite3.Connection] = weakref.WeakKeyDictionary()
+_FILES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 class _Inline:
@@ -63,23 +64,25 @@ class InlineConnection(aiosqlite.Connection):
         return self._connect().__await__()
 
 
+def _open(database: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
 def make_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     database = url.split(":///", 1)[1] if ":///" in url else ":memory:"
 
     async def connect() -> InlineConnection:
-        return await InlineConnection(partial(sqlite3.connect, database, timeout=30, check_same_thread=False))
+        return await InlineConnection(partial(_open, database))
 
     engine = create_async_engine(url, async_creator=connect, **kwargs)
     lock = asyncio.Lock()
     _WRITE_LOCKS[engine.sync_engine] = lock
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+    if database != ":memory:" and not database.startswith("file:"):  # else only the pool's connections see it
+        _FILES[engine.sync_engine] = database
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -118,17 +121,9 @@ def reader(engine: Engine) -> sqlite3.Connection | None:
     One is enough: a read runs to its end without giving up the loop, so two never overlap, and outside a
     transaction each statement reads the latest commit (its own WAL snapshot), so sharing it mixes nothing.
     It spares those reads a pool checkout and SQLAlchemy's greenlet hand-offs, which cost more than the read."""
-    try:
-        return _READERS[engine]
-    except KeyError:
-        pass
-    database = engine.url.database
-    if engine not in _WRITE_LOCKS or not database or database == ":memory:" or database.startswith("file:"):
-        return None  # not make_sqlite_engine's, a database of the pool's own, or named by URI: read through the pool
-    connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")  # as the pool's connections do: reads never wait for writers
-    connection.execute("PRAGMA busy_timeout=30000")
-    _READERS[engine] = connection
+    connection = _READERS.get(engine)
+    if connection is None and engine in _FILES:  # not for a database named by URI, or an engine made elsewhere
+        connection = _READERS[engine] = _open(_FILES[engine])
     return connection
 
 
