@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     bot_token: str | None = Field(default=None, pattern=r"^\d+:[A-Za-z0-9_-]+$")
     telegram_api_url: str = Field(default=TELEGRAM_API, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     database_url: str = "sqlite+aiosqlite:///loyalty.db"
-    # Connections each process keeps open (plus up to 10 for bursts). Workers x (pool + 10) must stay under
-    # PostgreSQL's max_connections (100 by default).
+    # Connections each process keeps for units of work (plus up to 10 for bursts), and on PostgreSQL as many
+    # again for single reads: workers x (2 x pool + 10) must stay under PostgreSQL's max_connections.
     database_pool_size: int = Field(default=POOL_SIZE, ge=1, le=500)
     admin_ids: IdList = frozenset()
     cashier_ids: IdList = frozenset()
