@@ -103,7 +103,7 @@ def build_dispatcher(
     dp.update.outer_middleware(UpdateMetrics())
     if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
         dp.update.outer_middleware(DropRedelivered(seen_updates))
-    dp.update.outer_middleware(UpdateContext(sessions, static_roles(settings), i18n))
+    dp.update.outer_middleware(UpdateContext(sessions, static_roles(settings), i18n, [account.read_ahead()]))
     # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
     private = Router(name="private")
     private.message.filter(PrivateChat())

@@ -15,12 +15,13 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
+from handlers.ahead import ReadAhead
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
 from handlers.ui import card_lines, day, edit_or_keep, money
-from loyalty.account import HistoryPage, history, summary
+from loyalty.account import HistoryPage, history, summary, summary_rider
 from loyalty.ledger import Kind
-from loyalty.members import MemberView
+from loyalty.members import MemberView, Rider
 from loyalty.program import Program
 from loyalty.tiers import TierProgress
 from storage.database import DbSession
@@ -41,11 +42,20 @@ class HistoryCallback(CallbackData, prefix="hist"):
     page: int
 
 
+BALANCE_TRIGGERS = (Command("balance"), MenuButton(BALANCE))
+
+
+def read_ahead() -> ReadAhead:
+    """/balance's one read rides along with who sent it: the busiest command then costs one round trip."""
+    return ReadAhead("balance_rider", BALANCE_TRIGGERS,
+                     lambda data: summary_rider(data["program"], data["clock"](), EXPIRY_HORIZON_DAYS))
+
+
 async def show_balance(
     message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n,
-    clock: Callable[[], datetime],
+    clock: Callable[[], datetime], balance_rider: Rider | None = None,
 ) -> None:
-    overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS)
+    overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS, balance_rider)
     held, tier, cards = overview.balance, overview.tier, overview.cards
     lines = [
         _("⭐ <b>{points}</b> points").format(points=held.points),
@@ -125,8 +135,8 @@ def router() -> Router:
     router = Router(name="account")
     router.message.filter(IsMember())
     router.callback_query.filter(IsMember())
-    router.message.register(show_balance, Command("balance"))
-    router.message.register(show_balance, MenuButton(BALANCE))
+    for trigger in BALANCE_TRIGGERS:
+        router.message.register(show_balance, trigger)
     router.message.register(show_history, Command("history"))
     router.message.register(show_history, MenuButton(HISTORY))
     router.callback_query.register(page_history, HistoryCallback.filter(F.page >= 0))

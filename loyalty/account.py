@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Select, bindparam, func, select
+from sqlalchemy import Integer, bindparam, func, select
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key, open_lot
+from loyalty.members import Column, Rider
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
 from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
@@ -36,30 +38,26 @@ class Balance:
     """Points that expire on the local day of ``expiring_first``."""
 
 
-def _balance_statement() -> Select[int, int, int, int, datetime | None]:
+def _lots_columns() -> tuple[Column, ...]:
     # Built once: /balance is the hottest read, and building the expression cost more than running it.
     expires_at, remaining = col(LedgerEntry.expires_at), col(LedgerEntry.remaining)
     now, horizon = bindparam("now", type_=UTCDateTime), bindparam("horizon", type_=UTCDateTime)
-    member_id = bindparam("member_id", type_=Integer)
-    # The member's open lots joined onto their row and folded by GROUP BY (the primary key, so PostgreSQL
-    # accepts the member's other columns); scalar subqueries for tiers and cards are added per program.
-    open_lots = (col(LedgerEntry.member_id) == col(Member.id)) & open_lot() & (expires_at <= horizon)
+    # Scalar subqueries correlated with the member row, so the same columns serve the read by member id and
+    # the one riding along with who sent the update (``loyalty.members.Rider``).
+    lots = (col(LedgerEntry.member_id) == col(Member.id), open_lot())
     return (
-        select(
-            col(Member.points),
-            col(Member.lifetime_points),
-            func.coalesce(func.sum(remaining).filter(expires_at <= now), 0).label("due"),  # type: ignore[operator]
-            func.coalesce(func.sum(remaining).filter(expires_at > now), 0).label("expiring"),  # type: ignore[operator]
-            func.min(expires_at).filter(expires_at > now).label("first"),  # type: ignore[operator]
-        )
-        .select_from(Member)
-        .outerjoin(LedgerEntry, open_lots)  # type: ignore[arg-type]
-        .where(col(Member.id) == member_id)
-        .group_by(col(Member.id))
+        col(Member.points),
+        col(Member.lifetime_points),
+        select(func.coalesce(func.sum(remaining), 0)).where(*lots, expires_at <= now)
+        .correlate(Member).scalar_subquery().label("due"),
+        select(func.coalesce(func.sum(remaining), 0)).where(*lots, expires_at > now, expires_at <= horizon)
+        .correlate(Member).scalar_subquery().label("expiring"),
+        select(func.min(expires_at)).where(*lots, expires_at > now, expires_at <= horizon)
+        .correlate(Member).scalar_subquery().label("first"),
     )
 
 
-_BALANCE = _balance_statement()
+_LOTS = _lots_columns()
 
 
 @dataclass(frozen=True)
@@ -70,23 +68,41 @@ class Summary:
 
 
 @lru_cache(maxsize=16)
-def _summary_statement(tier_basis: str | None, card_keys: tuple[str, ...]) -> PreparedRead:
-    # One statement (one round trip) for everything /balance shows; its shape depends only on the program.
-    extra = list(window_columns(tier_basis)) if tier_basis else []
-    extra += [stamps_column(key) for key in card_keys]
-    return PreparedRead(_BALANCE.add_columns(*extra))
+def _summary_columns(tier_basis: str | None, card_keys: tuple[str, ...]) -> tuple[Column, ...]:
+    # Everything /balance shows, as columns of the member's row; their shape depends only on the program.
+    extra = list(window_columns(tier_basis, col(Member.id))) if tier_basis else []
+    extra += [stamps_column(key, col(Member.id)) for key in card_keys]
+    return (*_LOTS, *extra)
+
+
+@lru_cache(maxsize=16)
+def _summary_statement(columns: tuple[Column, ...]) -> PreparedRead:
+    return PreparedRead(select(*columns).where(col(Member.id) == bindparam("member_id", type_=Integer)))
+
+
+def _columns(program: Program) -> tuple[Column, ...]:
+    basis = program.tiers.basis if program.tiers.levels else None
+    return _summary_columns(basis, tuple(card.key for card in program.punch_cards))
+
+
+def _params(program: Program, now: datetime, horizon_days: int) -> dict[str, Any]:
+    return {"now": now, "horizon": now + timedelta(days=horizon_days), "since": window_start(program, now)}
+
+
+def summary_rider(program: Program, now: datetime, horizon_days: int = 30) -> Rider:
+    """What ``summary`` reads, to ride along with who sent the update; pass it back to ``summary``."""
+    return Rider(_columns(program), _params(program, now, horizon_days))
 
 
 async def summary(
     session: AsyncSession, program: Program, member_id: int, tier: str | None, now: datetime,
-    horizon_days: int = 30,
+    horizon_days: int = 30, rider: Rider | None = None,
 ) -> Summary:
-    """Balance, tier progress and punch cards together, as /balance shows them."""
-    basis = program.tiers.basis if program.tiers.levels else None
-    statement = _summary_statement(basis, tuple(card.key for card in program.punch_cards))
-    params = {"member_id": member_id, "now": now, "horizon": now + timedelta(days=horizon_days),
-              "since": window_start(program, now)}
-    row = await statement.first(session, params)
+    """Balance, tier progress and punch cards together, as /balance shows them: one statement, or none when
+    ``rider`` (from ``summary_rider``) already carries its values."""
+    statement = _summary_statement(_columns(program))
+    params = {**_params(program, now, horizon_days), "member_id": member_id}
+    row = rider.values if rider is not None and rider.values is not None else await statement.first(session, params)
     if row is not None and row[2]:  # points past their expiry that the job has not swept yet
         await begin_write(session)
         await expire_member(session, member_id, now)
@@ -96,7 +112,7 @@ async def summary(
         raise NoResultFound(f"no member {member_id}")
     points, lifetime, _due, expiring, first, *rest = row
     tier_progress = None
-    if basis is not None:
+    if program.tiers.levels:
         total, oldest, *rest = rest
         tier_progress = progress_from(program, tier, to_amount(program, total), oldest)
     cards = [CardProgress(rule, int(stamps or 0)) for rule, stamps in zip(program.punch_cards, rest, strict=True)]

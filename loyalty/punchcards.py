@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from loyalty.program import Program, PunchCardRule
@@ -81,10 +82,10 @@ async def unstamp(session: AsyncSession, purchase: Purchase, share: tuple[int, i
     await session.flush()
 
 
-def stamps_column(card_key: str) -> ColumnElement[Any]:
-    """A scalar subquery for the stamps on ``:member_id``'s current card of this kind (NULL: none yet)."""
+def stamps_column(card_key: str, member_id: ColumnElement[Any] | Mapped[Any]) -> ColumnElement[Any]:
+    """A scalar subquery for the stamps on the member's current card of this kind (NULL: none yet)."""
     return select(col(PunchCard.stamps)).where(
-        col(PunchCard.member_id) == bindparam("member_id", type_=Integer), col(PunchCard.card_key) == card_key,
+        col(PunchCard.member_id) == member_id, col(PunchCard.card_key) == card_key,
     ).scalar_subquery()
 
 

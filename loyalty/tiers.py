@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -34,15 +35,16 @@ def months_after(moment: datetime, months: int) -> datetime:
     return months_before(moment, -months)
 
 
-def window_columns(basis: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+def window_columns(basis: str, member_id: ColumnElement[Any] | Mapped[Any]
+                   ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """Scalar subqueries for the qualifying total (raw: minor units or points) and the oldest purchase counted,
-    over ``:since < occurred_at <= :now`` for ``:member_id``; /balance folds them into its one statement."""
+    over ``:since < occurred_at <= :now`` for ``member_id`` (a parameter, or the member row /balance reads)."""
     if basis == "spend":
         value = col(Purchase.amount_minor) - col(Purchase.refunded_minor)
     else:
         value = col(Purchase.points) - col(Purchase.points) * col(Purchase.refunded_minor) / col(Purchase.amount_minor)
     window = (
-        col(Purchase.member_id) == bindparam("member_id", type_=Integer),
+        col(Purchase.member_id) == member_id,
         col(Purchase.occurred_at) > bindparam("since", type_=UTCDateTime),
         col(Purchase.occurred_at) <= bindparam("now", type_=UTCDateTime),
     )
@@ -53,7 +55,7 @@ def window_columns(basis: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
 
 
 def _window_statement(basis: str) -> Select[Any, Any]:
-    return select(*window_columns(basis))
+    return select(*window_columns(basis, bindparam("member_id", type_=Integer)))
 
 
 _WINDOW = {basis: _window_statement(basis) for basis in ("spend", "points")}

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from loyalty import ledger
+from loyalty.account import summary, summary_rider
 from loyalty.ledger import Kind
+from loyalty.members import identify
+from loyalty.roles import Role, StaticRoles
+from storage.database import PreparedRead
 from storage.models import Member
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
@@ -42,6 +48,61 @@ async def test_balance_without_expiring_points(harness: BotHarness) -> None:
     await _join(harness)
     [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
     assert "No points expire in the next 30 days" in text
+
+
+async def test_balance_read_with_the_sender_is_the_read_by_member_id(harness: BotHarness) -> None:
+    """/balance's columns ride along with who sent it: they must say what its own read would."""
+    member = await _join(harness)
+    assert member.id is not None
+    await harness.purchase(member.code, "88.50", "r-1")  # tier spend, a stamp, an earned lot
+    now = harness.clock()
+    async with harness.sessions() as session:
+        await ledger.credit(session, member.id, 40, kind=Kind.ADJUST, now=now, expires_at=now + timedelta(days=10))
+        await session.commit()
+    program = harness.dp["program"]
+    async with harness.sessions() as session:
+        rider = summary_rider(program, now, 30)
+        view, _role = await identify(session, StaticRoles(), 1001, rider)
+        assert view is not None and rider.values is not None
+        ridden = await summary(session, program, member.id, view.tier, now, 30, rider)
+        direct = await summary(session, program, member.id, view.tier, now, 30)
+        stranger = summary_rider(program, now, 30)
+        assert await identify(session, StaticRoles(), 999_999, stranger) == (None, Role.MEMBER)
+        assert stranger.values is None
+    assert ridden == direct
+    stored = await harness.member(1001)
+    assert stored is not None and direct.balance.points == stored.points > 50 + 40
+    assert direct.balance.expiring_points == 40
+    assert direct.tier is not None and direct.tier.missing > 0 and [card.stamps for card in direct.cards] == [1]
+
+
+@pytest.mark.parametrize("button", [False, True])
+async def test_balance_reads_the_database_once(harness: BotHarness, engine: AsyncEngine,
+                                               monkeypatch: pytest.MonkeyPatch, button: bool) -> None:
+    """Who sent /balance and everything it shows come in one statement: on PostgreSQL each round trip costs
+    the bot more CPU than the rest of reading."""
+    await _join(harness, language="zh-hant")
+    label = "⭐ 積分餘額" if button else "/balance"
+    reads: list[PreparedRead] = []
+    real_first = PreparedRead.first
+
+    async def counted(read: PreparedRead, session: AsyncSession, params: Any) -> Any:
+        reads.append(read)
+        return await real_first(read, session, params)
+
+    monkeypatch.setattr(PreparedRead, "first", counted)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        [text] = harness.texts(await harness.send(harness.user(1001, language_code="zh-hant"), label))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert "<b>50</b> 點積分" in text  # the welcome bonus
+    assert len(reads) == 1 and statements == []
 
 
 async def test_history_pages_with_buttons(harness: BotHarness) -> None:
