@@ -4,10 +4,12 @@ Both run the real dispatcher and aiogram Bot over HTTP against the local fake Bo
 so the fake server's cost is paid by both; the ratio is what the loyalty stack (middlewares, database,
 i18n, rendering, a reply of several lines) costs. The bare handler is aiogram out of the box: a Router, a
 handler and ``Bot(token)`` with aiogram's own session. A second bare row runs it on our Bot (JSON requests,
-request metrics, HTML defaults), which is faster, so that what our session saves is not hidden in the ratio.
-Every stack is timed as ``loyalty run`` runs a worker: its start-up heap frozen out of the garbage collector's
-walks (each is unfrozen again before the next, so all start alike).
-Run: ``.venv/bin/python bench/updates.py [--updates 2000] [--concurrency 32]``.
+request metrics, HTML defaults), so that what our session costs or saves is not hidden in the ratio.
+Every stack is timed as ``loyalty run`` runs a worker: warmed up at the run's concurrency, its start-up heap
+frozen out of the garbage collector's walks (each is unfrozen again before the next, so all start alike).
+The stacks run in interleaved rounds; each round's ratio compares runs seconds apart, and the median over the
+rounds is the figure.
+Run: ``.venv/bin/python bench/updates.py [--updates 2000] [--concurrency 32] [--rounds 5]``.
 PostgreSQL is measured when it answers at --pg (a database ``loyalty_bench`` is created and reset there).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +42,7 @@ from storage.migrate import upgrade_async
 
 MEMBERS = 200
 COMMAND = "/balance"
+WARM_UP = 400
 
 async def measure(tg: FakeTelegram, bot: Bot, dp: Dispatcher, updates: int, concurrency: int) -> float:
     users = [tg.user(10_000 + i, f"M{i}") for i in range(MEMBERS)]
@@ -49,8 +53,10 @@ async def measure(tg: FakeTelegram, bot: Bot, dp: Dispatcher, updates: int, conc
         async with semaphore:
             await dp.feed_raw_update(bot, update)
 
-    for update in [tg.message_update(users[i % MEMBERS], COMMAND) for i in range(200)]:
-        await one(update)  # warm-up: connection pools, statement caches, catalogs, pydantic models
+    # Warm-up at the timed run's concurrency, so that it opens the connections the run will use (to the Bot API,
+    # PostgreSQL's readers) and fills statement caches, catalogs and pydantic models: a worker that has run for a
+    # while has them all, and opening one costs milliseconds.
+    await asyncio.gather(*(one(tg.message_update(users[i % MEMBERS], COMMAND)) for i in range(WARM_UP)))
     freeze_startup_heap()  # every stack as `loyalty run` runs a worker
     try:
         started = time.perf_counter()
@@ -119,11 +125,11 @@ async def main() -> None:
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each stack, interleaved; the best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each stack, interleaved")
     args = parser.parse_args()
 
-    # Shared machines drift by tens of percent between runs; interleaving the stacks and keeping each one's
-    # best run compares them under the same conditions.
+    # Shared machines drift by tens of percent between runs; interleaving the stacks compares them under the
+    # same conditions.
     rates: dict[str, list[float]] = {}
     pg_available = True
     for _ in range(args.rounds):
@@ -140,11 +146,16 @@ async def main() -> None:
             pg_available = False
             print(f"(PostgreSQL at {args.pg} did not answer; skipped)")
 
-    bare = max(rates["bare aiogram handler"])
-    print(f"{args.updates} updates, concurrency {args.concurrency}, best of {args.rounds} interleaved rounds")
-    print(f"{'stack':<24}{'updates/s':>12}{'vs bare':>10}   all runs")
+    # Each round's ratio compares stacks run seconds apart; the median of those is the figure, since one lucky
+    # round of the bare handler would otherwise set the bar for every round of the others.
+    bare = rates["bare aiogram handler"]
+    print(f"{args.updates} updates, concurrency {args.concurrency}, {args.rounds} interleaved rounds")
+    print(f"{'stack':<24}{'updates/s':>12}{'vs bare':>10}   each round: updates/s (vs bare that round)")
     for name, runs in rates.items():
-        print(f"{name:<24}{max(runs):>12.0f}{max(runs) / bare:>10.2f}   {', '.join(f'{r:.0f}' for r in runs)}")
+        ratios = [run / bare_run for run, bare_run in zip(runs, bare, strict=False)]
+        each = ", ".join(f"{run:.0f} ({ratio:.2f})" for run, ratio in zip(runs, ratios, strict=False))
+        print(f"{name:<24}{statistics.median(runs):>12.0f}{statistics.median(ratios):>10.2f}   {each}")
+    print("updates/s and vs bare: medians over the rounds")
 
 
 if __name__ == "__main__":
