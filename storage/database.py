@@ -148,7 +148,8 @@ class PreparedRead:
     It reads what the session's unit of work would. A session that has not begun one has nothing of its own
     to see, so the read borrows a connection just for the statement instead of making the session take one:
     on SQLite this process's reading connection (``storage.sqlite.reader``), on PostgreSQL one of the engine's
-    readers (``storage.postgres.Readers``).
+    readers (``storage.postgres.Readers``), in one statement with the same reads other updates ask for at once.
+    Its statement should return at most one row (a lookup by key).
     A session that has begun reads on its own connection. Inside a write transaction, for a statement whose
     types need the driver's column types, or when the driver raises, SQLAlchemy runs it instead: it then owns
     the transaction, the error's translation and the invalidation of a broken connection.
