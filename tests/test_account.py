@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from loyalty import ledger
 from loyalty.account import summary, summary_rider
 from loyalty.ledger import Kind
-from loyalty.members import identify
+from loyalty.members import Rider, identify
 from loyalty.roles import Role, StaticRoles
 from storage.database import PreparedRead
 from storage.models import Member
@@ -70,6 +70,18 @@ async def test_balance_read_with_the_sender_is_the_read_by_member_id(harness: Bo
         assert await identify(session, StaticRoles(), 999_999, stranger) == (None, Role.MEMBER)
         assert stranger.values is None
     assert ridden == direct
+
+    async def ride(telegram_id: int, moment: datetime) -> Rider:
+        async with harness.sessions() as session:
+            rider = summary_rider(program, moment, 30)
+            await identify(session, StaticRoles(), telegram_id, rider)
+            return rider
+
+    # Asked for together (on PostgreSQL one statement for all three), each with its own moment.
+    later = now + timedelta(days=11)  # the adjustment's points are past their expiry by then
+    together = await asyncio.gather(ride(1001, now), ride(999_999, now), ride(1001, later))
+    assert together[0].values == rider.values and together[1].values is None
+    assert together[2].values is not None and together[2].values[2] == 40 and rider.values[2] == 0  # due
     stored = await harness.member(1001)
     assert stored is not None and direct.balance.points == stored.points > 50 + 40
     assert direct.balance.expiring_points == 40
