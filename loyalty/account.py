@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -100,14 +101,16 @@ async def summary(
 ) -> Summary:
     """Balance, tier progress and punch cards together, as /balance shows them: one statement, or none when
     ``rider`` (from ``summary_rider``) already carries its values."""
-    statement = _summary_statement(_columns(program))
-    params = {**_params(program, now, horizon_days), "member_id": member_id}
-    row = rider.values if rider is not None and rider.values is not None else await statement.first(session, params)
+    async def read() -> Sequence[Any] | None:
+        params = {**_params(program, now, horizon_days), "member_id": member_id}
+        return await _summary_statement(_columns(program)).first(session, params)
+
+    row = rider.values if rider is not None and rider.values is not None else await read()
     if row is not None and row[2]:  # points past their expiry that the job has not swept yet
         await begin_write(session)
         await expire_member(session, member_id, now)
         await session.commit()
-        row = await statement.first(session, params)
+        row = await read()
     if row is None:
         raise NoResultFound(f"no member {member_id}")
     points, lifetime, _due, expiring, first, *rest = row

@@ -216,10 +216,8 @@ async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int,
                    ) -> tuple[MemberView | None, Role]:
     """Who sent an update: the member (None before /start, or after they erased their data) and their role, in
     one query for members; with a rider, its values too."""
-    if rider is None:
-        row = await _member_and_grant().first(session, {"telegram_id": telegram_id})
-    else:
-        row = await _member_and_grant(rider.columns).first(session, {**rider.params, "telegram_id": telegram_id})
+    columns, params = (rider.columns, rider.params) if rider is not None else ((), {})
+    row = await _member_and_grant(columns).first(session, {**params, "telegram_id": telegram_id})
     if row is None:
         return None, await role_of(session, static, telegram_id)
     fields, granted = row[:_IDENTITY_WIDTH], row[_IDENTITY_WIDTH]

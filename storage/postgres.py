@@ -33,7 +33,8 @@ class Readers:
     Reads of the same statement asked for in the same turn of the event loop go to the server together, as one
     statement (``_fetch_batch``). Updates arrive together (a page of getUpdates, a burst of webhooks), and each
     round trip costs the bot more CPU than the row it brings back: with 32 updates in flight, /balance through
-    the full stack ran about 30 % faster. A read alone waits one turn of the loop for company.
+    the full stack went from 0.47-0.50 of a bare handler's rate to 0.58-0.60. A read alone waits one turn of
+    the loop for company.
     """
 
     def __init__(self, engine: Engine, size: int) -> None:
@@ -64,9 +65,8 @@ class Readers:
 
     async def _answer(self, sql: str, batch: _Batch) -> None:
         try:
-            if len(batch) == 1 or not batch[0][0]:  # alone, or nothing to tell the reads apart
-                row = await self._on_reader(lambda connection: connection.fetchrow(sql, *batch[0][0]))
-                rows = [row] * len(batch)
+            if len(batch) == 1:
+                rows = [await self._on_reader(lambda connection: connection.fetchrow(sql, *batch[0][0]))]
             else:
                 rows = await self._on_reader(lambda connection: self._fetch_batch(connection, sql, batch))
         except asyncio.CancelledError:

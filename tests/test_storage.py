@@ -36,12 +36,21 @@ from tests.conftest import PG_URL
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
-async def _member(sessions: SessionFactory, program: Program) -> int:
+async def _join(sessions: SessionFactory, program: Program, count: int) -> dict[int, Member]:
+    """Members with Telegram ids 1..count, by Telegram id."""
+    members = {}
     async with sessions() as session:
-        result = await join(session, program, telegram_id=1, chat_id=1, first_name="Ann", last_name=None,
-                            username=None, language_code="en", payload=None, now=NOW)
-        assert result.member.id is not None
-        return result.member.id
+        for telegram_id in range(1, count + 1):
+            result = await join(session, program, telegram_id=telegram_id, chat_id=telegram_id, first_name="Ann",
+                                last_name=None, username=None, language_code="en", payload=None, now=NOW)
+            members[telegram_id] = result.member
+    return members
+
+
+async def _member(sessions: SessionFactory, program: Program) -> int:
+    member_id = (await _join(sessions, program, 1))[1].id
+    assert member_id is not None
+    return member_id
 
 
 async def test_concurrent_purchases_with_replays_award_exactly_once_each(
@@ -214,16 +223,6 @@ _CODE_AND_POINTS_PLUS = PreparedRead(
 )
 
 
-async def _members(sessions: SessionFactory, program: Program, count: int) -> dict[int, str]:
-    codes = {}
-    async with sessions() as session:
-        for telegram_id in range(1, count + 1):
-            result = await join(session, program, telegram_id=telegram_id, chat_id=telegram_id, first_name="Ann",
-                                last_name=None, username=None, language_code="en", payload=None, now=NOW)
-            codes[telegram_id] = result.member.code
-    return codes
-
-
 def _count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements asyncpg sends for rows (spied on, not replaced)."""
     sent: list[str] = []
@@ -243,7 +242,7 @@ def _count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_reads_asked_for_together_reach_postgresql_as_one_statement_each_with_its_own_row(
     sessions: SessionFactory, program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    codes = await _members(sessions, program, 5)
+    codes = {tid: member.code for tid, member in (await _join(sessions, program, 5)).items()}
     sent = _count_statements(monkeypatch)
 
     async def read(telegram_id: int, extra: int) -> Any:
@@ -265,7 +264,7 @@ async def test_reads_asked_for_together_reach_postgresql_as_one_statement_each_w
 async def test_a_read_cancelled_while_it_waits_for_its_batch_leaves_the_others_answered(
     sessions: SessionFactory, program: Program
 ) -> None:
-    codes = await _members(sessions, program, 3)
+    codes = {tid: member.code for tid, member in (await _join(sessions, program, 3)).items()}
 
     async def read(telegram_id: int) -> Any:
         async with sessions() as session:
