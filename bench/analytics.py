@@ -89,8 +89,11 @@ async def fill(server: str, members: int, purchases: int) -> str:
     connection = await asyncpg.connect(f"postgresql://{server}/{DATABASE}")
     started = time.perf_counter()
     for statement in FILL.split(";\n\n"):
-        await connection.execute(statement.replace("$now", f"'{NOW.isoformat()}'")
-                                 .replace("$members", str(members)).replace("$purchases", str(purchases)))
+        await connection.execute(
+            statement.replace("$now", f"'{NOW.isoformat()}'")
+            .replace("$members", str(members))
+            .replace("$purchases", str(purchases))
+        )
     await connection.execute("VACUUM ANALYZE")
     print(f"filled {members:,} members and {purchases:,} purchases in {time.perf_counter() - started:.0f} s")
     await connection.close()
@@ -104,16 +107,22 @@ async def main() -> None:
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432")
     parser.add_argument("--reuse", action="store_true", help="keep the database of an earlier run")
     args = parser.parse_args()
-    url = f"postgresql+asyncpg://{args.pg}/{DATABASE}" if args.reuse else await fill(
-        args.pg, args.members, args.purchases)
+    url = (
+        f"postgresql+asyncpg://{args.pg}/{DATABASE}"
+        if args.reuse
+        else await fill(args.pg, args.members, args.purchases)
+    )
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     program = load_program()
     try:
         if args.reuse:  # a database filled by an older version may lack the snapshot table
             async with engine.begin() as connection:
-                await connection.run_sync(lambda sync: StatsSnapshot.__table__.create(  # type: ignore[attr-defined]
-                    sync, checkfirst=True))
+                await connection.run_sync(
+                    lambda sync: StatsSnapshot.__table__.create(  # type: ignore[attr-defined]
+                        sync, checkfirst=True
+                    )
+                )
         for label in ("7d", "30d", "90d", "12m"):
             period = metrics.parse_period(label, NOW, program.tz)
             assert period is not None
@@ -134,10 +143,12 @@ async def main() -> None:
             charts.nps_over_time(board.trend, program.tz, _labels())
             charts.cohort_heat_map(board.cohorts, _labels())
             drawing = time.perf_counter() - started
-            print(f"/stats {label:>3}: computed {min(timings):.2f} s best, {max(timings):.2f} s worst of 3; "
-                  f"from the snapshot {reading * 1000:.0f} ms; charts {drawing:.2f} s  "
-                  f"(members {board.members.total:,}, buyers {board.customers.buyers:,}, "
-                  f"retention {board.customers.retention_rate or 0:.0%}, churn {board.customers.churn_rate or 0:.0%})")
+            print(
+                f"/stats {label:>3}: computed {min(timings):.2f} s best, {max(timings):.2f} s worst of 3; "
+                f"from the snapshot {reading * 1000:.0f} ms; charts {drawing:.2f} s  "
+                f"(members {board.members.total:,}, buyers {board.customers.buyers:,}, "
+                f"retention {board.customers.retention_rate or 0:.0%}, churn {board.customers.churn_rate or 0:.0%})"
+            )
     finally:
         await engine.dispose()
 

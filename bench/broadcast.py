@@ -85,10 +85,21 @@ async def fill(url: str, members: int) -> None:
     async with sessions() as session:
         await begin_write(session)
         for start in range(0, members, 5000):
-            await session.execute(insert(Member), [
-                {"telegram_id": FIRST_ID + i, "chat_id": FIRST_ID + i, "code": f"B{i:07d}", "first_name": f"M{i}",
-                 "language": ("en", "zh-Hans", "zh-Hant")[i % 3], "joined_at": now, "last_seen_at": now}
-                for i in range(start, min(members, start + 5000))])
+            await session.execute(
+                insert(Member),
+                [
+                    {
+                        "telegram_id": FIRST_ID + i,
+                        "chat_id": FIRST_ID + i,
+                        "code": f"B{i:07d}",
+                        "first_name": f"M{i}",
+                        "language": ("en", "zh-Hans", "zh-Hant")[i % 3],
+                        "joined_at": now,
+                        "last_seen_at": now,
+                    }
+                    for i in range(start, min(members, start + 5000))
+                ],
+            )
         await session.commit()
     await engine.dispose()
 
@@ -99,15 +110,22 @@ async def run_case(case: Case, url: str, members: int) -> None:
     server = multiprocessing.get_context("spawn").Process(target=serve, args=(case.limit, members, child))
     server.start()
     api_url = parent.recv()
-    settings = Settings(bot_token=FakeTelegram().token, telegram_api_url=api_url, broadcast_rate=case.rate,
-                        paid_broadcasts=case.paid, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(
+        bot_token=FakeTelegram().token,
+        telegram_api_url=api_url,
+        broadcast_rate=case.rate,
+        paid_broadcasts=case.paid,
+        _env_file=None,
+    )  # type: ignore[call-arg]
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     program = load_program()
     bot = make_bot(settings)
     broadcaster: Broadcaster = build_dispatcher(settings, program, sessions)["broadcaster"]
-    content = {"default": {"text": "<b>Double points</b> this Friday!"},
-               "zh-Hans": {"text": "<b>双倍积分</b>，本周五！"}}
+    content = {
+        "default": {"text": "<b>Double points</b> this Friday!"},
+        "zh-Hans": {"text": "<b>双倍积分</b>，本周五！"},
+    }
     async with sessions() as session:
         await broadcasts.create(session, program, created_by=1, content=content, segment=Segment(), now=utcnow())
     started, wall = time.perf_counter(), time.time()
@@ -121,10 +139,12 @@ async def run_case(case: Case, url: str, members: int) -> None:
     rate = sent / elapsed
     duplicates = sum(count - 1 for count in delivered.values() if count > 1)
     skipped = members - len(delivered)
-    print(f"{case.name:<24} limit {case.limit:>6.0f}/s  configured {case.rate:>6.0f}/s  achieved {rate:>7.1f}/s "
-          f"({rate / case.rate:.1%})  sent {sent}  429s {refused}  duplicates {duplicates}  skipped {skipped}  "
-          f"spec errors {spec_errors}  ({elapsed:.1f} s; first message after {first - wall:.2f} s, "
-          f"{(sent - 1) / (last - first):.1f}/s between the first and the last)")
+    print(
+        f"{case.name:<24} limit {case.limit:>6.0f}/s  configured {case.rate:>6.0f}/s  achieved {rate:>7.1f}/s "
+        f"({rate / case.rate:.1%})  sent {sent}  429s {refused}  duplicates {duplicates}  skipped {skipped}  "
+        f"spec errors {spec_errors}  ({elapsed:.1f} s; first message after {first - wall:.2f} s, "
+        f"{(sent - 1) / (last - first):.1f}/s between the first and the last)"
+    )
 
 
 async def main() -> None:

@@ -61,15 +61,31 @@ async def _database(server: str) -> str:
 
 async def _worker(tg: FakeTelegram, database: str, port: int, redis: bool = True) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
-    env.update(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_DATABASE_URL=database,
-               LOYALTY_REDIS_URL=REDIS_URL, LOYALTY_WEBHOOK_URL="https://bot.example.com/tg/webhook",
-               LOYALTY_WEBHOOK_SECRET=SECRET, LOYALTY_HTTP_HOST="127.0.0.1", LOYALTY_HTTP_PORT=str(port),
-               LOYALTY_CASHIER_IDS=",".join(map(str, CASHIERS)), PYTHONPATH=str(ROOT))
+    env.update(
+        LOYALTY_BOT_TOKEN=tg.token,
+        LOYALTY_TELEGRAM_API_URL=tg.base_url,
+        LOYALTY_DATABASE_URL=database,
+        LOYALTY_REDIS_URL=REDIS_URL,
+        LOYALTY_WEBHOOK_URL="https://bot.example.com/tg/webhook",
+        LOYALTY_WEBHOOK_SECRET=SECRET,
+        LOYALTY_HTTP_HOST="127.0.0.1",
+        LOYALTY_HTTP_PORT=str(port),
+        LOYALTY_CASHIER_IDS=",".join(map(str, CASHIERS)),
+        PYTHONPATH=str(ROOT),
+    )
     if not redis:
         del env["LOYALTY_REDIS_URL"]
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", "--role", "bot", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--role",
+        "bot",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 async def _ready(http: aiohttp.ClientSession, port: int) -> None:
@@ -100,9 +116,12 @@ class Delivery:
     async def post(self, update: dict[str, Any], port: int) -> bool:
         started = time.perf_counter()
         try:
-            async with self.http.post(f"http://127.0.0.1:{port}/tg/webhook", json=update,
-                                      headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-                                      timeout=aiohttp.ClientTimeout(total=10)) as response:
+            async with self.http.post(
+                f"http://127.0.0.1:{port}/tg/webhook",
+                json=update,
+                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as response:
                 ok = response.status == 200
         except (aiohttp.ClientError, TimeoutError):
             ok = False
@@ -138,19 +157,22 @@ async def run(rate: float, seconds: float, pg: str) -> None:
             delivery = Delivery(http, ports)
             members = [tg.user(FIRST + i, f"M{i}") for i in range(MEMBERS)]
             tills = [tg.user(tid, "Cashier") for tid in CASHIERS]
-            await asyncio.gather(*(delivery.post(tg.message_update(m, "/start"), ports[i % 2])
-                                   for i, m in enumerate(members)))
+            await asyncio.gather(
+                *(delivery.post(tg.message_update(m, "/start"), ports[i % 2]) for i, m in enumerate(members))
+            )
             # Warm-up, not measured: every command once on both workers (connection pools, caches, first use),
             # and a purchase from every till on each (the first writes prepare their statements).
             for command in COMMANDS:
-                await asyncio.gather(*(delivery.post(tg.message_update(m, command), ports[i % 2])
-                                       for i, m in enumerate(members)))
+                await asyncio.gather(
+                    *(delivery.post(tg.message_update(m, command), ports[i % 2]) for i, m in enumerate(members))
+                )
             purchases: dict[int, int] = {}
             for t, till in enumerate(tills):
                 for port in ports:
                     member = members[(t * 2 + port) % MEMBERS]
-                    await delivery.post(tg.message_update(till, f"/purchase {member['id']} 10 coffee W-{t}-{port}"),
-                                        port)
+                    await delivery.post(
+                        tg.message_update(till, f"/purchase {member['id']} 10 coffee W-{t}-{port}"), port
+                    )
                     purchases[member["id"]] = purchases.get(member["id"], 0) + 1
             delivery.latencies.clear()
             delivery.timeline.clear()
@@ -190,14 +212,18 @@ async def run(rate: float, seconds: float, pg: str) -> None:
             latencies = sorted(delivery.latencies)
             p50 = statistics.median(latencies) * 1000
             p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-            print(f"{total} updates in {elapsed:.1f} s: {total / elapsed:.0f} updates/s offered, "
-                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (acknowledged deliveries); a worker killed at update "
-                  f"{total // 2}, {delivery.redelivered} redelivered to the survivor; lost {lost}, doubled {doubled}; "
-                  f"Bot API spec errors {len(tg.spec_errors)}")
+            print(
+                f"{total} updates in {elapsed:.1f} s: {total / elapsed:.0f} updates/s offered, "
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (acknowledged deliveries); a worker killed at update "
+                f"{total // 2}, {delivery.redelivered} redelivered to the survivor; lost {lost}, doubled {doubled}; "
+                f"Bot API spec errors {len(tg.spec_errors)}"
+            )
             for phase, values in delivery.by_phase.items():
                 values.sort()
-                print(f"  {phase}: {len(values)} updates, p50 {statistics.median(values) * 1000:.1f} ms, "
-                      f"p99 {values[int(len(values) * 0.99) - 1] * 1000:.1f} ms, max {values[-1] * 1000:.0f} ms")
+                print(
+                    f"  {phase}: {len(values)} updates, p50 {statistics.median(values) * 1000:.1f} ms, "
+                    f"p99 {values[int(len(values) * 0.99) - 1] * 1000:.1f} ms, max {values[-1] * 1000:.0f} ms"
+                )
         finally:
             for worker in workers:
                 if worker.returncode is None:
@@ -212,17 +238,25 @@ async def _check(database: str, updates: list[dict[str, Any]], purchases: dict[i
     is not its ledger's sum."""
     connection = await asyncpg.connect(database.replace("postgresql+asyncpg", "postgresql"))
     try:
-        recorded = {row["external_id"]: row["n"] for row in await connection.fetch(
-            "SELECT external_id, count(*) AS n FROM purchase GROUP BY external_id")}
-        by_member = {row["telegram_id"]: row["n"] for row in await connection.fetch(
-            "SELECT m.telegram_id, count(p.id) AS n FROM member m JOIN purchase p ON p.member_id = m.id "
-            "GROUP BY m.telegram_id")}
+        recorded = {
+            row["external_id"]: row["n"]
+            for row in await connection.fetch("SELECT external_id, count(*) AS n FROM purchase GROUP BY external_id")
+        }
+        by_member = {
+            row["telegram_id"]: row["n"]
+            for row in await connection.fetch(
+                "SELECT m.telegram_id, count(p.id) AS n FROM member m JOIN purchase p ON p.member_id = m.id "
+                "GROUP BY m.telegram_id"
+            )
+        }
         welcomes = await connection.fetchval(
             "SELECT count(*) FROM (SELECT member_id FROM ledger_entry WHERE kind = 'welcome' "
-            "GROUP BY member_id HAVING count(*) > 1) twice")
+            "GROUP BY member_id HAVING count(*) > 1) twice"
+        )
         off = await connection.fetchval(
             "SELECT count(*) FROM member m WHERE m.points <> "
-            "(SELECT coalesce(sum(points), 0) FROM ledger_entry e WHERE e.member_id = m.id)")
+            "(SELECT coalesce(sum(points), 0) FROM ledger_entry e WHERE e.member_id = m.id)"
+        )
     finally:
         await connection.close()
     sent = {u["message"]["text"].split()[-1] for u in updates if u["message"]["text"].startswith("/purchase")}

@@ -44,6 +44,7 @@ MEMBERS = 200
 COMMAND = "/balance"
 WARM_UP = 400
 
+
 async def measure(tg: FakeTelegram, bot: Bot, dp: Dispatcher, updates: int, concurrency: int) -> float:
     users = [tg.user(10_000 + i, f"M{i}") for i in range(MEMBERS)]
     batch = [tg.message_update(users[i % MEMBERS], COMMAND) for i in range(updates)]
@@ -67,6 +68,7 @@ async def measure(tg: FakeTelegram, bot: Bot, dp: Dispatcher, updates: int, conc
     tg.assert_clean()
     return updates / elapsed
 
+
 def bare_dispatcher() -> Dispatcher:
     router = Router()
 
@@ -78,6 +80,7 @@ def bare_dispatcher() -> Dispatcher:
     dp.include_router(router)
     return dp
 
+
 async def full_stack_rate(url: str, updates: int, concurrency: int) -> float:
     await upgrade_async(url)
     engine = make_engine(url)
@@ -85,8 +88,18 @@ async def full_stack_rate(url: str, updates: int, concurrency: int) -> float:
     program = load_program()
     async with sessions() as session:
         for i in range(MEMBERS):
-            await join(session, program, telegram_id=10_000 + i, chat_id=10_000 + i, first_name=f"M{i}",
-                       last_name=None, username=None, language_code="en", payload=None, now=utcnow())
+            await join(
+                session,
+                program,
+                telegram_id=10_000 + i,
+                chat_id=10_000 + i,
+                first_name=f"M{i}",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=utcnow(),
+            )
     async with FakeTelegram() as tg:
         settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, _env_file=None)  # type: ignore[call-arg]
         bot = make_bot(settings)
@@ -97,11 +110,15 @@ async def full_stack_rate(url: str, updates: int, concurrency: int) -> float:
             await bot.session.close()
             await engine.dispose()
 
+
 async def bare_rate(updates: int, concurrency: int, *, ours: bool = False) -> float:
     async with FakeTelegram() as tg:
         settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, _env_file=None)  # type: ignore[call-arg]
-        bot = (make_bot(settings) if ours
-               else Bot(token=tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))))
+        bot = (
+            make_bot(settings)
+            if ours
+            else Bot(token=tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url)))
+        )
         try:
             return await measure(tg, bot, bare_dispatcher(), updates, concurrency)
         finally:
@@ -119,6 +136,7 @@ async def fresh_pg_database(server: str, name: str = "loyalty_bench") -> str | N
     finally:
         await conn.close()
     return f"postgresql+asyncpg://{server}/{name}"
+
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -141,7 +159,8 @@ async def main() -> None:
         pg_url = await fresh_pg_database(args.pg) if pg_available else None
         if pg_url:
             rates.setdefault("/balance, PostgreSQL", []).append(
-                await full_stack_rate(pg_url, args.updates, args.concurrency))
+                await full_stack_rate(pg_url, args.updates, args.concurrency)
+            )
         elif pg_available:
             pg_available = False
             print(f"(PostgreSQL at {args.pg} did not answer; skipped)")

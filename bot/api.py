@@ -52,7 +52,7 @@ _ID = RECEIPT_RE.pattern  # receipts, external ids and idempotency keys share on
 _M = TypeVar("_M", bound=BaseModel)
 
 _AMOUNT_MESSAGES = {
-    AmountProblem.NOT_A_NUMBER: "amount must be a decimal string like \"12.50\"",
+    AmountProblem.NOT_A_NUMBER: 'amount must be a decimal string like "12.50"',
     AmountProblem.NOT_POSITIVE: "amount must be more than zero",
     AmountProblem.TOO_PRECISE: "amount has more decimal places than the currency allows",
     AmountProblem.TOO_LARGE: "amount is above the program's limit for one purchase",
@@ -75,19 +75,22 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
 
 # ------------------------------------------------------------------------------------------------ models
 
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class PurchaseIn(_Model):
     member: str = Field(min_length=1, max_length=64, description="Member code, Telegram id or @username")
-    amount: str = Field(min_length=1, max_length=32, description="Decimal string in the program's currency",
-                        examples=["12.50"])
+    amount: str = Field(
+        min_length=1, max_length=32, description="Decimal string in the program's currency", examples=["12.50"]
+    )
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="Must be the program's currency")
     category: str | None = Field(default=None, pattern=CATEGORY_RE.pattern)
     items: int = Field(default=1, ge=1, le=MAX_ITEMS)
-    external_id: str | None = Field(default=None, pattern=_ID,
-                                    description="The receipt's id: the purchase's idempotency key")
+    external_id: str | None = Field(
+        default=None, pattern=_ID, description="The receipt's id: the purchase's idempotency key"
+    )
     occurred_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset")
 
 
@@ -113,8 +116,7 @@ class PurchaseOut(_Model):
 
 class RefundIn(_Model):
     external_id: str = Field(pattern=_ID, description="The purchase's external_id (receipt)")
-    amount: str | None = Field(default=None, min_length=1, max_length=32,
-                               description="Omit to refund all that is left")
+    amount: str | None = Field(default=None, min_length=1, max_length=32, description="Omit to refund all that is left")
     refund_id: str | None = Field(default=None, pattern=_ID, description="Idempotency key (or the header)")
 
 
@@ -195,8 +197,9 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     tokens = request.app[DEPS].settings.api_tokens
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # compare_digest against every token, so timing does not tell how much of a guess was right.
-    if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), token.encode())
-                                             for token in tokens):
+    if scheme.lower() != "bearer" or not any(
+        hmac.compare_digest(given.strip().encode(), token.encode()) for token in tokens
+    ):
         raise ApiError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
     return await handler(request)
 
@@ -218,8 +221,10 @@ async def _read(request: web.Request, model: type[_M]) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [{"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-                   for error in exc.errors(include_url=False, include_input=False)]
+        details = [
+            {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
         raise ApiError(422, "invalid", "the body does not match the schema", details=details) from exc
 
 
@@ -277,13 +282,22 @@ def _counted(operation: str, handler: Handler) -> Handler:
 
 # ------------------------------------------------------------------------------------------------ endpoints
 
+
 def _purchase_out(purchase: Purchase, member: MemberRef, balance: int, program: Program, replayed: bool) -> PurchaseOut:
     assert purchase.id is not None
     return PurchaseOut(
-        purchase_id=purchase.id, external_id=purchase.external_id, member=member,
-        amount=_money(purchase.amount_minor, program), currency=purchase.currency, category=purchase.category,
-        items=purchase.items, points=purchase.points, balance=balance, occurred_at=purchase.occurred_at,
-        recorded_at=purchase.created_at, replayed=replayed,
+        purchase_id=purchase.id,
+        external_id=purchase.external_id,
+        member=member,
+        amount=_money(purchase.amount_minor, program),
+        currency=purchase.currency,
+        category=purchase.category,
+        items=purchase.items,
+        points=purchase.points,
+        balance=balance,
+        occurred_at=purchase.occurred_at,
+        recorded_at=purchase.created_at,
+        replayed=replayed,
     )
 
 
@@ -305,13 +319,24 @@ async def create_purchase(request: web.Request) -> web.Response:
         # Read now: a lost race for the key rolls the session back, which expires what it had loaded.
         member_id, ref = member.id, MemberRef(code=member.code, first_name=member.first_name)
         result = await record_purchase(
-            session, program, member_id=member_id, amount=amount, source=SOURCE, external_id=key, now=now,
-            category=category, items=body.items,
+            session,
+            program,
+            member_id=member_id,
+            amount=amount,
+            source=SOURCE,
+            external_id=key,
+            now=now,
+            category=category,
+            items=body.items,
             occurred_at=body.occurred_at.astimezone(UTC) if body.occurred_at else None,  # time is stored in UTC
         )
         recorded = result.purchase
         if not result.created and (recorded.member_id, recorded.amount_minor, recorded.category, recorded.items) != (
-                member_id, to_minor(amount, program), category, body.items):
+            member_id,
+            to_minor(amount, program),
+            category,
+            body.items,
+        ):
             raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different purchase")
         out = _purchase_out(recorded, ref, result.balance, program, replayed=not result.created)
     if result.created:
@@ -336,23 +361,38 @@ async def create_refund(request: web.Request) -> web.Response:
     amount = _amount(body.amount, program) if body.amount is not None else None
     async with deps.sessions() as session:
         try:
-            result = await refund(session, program, receipt=body.external_id, amount=amount, key=f"api-refund:{key}",
-                                  actor_id=0, now=deps.dispatcher["clock"]())
+            result = await refund(
+                session,
+                program,
+                receipt=body.external_id,
+                amount=amount,
+                key=f"api-refund:{key}",
+                actor_id=0,
+                now=deps.dispatcher["clock"](),
+            )
         except RefundRefused as refused:
             if refused.problem is RefundProblem.UNKNOWN:
                 raise ApiError(404, "purchase_not_found", "no purchase with that external_id") from refused
             if refused.problem is RefundProblem.NOTHING_LEFT:
                 raise ApiError(409, "already_refunded", "the purchase is already fully refunded") from refused
-            raise ApiError(422, "refund_too_large", "the amount is more than can still be refunded",
-                           refundable=_money(refused.refundable_minor, program)) from refused
+            raise ApiError(
+                422,
+                "refund_too_large",
+                "the amount is more than can still be refunded",
+                refundable=_money(refused.refundable_minor, program),
+            ) from refused
         if result.purchase.external_id != body.external_id:
             raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different refund")
         assert result.refund.id is not None
         out = RefundOut(
-            refund_id=result.refund.id, external_id=result.purchase.external_id,
-            amount=_money(result.refund.amount_minor, program), currency=result.purchase.currency,
-            points=result.refund.points, refunded_total=_money(result.purchase.refunded_minor, program),
-            balance=result.balance, replayed=not result.created,
+            refund_id=result.refund.id,
+            external_id=result.purchase.external_id,
+            amount=_money(result.refund.amount_minor, program),
+            currency=result.purchase.currency,
+            points=result.refund.points,
+            refunded_total=_money(result.purchase.refunded_minor, program),
+            balance=result.balance,
+            replayed=not result.created,
         )
     return _json(out, 201 if result.created else 200)
 
@@ -361,9 +401,17 @@ async def get_member(request: web.Request) -> web.Response:
     deps: Deps = request.app[DEPS]
     async with deps.sessions() as session:
         member = await _member(session, request.match_info["ref"])
-        out = MemberOut(code=member.code, telegram_id=member.telegram_id, first_name=member.first_name,
-                        username=member.username, language=member.language, points=member.points,
-                        lifetime_points=member.lifetime_points, tier=member.tier, joined_at=member.joined_at)
+        out = MemberOut(
+            code=member.code,
+            telegram_id=member.telegram_id,
+            first_name=member.first_name,
+            username=member.username,
+            language=member.language,
+            points=member.points,
+            lifetime_points=member.lifetime_points,
+            tier=member.tier,
+            joined_at=member.joined_at,
+        )
     return _json(out, 200)
 
 
@@ -378,17 +426,27 @@ async def create_adjustment(request: web.Request) -> web.Response:
         assert member.id is not None
         ref = MemberRef(code=member.code, first_name=member.first_name)  # read now: a refusal rolls back
         try:
-            result = await adjust(session, deps.program, member_id=member.id, delta=body.points, reason=body.reason,
-                                  actor_id=0, key=f"api-adjust:{key}", now=deps.dispatcher["clock"]())
+            result = await adjust(
+                session,
+                deps.program,
+                member_id=member.id,
+                delta=body.points,
+                reason=body.reason,
+                actor_id=0,
+                key=f"api-adjust:{key}",
+                now=deps.dispatcher["clock"](),
+            )
         except InsufficientPoints as short:
-            raise ApiError(409, "insufficient_points", "the member has fewer points than the deduction",
-                           balance=short.balance) from short
+            raise ApiError(
+                409, "insufficient_points", "the member has fewer points than the deduction", balance=short.balance
+            ) from short
         entry: LedgerEntry = result.entry
         if entry.member_id != member.id or entry.points != body.points:
             raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different adjustment")
         assert entry.id is not None
-        out = AdjustmentOut(adjustment_id=entry.id, member=ref, points=entry.points, balance=result.balance,
-                            replayed=not result.created)
+        out = AdjustmentOut(
+            adjustment_id=entry.id, member=ref, points=entry.points, balance=result.balance, replayed=not result.created
+        )
     return _json(out, 201 if result.created else 200)
 
 
@@ -407,8 +465,16 @@ def setup_api(app: web.Application) -> None:
 
 # ------------------------------------------------------------------------------------------------ OpenAPI
 
-_MODELS: list[type[BaseModel]] = [PurchaseIn, PurchaseOut, RefundIn, RefundOut, MemberOut, AdjustmentIn,
-                                  AdjustmentOut, ErrorOut]
+_MODELS: list[type[BaseModel]] = [
+    PurchaseIn,
+    PurchaseOut,
+    RefundIn,
+    RefundOut,
+    MemberOut,
+    AdjustmentIn,
+    AdjustmentOut,
+    ErrorOut,
+]
 
 
 def _schemas() -> dict[str, Any]:
@@ -425,52 +491,92 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    reasons = {400: "Malformed JSON or header", 401: "Missing or wrong bearer token", 404: "Not found",
-               409: "Conflict (key reused, already refunded, not enough points)", 413: "Body too large",
-               422: "Invalid input"}
-    return {str(status): {"description": reasons[status], "content": {"application/json": {"schema": _ref("ErrorOut")}}}
-            for status in statuses}
+    reasons = {
+        400: "Malformed JSON or header",
+        401: "Missing or wrong bearer token",
+        404: "Not found",
+        409: "Conflict (key reused, already refunded, not enough points)",
+        413: "Body too large",
+        422: "Invalid input",
+    }
+    return {
+        str(status): {"description": reasons[status], "content": {"application/json": {"schema": _ref("ErrorOut")}}}
+        for status in statuses
+    }
 
 
 def _ok(name: str, created: bool) -> dict[str, Any]:
     content = {"application/json": {"schema": _ref(name)}}
     if not created:
         return {"200": {"description": "OK", "content": content}}
-    return {"201": {"description": "Created", "content": content},
-            "200": {"description": "A replay: the first request's result", "content": content}}
+    return {
+        "201": {"description": "Created", "content": content},
+        "200": {"description": "A replay: the first request's result", "content": content},
+    }
 
 
 def openapi_document(program: Program) -> dict[str, Any]:
-    key_header = {"name": KEY_HEADER, "in": "header", "required": False,
-                  "schema": {"type": "string", "pattern": _ID},
-                  "description": "Makes retries safe when the body carries no id of its own"}
-    ref_param = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1,
-                 "maxLength": 64}, "description": "Member code, Telegram id or @username"}
+    key_header = {
+        "name": KEY_HEADER,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": _ID},
+        "description": "Makes retries safe when the body carries no id of its own",
+    }
+    ref_param = {
+        "name": "ref",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+        "description": "Member code, Telegram id or @username",
+    }
     body = lambda name: {"required": True, "content": {"application/json": {"schema": _ref(name)}}}  # noqa: E731
     writes = (400, 401, 404, 409, 413, 422)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Loyalty Assistant purchases API", "version": "1",
-                 "description": f"Amounts are decimal strings in {program.currency}."},
+        "info": {
+            "title": "Loyalty Assistant purchases API",
+            "version": "1",
+            "description": f"Amounts are decimal strings in {program.currency}.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": {
-            f"{PREFIX}/purchases": {"post": {
-                "operationId": "createPurchase", "summary": "Record a purchase and award its points",
-                "parameters": [key_header], "requestBody": body("PurchaseIn"),
-                "responses": {**_ok("PurchaseOut", True), **_errors(*writes)}}},
-            f"{PREFIX}/refunds": {"post": {
-                "operationId": "createRefund", "summary": "Refund a purchase fully or partly",
-                "parameters": [key_header], "requestBody": body("RefundIn"),
-                "responses": {**_ok("RefundOut", True), **_errors(*writes)}}},
-            f"{PREFIX}/members/{{ref}}": {"get": {
-                "operationId": "getMember", "summary": "A member's balance and tier",
-                "parameters": [ref_param], "responses": {**_ok("MemberOut", False), **_errors(401, 404)}}},
-            f"{PREFIX}/members/{{ref}}/adjustments": {"post": {
-                "operationId": "createAdjustment", "summary": "Add or remove a member's points",
-                "parameters": [ref_param, key_header], "requestBody": body("AdjustmentIn"),
-                "responses": {**_ok("AdjustmentOut", True), **_errors(*writes)}}},
+            f"{PREFIX}/purchases": {
+                "post": {
+                    "operationId": "createPurchase",
+                    "summary": "Record a purchase and award its points",
+                    "parameters": [key_header],
+                    "requestBody": body("PurchaseIn"),
+                    "responses": {**_ok("PurchaseOut", True), **_errors(*writes)},
+                }
+            },
+            f"{PREFIX}/refunds": {
+                "post": {
+                    "operationId": "createRefund",
+                    "summary": "Refund a purchase fully or partly",
+                    "parameters": [key_header],
+                    "requestBody": body("RefundIn"),
+                    "responses": {**_ok("RefundOut", True), **_errors(*writes)},
+                }
+            },
+            f"{PREFIX}/members/{{ref}}": {
+                "get": {
+                    "operationId": "getMember",
+                    "summary": "A member's balance and tier",
+                    "parameters": [ref_param],
+                    "responses": {**_ok("MemberOut", False), **_errors(401, 404)},
+                }
+            },
+            f"{PREFIX}/members/{{ref}}/adjustments": {
+                "post": {
+                    "operationId": "createAdjustment",
+                    "summary": "Add or remove a member's points",
+                    "parameters": [ref_param, key_header],
+                    "requestBody": body("AdjustmentIn"),
+                    "responses": {**_ok("AdjustmentOut", True), **_errors(*writes)},
+                }
+            },
         },
-        "components": {"schemas": _schemas(),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": _schemas(), "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

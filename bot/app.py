@@ -72,11 +72,13 @@ def make_bot(settings: Settings, token: str | None = None) -> Bot:
     # Connections enough for a paid broadcast's sends in flight (aiohttp's default pool is 100).
     session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), limit=300)
     session.middleware(ReleaseBeforeSending())
-    return instrument_bot(Bot(
-        token=token or settings.bot_token or "",
-        session=session,
-        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview=LinkPreviewOptions(is_disabled=True)),
-    ))
+    return instrument_bot(
+        Bot(
+            token=token or settings.bot_token or "",
+            session=session,
+            default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview=LinkPreviewOptions(is_disabled=True)),
+        )
+    )
 
 
 def build_dispatcher(
@@ -110,21 +112,46 @@ def build_dispatcher(
     # A message visits the routers in order until one handles it. Account, start and menu never claim the same
     # message, so among them the order only sets the cost: the busiest, account (/balance), goes first.
     private.include_routers(
-        account.router(), start.router(), menu.router(), card.router(), language.router(),
-        purchase.router(), refund.router(), adjust.router(), rewards.router(), vip.router(), campaign.router(),
-        referral.router(), sharing.router(), profile.router(), privacy.router(), feedback.router(), nps.router(),
-        support.router(), broadcast.router(), stats.router(),
+        account.router(),
+        start.router(),
+        menu.router(),
+        card.router(),
+        language.router(),
+        purchase.router(),
+        refund.router(),
+        adjust.router(),
+        rewards.router(),
+        vip.router(),
+        campaign.router(),
+        referral.router(),
+        sharing.router(),
+        profile.router(),
+        privacy.router(),
+        feedback.router(),
+        nps.router(),
+        support.router(),
+        broadcast.router(),
+        stats.router(),
         # Answers to a pending question come after every feature, so commands and menu buttons still work; an
         # open feedback thread takes whatever else the member writes.
-        profile.input_router(), sharing.input_router(), nps.input_router(), broadcast.input_router(),
+        profile.input_router(),
+        sharing.input_router(),
+        nps.input_router(),
+        broadcast.input_router(),
         feedback.input_router(),
         menu.fallback_router(),
     )
     # The staff chat is a group: its answers and review buttons, and whether a member blocked the bot, come
     # outside the private router. Every router an update passes costs it a middleware chain and copies of its
     # data, so the errors router, which only ever sees errors, goes last.
-    dp.include_routers(private, support.staff_chat_router(), referral.review_router(), sharing.review_router(),
-                       privacy.chat_member_router(), errors.router())
+    dp.include_routers(
+        private,
+        support.staff_chat_router(),
+        referral.review_router(),
+        sharing.review_router(),
+        privacy.chat_member_router(),
+        errors.router(),
+    )
     return dp
 
 

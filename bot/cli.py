@@ -10,8 +10,11 @@ import typer
 from bot.settings import Settings, SettingsError, load_settings
 from loyalty.program import ProgramError, load_program
 
-app = typer.Typer(help="Loyalty Assistant: a Telegram bot that runs your customer loyalty program.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Loyalty Assistant: a Telegram bot that runs your customer loyalty program.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -37,8 +40,12 @@ ROLES = ("all", "bot", "scheduler")
 
 @app.command()
 def run(
-    role: str = typer.Option("all", "--role", help="all: the bot and the scheduler; bot: only answer updates; "
-                             "scheduler: only send scheduled messages (one per deployment holds the lease)."),
+    role: str = typer.Option(
+        "all",
+        "--role",
+        help="all: the bot and the scheduler; bot: only answer updates; "
+        "scheduler: only send scheduled messages (one per deployment holds the lease).",
+    ),
 ) -> None:
     """Run the bot: long polling, or Telegram's webhook with LOYALTY_WEBHOOK_URL; the HTTP server (API, health,
     metrics) on LOYALTY_HTTP_HOST:LOYALTY_HTTP_PORT. SQLite migrates itself on start."""
@@ -46,8 +53,10 @@ def run(
         _fail(f"--role must be one of: {', '.join(ROLES)}")
     settings = _settings()
     if not settings.bot_token:
-        _fail("LOYALTY_BOT_TOKEN is not set. Create a bot with @BotFather and put its token in LOYALTY_BOT_TOKEN "
-              "(environment or .env). To try the bot without Telegram, run `loyalty demo`.")
+        _fail(
+            "LOYALTY_BOT_TOKEN is not set. Create a bot with @BotFather and put its token in LOYALTY_BOT_TOKEN "
+            "(environment or .env). To try the bot without Telegram, run `loyalty demo`."
+        )
     try:
         load_program(settings.program_file)
     except ProgramError as exc:

@@ -61,8 +61,12 @@ class DropRedelivered(BaseMiddleware):
     def __init__(self, seen: SeenUpdates) -> None:
         self.seen_updates = seen
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         bot: Bot | None = data.get("bot")
         if not isinstance(event, Update) or bot is None:
             return await handler(event, data)

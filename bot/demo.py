@@ -113,8 +113,9 @@ class Demo:
         markup = call.params.get("reply_markup") or {}
         if "inline_keyboard" in markup:
             buttons = [button["text"] for row in markup["inline_keyboard"] for button in row]
-            self.console.print("   " + "  ".join(f"[{i}] {text}" for i, text in enumerate(buttons, 1)),
-                               markup=False, highlight=False)
+            self.console.print(
+                "   " + "  ".join(f"[{i}] {text}" for i, text in enumerate(buttons, 1)), markup=False, highlight=False
+            )
         elif "keyboard" in markup:
             labels = [button["text"] for row in markup["keyboard"] for button in row]
             self.console.print("   keyboard: " + " | ".join(labels), markup=False, highlight=False)
@@ -183,14 +184,20 @@ async def run_demo(*, scripted: bool) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="loyalty-demo-"))
     async with FakeTelegram(token="7000000001:DEMO-TOKEN", bot_username="loyalty_demo_bot") as tg:
-        settings = load_settings().model_copy(update={
-            "bot_token": tg.token, "telegram_api_url": tg.base_url,
-            "database_url": f"sqlite+aiosqlite:///{workdir / 'demo.db'}",
-            "admin_ids": frozenset({ADMIN.user_id}), "cashier_ids": frozenset({CASHIER.user_id}),
-        })
+        settings = load_settings().model_copy(
+            update={
+                "bot_token": tg.token,
+                "telegram_api_url": tg.base_url,
+                "database_url": f"sqlite+aiosqlite:///{workdir / 'demo.db'}",
+                "admin_ids": frozenset({ADMIN.user_id}),
+                "cashier_ids": frozenset({CASHIER.user_id}),
+            }
+        )
         app = await build_app(settings)
-        console.print(f"[bold]Loyalty Assistant demo[/] — {app.program.name}, offline against a local Telegram "
-                      f"emulator at {tg.base_url}. Database: {workdir / 'demo.db'}")
+        console.print(
+            f"[bold]Loyalty Assistant demo[/] — {app.program.name}, offline against a local Telegram "
+            f"emulator at {tg.base_url}. Database: {workdir / 'demo.db'}"
+        )
         polling = asyncio.create_task(run_polling(app, handle_signals=False))
         demo = Demo(tg, app, console, workdir)
         try:

@@ -73,8 +73,9 @@ async def readyz(request: web.Request) -> web.Response:
         probes.append(("redis", deps.redis.ping))
     checks = dict(await asyncio.gather(*(_check(name, probe) for name, probe in probes)))
     ready = all(state == "ok" for state in checks.values())
-    return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
-                             status=200 if ready else 503)
+    return web.json_response(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -104,8 +105,9 @@ def make_http_app(deps: Deps, *, serve_updates: bool) -> web.Application:
         if path is not None:
             # handle_in_background=False: Telegram hears 200 only once the update is handled, so an update a
             # dying worker was handling is redelivered rather than lost.
-            SimpleRequestHandler(deps.dispatcher, deps.bot, handle_in_background=False,
-                                 secret_token=deps.settings.webhook_secret).register(app, path=path)
+            SimpleRequestHandler(
+                deps.dispatcher, deps.bot, handle_in_background=False, secret_token=deps.settings.webhook_secret
+            ).register(app, path=path)
     return app
 
 

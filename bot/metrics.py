@@ -20,13 +20,13 @@ from storage.database import SessionFactory
 UPDATES = Counter("loyalty_updates_total", "Telegram updates handled, by type", ["type"])
 UPDATE_SECONDS = Histogram("loyalty_update_seconds", "Time to handle one Telegram update")
 HANDLER_ERRORS = Counter("loyalty_handler_errors_total", "Updates whose handler raised an exception", ["type"])
-MESSAGES_SENT = Counter("loyalty_messages_sent_total", "Messages sent to Telegram (send*, copy, forward)",
-                        ["method"])
+MESSAGES_SENT = Counter("loyalty_messages_sent_total", "Messages sent to Telegram (send*, copy, forward)", ["method"])
 RATE_LIMITED = Counter("loyalty_telegram_429_total", "Bot API requests answered 429 Too Many Requests", ["method"])
 BROADCAST_QUEUE = Gauge("loyalty_broadcast_queue_depth", "Broadcast deliveries waiting to be sent")
 JOB_RUNS = Counter("loyalty_job_runs_total", "Scheduled job runs, by job and outcome", ["job", "outcome"])
-API_REQUESTS = Counter("loyalty_api_requests_total", "Purchases API requests, by operation and status",
-                       ["operation", "status"])
+API_REQUESTS = Counter(
+    "loyalty_api_requests_total", "Purchases API requests, by operation and status", ["operation", "status"]
+)
 
 _SENDS = ("send", "copy", "forward")
 
@@ -34,8 +34,12 @@ _SENDS = ("send", "copy", "forward")
 class UpdateMetrics(BaseMiddleware):
     """Outer middleware on updates: counts each by type, times it, counts the ones whose handler raised."""
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         kind = event.event_type if isinstance(event, Update) else type(event).__name__.lower()
         UPDATES.labels(kind).inc()
         with UPDATE_SECONDS.time():
@@ -49,8 +53,9 @@ class UpdateMetrics(BaseMiddleware):
 class RequestMetrics(BaseRequestMiddleware):
     """Bot session middleware: counts messages sent and 429s, whoever made the request."""
 
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
-                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ) -> Response[TelegramType]:
         name = type(method).__name__
         try:
             response = await make_request(bot, method)

@@ -25,7 +25,8 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 # The update's session, with the task that handles the update: tasks the handler starts inherit the variable
 # but must not touch a session that is not theirs.
 _UPDATE_SESSION: ContextVar[tuple[asyncio.Task[Any] | None, DbSession] | None] = ContextVar(
-    "update_session", default=None)
+    "update_session", default=None
+)
 
 
 class UpdateContext(BaseMiddleware):
@@ -35,8 +36,9 @@ class UpdateContext(BaseMiddleware):
     One layer rather than a middleware each: aiogram wraps every layer around every update, and on the
     busiest commands the layers cost as much as the database reads."""
 
-    def __init__(self, sessions: SessionFactory, roles: StaticRoles, i18n: I18n,
-                 reads_ahead: Sequence[ReadAhead] = ()) -> None:
+    def __init__(
+        self, sessions: SessionFactory, roles: StaticRoles, i18n: I18n, reads_ahead: Sequence[ReadAhead] = ()
+    ) -> None:
         self.sessions = sessions
         self.roles = roles
         self.i18n = i18n
@@ -79,8 +81,9 @@ class ReleaseBeforeSending(BaseRequestMiddleware):
     """Bot session middleware: before a handler waits on Telegram, its update's session gives back a connection
     it only read with (``release_idle``)."""
 
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
-                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ) -> Response[TelegramType]:
         held = _UPDATE_SESSION.get()
         if held is not None and held[0] is asyncio.current_task():
             await release_idle(held[1])

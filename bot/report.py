@@ -30,34 +30,54 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
     wait = s.median_first_response
     value = p.outstanding_value(program)
     out: list[tuple[str, str, Any]] = [
-        ("members", "total", m.total), ("members", "new", m.new), ("members", "active", m.active),
+        ("members", "total", m.total),
+        ("members", "new", m.new),
+        ("members", "active", m.active),
         ("members", "engagement rate", _percent(m.engagement_rate)),
-        ("customers", "at start", c.at_start), ("customers", "at end", c.at_end), ("customers", "new", c.new),
+        ("customers", "at start", c.at_start),
+        ("customers", "at end", c.at_end),
+        ("customers", "new", c.new),
         ("customers", "retention rate", _percent(c.retention_rate)),
         ("customers", "repeat purchase rate", _percent(c.repeat_rate)),
         ("customers", "loyal customer rate", _percent(c.loyal_rate)),
         ("customers", "churn rate", _percent(c.churn_rate)),
-        ("nps", "score", "" if nps.score is None else round(nps.score, 1)), ("nps", "promoters", nps.promoters),
-        ("nps", "passives", nps.passives), ("nps", "detractors", nps.detractors),
-        ("support", "csat", _percent(s.csat)), ("support", "ratings", s.ratings),
+        ("nps", "score", "" if nps.score is None else round(nps.score, 1)),
+        ("nps", "promoters", nps.promoters),
+        ("nps", "passives", nps.passives),
+        ("nps", "detractors", nps.detractors),
+        ("support", "csat", _percent(s.csat)),
+        ("support", "ratings", s.ratings),
         ("support", "median first response (min)", "" if wait is None else round(wait.total_seconds() / 60, 1)),
-        ("points", "earned", p.earned), ("points", "redeemed", p.redeemed), ("points", "expired", p.expired),
+        ("points", "earned", p.earned),
+        ("points", "redeemed", p.redeemed),
+        ("points", "expired", p.expired),
         ("points", "outstanding", p.outstanding),
-        ("points", f"outstanding value ({program.currency})",
-         str(value.quantize(Decimal(1).scaleb(-program.minor_digits)))),
+        (
+            "points",
+            f"outstanding value ({program.currency})",
+            str(value.quantize(Decimal(1).scaleb(-program.minor_digits))),
+        ),
         ("points", "redemption rate", _percent(p.redemption_rate)),
     ]
     for e in board.effects:
-        out += [(f"effect: {e.kind}", "recipients", e.recipients),
-                (f"effect: {e.kind}", f"bought within {program.analytics.effect_days} days", _percent(e.rate)),
-                (f"effect: {e.kind}", "others who bought", _percent(e.baseline))]
+        out += [
+            (f"effect: {e.kind}", "recipients", e.recipients),
+            (f"effect: {e.kind}", f"bought within {program.analytics.effect_days} days", _percent(e.rate)),
+            (f"effect: {e.kind}", "others who bought", _percent(e.baseline)),
+        ]
     for t in board.by_tier:
         name = t.tier or "(no tier)"
         average = t.average_order_minor
-        out += [(f"tier: {name}", "buyers", t.members), (f"tier: {name}", "purchases", t.purchases),
-                (f"tier: {name}", f"average order ({program.currency})",
-                 "" if average is None else str(from_minor(round(average), program))),
-                (f"tier: {name}", "purchases per buyer", "" if t.frequency is None else round(t.frequency, 2))]
+        out += [
+            (f"tier: {name}", "buyers", t.members),
+            (f"tier: {name}", "purchases", t.purchases),
+            (
+                f"tier: {name}",
+                f"average order ({program.currency})",
+                "" if average is None else str(from_minor(round(average), program)),
+            ),
+            (f"tier: {name}", "purchases per buyer", "" if t.frequency is None else round(t.frequency, 2)),
+        ]
     return out
 
 
@@ -78,10 +98,14 @@ def _plain(value: Any) -> Any:
 def print_report(board: Dashboard, program: Program, form: str) -> None:
     figures = rows(board, program)
     if form == "json":
-        document = {"program": program.name, "period": _plain(board.period),
-                    "figures": [{"section": a, "figure": b, "value": v} for a, b, v in figures],
-                    "trend": _plain(board.trend), "cohorts": _plain(board.cohorts),
-                    "tiers": board.tiers}
+        document = {
+            "program": program.name,
+            "period": _plain(board.period),
+            "figures": [{"section": a, "figure": b, "value": v} for a, b, v in figures],
+            "trend": _plain(board.trend),
+            "cohorts": _plain(board.cohorts),
+            "tiers": board.tiers,
+        }
         json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
         sys.stdout.write("\n")
     elif form == "csv":

@@ -55,8 +55,9 @@ async def prepare_database(settings: Settings) -> None:
         return
     current, head = await current_and_head_async(settings.database_url)
     if current != head:
-        raise StartupError(f"the database is at migration {current or 'none'}, the code needs {head}: "
-                           "run `loyalty migrate` first")
+        raise StartupError(
+            f"the database is at migration {current or 'none'}, the code needs {head}: run `loyalty migrate` first"
+        )
 
 
 async def build_app(settings: Settings) -> App:
@@ -71,10 +72,12 @@ async def build_app(settings: Settings) -> App:
     redis = getattr(storage, "redis", None)
     # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; only a
     # record shared in Redis (a restart between handling and acknowledging) or the webhook's redeliveries need it.
-    seen: SeenUpdates | None = (RedisSeenUpdates(redis) if redis is not None
-                                else MemorySeenUpdates() if settings.webhook_url else None)
-    dispatcher = build_dispatcher(settings, program, sessions, storage=storage, events_isolation=isolation,
-                                  seen_updates=seen)
+    seen: SeenUpdates | None = (
+        RedisSeenUpdates(redis) if redis is not None else MemorySeenUpdates() if settings.webhook_url else None
+    )
+    dispatcher = build_dispatcher(
+        settings, program, sessions, storage=storage, events_isolation=isolation, seen_updates=seen
+    )
     return App(settings, program, engine, sessions, bot, dispatcher, redis)
 
 
@@ -105,7 +108,9 @@ async def run_polling(app: App, *, handle_signals: bool = True, with_scheduler: 
         scheduler.start()
     try:
         await app.dispatcher.start_polling(
-            app.bot, allowed_updates=app.dispatcher.resolve_used_update_types(), handle_signals=handle_signals,
+            app.bot,
+            allowed_updates=app.dispatcher.resolve_used_update_types(),
+            handle_signals=handle_signals,
             close_bot_session=True,
         )
     finally:
@@ -137,8 +142,10 @@ async def register_webhook(app: App) -> None:
     ``scheduler``), of which a deployment has exactly one; bot workers never set or delete it."""
     assert app.settings.webhook_url is not None
     await app.bot.set_webhook(
-        url=app.settings.webhook_url, secret_token=app.settings.webhook_secret,
-        allowed_updates=app.dispatcher.resolve_used_update_types(), drop_pending_updates=False,
+        url=app.settings.webhook_url,
+        secret_token=app.settings.webhook_secret,
+        allowed_updates=app.dispatcher.resolve_used_update_types(),
+        drop_pending_updates=False,
     )
     log.info("webhook set to %s", app.settings.webhook_url)
 
@@ -148,8 +155,9 @@ async def run_role(app: App, role: str) -> None:
     ``bot``; the scheduler for ``all`` and ``scheduler``."""
     serve_updates, with_scheduler = role != "scheduler", role != "bot"
     deps = Deps(app.settings, app.program, app.sessions, app.bot, app.dispatcher, app.redis)
-    http = await start_http(make_http_app(deps, serve_updates=serve_updates),
-                            app.settings.http_host, app.settings.http_port)
+    http = await start_http(
+        make_http_app(deps, serve_updates=serve_updates), app.settings.http_host, app.settings.http_port
+    )
     freeze_startup_heap()
     try:
         if app.settings.webhook_url is None:

@@ -35,8 +35,9 @@ def _jobs(app: App) -> list[Job]:
         Job("expire", timedelta(hours=1), expire),
         Job("expiry-warnings", timedelta(minutes=30), partial(reminders.send_expiry_warnings, *messages)),
         Job("surveys", timedelta(minutes=5), partial(nps.send_due_surveys, *messages)),
-        Job("overdue-threads", timedelta(minutes=5),
-            partial(support.report_overdue, bot, sessions, desk, program, i18n)),
+        Job(
+            "overdue-threads", timedelta(minutes=5), partial(support.report_overdue, bot, sessions, desk, program, i18n)
+        ),
         Job("tier-review", timedelta(hours=6), partial(reminders.review_member_tiers, *messages)),
         Job("vip-gifts", timedelta(minutes=15), partial(vip.send_vip_gifts, *messages)),
         Job("vip-reminders", timedelta(minutes=30), partial(vip.send_vip_reminders, *messages)),

@@ -47,13 +47,21 @@ BALANCE_TRIGGERS = (Command("balance"), MenuButton(BALANCE))
 
 def read_ahead() -> ReadAhead:
     """/balance's one read rides along with who sent it: the busiest command then costs one round trip."""
-    return ReadAhead("balance_rider", BALANCE_TRIGGERS,
-                     lambda data: summary_rider(data["program"], data["clock"](), EXPIRY_HORIZON_DAYS))
+    return ReadAhead(
+        "balance_rider",
+        BALANCE_TRIGGERS,
+        lambda data: summary_rider(data["program"], data["clock"](), EXPIRY_HORIZON_DAYS),
+    )
 
 
 async def show_balance(
-    message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n,
-    clock: Callable[[], datetime], balance_rider: Rider | None = None,
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    i18n: I18n,
+    clock: Callable[[], datetime],
+    balance_rider: Rider | None = None,
 ) -> None:
     overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS, balance_rider)
     held, tier, cards = overview.balance, overview.tier, overview.cards
@@ -62,10 +70,16 @@ async def show_balance(
         _("Earned since joining: {points}").format(points=held.lifetime_points),
     ]
     if held.expiring_points and held.expiring_first:
-        lines.append(_("⏳ Next to expire: {points} points on {date}.").format(
-            points=held.next_points, date=day(held.expiring_first, program.tz, i18n.current_locale)))
-        lines.append(_("{points} points expire in the next {days} days in all.").format(
-            points=held.expiring_points, days=EXPIRY_HORIZON_DAYS))
+        lines.append(
+            _("⏳ Next to expire: {points} points on {date}.").format(
+                points=held.next_points, date=day(held.expiring_first, program.tz, i18n.current_locale)
+            )
+        )
+        lines.append(
+            _("{points} points expire in the next {days} days in all.").format(
+                points=held.expiring_points, days=EXPIRY_HORIZON_DAYS
+            )
+        )
     else:
         lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
     if tier is not None:
@@ -77,15 +91,24 @@ async def show_balance(
 def _tier_lines(tier: TierProgress, program: Program, language: str, locale: str) -> list[str]:
     lines = []
     if tier.current is not None:
-        lines.append(_("🏅 Tier: <b>{tier}</b> — {perks}").format(
-            tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks)))
+        lines.append(
+            _("🏅 Tier: <b>{tier}</b> — {perks}").format(
+                tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks)
+            )
+        )
     if tier.next is not None:
-        missing = (money(tier.missing, program.currency, locale) if program.tiers.basis == "spend"
-                   else _("{points} points").format(points=int(tier.missing)))
+        missing = (
+            money(tier.missing, program.currency, locale)
+            if program.tiers.basis == "spend"
+            else _("{points} points").format(points=int(tier.missing))
+        )
         target = html.escape(tier.next.name_in(language))
         if tier.by is not None:
-            lines.append(_("Spend {missing} more by {date} to reach {tier}.").format(
-                missing=missing, date=day(tier.by, program.tz, locale), tier=target))
+            lines.append(
+                _("Spend {missing} more by {date} to reach {tier}.").format(
+                    missing=missing, date=day(tier.by, program.tz, locale), tier=target
+                )
+            )
         else:
             lines.append(_("Spend {missing} more to reach {tier}.").format(missing=missing, tier=target))
     return lines
@@ -113,16 +136,18 @@ def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
     return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
 
 
-async def show_history(
-    message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n
-) -> None:
+async def show_history(message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n) -> None:
     text, markup = _render(await history(session, member.id, 0), program, i18n.current_locale)
     await message.answer(text, reply_markup=markup)
 
 
 async def page_history(
-    query: CallbackQuery, callback_data: HistoryCallback, session: DbSession, member: MemberView,
-    program: Program, i18n: I18n,
+    query: CallbackQuery,
+    callback_data: HistoryCallback,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    i18n: I18n,
 ) -> None:
     page = await history(session, member.id, callback_data.page)
     text, markup = _render(page, program, i18n.current_locale)

@@ -28,7 +28,10 @@ def _usage() -> str:
 
 
 async def adjust_points(
-    message: Message, command: CommandObject, session: DbSession, program: Program,
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    program: Program,
     clock: Callable[[], datetime],
 ) -> None:
     parts = (command.args or "").split(maxsplit=2)
@@ -47,18 +50,28 @@ async def adjust_points(
     name, code = html.escape(member.first_name), member.code  # read now: a refused adjustment rolls back
     try:
         result = await adjust(
-            session, program, member_id=member.id, delta=int(delta_text), reason=reason[:256], actor_id=actor,
-            key=f"adjust:{message.chat.id}:{message.message_id}", now=clock(),
+            session,
+            program,
+            member_id=member.id,
+            delta=int(delta_text),
+            reason=reason[:256],
+            actor_id=actor,
+            key=f"adjust:{message.chat.id}:{message.message_id}",
+            now=clock(),
         )
     except InsufficientPoints as short:
-        await message.answer(_("{name} has only {points} points; nothing was changed.").format(
-            name=name, points=short.balance))
+        await message.answer(
+            _("{name} has only {points} points; nothing was changed.").format(name=name, points=short.balance)
+        )
         return
     if not result.created:
         await message.answer(_("This adjustment was already made. Balance: {balance}.").format(balance=result.balance))
         return
-    await message.answer(_("✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.").format(
-        delta=int(delta_text), name=name, code=code, balance=result.balance))
+    await message.answer(
+        _("✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.").format(
+            delta=int(delta_text), name=name, code=code, balance=result.balance
+        )
+    )
 
 
 def router() -> Router:

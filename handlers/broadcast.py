@@ -31,7 +31,10 @@ from storage.database import DbSession
 
 BUTTON_RE = re.compile(r"^\s*button:\s*(?P<text>[^|]{1,40}?)\s*\|\s*(?P<url>https?://\S+)\s*$", re.IGNORECASE)
 STATUS_NAMES = {
-    "scheduled": N_("scheduled"), "running": N_("sending"), "paused": N_("paused"), "done": N_("done"),
+    "scheduled": N_("scheduled"),
+    "running": N_("sending"),
+    "paused": N_("paused"),
+    "done": N_("done"),
     "cancelled": N_("cancelled"),
 }
 
@@ -80,20 +83,33 @@ def _message_of(message: Message) -> dict[str, Any] | None:
 async def start(message: Message, state: FSMContext) -> None:
     await state.clear()
     await state.set_state(Compose.message)
-    await message.answer("\n".join([
-        _("📣 <b>New broadcast</b>. Send the message: text (formatting is kept) or a photo with a caption."),
-        _("To add a link button, end it with a line like: {example}").format(
-            example="<code>button: Order now | https://example.com</code>"),
-        _("Send /cancel to stop at any step."),
-    ]))
+    await message.answer(
+        "\n".join(
+            [
+                _("📣 <b>New broadcast</b>. Send the message: text (formatting is kept) or a photo with a caption."),
+                _("To add a link button, end it with a line like: {example}").format(
+                    example="<code>button: Order now | https://example.com</code>"
+                ),
+                _("Send /cancel to stop at any step."),
+            ]
+        )
+    )
 
 
 def _after_message_keyboard(content: dict[str, Any]) -> InlineKeyboardMarkup:
-    rows = [[InlineKeyboardButton(text=_("➕ Version in {language}").format(language=NAMES[code]),
-                                  callback_data=ComposeAction(action="variant", language=code).pack())]
-            for code in NAMES if code not in content and code != "en"]
-    rows.append([InlineKeyboardButton(text=_("Next: choose members ▶"),
-                                      callback_data=ComposeAction(action="segment").pack())])
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=_("➕ Version in {language}").format(language=NAMES[code]),
+                callback_data=ComposeAction(action="variant", language=code).pack(),
+            )
+        ]
+        for code in NAMES
+        if code not in content and code != "en"
+    ]
+    rows.append(
+        [InlineKeyboardButton(text=_("Next: choose members ▶"), callback_data=ComposeAction(action="segment").pack())]
+    )
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -109,13 +125,21 @@ async def got_message(message: Message, state: FSMContext) -> None:
     await state.update_data(content=stored, variant_language=None)
     await state.set_state(Compose.variant)
     done = _("Version for {language} saved.").format(language=NAMES[language]) if language else _("Message saved.")
-    await message.answer(done + "\n" + _("Members get the version in their language, else the first one."),
-                         reply_markup=_after_message_keyboard(stored))
+    await message.answer(
+        done + "\n" + _("Members get the version in their language, else the first one."),
+        reply_markup=_after_message_keyboard(stored),
+    )
 
 
 async def compose_action(
-    query: CallbackQuery, callback_data: ComposeAction, session: DbSession, state: FSMContext, program: Program,
-    bot: Bot, broadcaster: Broadcaster, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: ComposeAction,
+    session: DbSession,
+    state: FSMContext,
+    program: Program,
+    bot: Bot,
+    broadcaster: Broadcaster,
+    clock: Callable[[], datetime],
 ) -> None:
     data = await state.get_data()
     if "content" not in data:
@@ -126,44 +150,61 @@ async def compose_action(
     if callback_data.action == "variant" and callback_data.language in NAMES:
         await state.update_data(variant_language=callback_data.language)
         await state.set_state(Compose.message)
-        await bot.send_message(chat_id, _("Send the version in {language}.").format(
-            language=NAMES[callback_data.language]))
+        await bot.send_message(
+            chat_id, _("Send the version in {language}.").format(language=NAMES[callback_data.language])
+        )
     elif callback_data.action == "segment":
         await state.set_state(Compose.segment)
-        await bot.send_message(chat_id, "\n".join([
-            _("Who should get it? Send filters, combined with AND, or tap All members:"),
-            "<code>tier=Gold</code> · <code>inactive=30</code> · <code>active=7</code> · <code>birthday</code> · "
-            "<code>lang=zh-Hans</code> · <code>nps=promoter</code> · <code>points=100</code>",
-            _("Members who turned promotions off, blocked the bot or erased their data never get it."),
-        ]), reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-            text=_("All members"), callback_data=ComposeAction(action="all").pack())]]))
+        await bot.send_message(
+            chat_id,
+            "\n".join(
+                [
+                    _("Who should get it? Send filters, combined with AND, or tap All members:"),
+                    "<code>tier=Gold</code> · <code>inactive=30</code> · <code>active=7</code> · "
+                    "<code>birthday</code> · <code>lang=zh-Hans</code> · <code>nps=promoter</code> · "
+                    "<code>points=100</code>",
+                    _("Members who turned promotions off, blocked the bot or erased their data never get it."),
+                ]
+            ),
+            reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [InlineKeyboardButton(text=_("All members"), callback_data=ComposeAction(action="all").pack())]
+                ]
+            ),
+        )
     elif callback_data.action == "all":
         await _preview(bot, chat_id, session, state, program, Segment(), clock())
     elif callback_data.action == "send":
         await _create(bot, chat_id, session, state, program, broadcaster, clock(), None)
     elif callback_data.action == "schedule":
         await state.set_state(Compose.time)
-        await bot.send_message(chat_id, _("When? Send the local time as YYYY-MM-DD HH:MM ({zone}).").format(
-            zone=program.timezone))
+        await bot.send_message(
+            chat_id, _("When? Send the local time as YYYY-MM-DD HH:MM ({zone}).").format(zone=program.timezone)
+        )
     elif callback_data.action == "cancel":
         await state.clear()
         await bot.send_message(chat_id, _("Broadcast cancelled; nothing was sent."))
 
 
-async def got_segment(message: Message, session: DbSession, state: FSMContext, program: Program, bot: Bot,
-                      clock: Callable[[], datetime]) -> None:
+async def got_segment(
+    message: Message, session: DbSession, state: FSMContext, program: Program, bot: Bot, clock: Callable[[], datetime]
+) -> None:
     try:
         segment = parse_segment(message.text or "", program)
     except BadSegment as bad:
-        problem = (_("Unknown filter: {word}") if bad.problem is SegmentProblem.UNKNOWN_FILTER
-                   else _("Not a valid value: {word}"))
+        problem = (
+            _("Unknown filter: {word}")
+            if bad.problem is SegmentProblem.UNKNOWN_FILTER
+            else _("Not a valid value: {word}")
+        )
         await message.answer(problem.format(word=html.escape(bad.word)))
         return
     await _preview(bot, message.chat.id, session, state, program, segment, clock())
 
 
-async def _preview(bot: Bot, chat_id: int, session: DbSession, state: FSMContext, program: Program,
-                   segment: Segment, now: datetime) -> None:
+async def _preview(
+    bot: Bot, chat_id: int, session: DbSession, state: FSMContext, program: Program, segment: Segment, now: datetime
+) -> None:
     data = await state.get_data()
     counts = await broadcasts.audience(session, segment, program, now)
     await state.update_data(segment=segment.model_dump())
@@ -176,17 +217,29 @@ async def _preview(bot: Bot, chat_id: int, session: DbSession, state: FSMContext
         await send_variant(bot, chat_id, message, markup_for(message))
     total = sum(counts.values())
     by_language = ", ".join(f"{NAMES.get(code, code)}: {count}" for code, count in sorted(counts.items()))
-    buttons = [[
-        InlineKeyboardButton(text=_("🚀 Send now"), callback_data=ComposeAction(action="send").pack()),
-        InlineKeyboardButton(text=_("🕒 Schedule"), callback_data=ComposeAction(action="schedule").pack()),
-        InlineKeyboardButton(text=_("✖ Cancel"), callback_data=ComposeAction(action="cancel").pack()),
-    ]]
-    await bot.send_message(chat_id, _("Audience: <b>{total}</b> members ({languages}).").format(
-        total=total, languages=by_language or "—"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
+    buttons = [
+        [
+            InlineKeyboardButton(text=_("🚀 Send now"), callback_data=ComposeAction(action="send").pack()),
+            InlineKeyboardButton(text=_("🕒 Schedule"), callback_data=ComposeAction(action="schedule").pack()),
+            InlineKeyboardButton(text=_("✖ Cancel"), callback_data=ComposeAction(action="cancel").pack()),
+        ]
+    ]
+    await bot.send_message(
+        chat_id,
+        _("Audience: <b>{total}</b> members ({languages}).").format(total=total, languages=by_language or "—"),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons),
+    )
 
 
-async def got_time(message: Message, session: DbSession, state: FSMContext, program: Program, bot: Bot,
-                   broadcaster: Broadcaster, clock: Callable[[], datetime]) -> None:
+async def got_time(
+    message: Message,
+    session: DbSession,
+    state: FSMContext,
+    program: Program,
+    bot: Bot,
+    broadcaster: Broadcaster,
+    clock: Callable[[], datetime],
+) -> None:
     now = clock()
     try:
         local = datetime.strptime((message.text or "").strip(), "%Y-%m-%d %H:%M").replace(tzinfo=program.tz)
@@ -199,21 +252,37 @@ async def got_time(message: Message, session: DbSession, state: FSMContext, prog
     await _create(bot, message.chat.id, session, state, program, broadcaster, now, local)
 
 
-async def _create(bot: Bot, chat_id: int, session: DbSession, state: FSMContext, program: Program,
-                  broadcaster: Broadcaster, now: datetime, send_at: datetime | None) -> None:
+async def _create(
+    bot: Bot,
+    chat_id: int,
+    session: DbSession,
+    state: FSMContext,
+    program: Program,
+    broadcaster: Broadcaster,
+    now: datetime,
+    send_at: datetime | None,
+) -> None:
     data = await state.get_data()
     if "segment" not in data:
         return
     await state.clear()  # a second tap on "Send now" finds no draft: one broadcast
     broadcast = await broadcasts.create(
-        session, program, created_by=chat_id, content=data["content"], segment=Segment(**data["segment"]),
-        now=now, send_at=send_at, status_chat_id=chat_id)
+        session,
+        program,
+        created_by=chat_id,
+        content=data["content"],
+        segment=Segment(**data["segment"]),
+        now=now,
+        send_at=send_at,
+        status_chat_id=chat_id,
+    )
     assert broadcast.id is not None
     if send_at is None:
         text = progress_text(broadcast.id, await broadcasts.progress(session, broadcast.id), 0, final=False)
     else:
         text = _("🕒 Broadcast #{id} to {total} members is scheduled for {when}.").format(
-            id=broadcast.id, total=broadcast.total, when=when(send_at, program.tz, get_i18n().current_locale))
+            id=broadcast.id, total=broadcast.total, when=when(send_at, program.tz, get_i18n().current_locale)
+        )
     status = await bot.send_message(chat_id, text)
     await broadcasts.set_status_message(session, broadcast.id, chat_id, status.message_id)
     if send_at is None:
@@ -227,43 +296,72 @@ async def list_broadcasts(message: Message, session: DbSession, program: Program
         return
     lines, buttons = [_("📣 <b>Broadcasts</b>")], []
     for broadcast, progress in rows:
-        lines.append(_("#{id} {status} · sent {sent} of {total} · failed {failed} · blocked {blocked}").format(
-            id=broadcast.id, status=_(STATUS_NAMES.get(broadcast.status, broadcast.status)),
-            sent=progress.of(broadcasts.Outcome.SENT), total=broadcast.total,
-            failed=progress.of(broadcasts.Outcome.FAILED), blocked=progress.of(broadcasts.Outcome.BLOCKED)))
+        lines.append(
+            _("#{id} {status} · sent {sent} of {total} · failed {failed} · blocked {blocked}").format(
+                id=broadcast.id,
+                status=_(STATUS_NAMES.get(broadcast.status, broadcast.status)),
+                sent=progress.of(broadcasts.Outcome.SENT),
+                total=broadcast.total,
+                failed=progress.of(broadcasts.Outcome.FAILED),
+                blocked=progress.of(broadcasts.Outcome.BLOCKED),
+            )
+        )
         row = []
         if broadcast.status in ("running", "scheduled"):
-            row.append(InlineKeyboardButton(text=_("⏸ Pause #{id}").format(id=broadcast.id),
-                                            callback_data=BroadcastControl(broadcast_id=broadcast.id or 0,
-                                                                           to="paused").pack()))
+            row.append(
+                InlineKeyboardButton(
+                    text=_("⏸ Pause #{id}").format(id=broadcast.id),
+                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to="paused").pack(),
+                )
+            )
         if broadcast.status == "paused":
-            row.append(InlineKeyboardButton(text=_("▶ Resume #{id}").format(id=broadcast.id),
-                                            callback_data=BroadcastControl(broadcast_id=broadcast.id or 0,
-                                                                           to="running").pack()))
+            row.append(
+                InlineKeyboardButton(
+                    text=_("▶ Resume #{id}").format(id=broadcast.id),
+                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to="running").pack(),
+                )
+            )
         if broadcast.status in ("running", "scheduled", "paused"):
-            row.append(InlineKeyboardButton(text=_("✖ Cancel #{id}").format(id=broadcast.id),
-                                            callback_data=BroadcastControl(broadcast_id=broadcast.id or 0,
-                                                                           to="cancelled").pack()))
+            row.append(
+                InlineKeyboardButton(
+                    text=_("✖ Cancel #{id}").format(id=broadcast.id),
+                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to="cancelled").pack(),
+                )
+            )
         if row:
             buttons.append(row)
-    await message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons)
-                         if buttons else None)
+    await message.answer(
+        "\n".join(lines), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons) if buttons else None
+    )
 
 
-async def control(query: CallbackQuery, callback_data: BroadcastControl, session: DbSession,
-                  broadcaster: Broadcaster, bot: Bot, clock: Callable[[], datetime]) -> None:
+async def control(
+    query: CallbackQuery,
+    callback_data: BroadcastControl,
+    session: DbSession,
+    broadcaster: Broadcaster,
+    bot: Bot,
+    clock: Callable[[], datetime],
+) -> None:
     try:
         target = broadcasts.Status(callback_data.to)
     except ValueError:
         await query.answer(_("That choice is not available."), show_alert=True)
         return
-    if target not in (broadcasts.Status.PAUSED, broadcasts.Status.RUNNING, broadcasts.Status.CANCELLED) \
-            or not await broadcasts.change(session, callback_data.broadcast_id, target, clock()):
-        await query.answer(_("Broadcast #{id} cannot be changed that way now.").format(id=callback_data.broadcast_id),
-                           show_alert=True)
+    if target not in (
+        broadcasts.Status.PAUSED,
+        broadcasts.Status.RUNNING,
+        broadcasts.Status.CANCELLED,
+    ) or not await broadcasts.change(session, callback_data.broadcast_id, target, clock()):
+        await query.answer(
+            _("Broadcast #{id} cannot be changed that way now.").format(id=callback_data.broadcast_id), show_alert=True
+        )
         return
-    await query.answer(_("Broadcast #{id} is now {status}.").format(
-        id=callback_data.broadcast_id, status=_(STATUS_NAMES[target.value])))
+    await query.answer(
+        _("Broadcast #{id} is now {status}.").format(
+            id=callback_data.broadcast_id, status=_(STATUS_NAMES[target.value])
+        )
+    )
     if target is broadcasts.Status.RUNNING:
         broadcaster.kick(bot)
 

@@ -110,11 +110,13 @@ def markup_for(message: dict[str, Any]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def send_variant(bot: Bot, chat_id: int, message: dict[str, Any], markup: InlineKeyboardMarkup,
-                       **kwargs: Any) -> int:
+async def send_variant(
+    bot: Bot, chat_id: int, message: dict[str, Any], markup: InlineKeyboardMarkup, **kwargs: Any
+) -> int:
     if message.get("photo"):
-        sent = await bot.send_photo(chat_id, message["photo"], caption=message.get("text") or None,
-                                    reply_markup=markup, **kwargs)
+        sent = await bot.send_photo(
+            chat_id, message["photo"], caption=message.get("text") or None, reply_markup=markup, **kwargs
+        )
     else:
         sent = await bot.send_message(chat_id, message["text"], reply_markup=markup, **kwargs)
     return sent.message_id
@@ -130,8 +132,9 @@ class Broadcaster:
     already known are written, and only sends that were in flight stay "sending" and later count as unknown.
     """
 
-    def __init__(self, sessions: SessionFactory, program: Program, i18n: I18n, settings: Settings,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, sessions: SessionFactory, program: Program, i18n: I18n, settings: Settings, clock: Callable[[], datetime]
+    ) -> None:
         self.sessions, self.program, self.i18n, self.clock = sessions, program, i18n, clock
         self.enabled = True  # False in a process that answers updates while another runs the scheduler
         self.bot: Bot | None = None
@@ -261,7 +264,7 @@ class Broadcaster:
                 network_failures += 1
                 if network_failures > NETWORK_RETRIES:
                     return Result(item, Outcome.FAILED, error=str(exc))
-                await asyncio.sleep(0.5 * 2 ** network_failures)
+                await asyncio.sleep(0.5 * 2**network_failures)
                 continue
             except TelegramAPIError as exc:
                 return Result(item, Outcome.FAILED, error=exc.message)
@@ -287,8 +290,9 @@ class Broadcaster:
         results, run.results = run.results, []
         for result in results:
             if result.outcome is Outcome.FAILED:
-                log.warning("broadcast %s to member %s failed: %s", run.broadcast_id, result.item.member_id,
-                            result.error)
+                log.warning(
+                    "broadcast %s to member %s failed: %s", run.broadcast_id, result.item.member_id, result.error
+                )
         async with self.sessions() as session:
             await broadcasts.record(session, results, self.clock())
 
@@ -300,14 +304,19 @@ class Broadcaster:
         async with self.sessions() as session:
             broadcast = await broadcasts.get(session, run.broadcast_id)
             progress = await broadcasts.progress(session, run.broadcast_id)
-        if broadcast is None or broadcast.status_chat_id is None or broadcast.status_message_id is None \
-                or self.bot is None:
+        if (
+            broadcast is None
+            or broadcast.status_chat_id is None
+            or broadcast.status_message_id is None
+            or self.bot is None
+        ):
             return
         with speaking(self.i18n, self.program.staff_language):
             text = progress_text(run.broadcast_id, progress, time.monotonic() - run.started, final=final)
         try:
-            await self.bot.edit_message_text(text, chat_id=broadcast.status_chat_id,
-                                             message_id=broadcast.status_message_id)
+            await self.bot.edit_message_text(
+                text, chat_id=broadcast.status_chat_id, message_id=broadcast.status_message_id
+            )
         except TelegramBadRequest as exc:
             if "message is not modified" not in exc.message:
                 log.warning("could not update broadcast %s progress: %s", run.broadcast_id, exc.message)
@@ -342,17 +351,25 @@ def progress_text(broadcast_id: int, progress: broadcasts.Progress, elapsed: flo
     done = progress.of(Outcome.SENT) + progress.of(Outcome.FAILED) + progress.of(Outcome.BLOCKED)
     rate = done / elapsed if elapsed > 0 else 0.0
     head = (_("✅ Broadcast #{id} finished.") if final else _("📣 Broadcast #{id} is being sent…")).format(
-        id=broadcast_id)
+        id=broadcast_id
+    )
     lines = [
         head,
         _("Sent: {sent} · failed: {failed} · blocked: {blocked} · remaining: {remaining}").format(
-            sent=progress.of(Outcome.SENT), failed=progress.of(Outcome.FAILED),
-            blocked=progress.of(Outcome.BLOCKED), remaining=progress.remaining),
+            sent=progress.of(Outcome.SENT),
+            failed=progress.of(Outcome.FAILED),
+            blocked=progress.of(Outcome.BLOCKED),
+            remaining=progress.remaining,
+        ),
     ]
     if progress.of(Outcome.UNKNOWN):
-        lines.append(_("Unknown (interrupted while sending, not resent): {count}").format(
-            count=progress.of(Outcome.UNKNOWN)))
+        lines.append(
+            _("Unknown (interrupted while sending, not resent): {count}").format(count=progress.of(Outcome.UNKNOWN))
+        )
     if not final and rate > 0:
-        lines.append(_("{rate:.1f} messages a second, about {seconds} s left").format(
-            rate=rate, seconds=int(progress.remaining / rate)))
+        lines.append(
+            _("{rate:.1f} messages a second, about {seconds} s left").format(
+                rate=rate, seconds=int(progress.remaining / rate)
+            )
+        )
     return "\n".join(lines)

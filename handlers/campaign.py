@@ -22,22 +22,33 @@ from storage.database import DbSession
 
 
 def _usage() -> str:
-    return _("Usage: {usage}").format(usage=html.escape(_(
-        "/campaign add <x2|+50> <days> <name> [category=…] | /campaign list | /campaign end <id>")))
+    return _("Usage: {usage}").format(
+        usage=html.escape(_("/campaign add <x2|+50> <days> <name> [category=…] | /campaign list | /campaign end <id>"))
+    )
 
 
 async def campaign(
-    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n,
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    program: Program,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     action, _sep, rest = (command.args or "").strip().partition(" ")
     now = clock()
     if action == "list":
         running = await running_campaigns(session, now)
-        lines = [_("#{id} {name} ({effect}{category}) until {until}").format(
-            id=c.id, name=html.escape(c.name), effect=f"×{c.multiplier}" if c.multiplier else f"+{c.bonus}",
-            category=f", {c.category}" if c.category else "", until=when(c.ends_at, program.tz, i18n.current_locale),
-        ) for c in running]
+        lines = [
+            _("#{id} {name} ({effect}{category}) until {until}").format(
+                id=c.id,
+                name=html.escape(c.name),
+                effect=f"×{c.multiplier}" if c.multiplier else f"+{c.bonus}",
+                category=f", {c.category}" if c.category else "",
+                until=when(c.ends_at, program.tz, i18n.current_locale),
+            )
+            for c in running
+        ]
         await message.answer("\n".join(lines) or _("No campaigns are running."))
     elif action == "end":
         if not rest.strip().isdecimal() or not await end_campaign(session, int(rest.strip()), now):
@@ -51,7 +62,12 @@ async def campaign(
 
 
 async def _add(
-    message: Message, session: DbSession, program: Program, i18n: I18n, words: list[str], now: datetime,
+    message: Message,
+    session: DbSession,
+    program: Program,
+    i18n: I18n,
+    words: list[str],
+    now: datetime,
     actor: int,
 ) -> None:
     category = None
@@ -72,10 +88,14 @@ async def _add(
     if category is not None and not CATEGORY_RE.match(category):
         await message.answer(_("The category may use letters, digits, - and _ (up to 32)."))
         return
-    started = await start_campaign(session, name=" ".join(words[2:]), effect=effect, days=int(words[1]),
-                                   category=category, actor_id=actor, now=now)
-    await message.answer(_("✅ Campaign #{id} “{name}” runs until {until}.").format(
-        id=started.id, name=html.escape(started.name), until=when(started.ends_at, program.tz, i18n.current_locale)))
+    started = await start_campaign(
+        session, name=" ".join(words[2:]), effect=effect, days=int(words[1]), category=category, actor_id=actor, now=now
+    )
+    await message.answer(
+        _("✅ Campaign #{id} “{name}” runs until {until}.").format(
+            id=started.id, name=html.escape(started.name), until=when(started.ends_at, program.tz, i18n.current_locale)
+        )
+    )
 
 
 def router() -> Router:

@@ -30,15 +30,17 @@ def qr_png(payload: str) -> bytes:
 
 async def show_card(message: Message, session: DbSession, member: MemberView, program: Program) -> None:
     # The QR holds just the code, so a till's scanner types exactly what a cashier would.
-    caption = "\n".join([
-        _("💳 <b>{program}</b> member card").format(program=html.escape(program.name)),
-        _("Name: {name}").format(name=html.escape(member.first_name)),
-        _("Member code: <code>{code}</code>").format(code=member.code),
-        _("Points: {points}").format(points=member.points),
-        *card_lines(await progress_of(session, program, member.id)),
-        "",
-        _("Show this code at the till to earn points."),
-    ])
+    caption = "\n".join(
+        [
+            _("💳 <b>{program}</b> member card").format(program=html.escape(program.name)),
+            _("Name: {name}").format(name=html.escape(member.first_name)),
+            _("Member code: <code>{code}</code>").format(code=member.code),
+            _("Points: {points}").format(points=member.points),
+            *card_lines(await progress_of(session, program, member.id)),
+            "",
+            _("Show this code at the till to earn points."),
+        ]
+    )
     photo = BufferedInputFile(qr_png(member.code), filename=f"card-{member.code}.png")
     await message.answer_photo(photo, caption=caption)
 

@@ -15,8 +15,14 @@ from matplotlib.figure import Figure
 
 from loyalty.metrics import Cohorts, Trend
 
-CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK TC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei",
-             "PingFang SC"]
+CJK_FONTS = [
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "Microsoft YaHei",
+    "PingFang SC",
+]
 COLOURS = {"members": "#4C72B0", "purchases": "#DD8452", "nps": "#55A868", "tiers": "#8172B3"}
 
 
@@ -71,10 +77,12 @@ def members_and_purchases(trend: Trend, tz: ZoneInfo, labels: Labels) -> bytes:
     figure, axis = _figure(8, 3.6)
     ticks = _tick_labels(trend, tz)
     positions = range(len(ticks))
-    axis.bar([p - 0.2 for p in positions], trend.new_members, width=0.4, label=labels.new_members,
-             color=COLOURS["members"])
-    axis.bar([p + 0.2 for p in positions], trend.purchases, width=0.4, label=labels.purchases,
-             color=COLOURS["purchases"])
+    axis.bar(
+        [p - 0.2 for p in positions], trend.new_members, width=0.4, label=labels.new_members, color=COLOURS["members"]
+    )
+    axis.bar(
+        [p + 0.2 for p in positions], trend.purchases, width=0.4, label=labels.purchases, color=COLOURS["purchases"]
+    )
     axis.set_xticks(list(positions), ticks, rotation=45 if len(ticks) > 8 else 0, fontsize=8)
     axis.set_title(labels.members_and_purchases)
     axis.legend(frameon=False)
@@ -109,15 +117,21 @@ def cohort_heat_map(cohorts: Cohorts, labels: Labels) -> bytes:
     size = len(cohorts.months)
     figure, axis = _figure(8, 4.6)
     grid = [[value if value is not None else float("nan") for value in row] for row in cohorts.active]
-    image = axis.imshow(grid, cmap="YlGn", vmin=0, vmax=max([v for row in cohorts.active for v in row
-                                                              if v is not None] + [0.01]), aspect="auto")
+    image = axis.imshow(
+        grid,
+        cmap="YlGn",
+        vmin=0,
+        vmax=max([v for row in cohorts.active for v in row if v is not None] + [0.01]),
+        aspect="auto",
+    )
     for row, values in enumerate(cohorts.active):
         for column, value in enumerate(values):
             if value is not None and cohorts.sizes[row]:
                 axis.text(column, row, f"{value:.0%}", ha="center", va="center", fontsize=7)
     axis.set_xticks(range(size), [str(n) for n in range(size)], fontsize=8)
-    axis.set_yticks(range(size), [f"{_month(m)} ({n})" for m, n in zip(cohorts.months, cohorts.sizes, strict=True)],
-                    fontsize=8)
+    axis.set_yticks(
+        range(size), [f"{_month(m)} ({n})" for m, n in zip(cohorts.months, cohorts.sizes, strict=True)], fontsize=8
+    )
     axis.set_xlabel(labels.months_after_joining)
     axis.set_ylabel(labels.join_month)
     axis.set_title(labels.cohorts)

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView | None = None) -> bool:
     update = event.update
-    log.error("update %s failed: %s", update.model_dump_json(exclude_none=True), event.exception,
-              exc_info=event.exception)
+    log.error(
+        "update %s failed: %s", update.model_dump_json(exclude_none=True), event.exception, exc_info=event.exception
+    )
     user, chat_id = None, None
     if update.message is not None:
         user, chat_id = update.message.from_user, update.message.chat.id
@@ -36,7 +37,6 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView |
     except TelegramAPIError:
         log.warning("could not tell chat %s about the error", chat_id, exc_info=True)
     return True
-
 
 
 def router() -> Router:

@@ -34,16 +34,23 @@ async def start_feedback(message: Message, session: DbSession, member: MemberVie
         await message.answer(_("Your conversation with our team is open: just write here, and they will answer here."))
         return
     await state.set_state(FeedbackInput.writing)
-    await message.answer(_("💬 Write your message to our team: text, a photo or a voice message.") + "\n"
-                         + _("Send /cancel to stop."))
+    await message.answer(
+        _("💬 Write your message to our team: text, a photo or a voice message.") + "\n" + _("Send /cancel to stop.")
+    )
 
 
 class Writing(Filter):
     """The member asked to write (/feedback), has a thread open, or had one closed lately (writing again reopens
     it): their message is for staff. Anything else they type gets the menu's help instead."""
 
-    async def __call__(self, message: Message, session: DbSession, state: FSMContext,
-                      clock: Callable[[], datetime], member: MemberView | None = None) -> bool:
+    async def __call__(
+        self,
+        message: Message,
+        session: DbSession,
+        state: FSMContext,
+        clock: Callable[[], datetime],
+        member: MemberView | None = None,
+    ) -> bool:
         if member is None:
             return False
         if await state.get_state() == FeedbackInput.writing.state:
@@ -52,8 +59,15 @@ class Writing(Filter):
 
 
 async def relay(
-    message: Message, session: DbSession, member: MemberView, program: Program, state: FSMContext, bot: Bot,
-    i18n: I18n, desk: Desk, clock: Callable[[], datetime],
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18n,
+    desk: Desk,
+    clock: Callable[[], datetime],
 ) -> None:
     kind = content_kind(message)
     if kind is None:
@@ -61,9 +75,14 @@ async def relay(
         return
     now = clock()
     received = await feedback.member_says(
-        session, member.id, source_key=f"m:{message.chat.id}:{message.message_id}", kind=kind,
+        session,
+        member.id,
+        source_key=f"m:{message.chat.id}:{message.message_id}",
+        kind=kind,
         text=message.html_text if (message.text or message.caption) else None,
-        file_id=_file_id(message, kind), now=now)
+        file_id=_file_id(message, kind),
+        now=now,
+    )
     await state.clear()
     if received.message is None:
         return  # a redelivered update
@@ -79,8 +98,9 @@ def _file_id(message: Message, kind: str) -> str | None:
     return getattr(content, "file_id", None)
 
 
-async def rate(query: CallbackQuery, callback_data: Csat, session: DbSession, member: MemberView,
-               clock: Callable[[], datetime]) -> None:
+async def rate(
+    query: CallbackQuery, callback_data: Csat, session: DbSession, member: MemberView, clock: Callable[[], datetime]
+) -> None:
     if not 1 <= callback_data.rating <= 5:
         await query.answer(_("That choice is not available."), show_alert=True)
         return

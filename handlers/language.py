@@ -26,15 +26,25 @@ class LanguageCallback(CallbackData, prefix="lang"):
 
 
 async def choose_language(message: Message) -> None:
-    markup = InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=NAMES[code], callback_data=LanguageCallback(code=code).pack()) for code in LANGUAGES
-    ]])
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=NAMES[code], callback_data=LanguageCallback(code=code).pack())
+                for code in LANGUAGES
+            ]
+        ]
+    )
     await message.answer(_("Choose your language:"), reply_markup=markup)
 
 
 async def set_member_language(
-    query: CallbackQuery, callback_data: LanguageCallback, session: DbSession, member: MemberView, role: Role,
-    i18n: I18n, bot: Bot,
+    query: CallbackQuery,
+    callback_data: LanguageCallback,
+    session: DbSession,
+    member: MemberView,
+    role: Role,
+    i18n: I18n,
+    bot: Bot,
 ) -> None:
     await set_language(session, member.id, callback_data.code)
     with speaking(i18n, callback_data.code):

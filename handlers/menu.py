@@ -50,8 +50,25 @@ async def help_command(message: Message, role: Role, program: Program) -> None:
     await message.answer("\n".join(lines))
 
 
-STAFF_ONLY = frozenset({"purchase", "refund", "adjust", "redeem", "reward", "campaign", "setbirthday", "inbox",
-                        "reply", "close", "broadcast", "broadcasts", "stats", "export", "vip_refund"})
+STAFF_ONLY = frozenset(
+    {
+        "purchase",
+        "refund",
+        "adjust",
+        "redeem",
+        "reward",
+        "campaign",
+        "setbirthday",
+        "inbox",
+        "reply",
+        "close",
+        "broadcast",
+        "broadcasts",
+        "stats",
+        "export",
+        "vip_refund",
+    }
+)
 
 
 async def needs_role_or_join(message: Message, command: CommandObject) -> None:

@@ -43,7 +43,8 @@ class NpsReason(StatesGroup):
 
 def _question(program: Program) -> str:
     return _("How likely are you to recommend {program} to a friend? 0 = not at all, 10 = extremely likely.").format(
-        program=html.escape(program.name))
+        program=html.escape(program.name)
+    )
 
 
 def _keyboard(survey_id: int, chosen: int | None = None, *, skip: bool = False) -> InlineKeyboardMarkup:
@@ -77,8 +78,13 @@ async def send_due_surveys(bot: Bot, sessions: SessionFactory, program: Program,
 
 
 async def choose_score(
-    query: CallbackQuery, callback_data: NpsScore, session: DbSession, member: MemberView, program: Program,
-    state: FSMContext, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: NpsScore,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    clock: Callable[[], datetime],
 ) -> None:
     if not 0 <= callback_data.score <= 10:
         await query.answer(_("That choice is not available."), show_alert=True)
@@ -94,24 +100,54 @@ async def choose_score(
     await state.set_state(NpsReason.waiting)
     await state.update_data(survey_id=callback_data.survey_id)
     if isinstance(query.message, Message):
-        text = _question(program) + "\n\n" + _(
-            "You chose <b>{score}</b>. What is the main reason for your score? Write it below, or tap Skip."
-        ).format(score=callback_data.score)
+        text = (
+            _question(program)
+            + "\n\n"
+            + _(
+                "You chose <b>{score}</b>. What is the main reason for your score? Write it below, or tap Skip."
+            ).format(score=callback_data.score)
+        )
         await edit_or_keep(query.message, text, _keyboard(callback_data.survey_id, callback_data.score, skip=True))
 
 
 async def skip_reason(
-    query: CallbackQuery, callback_data: NpsSkip, session: DbSession, member: MemberView, program: Program,
-    state: FSMContext, bot: Bot, i18n: I18n, desk: Desk, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: NpsSkip,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18n,
+    desk: Desk,
+    clock: Callable[[], datetime],
 ) -> None:
     await query.answer()
-    await _finish(session, member, program, state, bot, i18n, desk, callback_data.survey_id, None, clock(),
-                  query.message if isinstance(query.message, Message) else None)
+    await _finish(
+        session,
+        member,
+        program,
+        state,
+        bot,
+        i18n,
+        desk,
+        callback_data.survey_id,
+        None,
+        clock(),
+        query.message if isinstance(query.message, Message) else None,
+    )
 
 
 async def give_reason(
-    message: Message, session: DbSession, member: MemberView, program: Program, state: FSMContext, bot: Bot,
-    i18n: I18n, desk: Desk, clock: Callable[[], datetime],
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18n,
+    desk: Desk,
+    clock: Callable[[], datetime],
 ) -> None:
     if not message.text:
         await message.answer(_("Please write your reason as text, or tap Skip."))
@@ -124,8 +160,17 @@ async def give_reason(
 
 
 async def _finish(
-    session: DbSession, member: MemberView, program: Program, state: FSMContext, bot: Bot, i18n: I18n, desk: Desk,
-    survey_id: int, reason: str | None, now: datetime, survey_message: Message | None,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18n,
+    desk: Desk,
+    survey_id: int,
+    reason: str | None,
+    now: datetime,
+    survey_message: Message | None,
 ) -> None:
     await state.clear()
     answer = await nps.finish(session, survey_id, member.id, reason, now)
@@ -135,32 +180,63 @@ async def _finish(
     survey = answer.survey
     assert survey.score is not None
     if survey_message is not None:
-        await edit_or_keep(survey_message, _("Your answer: <b>{score}</b>. Thank you!").format(score=survey.score),
-                           None)
+        await edit_or_keep(
+            survey_message, _("Your answer: <b>{score}</b>. Thank you!").format(score=survey.score), None
+        )
     kind = nps.category(survey.score)
     if kind is nps.Category.PROMOTER:
-        await bot.send_message(member.chat_id, _(
-            "Thank you, that means a lot to us! 💛 Would you invite a friend? /refer gives you your link, "
-            "and you both get points."))
+        await bot.send_message(
+            member.chat_id,
+            _(
+                "Thank you, that means a lot to us! 💛 Would you invite a friend? /refer gives you your link, "
+                "and you both get points."
+            ),
+        )
     elif kind is nps.Category.DETRACTOR:
-        await bot.send_message(member.chat_id, _(
-            "Thank you for telling us. We are sorry we let you down; our team will get in touch with you here."))
+        await bot.send_message(
+            member.chat_id,
+            _("Thank you for telling us. We are sorry we let you down; our team will get in touch with you here."),
+        )
         await _alert_staff(session, member, program, bot, i18n, desk, survey, now)
     else:
         await bot.send_message(member.chat_id, _("Thank you for your feedback!"))
 
 
-async def _alert_staff(session: DbSession, member: MemberView, program: Program, bot: Bot, i18n: I18n, desk: Desk,
-                       survey: Survey, now: datetime) -> None:
+async def _alert_staff(
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    bot: Bot,
+    i18n: I18n,
+    desk: Desk,
+    survey: Survey,
+    now: datetime,
+) -> None:
     """A detractor opens a support thread carrying their score and reason."""
     assert survey.score is not None
     text = f"NPS {survey.score}" + (f": {html.escape(survey.reason)}" if survey.reason else "")
-    received = await feedback.member_says(session, member.id, source_key=f"nps:{survey.id}", kind="nps", text=text,
-                                          file_id=None, now=now, score=survey.score)
+    received = await feedback.member_says(
+        session,
+        member.id,
+        source_key=f"nps:{survey.id}",
+        kind="nps",
+        text=text,
+        file_id=None,
+        now=now,
+        score=survey.score,
+    )
     with speaking(i18n, program.staff_language):
-        note = _("🚨 Detractor alert: {name} scored us {score}/10.").format(
-            name=html.escape(member.first_name), score=survey.score) + "\n" + (
-            _("Reason: {reason}").format(reason=html.escape(survey.reason)) if survey.reason else _("No reason given."))
+        note = (
+            _("🚨 Detractor alert: {name} scored us {score}/10.").format(
+                name=html.escape(member.first_name), score=survey.score
+            )
+            + "\n"
+            + (
+                _("Reason: {reason}").format(reason=html.escape(survey.reason))
+                if survey.reason
+                else _("No reason given.")
+            )
+        )
     await relay_to_staff(bot, desk, session, i18n, program, received, note=note, now=now)
 
 

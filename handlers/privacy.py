@@ -41,18 +41,25 @@ class EraseAction(CallbackData, prefix="del"):
 
 def _settings_view(promotions: bool) -> tuple[str, InlineKeyboardMarkup]:
     state = _("on") if promotions else _("off")
-    text = "\n".join([
-        _("⚙️ <b>Settings</b>"),
-        "",
-        _("📣 Promotions and offers: <b>{state}</b>").format(state=state),
-        _("Service messages (points earned, coupons, answers to your feedback) always reach you."),
-    ])
+    text = "\n".join(
+        [
+            _("⚙️ <b>Settings</b>"),
+            "",
+            _("📣 Promotions and offers: <b>{state}</b>").format(state=state),
+            _("Service messages (points earned, coupons, answers to your feedback) always reach you."),
+        ]
+    )
     toggle = _("🔕 Turn promotions off") if promotions else _("🔔 Turn promotions on")
-    markup = InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text=toggle,
-                              callback_data=SettingsAction(action="promotions", on=not promotions).pack())],
-        [InlineKeyboardButton(text=_("🌐 Language"), callback_data=SettingsAction(action="language").pack())],
-    ])
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=toggle, callback_data=SettingsAction(action="promotions", on=not promotions).pack()
+                )
+            ],
+            [InlineKeyboardButton(text=_("🌐 Language"), callback_data=SettingsAction(action="language").pack())],
+        ]
+    )
     return text, markup
 
 
@@ -81,24 +88,37 @@ async def settings_action(
 
 async def my_data(message: Message, session: DbSession, member: MemberView) -> None:
     data = await privacy.export(session, member.id)
-    document = BufferedInputFile(json.dumps(data, ensure_ascii=False, indent=2).encode(),
-                                 filename=f"my-data-{member.code}.json")
+    document = BufferedInputFile(
+        json.dumps(data, ensure_ascii=False, indent=2).encode(), filename=f"my-data-{member.code}.json"
+    )
     await message.answer_document(document, caption=_("📦 Everything we keep about you, as a JSON file."))
 
 
 async def delete_me(message: Message) -> None:
-    markup = InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=_("🗑 Yes, erase my data"), callback_data=EraseAction(confirm=True).pack()),
-        InlineKeyboardButton(text=_("Cancel"), callback_data=EraseAction(confirm=False).pack()),
-    ]])
-    await message.answer(_(
-        "⚠️ This erases your name, username, phone number, birthday, favourites and everything you shared with us, "
-        "and I will send you nothing more. Your purchases and points stay, anonymously, in the shop's accounts.\n\n"
-        "Erase your data?"), reply_markup=markup)
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=_("🗑 Yes, erase my data"), callback_data=EraseAction(confirm=True).pack()),
+                InlineKeyboardButton(text=_("Cancel"), callback_data=EraseAction(confirm=False).pack()),
+            ]
+        ]
+    )
+    await message.answer(
+        _(
+            "⚠️ This erases your name, username, phone number, birthday, favourites and everything you shared with us, "
+            "and I will send you nothing more. Your purchases and points stay, anonymously, in the shop's accounts.\n\n"
+            "Erase your data?"
+        ),
+        reply_markup=markup,
+    )
 
 
 async def erase(
-    query: CallbackQuery, callback_data: EraseAction, session: DbSession, member: MemberView, bot: Bot,
+    query: CallbackQuery,
+    callback_data: EraseAction,
+    session: DbSession,
+    member: MemberView,
+    bot: Bot,
     clock: Callable[[], datetime],
 ) -> None:
     await query.answer()
@@ -108,9 +128,14 @@ async def erase(
         await bot.send_message(member.chat_id, _("Nothing was erased."))
         return
     await privacy.erase(session, member.id, clock())
-    await bot.send_message(member.chat_id, _(
-        "Your personal data has been erased and I will not message you again. "
-        "If you ever want to come back, send /start."), reply_markup=ReplyKeyboardRemove())
+    await bot.send_message(
+        member.chat_id,
+        _(
+            "Your personal data has been erased and I will not message you again. "
+            "If you ever want to come back, send /start."
+        ),
+        reply_markup=ReplyKeyboardRemove(),
+    )
 
 
 async def chat_member_changed(event: ChatMemberUpdated, session: DbSession, clock: Callable[[], datetime]) -> None:

@@ -34,7 +34,8 @@ from storage.models import Member
 
 PROBLEMS = {
     profile.BirthdayProblem.FORMAT: N_(
-        "Please type your birthday as YYYY-MM-DD (like 1990-07-14) or MM-DD (like 07-14)."),
+        "Please type your birthday as YYYY-MM-DD (like 1990-07-14) or MM-DD (like 07-14)."
+    ),
     profile.BirthdayProblem.NO_SUCH_DAY: N_("That day does not exist. Please check the month and the day."),
     profile.BirthdayProblem.FUTURE: N_("That date is in the future."),
     profile.BirthdayProblem.TOO_OLD: N_("Please check the year."),
@@ -74,17 +75,20 @@ def _view(member: Member, program: Program) -> tuple[str, InlineKeyboardMarkup]:
         lines.append(_("To correct your birthday, please ask our staff."))
     buttons = []
     if birthday is None:
-        buttons.append(InlineKeyboardButton(text=_("🎂 Set birthday"),
-                                            callback_data=ProfileAction(action="birthday").pack()))
+        buttons.append(
+            InlineKeyboardButton(text=_("🎂 Set birthday"), callback_data=ProfileAction(action="birthday").pack())
+        )
     if program.profile.categories:
-        buttons.append(InlineKeyboardButton(text=_("❤️ Favourites"),
-                                            callback_data=ProfileAction(action="favourites").pack()))
+        buttons.append(
+            InlineKeyboardButton(text=_("❤️ Favourites"), callback_data=ProfileAction(action="favourites").pack())
+        )
     buttons.append(InlineKeyboardButton(text=_("📱 Phone"), callback_data=ProfileAction(action="phone").pack()))
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons])
 
 
-async def show_profile(message: Message, session: DbSession, member: MemberView, program: Program,
-                       state: FSMContext) -> None:
+async def show_profile(
+    message: Message, session: DbSession, member: MemberView, program: Program, state: FSMContext
+) -> None:
     await state.clear()
     text, markup = _view(await profile.get_profile(session, member.id), program)
     await message.answer(text, reply_markup=markup)
@@ -101,8 +105,13 @@ def _bonus_line(update: profile.Updated) -> str:
 
 
 async def profile_action(
-    query: CallbackQuery, callback_data: ProfileAction, session: DbSession, member: MemberView, program: Program,
-    state: FSMContext, bot: Bot,
+    query: CallbackQuery,
+    callback_data: ProfileAction,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
 ) -> None:
     await query.answer()
     current = await profile.get_profile(session, member.id)
@@ -111,18 +120,26 @@ async def profile_action(
             await bot.send_message(member.chat_id, _locked())
             return
         await state.set_state(ProfileInput.birthday)
-        await bot.send_message(member.chat_id, _(
-            "When is your birthday? Type it as YYYY-MM-DD or MM-DD. You can set it only once, so please check it."
-        ) + "\n" + _("Send /cancel to stop."))
+        await bot.send_message(
+            member.chat_id,
+            _("When is your birthday? Type it as YYYY-MM-DD or MM-DD. You can set it only once, so please check it.")
+            + "\n"
+            + _("Send /cancel to stop."),
+        )
     elif callback_data.action == "favourites":
         await _show_favourites(query, current, program)
     elif callback_data.action == "phone":
-        keyboard = ReplyKeyboardMarkup(keyboard=[
-            [KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)],
-            [KeyboardButton(text=_("Not now"))],
-        ], resize_keyboard=True, one_time_keyboard=True)
-        await bot.send_message(member.chat_id, _("Tap the button below to share your phone number."),
-                               reply_markup=keyboard)
+        keyboard = ReplyKeyboardMarkup(
+            keyboard=[
+                [KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)],
+                [KeyboardButton(text=_("Not now"))],
+            ],
+            resize_keyboard=True,
+            one_time_keyboard=True,
+        )
+        await bot.send_message(
+            member.chat_id, _("Tap the button below to share your phone number."), reply_markup=keyboard
+        )
     elif callback_data.action == "back" and isinstance(query.message, Message):
         text, markup = _view(current, program)
         await edit_or_keep(query.message, text, markup)
@@ -132,22 +149,36 @@ async def _show_favourites(query: CallbackQuery, member: Member, program: Progra
     if not isinstance(query.message, Message):
         return
     chosen = set(profile.favourites_of(member))
-    rows = [[InlineKeyboardButton(
-        text=("✅ " if c.key in chosen else "▫️ ") + c.name_in(member.language),
-        callback_data=Favourite(key=c.key, chosen=c.key not in chosen).pack(),
-    )] for c in program.profile.categories]
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=("✅ " if c.key in chosen else "▫️ ") + c.name_in(member.language),
+                callback_data=Favourite(key=c.key, chosen=c.key not in chosen).pack(),
+            )
+        ]
+        for c in program.profile.categories
+    ]
     rows.append([InlineKeyboardButton(text=_("✔️ Done"), callback_data=ProfileAction(action="back").pack())])
-    await edit_or_keep(query.message, _("❤️ What do you like? Tap to choose, tap again to remove."),
-                       InlineKeyboardMarkup(inline_keyboard=rows))
+    await edit_or_keep(
+        query.message,
+        _("❤️ What do you like? Tap to choose, tap again to remove."),
+        InlineKeyboardMarkup(inline_keyboard=rows),
+    )
 
 
 async def choose_favourite(
-    query: CallbackQuery, callback_data: Favourite, session: DbSession, member: MemberView, program: Program,
-    bot: Bot, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: Favourite,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    bot: Bot,
+    clock: Callable[[], datetime],
 ) -> None:
     try:
-        update = await profile.set_favourite(session, program, member.id, callback_data.key, callback_data.chosen,
-                                             clock())
+        update = await profile.set_favourite(
+            session, program, member.id, callback_data.key, callback_data.chosen, clock()
+        )
     except LookupError:
         await query.answer(_("That choice is not available."), show_alert=True)
         return
@@ -158,7 +189,11 @@ async def choose_favourite(
 
 
 async def receive_birthday(
-    message: Message, session: DbSession, member: MemberView, program: Program, state: FSMContext,
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
     clock: Callable[[], datetime],
 ) -> None:
     now = clock()
@@ -177,7 +212,11 @@ async def receive_birthday(
 
 
 async def receive_contact(
-    message: Message, session: DbSession, member: MemberView, program: Program, clock: Callable[[], datetime],
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    clock: Callable[[], datetime],
 ) -> None:
     contact = message.contact
     assert contact is not None
@@ -194,12 +233,17 @@ async def not_now(message: Message) -> None:
 
 
 async def set_birthday_by_staff(
-    message: Message, command: CommandObject, session: DbSession, program: Program, clock: Callable[[], datetime],
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    program: Program,
+    clock: Callable[[], datetime],
 ) -> None:
     args = (command.args or "").split()
     if len(args) != 2:
-        await message.answer(_("Usage: {usage}").format(usage=html.escape(
-            _("/setbirthday <member> <YYYY-MM-DD | MM-DD | clear>"))))
+        await message.answer(
+            _("Usage: {usage}").format(usage=html.escape(_("/setbirthday <member> <YYYY-MM-DD | MM-DD | clear>")))
+        )
         return
     target = await find_member(session, args[0])
     if target is None or target.id is None:
@@ -214,8 +258,11 @@ async def set_birthday_by_staff(
             await message.answer(_(PROBLEMS[bad.problem]))
             return
     await profile.set_birthday(session, program, target.id, birthday, now, by_staff=True)
-    await message.answer(_("Birthday of {name} (<code>{code}</code>) is now {birthday}.").format(
-        name=html.escape(target.first_name), code=target.code, birthday=birthday or "—"))
+    await message.answer(
+        _("Birthday of {name} (<code>{code}</code>) is now {birthday}.").format(
+            name=html.escape(target.first_name), code=target.code, birthday=birthday or "—"
+        )
+    )
 
 
 def router() -> Router:

@@ -37,10 +37,13 @@ log = logging.getLogger(__name__)
 
 
 def _usage() -> str:
-    return _("Usage: {usage}").format(
-        usage=html.escape(_("/purchase <member> <amount> [category] [receipt]"))
-    ) + "\n" + _("The member is a member code, a Telegram id or an @username.") + "\n" + _(
-        "Add items=N to count the items, for item-count promotions.")
+    return (
+        _("Usage: {usage}").format(usage=html.escape(_("/purchase <member> <amount> [category] [receipt]")))
+        + "\n"
+        + _("The member is a member code, a Telegram id or an @username.")
+        + "\n"
+        + _("Add items=N to count the items, for item-count promotions.")
+    )
 
 
 def amount_problem(error: AmountError, program: Program, locale: str) -> str:
@@ -56,7 +59,12 @@ def amount_problem(error: AmountError, program: Program, locale: str) -> str:
 
 
 async def purchase(
-    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n, bot: Bot,
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    program: Program,
+    i18n: I18n,
+    bot: Bot,
     clock: Callable[[], datetime],
 ) -> None:
     words = (command.args or "").split()
@@ -96,8 +104,15 @@ async def purchase(
     source, external_id = ("receipt", receipt) if receipt else ("telegram", f"{message.chat.id}:{message.message_id}")
     assert member.id is not None
     result = await record_purchase(
-        session, program, member_id=member.id, amount=amount, source=source, external_id=external_id,
-        now=clock(), category=category.lower() if category else None, items=items,
+        session,
+        program,
+        member_id=member.id,
+        amount=amount,
+        source=source,
+        external_id=external_id,
+        now=clock(),
+        category=category.lower() if category else None,
+        items=items,
         recorded_by=message.from_user.id if message.from_user else None,
     )
     if not result.created:
@@ -105,9 +120,13 @@ async def purchase(
         return
     await message.answer(
         _("✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} points, balance {balance}.").format(
-            amount=money(amount, program.currency, locale), name=html.escape(member.first_name),
-            code=member.code, points=result.points, balance=result.balance,
-        ) + _explanation(result.purchase)
+            amount=money(amount, program.currency, locale),
+            name=html.escape(member.first_name),
+            code=member.code,
+            points=result.points,
+            balance=result.balance,
+        )
+        + _explanation(result.purchase)
     )
     if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
@@ -127,8 +146,11 @@ def _explanation(purchase: Purchase) -> str:
     if not purchase.promotion:
         return ""
     return "\n" + _("{total} points: {base} base {detail} {promotion}").format(
-        total=purchase.points, base=purchase.base_points, detail=purchase.promotion_detail or "",
-        promotion=html.escape(purchase.promotion))
+        total=purchase.points,
+        base=purchase.base_points,
+        detail=purchase.promotion_detail or "",
+        promotion=html.escape(purchase.promotion),
+    )
 
 
 def _already_recorded(result: PurchaseResult, receipt: str | None, program: Program, locale: str) -> str:
@@ -139,10 +161,12 @@ def _already_recorded(result: PurchaseResult, receipt: str | None, program: Prog
         "points": recorded.points,
     }
     if receipt:
-        return _("Receipt {receipt} was already recorded on {when} ({amount}, {points} points). "
-                 "Nothing was added.").format(receipt=html.escape(receipt), **details)
-    return _("This purchase was already recorded on {when} ({amount}, {points} points). "
-             "Nothing was added.").format(**details)
+        return _(
+            "Receipt {receipt} was already recorded on {when} ({amount}, {points} points). Nothing was added."
+        ).format(receipt=html.escape(receipt), **details)
+    return _("This purchase was already recorded on {when} ({amount}, {points} points). Nothing was added.").format(
+        **details
+    )
 
 
 async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
@@ -153,7 +177,8 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
         amount = money(from_minor(result.purchase.amount_minor, program), program.currency, locale)
         if result.points:
             text: str = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
-                amount=amount, points=result.points)
+                amount=amount, points=result.points
+            )
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
         text += _explanation(result.purchase)
@@ -163,7 +188,8 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
         text += "".join("\n" + line for line in card_lines(result.cards))
         if result.promoted is not None:
             text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
-                tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks))
+                tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks)
+            )
         return text
 
     return await tell(bot, i18n, member, render)

@@ -44,11 +44,17 @@ def _rules_text(program: Program) -> str:
         if rules.friend_bonus_on == "join":
             lines.append(_("Your friend gets {points} points when they join.").format(points=rules.friend_bonus))
         else:
-            lines.append(_("Your friend gets {points} points with their first purchase of {amount} or more.").format(
-                points=rules.friend_bonus, amount=qualifying))
+            lines.append(
+                _("Your friend gets {points} points with their first purchase of {amount} or more.").format(
+                    points=rules.friend_bonus, amount=qualifying
+                )
+            )
     if rules.referrer_bonus:
-        lines.append(_("You get {points} points when they make their first purchase of {amount} or more.").format(
-            points=rules.referrer_bonus, amount=qualifying))
+        lines.append(
+            _("You get {points} points when they make their first purchase of {amount} or more.").format(
+                points=rules.referrer_bonus, amount=qualifying
+            )
+        )
     return "\n".join(lines)
 
 
@@ -69,7 +75,8 @@ async def refer(message: Message, session: DbSession, member: MemberView, progra
         f"<code>{html.escape(link)}</code>",
         "",
         _("Invited: {invited} · Joined: {joined} · Qualified: {qualified} · Points earned: {points}").format(
-            invited=stats.invited, joined=stats.joined, qualified=stats.qualified, points=stats.points),
+            invited=stats.invited, joined=stats.joined, qualified=stats.qualified, points=stats.points
+        ),
     ]
     if program.referrals.enabled and program.referrals.monthly_cap:
         lines.append(_("Up to {cap} paid referrals a month.").format(cap=program.referrals.monthly_cap))
@@ -91,27 +98,56 @@ async def after_join(
     if referral is None or referrer is None:
         return
     if linked.held:
-        def markup() -> InlineKeyboardMarkup:
-            return InlineKeyboardMarkup(inline_keyboard=[[
-                InlineKeyboardButton(text=_("✅ Approve"), callback_data=ReferralReview(
-                    approve=True, referral_id=referral.id or 0).pack()),
-                InlineKeyboardButton(text=_("❌ Reject"), callback_data=ReferralReview(
-                    approve=False, referral_id=referral.id or 0).pack()),
-            ]])
 
-        await ask_staff(bot, settings, i18n, program, lambda: _(
-            "🚩 Referral held for review: more than {limit} friends joined through the link of {referrer} "
-            "(<code>{code}</code>) within an hour. New member: {friend} (<code>{friend_code}</code>). "
-            "Approve to pay the referral bonuses as usual, reject to pay none."
-        ).format(limit=program.referrals.burst_limit, referrer=_name(referrer), code=referrer.code,
-                 friend=_name(friend), friend_code=friend.code), markup)
+        def markup() -> InlineKeyboardMarkup:
+            return InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [
+                        InlineKeyboardButton(
+                            text=_("✅ Approve"),
+                            callback_data=ReferralReview(approve=True, referral_id=referral.id or 0).pack(),
+                        ),
+                        InlineKeyboardButton(
+                            text=_("❌ Reject"),
+                            callback_data=ReferralReview(approve=False, referral_id=referral.id or 0).pack(),
+                        ),
+                    ]
+                ]
+            )
+
+        await ask_staff(
+            bot,
+            settings,
+            i18n,
+            program,
+            lambda: _(
+                "🚩 Referral held for review: more than {limit} friends joined through the link of {referrer} "
+                "(<code>{code}</code>) within an hour. New member: {friend} (<code>{friend_code}</code>). "
+                "Approve to pay the referral bonuses as usual, reject to pay none."
+            ).format(
+                limit=program.referrals.burst_limit,
+                referrer=_name(referrer),
+                code=referrer.code,
+                friend=_name(friend),
+                friend_code=friend.code,
+            ),
+            markup,
+        )
         return
     if program.referrals.referrer_bonus:
-        await tell(bot, i18n, referrer, lambda: _(
-            "👋 {friend} joined through your link! You will get {points} points when they make their first "
-            "purchase of {amount} or more."
-        ).format(friend=_name(friend), points=program.referrals.referrer_bonus,
-                 amount=money(program.referrals.qualifying_amount, program.currency, _locale())))
+        await tell(
+            bot,
+            i18n,
+            referrer,
+            lambda: _(
+                "👋 {friend} joined through your link! You will get {points} points when they make their first "
+                "purchase of {amount} or more."
+            ).format(
+                friend=_name(friend),
+                points=program.referrals.referrer_bonus,
+                amount=money(program.referrals.qualifying_amount, program.currency, _locale()),
+            ),
+        )
     else:
         await tell(bot, i18n, referrer, lambda: _("👋 {friend} joined through your link!").format(friend=_name(friend)))
 
@@ -120,34 +156,62 @@ async def after_payout(bot: Bot, i18n: I18n, program: Program, payout: referrals
     """Tell the referrer (and the friend) what a qualifying purchase or an approval paid."""
     friend, referrer = payout.friend, payout.referrer
     if payout.referrer_points:
-        await tell(bot, i18n, referrer, lambda: _(
-            "🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!"
-        ).format(friend=_name(friend), points=payout.referrer_points))
+        await tell(
+            bot,
+            i18n,
+            referrer,
+            lambda: _("🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!").format(
+                friend=_name(friend), points=payout.referrer_points
+            ),
+        )
     elif payout.capped:
-        await tell(bot, i18n, referrer, lambda: _(
-            "{friend} made their first purchase. You have reached this month's limit of {cap} paid referrals, "
-            "so this one earns no points."
-        ).format(friend=_name(friend), cap=program.referrals.monthly_cap))
+        await tell(
+            bot,
+            i18n,
+            referrer,
+            lambda: _(
+                "{friend} made their first purchase. You have reached this month's limit of {cap} paid referrals, "
+                "so this one earns no points."
+            ).format(friend=_name(friend), cap=program.referrals.monthly_cap),
+        )
     if payout.friend_points:
-        await tell(bot, i18n, friend, lambda: _(
-            "🎁 You got {points} bonus points for joining through {referrer}'s invitation."
-        ).format(points=payout.friend_points, referrer=_name(referrer)))
+        await tell(
+            bot,
+            i18n,
+            friend,
+            lambda: _("🎁 You got {points} bonus points for joining through {referrer}'s invitation.").format(
+                points=payout.friend_points, referrer=_name(referrer)
+            ),
+        )
 
 
 async def review_referral(
-    query: CallbackQuery, callback_data: ReferralReview, session: DbSession, program: Program, role: Role,
-    i18n: I18n, bot: Bot, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: ReferralReview,
+    session: DbSession,
+    program: Program,
+    role: Role,
+    i18n: I18n,
+    bot: Bot,
+    clock: Callable[[], datetime],
 ) -> None:
     if await refuse_non_moderator(query, role):
         return
-    decision = await referrals.review(session, program, callback_data.referral_id, approve=callback_data.approve,
-                                      actor_id=query.from_user.id, now=clock())
+    decision = await referrals.review(
+        session,
+        program,
+        callback_data.referral_id,
+        approve=callback_data.approve,
+        actor_id=query.from_user.id,
+        now=clock(),
+    )
     if decision is None:
         await query.answer(_("This referral no longer exists."), show_alert=True)
         return
     if not decision.changed:
-        await query.answer(_("Already decided: {decision}.").format(decision=_decision_name(decision.referral.review)),
-                           show_alert=True)
+        await query.answer(
+            _("Already decided: {decision}.").format(decision=_decision_name(decision.referral.review)), show_alert=True
+        )
         return
     await query.answer(_decision_name(decision.referral.review))
     await close_review(query, i18n, program, lambda: _decision_name(decision.referral.review))

@@ -23,7 +23,11 @@ from storage.database import DbSession
 
 
 async def refund_purchase(
-    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n,
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    program: Program,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     args = (command.args or "").split()
@@ -39,9 +43,15 @@ async def refund_purchase(
             await message.answer(amount_problem(error, program, locale))
             return
     try:
-        result = await refund(session, program, receipt=args[0], amount=amount, actor_id=message.from_user.id
-                              if message.from_user else 0, key=f"refund:{message.chat.id}:{message.message_id}",
-                              now=clock())
+        result = await refund(
+            session,
+            program,
+            receipt=args[0],
+            amount=amount,
+            actor_id=message.from_user.id if message.from_user else 0,
+            key=f"refund:{message.chat.id}:{message.message_id}",
+            now=clock(),
+        )
     except RefundRefused as refused:
         receipt = html.escape(args[0])
         if refused.problem is RefundProblem.UNKNOWN:
@@ -50,8 +60,8 @@ async def refund_purchase(
             text = _("Receipt {receipt} is already fully refunded. Nothing was changed.").format(receipt=receipt)
         else:
             text = _("Only {amount} of receipt {receipt} can still be refunded. Nothing was changed.").format(
-                amount=money(from_minor(refused.refundable_minor, program), program.currency, locale),
-                receipt=receipt)
+                amount=money(from_minor(refused.refundable_minor, program), program.currency, locale), receipt=receipt
+            )
         await message.answer(text)
         return
     refunded = money(from_minor(result.refund.amount_minor, program), program.currency, locale)
@@ -59,7 +69,8 @@ async def refund_purchase(
         await message.answer(_("This refund was already made. Nothing was changed."))
         return
     text = _("↩️ Refunded {amount} of receipt {receipt}: −{points} points, the member's balance is {balance}.").format(
-        amount=refunded, receipt=html.escape(args[0]), points=result.refund.points, balance=result.balance)
+        amount=refunded, receipt=html.escape(args[0]), points=result.refund.points, balance=result.balance
+    )
     await message.answer(text)
 
 

@@ -48,8 +48,9 @@ class RewardCallback(CallbackData, prefix="rw"):
 
 
 def _line(reward: Reward, language: str) -> str:
-    text = _("🎁 <b>{title}</b> — {cost} points").format(title=html.escape(title_for(reward, language)),
-                                                        cost=reward.cost)
+    text = _("🎁 <b>{title}</b> — {cost} points").format(
+        title=html.escape(title_for(reward, language)), cost=reward.cost
+    )
     if reward.stock is not None:
         text += " · " + _("{count} left").format(count=reward.stock)
     return text
@@ -63,14 +64,20 @@ async def list_rewards(message: Message, session: DbSession, member: MemberView,
     lines = [_("You have <b>{points}</b> points.").format(points=member.points), ""]
     lines += [_line(reward, member.language) for reward in rewards]
     affordable = [r for r in rewards if r.cost <= member.points and r.stock != 0 and r.id is not None]
-    buttons = [[InlineKeyboardButton(
-        text=_("Redeem: {title}").format(title=title_for(reward, member.language))[:64],
-        callback_data=RewardCallback(action="pick", reward_id=reward.id or 0).pack(),
-    )] for reward in affordable]
+    buttons = [
+        [
+            InlineKeyboardButton(
+                text=_("Redeem: {title}").format(title=title_for(reward, member.language))[:64],
+                callback_data=RewardCallback(action="pick", reward_id=reward.id or 0).pack(),
+            )
+        ]
+        for reward in affordable
+    ]
     if not affordable:
         lines += ["", _("Keep collecting points to unlock a reward.")]
-    await message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons) if buttons
-                         else None)
+    await message.answer(
+        "\n".join(lines), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons) if buttons else None
+    )
 
 
 async def pick_reward(
@@ -80,25 +87,39 @@ async def pick_reward(
     if reward is None or not reward.active:
         await query.answer(_("That reward is no longer available."), show_alert=True)
         return
-    markup = InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=_("✅ Confirm"), callback_data=RewardCallback(
-            action="confirm", reward_id=callback_data.reward_id).pack()),
-        InlineKeyboardButton(text=_("Cancel"), callback_data=RewardCallback(
-            action="cancel", reward_id=callback_data.reward_id).pack()),
-    ]])
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("✅ Confirm"),
+                    callback_data=RewardCallback(action="confirm", reward_id=callback_data.reward_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Cancel"),
+                    callback_data=RewardCallback(action="cancel", reward_id=callback_data.reward_id).pack(),
+                ),
+            ]
+        ]
+    )
     await query.answer()
     if not isinstance(query.message, Message):
         return
     await query.message.answer(
         _("Redeem <b>{title}</b> for {cost} points? You have {points}.").format(
-            title=html.escape(title_for(reward, member.language)), cost=reward.cost, points=member.points),
+            title=html.escape(title_for(reward, member.language)), cost=reward.cost, points=member.points
+        ),
         reply_markup=markup,
     )
 
 
 async def confirm_reward(
-    query: CallbackQuery, callback_data: RewardCallback, session: DbSession, member: MemberView,
-    program: Program, i18n: I18n, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: RewardCallback,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    i18n: I18n,
+    clock: Callable[[], datetime],
 ) -> None:
     if not isinstance(query.message, Message):
         await query.answer(_("This confirmation has expired. Open /rewards again."), show_alert=True)
@@ -106,11 +127,14 @@ async def confirm_reward(
     # The confirmation message is the key: a double tap, a replayed callback or two taps racing spend once.
     key = f"redeem:{query.message.chat.id}:{query.message.message_id}"
     try:
-        result = await redeem(session, member_id=member.id, reward_id=callback_data.reward_id, key=key, now=clock(),
-                              program=program)
+        result = await redeem(
+            session, member_id=member.id, reward_id=callback_data.reward_id, key=key, now=clock(), program=program
+        )
     except InsufficientPoints as short:
-        await query.answer(_("You need {cost} points; you have {points}.").format(
-            cost=short.needed, points=short.balance), show_alert=True)
+        await query.answer(
+            _("You need {cost} points; you have {points}.").format(cost=short.needed, points=short.balance),
+            show_alert=True,
+        )
         return
     except RewardUnavailable as refused:
         await query.answer(_unavailable(refused.reason), show_alert=True)
@@ -121,15 +145,19 @@ async def confirm_reward(
     if not result.created:
         return
     coupon = result.coupon
-    caption = "\n".join([
-        _("🎟 Your coupon for <b>{title}</b>").format(title=title),
-        _("Code: <code>{code}</code>").format(code=coupon.code),
-        _("Valid until {date}. Show it at the till.").format(
-            date=day(coupon.expires_at, program.tz, i18n.current_locale)),
-        _("Points left: {points}").format(points=result.balance),
-    ])
-    await query.message.answer_photo(BufferedInputFile(qr_png(coupon.code), filename=f"coupon-{coupon.code}.png"),
-                                     caption=caption)
+    caption = "\n".join(
+        [
+            _("🎟 Your coupon for <b>{title}</b>").format(title=title),
+            _("Code: <code>{code}</code>").format(code=coupon.code),
+            _("Valid until {date}. Show it at the till.").format(
+                date=day(coupon.expires_at, program.tz, i18n.current_locale)
+            ),
+            _("Points left: {points}").format(points=result.balance),
+        ]
+    )
+    await query.message.answer_photo(
+        BufferedInputFile(qr_png(coupon.code), filename=f"coupon-{coupon.code}.png"), caption=caption
+    )
 
 
 async def cancel_reward(query: CallbackQuery) -> None:
@@ -149,7 +177,11 @@ def _unavailable(reason: Unavailable) -> str:
 
 
 async def list_coupons(
-    message: Message, session: DbSession, member: MemberView, program: Program, i18n: I18n,
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     coupons = await coupons_of(session, member.id, clock())
@@ -157,14 +189,23 @@ async def list_coupons(
         await message.answer(_("You have no coupons. Redeem points for one with /rewards."))
         return
     lines = [_("🎟 <b>Your coupons</b>"), ""]
-    lines += [_("<code>{code}</code> · {title} · valid until {date}").format(
-        code=coupon.code, title=html.escape(title_for(reward, member.language)),
-        date=day(coupon.expires_at, program.tz, i18n.current_locale)) for coupon, reward in coupons]
+    lines += [
+        _("<code>{code}</code> · {title} · valid until {date}").format(
+            code=coupon.code,
+            title=html.escape(title_for(reward, member.language)),
+            date=day(coupon.expires_at, program.tz, i18n.current_locale),
+        )
+        for coupon, reward in coupons
+    ]
     await message.answer("\n".join(lines))
 
 
 async def redeem_coupon(
-    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n,
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    program: Program,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     typed = command.args or ""
@@ -180,30 +221,39 @@ async def redeem_coupon(
         used = when(coupon.used_at, program.tz, locale) if coupon.used_at else "?"
         await message.answer(_("Coupon {code} was already used on {when}.").format(code=code, when=used))
     elif result.problem is CouponProblem.EXPIRED:
-        await message.answer(_("Coupon {code} expired on {date}.").format(
-            code=code, date=day(coupon.expires_at, program.tz, locale)))
+        await message.answer(
+            _("Coupon {code} expired on {date}.").format(code=code, date=day(coupon.expires_at, program.tz, locale))
+        )
     elif result.problem is CouponProblem.DISABLED:
         await message.answer(_("Coupon {code} is for a reward that has been withdrawn.").format(code=code))
     else:
-        await message.answer(_("✅ Coupon {code} accepted: <b>{title}</b>.").format(
-            code=code, title=html.escape(reward.title)))
+        await message.answer(
+            _("✅ Coupon {code} accepted: <b>{title}</b>.").format(code=code, title=html.escape(reward.title))
+        )
 
 
 _OPTION = re.compile(r"^(stock|limit|days)=(\d{1,7})$")
 
 
 def _reward_usage() -> str:
-    return _("Usage: {usage}").format(usage=html.escape(
-        _("/reward add <cost> [stock=N] [limit=N] [days=N] [tier=NAME] <title> | /reward list | "
-          "/reward disable <id>")))
+    return _("Usage: {usage}").format(
+        usage=html.escape(
+            _(
+                "/reward add <cost> [stock=N] [limit=N] [days=N] [tier=NAME] <title> | /reward list | "
+                "/reward disable <id>"
+            )
+        )
+    )
 
 
 async def manage_rewards(message: Message, command: CommandObject, session: DbSession, program: Program) -> None:
     action, _sep, rest = (command.args or "").strip().partition(" ")
     if action == "list":
         rewards = await catalog(session, include_disabled=True)
-        lines = [f"#{r.id} · {html.escape(r.title)} · {r.cost} · "
-                 + (_("active") if r.active else _("disabled")) for r in rewards]
+        lines = [
+            f"#{r.id} · {html.escape(r.title)} · {r.cost} · " + (_("active") if r.active else _("disabled"))
+            for r in rewards
+        ]
         await message.answer("\n".join(lines) or _("There are no rewards yet. Check back soon!"))
     elif action == "add":
         await _add(message, session, program, rest.split())
@@ -213,9 +263,13 @@ async def manage_rewards(message: Message, command: CommandObject, session: DbSe
             await message.answer(_("No reward {ref}.").format(ref=html.escape(rest.strip()[:32])))
             return
         await set_active(session, reward.id, action == "enable")
-        await message.answer(_("Reward #{id} {title} is now {state}.").format(
-            id=reward.id, title=html.escape(reward.title),
-            state=_("active") if action == "enable" else _("disabled")))
+        await message.answer(
+            _("Reward #{id} {title} is now {state}.").format(
+                id=reward.id,
+                title=html.escape(reward.title),
+                state=_("active") if action == "enable" else _("disabled"),
+            )
+        )
     else:
         await message.answer(_reward_usage())
 
@@ -232,8 +286,9 @@ async def _add(message: Message, session: DbSession, program: Program, words: li
         if word.lower().startswith("tier="):
             tier = tiers.get(word.split("=", 1)[1].lower())
             if tier is None:
-                await message.answer(_("Unknown tier. Tiers: {tiers}.").format(
-                    tiers=html.escape(", ".join(tiers.values()) or "—")))
+                await message.answer(
+                    _("Unknown tier. Tiers: {tiers}.").format(tiers=html.escape(", ".join(tiers.values()) or "—"))
+                )
                 return
             rest.remove(word)
     while rest and (match := _OPTION.match(rest[0])):
@@ -243,11 +298,20 @@ async def _add(message: Message, session: DbSession, program: Program, words: li
     if not title or options.get("days") == 0 or options.get("limit") == 0:
         await message.answer(_reward_usage())
         return
-    reward = await add_reward(session, title=title, cost=int(words[0]), stock=options.get("stock"),
-                              per_member_limit=options.get("limit"), validity_days=options.get("days", 30),
-                              min_tier=tier)
-    await message.answer(_("✅ Added reward #{id}: {title} for {cost} points.").format(
-        id=reward.id, title=html.escape(reward.title), cost=reward.cost))
+    reward = await add_reward(
+        session,
+        title=title,
+        cost=int(words[0]),
+        stock=options.get("stock"),
+        per_member_limit=options.get("limit"),
+        validity_days=options.get("days", 30),
+        min_tier=tier,
+    )
+    await message.answer(
+        _("✅ Added reward #{id}: {title} for {cost} points.").format(
+            id=reward.id, title=html.escape(reward.title), cost=reward.cost
+        )
+    )
 
 
 def router() -> Router:

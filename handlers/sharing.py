@@ -29,8 +29,11 @@ from storage.models import Submission
 
 KIND_NAMES = {"link": N_("🔗 A link to your post"), "review": N_("✍️ A review"), "photo": N_("📷 A photo")}
 REASON_NAMES = {
-    "not_public": N_("Not public"), "not_ours": N_("Not about us"), "duplicate": N_("Duplicate"),
-    "quality": N_("Low quality"), "other": N_("Other"),
+    "not_public": N_("Not public"),
+    "not_ours": N_("Not about us"),
+    "duplicate": N_("Duplicate"),
+    "quality": N_("Low quality"),
+    "other": N_("Other"),
 }
 REFUSALS = {
     sharing.Refusal.NOT_OFFERED: N_("That kind of content does not earn points here."),
@@ -67,16 +70,25 @@ async def share(message: Message, program: Program, state: FSMContext) -> None:
         return
     await state.clear()
     lines = [_("📣 <b>Share and earn</b>"), _("Tell others about us and get points once our staff check it:"), ""]
-    lines += [_("{kind}: {points} points").format(kind=_(KIND_NAMES[kind]), points=program.sharing.kind(kind).points)
-              for kind in kinds]
-    buttons = [[InlineKeyboardButton(text=_(KIND_NAMES[kind]), callback_data=ShareKind(kind=kind).pack())]
-               for kind in kinds]
+    lines += [
+        _("{kind}: {points} points").format(kind=_(KIND_NAMES[kind]), points=program.sharing.kind(kind).points)
+        for kind in kinds
+    ]
+    buttons = [
+        [InlineKeyboardButton(text=_(KIND_NAMES[kind]), callback_data=ShareKind(kind=kind).pack())] for kind in kinds
+    ]
     await message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
 
 
 async def choose_kind(
-    query: CallbackQuery, callback_data: ShareKind, session: DbSession, member: MemberView, program: Program,
-    state: FSMContext, bot: Bot, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: ShareKind,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
+    clock: Callable[[], datetime],
 ) -> None:
     try:
         await sharing.can_submit(session, program, member.id, callback_data.kind, clock())
@@ -95,8 +107,15 @@ async def choose_kind(
 
 
 async def receive_content(
-    message: Message, session: DbSession, member: MemberView, program: Program, state: FSMContext, bot: Bot,
-    i18n: I18n, settings: Settings, clock: Callable[[], datetime],
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18n,
+    settings: Settings,
+    clock: Callable[[], datetime],
 ) -> None:
     kind = (await state.get_data()).get("kind", "")
     if kind == "photo":
@@ -113,20 +132,34 @@ async def receive_content(
         submission = await sharing.submit(session, program, member.id, kind, content, clock())
     except sharing.Refused as refused:
         await message.answer(_refusal(refused.refusal))
-        if refused.refusal in (sharing.Refusal.DAILY_CAP, sharing.Refusal.MONTHLY_CAP,
-                               sharing.Refusal.DUPLICATE, sharing.Refusal.NOT_OFFERED):
+        if refused.refusal in (
+            sharing.Refusal.DAILY_CAP,
+            sharing.Refusal.MONTHLY_CAP,
+            sharing.Refusal.DUPLICATE,
+            sharing.Refusal.NOT_OFFERED,
+        ):
             await state.clear()
         return
     await state.clear()
     await message.answer(_("Thank you! Our staff will check it soon, and you will hear from me."))
-    await ask_staff(bot, settings, i18n, program, lambda: _review_request(submission, member, program),
-                    lambda: _review_buttons(submission), photo=submission.content if kind == "photo" else None)
+    await ask_staff(
+        bot,
+        settings,
+        i18n,
+        program,
+        lambda: _review_request(submission, member, program),
+        lambda: _review_buttons(submission),
+        photo=submission.content if kind == "photo" else None,
+    )
 
 
 def _review_request(submission: Submission, member: MemberView, program: Program) -> str:
     head = _("📣 {kind} from {name} (<code>{code}</code>) for {points} points:").format(
-        kind=_(KIND_NAMES[submission.kind]), name=html.escape(member.first_name), code=member.code,
-        points=program.sharing.kind(submission.kind).points)
+        kind=_(KIND_NAMES[submission.kind]),
+        name=html.escape(member.first_name),
+        code=member.code,
+        points=program.sharing.kind(submission.kind).points,
+    )
     if submission.kind == "photo":
         return head
     return f"{head}\n\n{html.escape(submission.content)}"
@@ -134,18 +167,35 @@ def _review_request(submission: Submission, member: MemberView, program: Program
 
 def _review_buttons(submission: Submission) -> InlineKeyboardMarkup:
     sid = submission.id or 0
-    rejects = [InlineKeyboardButton(text="❌ " + _(REASON_NAMES[reason]),
-                                    callback_data=ShareReview(submission_id=sid, reason=reason).pack())
-               for reason in sharing.REASONS]
-    return InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text=_("✅ Approve"), callback_data=ShareReview(submission_id=sid, reason="ok").pack())],
-        rejects[:2], rejects[2:4], rejects[4:],
-    ])
+    rejects = [
+        InlineKeyboardButton(
+            text="❌ " + _(REASON_NAMES[reason]), callback_data=ShareReview(submission_id=sid, reason=reason).pack()
+        )
+        for reason in sharing.REASONS
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("✅ Approve"), callback_data=ShareReview(submission_id=sid, reason="ok").pack()
+                )
+            ],
+            rejects[:2],
+            rejects[2:4],
+            rejects[4:],
+        ]
+    )
 
 
 async def review_submission(
-    query: CallbackQuery, callback_data: ShareReview, session: DbSession, program: Program, role: Role,
-    i18n: I18n, bot: Bot, clock: Callable[[], datetime],
+    query: CallbackQuery,
+    callback_data: ShareReview,
+    session: DbSession,
+    program: Program,
+    role: Role,
+    i18n: I18n,
+    bot: Bot,
+    clock: Callable[[], datetime],
 ) -> None:
     if await refuse_non_moderator(query, role):
         return
@@ -153,9 +203,15 @@ async def review_submission(
     if not approve and callback_data.reason not in sharing.REASONS:
         await query.answer(_("That choice is not available."), show_alert=True)
         return
-    decision = await sharing.decide(session, program, callback_data.submission_id, approve=approve,
-                                    reason=None if approve else callback_data.reason, actor_id=query.from_user.id,
-                                    now=clock())
+    decision = await sharing.decide(
+        session,
+        program,
+        callback_data.submission_id,
+        approve=approve,
+        reason=None if approve else callback_data.reason,
+        actor_id=query.from_user.id,
+        now=clock(),
+    )
     if decision is None:
         await query.answer(_("This submission no longer exists."), show_alert=True)
         return
@@ -167,13 +223,23 @@ async def review_submission(
     await close_review(query, i18n, program, label)
     submission, points = decision.submission, decision.points
     if approve:
-        await tell(bot, i18n, decision.member, lambda: _(
-            "✅ Thank you for sharing! Our staff approved your {kind}: +{points} points.").format(
-            kind=_(KIND_NAMES[submission.kind]), points=points))
+        await tell(
+            bot,
+            i18n,
+            decision.member,
+            lambda: _("✅ Thank you for sharing! Our staff approved your {kind}: +{points} points.").format(
+                kind=_(KIND_NAMES[submission.kind]), points=points
+            ),
+        )
     else:
-        await tell(bot, i18n, decision.member, lambda: _(
-            "Sorry, your {kind} was not approved: {reason}.").format(
-            kind=_(KIND_NAMES[submission.kind]), reason=_reason_name(submission.reason).lower()))
+        await tell(
+            bot,
+            i18n,
+            decision.member,
+            lambda: _("Sorry, your {kind} was not approved: {reason}.").format(
+                kind=_(KIND_NAMES[submission.kind]), reason=_reason_name(submission.reason).lower()
+            ),
+        )
 
 
 def _decision(submission: Submission) -> Callable[[], str]:

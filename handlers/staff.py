@@ -31,8 +31,13 @@ def staff_chats(settings: Settings) -> list[int]:
 
 
 async def ask_staff(
-    bot: Bot, settings: Settings, i18n: I18n, program: Program, render: Callable[[], str],
-    buttons: Callable[[], InlineKeyboardMarkup], photo: str | None = None,
+    bot: Bot,
+    settings: Settings,
+    i18n: I18n,
+    program: Program,
+    render: Callable[[], str],
+    buttons: Callable[[], InlineKeyboardMarkup],
+    photo: str | None = None,
 ) -> int:
     """Post a review request (its text and buttons in the staff's language); returns how many chats got it."""
     with speaking(i18n, program.staff_language):

@@ -36,9 +36,16 @@ async def start(
     if user is None:  # a channel post or an anonymous admin: nobody to register
         return
     result = await join(
-        session, program, telegram_id=user.id, chat_id=message.chat.id, first_name=user.first_name,
-        last_name=user.last_name, username=user.username, language_code=user.language_code,
-        payload=command.args, now=clock(),
+        session,
+        program,
+        telegram_id=user.id,
+        chat_id=message.chat.id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        language_code=user.language_code,
+        payload=command.args,
+        now=clock(),
     )
     member = result.member
     name = html.escape(member.first_name or _("there"))
@@ -56,8 +63,10 @@ async def start(
                 program=html.escape(program.name), name=name, points=member.points
             )
             if result.returned:
-                text += "\n" + _("Your personal data was erased earlier; your points and coupons are still yours. "
-                                  "Promotions stay off until you turn them on in /settings.")
+                text += "\n" + _(
+                    "Your personal data was erased earlier; your points and coupons are still yours. "
+                    "Promotions stay off until you turn them on in /settings."
+                )
         if note := _referral_note(result, program):
             text += "\n\n" + note
         await message.answer(text, reply_markup=main_menu())
@@ -78,16 +87,21 @@ def _referral_note(result: JoinResult, program: Program) -> str:
     referrer = html.escape(linked.referrer.first_name if linked.referrer else "") or _("a friend")
     if linked.held:
         return _("You were invited by {referrer}. Your invitation bonus is being checked and will follow soon.").format(
-            referrer=referrer)
+            referrer=referrer
+        )
     if linked.friend_points:
         return _("You got {points} bonus points for joining through {referrer}'s invitation.").format(
-            points=linked.friend_points, referrer=referrer)
+            points=linked.friend_points, referrer=referrer
+        )
     rules = program.referrals
     if rules.friend_bonus:
-        return _("You were invited by {referrer}: your first purchase of {amount} or more earns you {points} "
-                 "bonus points.").format(referrer=referrer, points=rules.friend_bonus,
-                                         amount=money(rules.qualifying_amount, program.currency,
-                                                      locale_of(result.member.language)))
+        return _(
+            "You were invited by {referrer}: your first purchase of {amount} or more earns you {points} bonus points."
+        ).format(
+            referrer=referrer,
+            points=rules.friend_bonus,
+            amount=money(rules.qualifying_amount, program.currency, locale_of(result.member.language)),
+        )
     return _("You were invited by {referrer}.").format(referrer=referrer)
 
 

@@ -65,39 +65,65 @@ def card(board: Dashboard, program: Program) -> str:
     value = money(p.outstanding_value(program), program.currency, locale)
     lines = [
         _("📊 <b>{program}</b> · {start} – {end}").format(
-            program=html.escape(program.name), start=day(period.start, program.tz, locale),
-            end=day(period.end - timedelta(seconds=1), program.tz, locale)),
+            program=html.escape(program.name),
+            start=day(period.start, program.tz, locale),
+            end=day(period.end - timedelta(seconds=1), program.tz, locale),
+        ),
         "",
         _("👥 Members: {total} (+{new} new) · active {active} ({rate})").format(
-            total=m.total, new=m.new, active=m.active, rate=_percent(m.engagement_rate)),
+            total=m.total, new=m.new, active=m.active, rate=_percent(m.engagement_rate)
+        ),
         _("🔁 Retention {retention} · repeat purchase {repeat} · loyal {loyal} · churn {churn}").format(
-            retention=_percent(c.retention_rate), repeat=_percent(c.repeat_rate), loyal=_percent(c.loyal_rate),
-            churn=_percent(c.churn_rate)),
+            retention=_percent(c.retention_rate),
+            repeat=_percent(c.repeat_rate),
+            loyal=_percent(c.loyal_rate),
+            churn=_percent(c.churn_rate),
+        ),
         _("⭐ NPS {score} (promoters {promoters} · passives {passives} · detractors {detractors})").format(
-            score="—" if nps.score is None else f"{nps.score:+.0f}", promoters=nps.promoters,
-            passives=nps.passives, detractors=nps.detractors),
+            score="—" if nps.score is None else f"{nps.score:+.0f}",
+            promoters=nps.promoters,
+            passives=nps.passives,
+            detractors=nps.detractors,
+        ),
         _("💬 CSAT {csat} ({ratings} ratings) · median first response {wait}").format(
-            csat=_percent(s.csat), ratings=s.ratings, wait=_duration(s.median_first_response)),
-        _("🪙 Points: earned {earned} · redeemed {redeemed} ({rate}) · expired {expired} · "
-          "outstanding {outstanding} ({value})").format(
-            earned=p.earned, redeemed=p.redeemed, rate=_percent(p.redemption_rate), expired=p.expired,
-            outstanding=p.outstanding, value=value),
+            csat=_percent(s.csat), ratings=s.ratings, wait=_duration(s.median_first_response)
+        ),
+        _(
+            "🪙 Points: earned {earned} · redeemed {redeemed} ({rate}) · expired {expired} · "
+            "outstanding {outstanding} ({value})"
+        ).format(
+            earned=p.earned,
+            redeemed=p.redeemed,
+            rate=_percent(p.redemption_rate),
+            expired=p.expired,
+            outstanding=p.outstanding,
+            value=value,
+        ),
     ]
     if board.effects:
         lines += ["", _("📣 Bought within {days} days of the message:").format(days=program.analytics.effect_days)]
-        lines += [_("{campaign}: {rate} of {recipients} · others {baseline}").format(
-            campaign=_(EFFECT_NAMES[e.kind]), rate=_percent(e.rate), recipients=e.recipients,
-            baseline=_percent(e.baseline)) for e in board.effects]
+        lines += [
+            _("{campaign}: {rate} of {recipients} · others {baseline}").format(
+                campaign=_(EFFECT_NAMES[e.kind]),
+                rate=_percent(e.rate),
+                recipients=e.recipients,
+                baseline=_percent(e.baseline),
+            )
+            for e in board.effects
+        ]
     if board.by_tier:
         lines += ["", _("🏅 By tier: average order · purchases per buyer")]
         order = {level.name: i for i, level in enumerate(program.tiers.levels)}
         for figures in sorted(board.by_tier, key=lambda t: order.get(t.tier or "", -1)):
             average = figures.average_order_minor
             amount = from_minor(round(average or 0), program)
-            lines.append("{tier}: {average} · {frequency}".format(
-                tier=_tier_name(program, figures.tier),
-                average="—" if average is None else money(amount, program.currency, locale),
-                frequency="—" if figures.frequency is None else f"{figures.frequency:.1f}"))
+            lines.append(
+                "{tier}: {average} · {frequency}".format(
+                    tier=_tier_name(program, figures.tier),
+                    average="—" if average is None else money(amount, program.currency, locale),
+                    frequency="—" if figures.frequency is None else f"{figures.frequency:.1f}",
+                )
+            )
     return "\n".join(lines)
 
 
@@ -105,10 +131,16 @@ def _labels() -> charts.Labels:
     from handlers import charts
 
     return charts.Labels(
-        members_and_purchases=_("New members and purchases"), new_members=_("New members"),
-        purchases=_("Purchases"), nps_over_time=_("NPS over time"), tier_distribution=_("Members by tier"),
-        no_tier=_("No tier"), cohorts=_("Members buying again, by join month"),
-        months_after_joining=_("Months after joining"), join_month=_("Joined (members)"))
+        members_and_purchases=_("New members and purchases"),
+        new_members=_("New members"),
+        purchases=_("Purchases"),
+        nps_over_time=_("NPS over time"),
+        tier_distribution=_("Members by tier"),
+        no_tier=_("No tier"),
+        cohorts=_("Members buying again, by join month"),
+        months_after_joining=_("Months after joining"),
+        join_month=_("Joined (members)"),
+    )
 
 
 def _charts(board: Dashboard, program: Program, i18n: I18n) -> list[tuple[str, bytes]]:
@@ -146,31 +178,42 @@ async def _board(sessions: SessionFactory, program: Program, period: Period, now
     return board
 
 
-async def stats(message: Message, command: CommandObject, bot: Bot, sessions: SessionFactory, program: Program,
-                i18n: I18n, clock: Callable[[], datetime]) -> None:
+async def stats(
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    sessions: SessionFactory,
+    program: Program,
+    i18n: I18n,
+    clock: Callable[[], datetime],
+) -> None:
     period: Period | None = parse_period(command.args or DEFAULT_PERIOD, clock(), program.tz)
     if period is None:
-        await message.answer(_("Please choose a period: 7d, 30d, 90d or 12m (any number of days or months, "
-                               "like 14d or 6m)."))
+        await message.answer(
+            _("Please choose a period: 7d, 30d, 90d or 12m (any number of days or months, like 14d or 6m).")
+        )
         return
     await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
     board = await _board(sessions, program, period, clock())
     text = card(board, program)
     if board.period.end < period.end - timedelta(minutes=1):
         text += "\n\n" + _("Figures as of {time}.").format(
-            time=when(board.period.end, program.tz, get_i18n().current_locale))
+            time=when(board.period.end, program.tz, get_i18n().current_locale)
+        )
     await message.answer(text)
     images = await asyncio.to_thread(_charts, board, program, i18n)
-    await message.answer_media_group([InputMediaPhoto(media=BufferedInputFile(png, filename=name))
-                                      for name, png in images])
+    await message.answer_media_group(
+        [InputMediaPhoto(media=BufferedInputFile(png, filename=name)) for name, png in images]
+    )
 
 
 async def export_data(message: Message, session: DbSession, program: Program) -> None:
     await message.answer(_("📦 Preparing the export…"))
     with tempfile.TemporaryDirectory() as directory:
         async for path, rows in export_all(session, Path(directory), program.minor_digits):
-            await message.answer_document(FSInputFile(path), caption=_("{file}: {rows} rows").format(
-                file=path.name, rows=rows))
+            await message.answer_document(
+                FSInputFile(path), caption=_("{file}: {rows} rows").format(file=path.name, rows=rows)
+            )
 
 
 def router() -> Router:

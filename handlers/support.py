@@ -90,18 +90,26 @@ def _card(facts: feedback.MemberFacts, program: Program, thread: Thread) -> str:
     tier = program.tiers.level(member.tier)
     lines = [
         _("👤 <b>{name}</b> · <code>{code}</code> · thread #{thread}").format(
-            name=html.escape(_full_name(member)), code=member.code, thread=thread.id),
+            name=html.escape(_full_name(member)), code=member.code, thread=thread.id
+        ),
         _("Tier: {tier} · Points: {points}").format(
-            tier=html.escape(tier.name_in(program.staff_language)) if tier else "—", points=member.points),
+            tier=html.escape(tier.name_in(program.staff_language)) if tier else "—", points=member.points
+        ),
     ]
     if facts.last_purchase is not None:
-        lines.append(_("Last purchase: {amount} on {day}").format(
-            amount=money(from_minor(facts.last_purchase.amount_minor, program), program.currency, locale),
-            day=day(facts.last_purchase.created_at, program.tz, locale)))
+        lines.append(
+            _("Last purchase: {amount} on {day}").format(
+                amount=money(from_minor(facts.last_purchase.amount_minor, program), program.currency, locale),
+                day=day(facts.last_purchase.created_at, program.tz, locale),
+            )
+        )
     else:
         lines.append(_("Last purchase: none yet"))
-    lines.append(_("NPS: {score} · Open coupons: {coupons}").format(
-        score="—" if facts.nps is None else facts.nps, coupons=facts.open_coupons))
+    lines.append(
+        _("NPS: {score} · Open coupons: {coupons}").format(
+            score="—" if facts.nps is None else facts.nps, coupons=facts.open_coupons
+        )
+    )
     return "\n".join(lines)
 
 
@@ -140,8 +148,16 @@ async def _post(bot: Bot, desk: Desk, session: DbSession, thread: Thread, text: 
 
 
 async def relay_to_staff(
-    bot: Bot, desk: Desk, session: DbSession, i18n: I18n, program: Program, received: feedback.Received,
-    *, source: Message | None = None, note: str | None = None, now: datetime,
+    bot: Bot,
+    desk: Desk,
+    session: DbSession,
+    i18n: I18n,
+    program: Program,
+    received: feedback.Received,
+    *,
+    source: Message | None = None,
+    note: str | None = None,
+    now: datetime,
 ) -> None:
     """Show staff a member's message (``source``, copied) or a bot-written ``note`` about the thread."""
     mode = await desk.mode(bot)
@@ -153,7 +169,8 @@ async def relay_to_staff(
     with speaking(i18n, program.staff_language):
         card = _card(facts, program, thread)
         header = _("💬 From {name} · <code>{code}</code> · thread #{thread}").format(
-            name=html.escape(facts.member.first_name or "—"), code=facts.member.code, thread=thread.id)
+            name=html.escape(facts.member.first_name or "—"), code=facts.member.code, thread=thread.id
+        )
     try:
         topic = None
         if mode is Mode.FORUM:
@@ -204,9 +221,15 @@ async def staff_answers(
 async def _answer(message: Message, session: DbSession, bot: Bot, thread: Thread, kind: str, now: datetime) -> None:
     assert thread.id is not None and message.from_user is not None
     member = await feedback.member_of(session, thread)
-    stored = await feedback.staff_says(session, thread.id, source_key=f"s:{message.chat.id}:{message.message_id}",
-                                       kind=kind, text=message.html_text if (message.text or message.caption) else None,
-                                       author_id=message.from_user.id, now=now)
+    stored = await feedback.staff_says(
+        session,
+        thread.id,
+        source_key=f"s:{message.chat.id}:{message.message_id}",
+        kind=kind,
+        text=message.html_text if (message.text or message.caption) else None,
+        author_id=message.from_user.id,
+        now=now,
+    )
     if stored is None:
         return  # a redelivered update: relayed already
     if not can_message(member):
@@ -220,7 +243,12 @@ async def _answer(message: Message, session: DbSession, bot: Bot, thread: Thread
 
 
 async def close_here(
-    message: Message, command: CommandObject, session: DbSession, desk: Desk, bot: Bot, i18n: I18n,
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    desk: Desk,
+    bot: Bot,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     """/close in a member's topic, or as a reply to their message in an ordinary group."""
@@ -231,29 +259,38 @@ async def close_here(
     await _close(message, session, desk, bot, i18n, thread, clock())
 
 
-async def _close(message: Message, session: DbSession, desk: Desk, bot: Bot, i18n: I18n, thread: Thread,
-                 now: datetime) -> None:
+async def _close(
+    message: Message, session: DbSession, desk: Desk, bot: Bot, i18n: I18n, thread: Thread, now: datetime
+) -> None:
     assert thread.id is not None
     if not await feedback.close(session, thread.id, now):
         await message.answer(_("Thread #{thread} is already closed.").format(thread=thread.id))
         return
     member = await feedback.member_of(session, thread)
-    await message.answer(_("✅ Thread #{thread} closed. The member was asked to rate the answer.").format(
-        thread=thread.id))
+    await message.answer(
+        _("✅ Thread #{thread} closed. The member was asked to rate the answer.").format(thread=thread.id)
+    )
     if await desk.mode(bot) is Mode.FORUM and member.support_topic_id is not None and desk.chat_id is not None:
         try:
             await bot.close_forum_topic(desk.chat_id, member.support_topic_id)
         except TelegramBadRequest as exc:
             if "TOPIC_NOT_MODIFIED" not in exc.message:
                 raise
-    stars = [InlineKeyboardButton(text="⭐" * rating, callback_data=Csat(thread_id=thread.id, rating=rating).pack())
-             for rating in range(1, 6)]
-    await tell(bot, i18n, member, lambda: _(
-        "Our team has closed this conversation. How would you rate the answer you got?"),
-        reply_markup=InlineKeyboardMarkup(inline_keyboard=[stars[:3], stars[3:]]))
+    stars = [
+        InlineKeyboardButton(text="⭐" * rating, callback_data=Csat(thread_id=thread.id, rating=rating).pack())
+        for rating in range(1, 6)
+    ]
+    await tell(
+        bot,
+        i18n,
+        member,
+        lambda: _("Our team has closed this conversation. How would you rate the answer you got?"),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[stars[:3], stars[3:]]),
+    )
 
 
 # --- without a support chat: the inbox in a private chat -------------------------------------------------------
+
 
 def _waited(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
@@ -268,28 +305,38 @@ async def inbox(message: Message, session: DbSession, program: Program, clock: C
     if not lines:
         await message.answer(_("📭 No open threads."))
         return
-    text = [_("📬 <b>Open threads</b> (target: first answer within {minutes} min)").format(
-        minutes=program.support.response_target_minutes), ""]
+    text = [
+        _("📬 <b>Open threads</b> (target: first answer within {minutes} min)").format(
+            minutes=program.support.response_target_minutes
+        ),
+        "",
+    ]
     for line in lines[:INBOX_LINES]:
         thread = line.thread
-        state = (_("waiting {time}").format(time=_waited(now - thread.waiting_since)) if thread.waiting_since
-                 else _("answered"))
+        state = (
+            _("waiting {time}").format(time=_waited(now - thread.waiting_since))
+            if thread.waiting_since
+            else _("answered")
+        )
         flag = "⚠️ " if line.overdue else ""
         preview = ""
         if line.last is not None:
             # Stored as HTML: shown as plain text, cut to a preview.
             body = html.unescape(TAGS.sub("", line.last.text)) if line.last.text else f"[{line.last.kind}]"
-            preview = " — " + html.escape(body if len(body) <= feedback.PREVIEW else body[:feedback.PREVIEW] + "…")
-        text.append(f"{flag}#{thread.id} {html.escape(line.member.first_name or '—')} "
-                    f"(<code>{line.member.code}</code>) · {state}{preview}")
+            preview = " — " + html.escape(body if len(body) <= feedback.PREVIEW else body[: feedback.PREVIEW] + "…")
+        text.append(
+            f"{flag}#{thread.id} {html.escape(line.member.first_name or '—')} "
+            f"(<code>{line.member.code}</code>) · {state}{preview}"
+        )
     if len(lines) > INBOX_LINES:
         text.append(_("…and {count} more.").format(count=len(lines) - INBOX_LINES))
     text += ["", html.escape(_("Answer with /reply <thread> <text>, close with /close <thread>."))]
     await message.answer("\n".join(text))
 
 
-async def reply_command(message: Message, command: CommandObject, session: DbSession, bot: Bot,
-                        clock: Callable[[], datetime]) -> None:
+async def reply_command(
+    message: Message, command: CommandObject, session: DbSession, bot: Bot, clock: Callable[[], datetime]
+) -> None:
     parts = (command.args or "").split(maxsplit=1)
     if len(parts) != 2 or not parts[0].lstrip("#").isdecimal():
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/reply <thread> <text>"))))
@@ -300,9 +347,15 @@ async def reply_command(message: Message, command: CommandObject, session: DbSes
         return
     thread, member = found
     assert thread.id is not None and message.from_user is not None
-    stored = await feedback.staff_says(session, thread.id, source_key=f"s:{message.chat.id}:{message.message_id}",
-                                       kind="text", text=html.escape(parts[1]), author_id=message.from_user.id,
-                                       now=clock())
+    stored = await feedback.staff_says(
+        session,
+        thread.id,
+        source_key=f"s:{message.chat.id}:{message.message_id}",
+        kind="text",
+        text=html.escape(parts[1]),
+        author_id=message.from_user.id,
+        now=clock(),
+    )
     if stored is None:
         return
     if not can_message(member):
@@ -314,12 +367,20 @@ async def reply_command(message: Message, command: CommandObject, session: DbSes
         log.warning("could not deliver a reply to member %s", member.id, exc_info=True)
         await message.answer(_("⚠️ Not delivered: Telegram refused the message to the member."))
         return
-    await message.answer(_("✅ Sent to {name} (thread #{thread}).").format(
-        name=html.escape(member.first_name or "—"), thread=thread.id))
+    await message.answer(
+        _("✅ Sent to {name} (thread #{thread}).").format(name=html.escape(member.first_name or "—"), thread=thread.id)
+    )
 
 
-async def close_command(message: Message, command: CommandObject, session: DbSession, desk: Desk, bot: Bot,
-                        i18n: I18n, clock: Callable[[], datetime]) -> None:
+async def close_command(
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    desk: Desk,
+    bot: Bot,
+    i18n: I18n,
+    clock: Callable[[], datetime],
+) -> None:
     ref = (command.args or "").strip().lstrip("#")
     found = await feedback.get_thread(session, int(ref)) if ref.isdecimal() else None
     if found is None:
@@ -328,8 +389,9 @@ async def close_command(message: Message, command: CommandObject, session: DbSes
     await _close(message, session, desk, bot, i18n, found[0], clock())
 
 
-async def report_overdue(bot: Bot, sessions: SessionFactory, desk: Desk, program: Program, i18n: I18n,
-                         now: datetime) -> int:
+async def report_overdue(
+    bot: Bot, sessions: SessionFactory, desk: Desk, program: Program, i18n: I18n, now: datetime
+) -> int:
     """Tell the support chat, once per wait, about threads waiting longer than the response target.
 
     The scheduler runs it every few minutes; returns how many threads were reported."""
@@ -339,11 +401,17 @@ async def report_overdue(bot: Bot, sessions: SessionFactory, desk: Desk, program
     if not overdue or desk.chat_id is None:
         return len(overdue)
     with speaking(i18n, program.staff_language):
-        lines = [_("⏰ Waiting longer than {minutes} min for an answer:").format(
-            minutes=program.support.response_target_minutes)]
-        lines += [f"#{thread.id} {html.escape(member.first_name or '—')} (<code>{member.code}</code>) · "
-                  + _waited(now - thread.waiting_since) for thread, member in overdue[:INBOX_LINES]
-                  if thread.waiting_since]
+        lines = [
+            _("⏰ Waiting longer than {minutes} min for an answer:").format(
+                minutes=program.support.response_target_minutes
+            )
+        ]
+        lines += [
+            f"#{thread.id} {html.escape(member.first_name or '—')} (<code>{member.code}</code>) · "
+            + _waited(now - thread.waiting_since)
+            for thread, member in overdue[:INBOX_LINES]
+            if thread.waiting_since
+        ]
         if len(overdue) > INBOX_LINES:
             lines.append(_("…and {count} more.").format(count=len(overdue) - INBOX_LINES))
     await bot.send_message(desk.chat_id, "\n".join(lines))

@@ -36,9 +36,7 @@ DOMAIN = "messages"
 DEFAULT_LOCALE = "en"
 # Babel locales for number/date formatting: the script subtag alone is not a full Babel locale. Parsed once:
 # given a name, Babel parses it again on every call, which cost as much as formatting the amount.
-_BABEL = {
-    name: Locale.parse(tag) for name, tag in (("en", "en"), ("zh_Hans", "zh_Hans_CN"), ("zh_Hant", "zh_Hant_TW"))
-}
+_BABEL = {name: Locale.parse(tag) for name, tag in (("en", "en"), ("zh_Hans", "zh_Hans_CN"), ("zh_Hant", "zh_Hant_TW"))}
 
 
 def N_(msgid: str) -> str:
@@ -104,10 +102,13 @@ def card_lines(cards: list[CardProgress]) -> list[str]:
     language = get_i18n().current_locale.replace("_", "-")
     for card in cards:
         name = html.escape(card.rule.name_in(language))
-        lines += [_("🎉 Your {card} is full! Coupon <code>{code}</code> is yours: see /coupons.").format(
-            card=name, code=code) for code in card.coupons]
-        lines.append(_("☕ {card}: {stamps} of {total} stamps").format(
-            card=name, stamps=card.stamps, total=card.rule.stamps))
+        lines += [
+            _("🎉 Your {card} is full! Coupon <code>{code}</code> is yours: see /coupons.").format(card=name, code=code)
+            for code in card.coupons
+        ]
+        lines.append(
+            _("☕ {card}: {stamps} of {total} stamps").format(card=name, stamps=card.stamps, total=card.rule.stamps)
+        )
     return lines
 
 
@@ -133,4 +134,5 @@ async def coupon_line(session: DbSession, coupon: Coupon | None, member: Member,
     title = await coupon_title(session, coupon, member.language)
     until = day(coupon.expires_at, program.tz, locale_of(member.language))
     return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
-        reward=html.escape(title), code=coupon.code, date=until)
+        reward=html.escape(title), code=coupon.code, date=until
+    )

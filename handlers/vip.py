@@ -41,8 +41,7 @@ def _language() -> str:
 # ------------------------------------------------------------------------------------------------ /vip
 
 
-def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, program: Program,
-                now: datetime) -> str:
+def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, program: Program, now: datetime) -> str:
     lines = [
         f"👑 <b>{html.escape(rules.title_in(language))}</b>",
         html.escape(rules.benefits_in(language)),
@@ -50,15 +49,23 @@ def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, prog
         _("Price: ⭐ {price} Stars for {days} days.").format(price=rules.price_stars, days=rules.period_days),
     ]
     if vip.is_vip(vip_until, now) and vip_until is not None:
-        lines.append(_("You are VIP until {date}. Paying now adds {days} days to that.").format(
-            date=_until(vip_until, program), days=rules.period_days))
-    lines += ["", _("<b>Terms</b>"), html.escape(rules.terms_in(language)),
-              _("By paying you accept these terms. Questions about payments: /paysupport")]
+        lines.append(
+            _("You are VIP until {date}. Paying now adds {days} days to that.").format(
+                date=_until(vip_until, program), days=rules.period_days
+            )
+        )
+    lines += [
+        "",
+        _("<b>Terms</b>"),
+        html.escape(rules.terms_in(language)),
+        _("By paying you accept these terms. Questions about payments: /paysupport"),
+    ]
     return "\n".join(lines)
 
 
-async def show_vip(message: Message, session: DbSession, member: MemberView, program: Program,
-                   clock: Callable[[], datetime]) -> None:
+async def show_vip(
+    message: Message, session: DbSession, member: MemberView, program: Program, clock: Callable[[], datetime]
+) -> None:
     rules = program.vip_offer
     vip_until = await vip.vip_until_of(session, member.id)
     now = clock()
@@ -86,36 +93,54 @@ async def show_vip(message: Message, session: DbSession, member: MemberView, pro
 
 async def pre_checkout(query: PreCheckoutQuery, session: DbSession, program: Program) -> None:
     """Telegram waits at most ten seconds for this answer, so it only reads."""
-    problem = await vip.check_checkout(session, program, telegram_id=query.from_user.id,
-                                       payload=query.invoice_payload, currency=query.currency,
-                                       total_amount=query.total_amount)
+    problem = await vip.check_checkout(
+        session,
+        program,
+        telegram_id=query.from_user.id,
+        payload=query.invoice_payload,
+        currency=query.currency,
+        total_amount=query.total_amount,
+    )
     if problem is None:
         await query.answer(ok=True)
         return
     if problem is vip.CheckoutProblem.NOT_OFFERED:
         reason = _("VIP membership is not offered any more. You were not charged.")
     elif problem is vip.CheckoutProblem.OFFER_CHANGED:
-        reason = _("The VIP offer has changed since this invoice. You were not charged: send /vip for the current "
-                   "offer.")
+        reason = _(
+            "The VIP offer has changed since this invoice. You were not charged: send /vip for the current offer."
+        )
     else:
         reason = _("This invoice is not for your membership. You were not charged: send /start to join, then /vip.")
     await query.answer(ok=False, error_message=reason)
 
 
-async def successful_payment(message: Message, session: DbSession, program: Program,
-                             clock: Callable[[], datetime]) -> None:
+async def successful_payment(
+    message: Message, session: DbSession, program: Program, clock: Callable[[], datetime]
+) -> None:
     payment = message.successful_payment
     assert payment is not None and message.from_user is not None
     try:
         result = await vip.record_payment(
-            session, program, telegram_id=message.from_user.id, charge_id=payment.telegram_payment_charge_id,
-            payload=payment.invoice_payload, currency=payment.currency, amount=payment.total_amount, now=clock())
+            session,
+            program,
+            telegram_id=message.from_user.id,
+            charge_id=payment.telegram_payment_charge_id,
+            payload=payment.invoice_payload,
+            currency=payment.currency,
+            amount=payment.total_amount,
+            now=clock(),
+        )
     except LookupError:
-        log.error("Stars payment %s from %s without a membership", payment.telegram_payment_charge_id,
-                  message.from_user.id)
-        await message.answer(_("We received your payment but found no membership for it. Please send /paysupport "
-                               "and quote this charge id: <code>{charge}</code>").format(
-            charge=html.escape(payment.telegram_payment_charge_id)))
+        log.error(
+            "Stars payment %s from %s without a membership", payment.telegram_payment_charge_id, message.from_user.id
+        )
+        await message.answer(
+            _(
+                "We received your payment but found no membership for it. Please send /paysupport "
+                "and quote this charge id: <code>{charge}</code>"
+            ).format(charge=html.escape(payment.telegram_payment_charge_id))
+        )
         return
     date = _until(result.vip_until, program)
     if not result.created:
@@ -127,8 +152,9 @@ async def successful_payment(message: Message, session: DbSession, program: Prog
         await message.answer(_("👑 Welcome to VIP! Your benefits start now and run until {date}.").format(date=date))
 
 
-async def refunded_payment(message: Message, session: DbSession, program: Program,
-                           clock: Callable[[], datetime]) -> None:
+async def refunded_payment(
+    message: Message, session: DbSession, program: Program, clock: Callable[[], datetime]
+) -> None:
     """Telegram tells of a refund made outside /vip_refund (or confirms one made with it): recorded once."""
     refund = message.refunded_payment
     assert refund is not None
@@ -149,17 +175,23 @@ def _refund_notice(payment: VipPayment, vip_until: datetime | None, program: Pro
 
 
 async def pay_support(message: Message, session: DbSession, member: MemberView | None, program: Program) -> None:
-    lines = [_("💳 <b>Payment support</b>"),
-             _("Questions about a VIP payment or a refund? Write to us with /feedback and quote the charge id of "
-               "the payment. Telegram's support cannot help with payments made in this bot.")]
+    lines = [
+        _("💳 <b>Payment support</b>"),
+        _(
+            "Questions about a VIP payment or a refund? Write to us with /feedback and quote the charge id of "
+            "the payment. Telegram's support cannot help with payments made in this bot."
+        ),
+    ]
     if member is not None:
         payments = await vip.payments_of(session, member.id)
         if payments:
             lines += ["", _("Your latest payments:")]
         for payment in payments:
             line = _("{date}: ⭐{amount}, charge id <code>{charge}</code>").format(
-                date=_until(payment.paid_at, program), amount=payment.amount,
-                charge=html.escape(payment.telegram_payment_charge_id))
+                date=_until(payment.paid_at, program),
+                amount=payment.amount,
+                charge=html.escape(payment.telegram_payment_charge_id),
+            )
             if payment.refunded_at is not None:
                 line += " " + _("(refunded)")
             lines.append("• " + line)
@@ -176,8 +208,15 @@ def _refund_usage() -> str:
     return _("Usage: {usage}").format(usage=html.escape(_("/vip_refund <member> <charge id>")))
 
 
-async def refund_vip(message: Message, command: CommandObject, session: DbSession, bot: Bot, i18n: I18n,
-                     program: Program, clock: Callable[[], datetime]) -> None:
+async def refund_vip(
+    message: Message,
+    command: CommandObject,
+    session: DbSession,
+    bot: Bot,
+    i18n: I18n,
+    program: Program,
+    clock: Callable[[], datetime],
+) -> None:
     args = (command.args or "").split()
     if len(args) != 2 or not vip.CHARGE_ID.match(args[1]):
         await message.answer(_refund_usage())
@@ -203,27 +242,37 @@ async def refund_vip(message: Message, command: CommandObject, session: DbSessio
     except TelegramBadRequest as error:
         # Refunded already (by another admin a moment ago, or outside the bot): record it below all the same.
         if "CHARGE_ALREADY_REFUNDED" not in error.message:
-            await message.answer(_("Telegram refused the refund: {reason}. Nothing was changed.").format(
-                reason=html.escape(error.message)))
+            await message.answer(
+                _("Telegram refused the refund: {reason}. Nothing was changed.").format(
+                    reason=html.escape(error.message)
+                )
+            )
             return
     except TelegramAPIError as error:
-        await message.answer(_("Telegram refused the refund: {reason}. Nothing was changed.").format(
-            reason=html.escape(error.message)))
+        await message.answer(
+            _("Telegram refused the refund: {reason}. Nothing was changed.").format(reason=html.escape(error.message))
+        )
         return
     actor = message.from_user.id if message.from_user else None
     now = clock()
     result = await vip.mark_refunded(session, charge, actor_id=actor, now=now)
     if result is None or not result.changed:
-        await message.answer(_("Charge {charge} was already refunded. Nothing was changed.").format(
-            charge=html.escape(charge)))
+        await message.answer(
+            _("Charge {charge} was already refunded. Nothing was changed.").format(charge=html.escape(charge))
+        )
         return
     name = html.escape(member.first_name or member.code)
     if vip.is_vip(result.vip_until, now) and result.vip_until is not None:
         status = _("Their VIP now runs until {date}.").format(date=_until(result.vip_until, program))
     else:
         status = _("Their VIP has ended.")
-    await message.answer(_("↩️ Refunded ⭐{amount} to {name} (<code>{code}</code>).").format(
-        amount=payment.amount, name=name, code=member.code) + " " + status)
+    await message.answer(
+        _("↩️ Refunded ⭐{amount} to {name} (<code>{code}</code>).").format(
+            amount=payment.amount, name=name, code=member.code
+        )
+        + " "
+        + status
+    )
     await tell(bot, i18n, member, lambda: _refund_notice(payment, result.vip_until, program, now))
 
 
@@ -253,8 +302,7 @@ async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i
     return sent
 
 
-async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n,
-                             now: datetime) -> int:
+async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
     """A few days before VIP ends: once per end date."""
     sent = 0
     async with sessions() as session:
@@ -264,11 +312,13 @@ async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Progra
                 continue
             with speaking(i18n, member.language):
                 text = _("👑 Your VIP membership ends on {date}.").format(
-                    date=day(due.ends, program.tz, locale_of(member.language)))
+                    date=day(due.ends, program.tz, locale_of(member.language))
+                )
                 rules = program.vip_offer
                 if rules is not None:
                     text += " " + _("Renew with /vip to keep your benefits: paying now adds {days} days.").format(
-                        days=rules.period_days)
+                        days=rules.period_days
+                    )
             outcome = await deliver(bot, session, member.chat_id, text, now)
             if outcome is Outcome.RETRY:
                 await release(session, vip.REMINDER_KIND, member.telegram_id, due.period)

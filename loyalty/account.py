@@ -49,12 +49,21 @@ def _lots_columns() -> tuple[Column, ...]:
     return (
         col(Member.points),
         col(Member.lifetime_points),
-        select(func.coalesce(func.sum(remaining), 0)).where(*lots, expires_at <= now)
-        .correlate(Member).scalar_subquery().label("due"),
-        select(func.coalesce(func.sum(remaining), 0)).where(*lots, expires_at > now, expires_at <= horizon)
-        .correlate(Member).scalar_subquery().label("expiring"),
-        select(func.min(expires_at)).where(*lots, expires_at > now, expires_at <= horizon)
-        .correlate(Member).scalar_subquery().label("first"),
+        select(func.coalesce(func.sum(remaining), 0))
+        .where(*lots, expires_at <= now)
+        .correlate(Member)
+        .scalar_subquery()
+        .label("due"),
+        select(func.coalesce(func.sum(remaining), 0))
+        .where(*lots, expires_at > now, expires_at <= horizon)
+        .correlate(Member)
+        .scalar_subquery()
+        .label("expiring"),
+        select(func.min(expires_at))
+        .where(*lots, expires_at > now, expires_at <= horizon)
+        .correlate(Member)
+        .scalar_subquery()
+        .label("first"),
     )
 
 
@@ -96,11 +105,17 @@ def summary_rider(program: Program, now: datetime, horizon_days: int = 30) -> Ri
 
 
 async def summary(
-    session: AsyncSession, program: Program, member_id: int, tier: str | None, now: datetime,
-    horizon_days: int = 30, rider: Rider | None = None,
+    session: AsyncSession,
+    program: Program,
+    member_id: int,
+    tier: str | None,
+    now: datetime,
+    horizon_days: int = 30,
+    rider: Rider | None = None,
 ) -> Summary:
     """Balance, tier progress and punch cards together, as /balance shows them: one statement, or none when
     ``rider`` (from ``summary_rider``) already carries its values."""
+
     async def read() -> Sequence[Any] | None:
         params = {**_params(program, now, horizon_days), "member_id": member_id}
         return await _summary_statement(_columns(program)).first(session, params)
@@ -127,11 +142,18 @@ async def _next_expiring(session: AsyncSession, member_id: int, now: datetime, f
     """Points that expire on the local day of the next expiry."""
     local = first.astimezone(tz)
     day_end = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).astimezone(UTC)
-    return int((await session.execute(
-        select(func.coalesce(func.sum(col(LedgerEntry.remaining)), 0)).where(
-            col(LedgerEntry.member_id) == member_id, open_lot(),
-            col(LedgerEntry.expires_at) > now, col(LedgerEntry.expires_at) < day_end)
-    )).scalar_one())
+    return int(
+        (
+            await session.execute(
+                select(func.coalesce(func.sum(col(LedgerEntry.remaining)), 0)).where(
+                    col(LedgerEntry.member_id) == member_id,
+                    open_lot(),
+                    col(LedgerEntry.expires_at) > now,
+                    col(LedgerEntry.expires_at) < day_end,
+                )
+            )
+        ).scalar_one()
+    )
 
 
 @dataclass(frozen=True)
@@ -143,9 +165,7 @@ class HistoryPage:
 
 async def history(session: AsyncSession, member_id: int, page: int, size: int = HISTORY_PAGE_SIZE) -> HistoryPage:
     """One page of the member's ledger, newest first; an out-of-range page is clamped."""
-    total = (
-        await session.execute(select(func.count()).where(col(LedgerEntry.member_id) == member_id))
-    ).scalar_one()
+    total = (await session.execute(select(func.count()).where(col(LedgerEntry.member_id) == member_id))).scalar_one()
     pages = max(1, -(-int(total) // size))
     page = min(max(page, 0), pages - 1)
     result = await session.execute(
@@ -187,20 +207,38 @@ async def adjust(
     try:
         if delta > 0:
             entry, new_balance = await credit(
-                session, member_id, delta, kind=Kind.ADJUST, now=now, expires_at=program.expires_at(now),
-                key=key, reason=reason, actor_id=actor_id,
+                session,
+                member_id,
+                delta,
+                kind=Kind.ADJUST,
+                now=now,
+                expires_at=program.expires_at(now),
+                key=key,
+                reason=reason,
+                actor_id=actor_id,
             )
         else:
             entry, new_balance = await debit(
-                session, member_id, -delta, kind=Kind.ADJUST, now=now, key=key, reason=reason, actor_id=actor_id,
+                session,
+                member_id,
+                -delta,
+                kind=Kind.ADJUST,
+                now=now,
+                key=key,
+                reason=reason,
+                actor_id=actor_id,
             )
-        session.add(AuditLog(actor_id=actor_id, action="adjust", member_id=member_id, points=delta,
-                             detail=reason, created_at=now))
+        session.add(
+            AuditLog(
+                actor_id=actor_id, action="adjust", member_id=member_id, points=delta, detail=reason, created_at=now
+            )
+        )
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        return await adjust(session, program, member_id=member_id, delta=delta, reason=reason,
-                            actor_id=actor_id, key=key, now=now)
+        return await adjust(
+            session, program, member_id=member_id, delta=delta, reason=reason, actor_id=actor_id, key=key, now=now
+        )
     except Exception:
         await session.rollback()
         raise

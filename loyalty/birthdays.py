@@ -47,7 +47,8 @@ def due(program: Program, now: datetime, limit: int = 500) -> Select[Member] | N
         .where(
             # One (month, day) pair, or two on Feb 28 of a common year; the (birth_month, birth_day) index serves both.
             or_(*[and_(col(Member.birth_month) == month, col(Member.birth_day) == day) for month, day in pairs]),
-            col(Member.blocked_at).is_(None), col(Member.erased_at).is_(None),
+            col(Member.blocked_at).is_(None),
+            col(Member.erased_at).is_(None),
             ~sent(KIND, col(Member.telegram_id), str(today.year)),
         )
         # No ORDER BY: it would tempt the planner to walk the primary key past every member instead of
@@ -60,5 +61,14 @@ async def give(session: AsyncSession, program: Program, member: Member, year: in
     """The year's birthday bonus and coupon; the same member and year again gives nothing more."""
     assert member.id is not None
     rules = program.birthday
-    return await give_gift(session, program, member.id, key=f"birthday:{member.id}:{year}", kind=Kind.BIRTHDAY,
-                           points=rules.bonus, reward=rules.reward, coupon_days=rules.coupon_days, now=now)
+    return await give_gift(
+        session,
+        program,
+        member.id,
+        key=f"birthday:{member.id}:{year}",
+        kind=Kind.BIRTHDAY,
+        points=rules.bonus,
+        reward=rules.reward,
+        coupon_days=rules.coupon_days,
+        now=now,
+    )

@@ -52,10 +52,19 @@ OPEN = (Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
 async def queued(session: AsyncSession) -> int:
     """Deliveries waiting to be sent, across open broadcasts: an index range per open broadcast (a status
     alone has no index), and a cancelled broadcast's unsent rows are no longer a queue."""
-    return int((await session.execute(select(func.count()).select_from(Delivery).join(
-        Broadcast, col(Broadcast.id) == col(Delivery.broadcast_id)).where(
-        col(Broadcast.status).in_([s.value for s in OPEN]), col(Delivery.status) == Outcome.PENDING.value,
-    ))).scalar_one())
+    return int(
+        (
+            await session.execute(
+                select(func.count())
+                .select_from(Delivery)
+                .join(Broadcast, col(Broadcast.id) == col(Delivery.broadcast_id))
+                .where(
+                    col(Broadcast.status).in_([s.value for s in OPEN]),
+                    col(Delivery.status) == Outcome.PENDING.value,
+                )
+            )
+        ).scalar_one()
+    )
 
 
 async def audience(session: AsyncSession, segment: Segment, program: Program, now: datetime) -> dict[str, int]:
@@ -68,22 +77,39 @@ async def audience(session: AsyncSession, segment: Segment, program: Program, no
 
 
 async def create(
-    session: AsyncSession, program: Program, *, created_by: int, content: dict[str, Any], segment: Segment,
-    now: datetime, send_at: datetime | None = None, status_chat_id: int | None = None,
+    session: AsyncSession,
+    program: Program,
+    *,
+    created_by: int,
+    content: dict[str, Any],
+    segment: Segment,
+    now: datetime,
+    send_at: datetime | None = None,
+    status_chat_id: int | None = None,
 ) -> Broadcast:
     """Store a broadcast and freeze its audience into the delivery queue."""
     await begin_write(session)
-    broadcast = Broadcast(created_by=created_by, content=json.dumps(content, ensure_ascii=False),
-                          segment=segment.model_dump_json(), scheduled_at=send_at or now,
-                          status=Status.SCHEDULED if send_at else Status.RUNNING,
-                          started_at=None if send_at else now, status_chat_id=status_chat_id, created_at=now)
+    broadcast = Broadcast(
+        created_by=created_by,
+        content=json.dumps(content, ensure_ascii=False),
+        segment=segment.model_dump_json(),
+        scheduled_at=send_at or now,
+        status=Status.SCHEDULED if send_at else Status.RUNNING,
+        started_at=None if send_at else now,
+        status_chat_id=status_chat_id,
+        created_at=now,
+    )
     session.add(broadcast)
     await session.flush()
     audience_ids = members(segment, program, now).with_only_columns(
-        literal(broadcast.id), col(Member.id), literal(Outcome.PENDING.value))
+        literal(broadcast.id), col(Member.id), literal(Outcome.PENDING.value)
+    )
     await session.execute(insert(Delivery).from_select(["broadcast_id", "member_id", "status"], audience_ids))
-    broadcast.total = (await session.execute(select(func.count()).select_from(Delivery).where(
-        col(Delivery.broadcast_id) == broadcast.id))).scalar_one()
+    broadcast.total = (
+        await session.execute(
+            select(func.count()).select_from(Delivery).where(col(Delivery.broadcast_id) == broadcast.id)
+        )
+    ).scalar_one()
     session.add(broadcast)
     await session.commit()
     return broadcast
@@ -91,24 +117,36 @@ async def create(
 
 async def set_status_message(session: AsyncSession, broadcast_id: int, chat_id: int, message_id: int) -> None:
     await begin_write(session)
-    await session.execute(update(Broadcast).where(col(Broadcast.id) == broadcast_id).values(
-        status_chat_id=chat_id, status_message_id=message_id))
+    await session.execute(
+        update(Broadcast)
+        .where(col(Broadcast.id) == broadcast_id)
+        .values(status_chat_id=chat_id, status_message_id=message_id)
+    )
     await session.commit()
 
 
 async def start_due(session: AsyncSession, now: datetime) -> None:
     """Scheduled broadcasts whose time has come start running."""
     await begin_write(session)
-    await session.execute(update(Broadcast).where(
-        col(Broadcast.status) == Status.SCHEDULED, col(Broadcast.scheduled_at) <= now,
-    ).values(status=Status.RUNNING, started_at=now))
+    await session.execute(
+        update(Broadcast)
+        .where(
+            col(Broadcast.status) == Status.SCHEDULED,
+            col(Broadcast.scheduled_at) <= now,
+        )
+        .values(status=Status.RUNNING, started_at=now)
+    )
     await session.commit()
 
 
 async def running(session: AsyncSession) -> list[Broadcast]:
-    return list((await session.execute(
-        select(Broadcast).where(col(Broadcast.status) == Status.RUNNING).order_by(col(Broadcast.id))
-    )).scalars())
+    return list(
+        (
+            await session.execute(
+                select(Broadcast).where(col(Broadcast.status) == Status.RUNNING).order_by(col(Broadcast.id))
+            )
+        ).scalars()
+    )
 
 
 async def get(session: AsyncSession, broadcast_id: int) -> Broadcast | None:
@@ -126,9 +164,13 @@ async def change(session: AsyncSession, broadcast_id: int, to: Status, now: date
     values: dict[str, Any] = {"status": to}
     if to is Status.CANCELLED:
         values["finished_at"] = now
-    changed = (await session.execute(update(Broadcast).where(
-        col(Broadcast.id) == broadcast_id, col(Broadcast.status).in_([s.value for s in allowed])).values(**values)
-    )).rowcount  # type: ignore[attr-defined]
+    changed = (
+        await session.execute(
+            update(Broadcast)
+            .where(col(Broadcast.id) == broadcast_id, col(Broadcast.status).in_([s.value for s in allowed]))
+            .values(**values)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     return bool(changed)
 
@@ -145,24 +187,42 @@ class Item:
 async def claim(session: AsyncSession, broadcast_id: int, now: datetime, size: int) -> list[Item]:
     """Take up to ``size`` pending rows of a running broadcast for sending; rows crashed mid-send become unknown."""
     await begin_write(session)
-    await session.execute(update(Delivery).where(
-        col(Delivery.broadcast_id) == broadcast_id, col(Delivery.status) == Outcome.SENDING,
-        col(Delivery.claimed_at) < now - STALE).values(status=Outcome.UNKNOWN))
-    ids = list((await session.execute(
-        select(col(Delivery.id)).where(col(Delivery.broadcast_id) == broadcast_id,
-                                       col(Delivery.status) == Outcome.PENDING)
-        .order_by(col(Delivery.id)).limit(size).with_for_update(skip_locked=True)
-    )).scalars())
+    await session.execute(
+        update(Delivery)
+        .where(
+            col(Delivery.broadcast_id) == broadcast_id,
+            col(Delivery.status) == Outcome.SENDING,
+            col(Delivery.claimed_at) < now - STALE,
+        )
+        .values(status=Outcome.UNKNOWN)
+    )
+    ids = list(
+        (
+            await session.execute(
+                select(col(Delivery.id))
+                .where(col(Delivery.broadcast_id) == broadcast_id, col(Delivery.status) == Outcome.PENDING)
+                .order_by(col(Delivery.id))
+                .limit(size)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+    )
     if not ids:
         await session.commit()
         return []
-    await session.execute(update(Delivery).where(col(Delivery.id).in_(ids)).values(
-        status=Outcome.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1))
-    rows = (await session.execute(
-        select(col(Delivery.id), col(Member.id), col(Member.chat_id), col(Member.language), col(Delivery.attempts))
-        .join(Member, col(Member.id) == col(Delivery.member_id)).where(col(Delivery.id).in_(ids))
-        .order_by(col(Delivery.id))
-    )).all()
+    await session.execute(
+        update(Delivery)
+        .where(col(Delivery.id).in_(ids))
+        .values(status=Outcome.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+    )
+    rows = (
+        await session.execute(
+            select(col(Delivery.id), col(Member.id), col(Member.chat_id), col(Member.language), col(Delivery.attempts))
+            .join(Member, col(Member.id) == col(Delivery.member_id))
+            .where(col(Delivery.id).in_(ids))
+            .order_by(col(Delivery.id))
+        )
+    ).all()
     await session.commit()
     return [Item(int(d or 0), int(m or 0), int(c), str(lang), int(a)) for d, m, c, lang, a in rows]
 
@@ -182,18 +242,37 @@ async def record(session: AsyncSession, results: Sequence[Result], now: datetime
         return
     await begin_write(session)
     table = cast(Table, Delivery.__table__)  # type: ignore[attr-defined]  # SQLModel sets it at class creation
-    statement = update(table).where(
-        table.c.id == bindparam("row"), table.c.status == Outcome.SENDING.value,
-    ).values(status=bindparam("outcome"), message_id=bindparam("message"), error=bindparam("reason"),
-             sent_at=bindparam("when"))
-    await (await session.connection()).execute(statement, [
-        {"row": r.item.delivery_id, "outcome": r.outcome.value, "message": r.message_id,
-         "reason": r.error[:200] if r.error else None, "when": now if r.outcome is Outcome.SENT else None}
-        for r in results])
+    statement = (
+        update(table)
+        .where(
+            table.c.id == bindparam("row"),
+            table.c.status == Outcome.SENDING.value,
+        )
+        .values(
+            status=bindparam("outcome"),
+            message_id=bindparam("message"),
+            error=bindparam("reason"),
+            sent_at=bindparam("when"),
+        )
+    )
+    await (await session.connection()).execute(
+        statement,
+        [
+            {
+                "row": r.item.delivery_id,
+                "outcome": r.outcome.value,
+                "message": r.message_id,
+                "reason": r.error[:200] if r.error else None,
+                "when": now if r.outcome is Outcome.SENT else None,
+            }
+            for r in results
+        ],
+    )
     blocked = [r.item.member_id for r in results if r.outcome is Outcome.BLOCKED]
     if blocked:
-        await session.execute(update(Member).where(col(Member.id).in_(blocked), col(Member.blocked_at).is_(None))
-                              .values(blocked_at=now))
+        await session.execute(
+            update(Member).where(col(Member.id).in_(blocked), col(Member.blocked_at).is_(None)).values(blocked_at=now)
+        )
     await session.commit()
 
 
@@ -202,15 +281,21 @@ async def release(session: AsyncSession, items: Sequence[Item]) -> None:
     if not items:
         return
     await begin_write(session)
-    await session.execute(update(Delivery).where(
-        col(Delivery.id).in_([item.delivery_id for item in items]), col(Delivery.status) == Outcome.SENDING,
-    ).values(status=Outcome.PENDING, claimed_at=None))
+    await session.execute(
+        update(Delivery)
+        .where(
+            col(Delivery.id).in_([item.delivery_id for item in items]),
+            col(Delivery.status) == Outcome.SENDING,
+        )
+        .values(status=Outcome.PENDING, claimed_at=None)
+    )
     await session.commit()
 
 
 async def status_of(session: AsyncSession, broadcast_id: int) -> str | None:
-    return (await session.execute(select(col(Broadcast.status)).where(col(Broadcast.id) == broadcast_id))
-            ).scalar_one_or_none()
+    return (
+        await session.execute(select(col(Broadcast.status)).where(col(Broadcast.id) == broadcast_id))
+    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -232,11 +317,13 @@ async def progress(session: AsyncSession, broadcast_id: int) -> Progress:
 
 async def progress_of(session: AsyncSession, broadcast_ids: list[int]) -> dict[int, Progress]:
     """Delivery counts by outcome for several broadcasts, in one query."""
-    rows = (await session.execute(
-        select(col(Delivery.broadcast_id), col(Delivery.status), func.count())
-        .where(col(Delivery.broadcast_id).in_(broadcast_ids))
-        .group_by(col(Delivery.broadcast_id), col(Delivery.status))
-    )).all()
+    rows = (
+        await session.execute(
+            select(col(Delivery.broadcast_id), col(Delivery.status), func.count())
+            .where(col(Delivery.broadcast_id).in_(broadcast_ids))
+            .group_by(col(Delivery.broadcast_id), col(Delivery.status))
+        )
+    ).all()
     counts: dict[int, dict[str, int]] = {broadcast_id: {} for broadcast_id in broadcast_ids}
     for broadcast_id, status, count in rows:
         counts[int(broadcast_id)][str(status)] = int(count)
@@ -246,20 +333,35 @@ async def progress_of(session: AsyncSession, broadcast_ids: list[int]) -> dict[i
 async def finish(session: AsyncSession, broadcast_id: int, now: datetime) -> bool:
     """Mark a running broadcast done once nothing is left to send; True if this call finished it."""
     await begin_write(session)
-    left = (await session.execute(select(func.count()).select_from(Delivery).where(
-        col(Delivery.broadcast_id) == broadcast_id,
-        col(Delivery.status).in_([Outcome.PENDING.value, Outcome.SENDING.value])))).scalar_one()
+    left = (
+        await session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                col(Delivery.broadcast_id) == broadcast_id,
+                col(Delivery.status).in_([Outcome.PENDING.value, Outcome.SENDING.value]),
+            )
+        )
+    ).scalar_one()
     done = 0
     if not left:
-        done = (await session.execute(update(Broadcast).where(
-            col(Broadcast.id) == broadcast_id, col(Broadcast.status) == Status.RUNNING,
-        ).values(status=Status.DONE, finished_at=now))).rowcount  # type: ignore[attr-defined]
+        done = (
+            await session.execute(
+                update(Broadcast)
+                .where(
+                    col(Broadcast.id) == broadcast_id,
+                    col(Broadcast.status) == Status.RUNNING,
+                )
+                .values(status=Status.DONE, finished_at=now)
+            )
+        ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     return bool(done)
 
 
 async def recent(session: AsyncSession, limit: int = 10) -> list[tuple[Broadcast, Progress]]:
-    broadcasts = list((await session.execute(
-        select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit))).scalars())
+    broadcasts = list(
+        (await session.execute(select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit))).scalars()
+    )
     progresses = await progress_of(session, [b.id or 0 for b in broadcasts])
     return [(b, progresses[b.id or 0]) for b in broadcasts]

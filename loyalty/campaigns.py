@@ -25,7 +25,7 @@ class Effect:
 
 
 def parse_effect(text: str) -> Effect | None:
-    """"x2", "×1.5" (a multiplier above 1) or "+50" (bonus points); None for anything else."""
+    """ "x2", "×1.5" (a multiplier above 1) or "+50" (bonus points); None for anything else."""
     match = _EFFECT.match(text.strip())
     if match is None:
         return None
@@ -37,15 +37,27 @@ def parse_effect(text: str) -> Effect | None:
 
 
 async def start_campaign(
-    session: AsyncSession, *, name: str, effect: Effect, days: int, category: str | None, actor_id: int,
+    session: AsyncSession,
+    *,
+    name: str,
+    effect: Effect,
+    days: int,
+    category: str | None,
+    actor_id: int,
     now: datetime,
 ) -> Campaign:
     if not 1 <= days <= MAX_DAYS:
         raise ValueError("days out of range")
     await begin_write(session)
     campaign = Campaign(
-        name=name[:48], multiplier=str(effect.multiplier) if effect.multiplier else None, bonus=effect.bonus,
-        category=category, starts_at=now, ends_at=now + timedelta(days=days), created_by=actor_id, created_at=now,
+        name=name[:48],
+        multiplier=str(effect.multiplier) if effect.multiplier else None,
+        bonus=effect.bonus,
+        category=category,
+        starts_at=now,
+        ends_at=now + timedelta(days=days),
+        created_by=actor_id,
+        created_at=now,
     )
     session.add(campaign)
     await session.commit()

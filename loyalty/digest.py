@@ -47,17 +47,41 @@ class Digest:
 
 async def summary(session: AsyncSession, until: datetime, days: int = 7) -> Digest:
     since = until - timedelta(days=days)
-    new_members = (await session.execute(select(func.count()).select_from(Member).where(
-        col(Member.joined_at) > since, col(Member.joined_at) <= until))).scalar_one()
-    purchases, sales = (await session.execute(select(
-        func.count(), func.coalesce(func.sum(col(Purchase.amount_minor) - col(Purchase.refunded_minor)), 0),
-    ).where(col(Purchase.created_at) > since, col(Purchase.created_at) <= until))).one()
+    new_members = (
+        await session.execute(
+            select(func.count())
+            .select_from(Member)
+            .where(col(Member.joined_at) > since, col(Member.joined_at) <= until)
+        )
+    ).scalar_one()
+    purchases, sales = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(col(Purchase.amount_minor) - col(Purchase.refunded_minor)), 0),
+            ).where(col(Purchase.created_at) > since, col(Purchase.created_at) <= until)
+        )
+    ).one()
     in_week = (col(LedgerEntry.created_at) > since) & (col(LedgerEntry.created_at) <= until)
-    earned, redeemed = (await session.execute(select(
-        func.coalesce(func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.points) > 0), 0),
-        func.coalesce(func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.kind) == Kind.SPEND), 0),
-    ).where(in_week))).one()
-    open_threads = (await session.execute(select(func.count()).select_from(Thread).where(
-        col(Thread.status) == Status.OPEN))).scalar_one()
-    return Digest(since, until, int(new_members), int(purchases), int(sales), int(earned), -int(redeemed),
-                  await nps(session, since), int(open_threads))
+    earned, redeemed = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.points) > 0), 0),
+                func.coalesce(func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.kind) == Kind.SPEND), 0),
+            ).where(in_week)
+        )
+    ).one()
+    open_threads = (
+        await session.execute(select(func.count()).select_from(Thread).where(col(Thread.status) == Status.OPEN))
+    ).scalar_one()
+    return Digest(
+        since,
+        until,
+        int(new_members),
+        int(purchases),
+        int(sales),
+        int(earned),
+        -int(redeemed),
+        await nps(session, since),
+        int(open_threads),
+    )

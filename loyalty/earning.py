@@ -92,24 +92,23 @@ def period_start(at: datetime, period: str, program: Program) -> datetime:
 
 def campaign_rule(campaign: Campaign) -> PromotionRule:
     return PromotionRule(
-        name=campaign.name, multiplier=Decimal(campaign.multiplier) if campaign.multiplier else None,
-        bonus=campaign.bonus, categories=[campaign.category] if campaign.category else None,
+        name=campaign.name,
+        multiplier=Decimal(campaign.multiplier) if campaign.multiplier else None,
+        bonus=campaign.bonus,
+        categories=[campaign.category] if campaign.category else None,
     )
 
 
 async def active_offers(session: AsyncSession, program: Program, now: datetime) -> list[Offer]:
     offers = [Offer(rule) for rule in program.promotions]
     campaigns = await session.execute(
-        select(Campaign).where(col(Campaign.ended_at).is_(None), col(Campaign.ends_at) > now)
-        .order_by(col(Campaign.id))
+        select(Campaign).where(col(Campaign.ended_at).is_(None), col(Campaign.ends_at) > now).order_by(col(Campaign.id))
     )
     offers += [Offer(campaign_rule(c), c.starts_at, c.ends_at) for c in campaigns.scalars()]
     return offers
 
 
-async def earning_for(
-    session: AsyncSession, program: Program, member_id: int, basket: Basket
-) -> Earning:
+async def earning_for(session: AsyncSession, program: Program, member_id: int, basket: Basket) -> Earning:
     base = program.earn.points_for(basket.amount, basket.tier_multiplier)
     if basket.amount < program.earn.minimum_amount:  # below the qualifying amount nothing applies
         return Earning(0, 0)
@@ -135,8 +134,13 @@ async def _limit_reached(
     session: AsyncSession, program: Program, member_id: int, rule: PromotionRule, at: datetime
 ) -> bool:
     since = period_start(at, rule.limit_period, program)
-    used = (await session.execute(select(func.count()).where(
-        col(Purchase.member_id) == member_id, col(Purchase.promotion) == rule.name,
-        col(Purchase.occurred_at) >= since,
-    ))).scalar_one()
+    used = (
+        await session.execute(
+            select(func.count()).where(
+                col(Purchase.member_id) == member_id,
+                col(Purchase.promotion) == rule.name,
+                col(Purchase.occurred_at) >= since,
+            )
+        )
+    ).scalar_one()
     return int(used) >= (rule.limit_per_member or 0)

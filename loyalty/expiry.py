@@ -29,7 +29,9 @@ def _window(program: Program, now: datetime) -> tuple[datetime, datetime]:
 def _unwarned_lots(program: Program, now: datetime) -> list[ColumnElement[bool]]:
     start, end = _window(program, now)
     return [
-        open_lot(), col(LedgerEntry.expires_at) > start, col(LedgerEntry.expires_at) <= end,
+        open_lot(),
+        col(LedgerEntry.expires_at) > start,
+        col(LedgerEntry.expires_at) <= end,
         ~sent(KIND, col(Member.telegram_id), cast(col(LedgerEntry.id), String)),
     ]
 
@@ -40,9 +42,11 @@ def due(program: Program, now: datetime, limit: int = 500) -> Select[Member] | N
         return None
     # Driven from the open lots by expiry (their partial index), not from the members table.
     members = (
-        select(col(LedgerEntry.member_id)).join(Member, col(Member.id) == col(LedgerEntry.member_id))
+        select(col(LedgerEntry.member_id))
+        .join(Member, col(Member.id) == col(LedgerEntry.member_id))
         .where(*_unwarned_lots(program, now), col(Member.blocked_at).is_(None), col(Member.erased_at).is_(None))
-        .distinct().limit(limit)
+        .distinct()
+        .limit(limit)
     )
     return select(Member).where(col(Member.id).in_(members))
 
@@ -56,12 +60,14 @@ class Warning:
 
 async def claim_warning(session: AsyncSession, program: Program, member: Member, now: datetime) -> Warning | None:
     """Claim the member's unwarned expiring lots; None if another scheduler claimed them first."""
-    rows = (await session.execute(
-        select(col(LedgerEntry.id), col(LedgerEntry.remaining), col(LedgerEntry.expires_at))
-        .join(Member, col(Member.id) == col(LedgerEntry.member_id))
-        .where(col(LedgerEntry.member_id) == member.id, *_unwarned_lots(program, now))
-        .order_by(col(LedgerEntry.expires_at))
-    )).all()
+    rows = (
+        await session.execute(
+            select(col(LedgerEntry.id), col(LedgerEntry.remaining), col(LedgerEntry.expires_at))
+            .join(Member, col(Member.id) == col(LedgerEntry.member_id))
+            .where(col(LedgerEntry.member_id) == member.id, *_unwarned_lots(program, now))
+            .order_by(col(LedgerEntry.expires_at))
+        )
+    ).all()
     if not rows:
         return None
     lots = tuple(int(lot_id or 0) for lot_id, _, _ in rows)
@@ -78,4 +84,3 @@ async def unclaim(session: AsyncSession, member: Member, warning: Warning) -> No
     """The message did not go out: let the next run try again."""
     for lot_id in warning.lots:
         await release(session, KIND, member.telegram_id, str(lot_id))
-

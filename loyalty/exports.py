@@ -45,30 +45,113 @@ def _birthday(member: Member) -> str:
     return "" if birthday is None else str(birthday)
 
 
-MEMBER_COLUMNS = ["id", "code", "telegram_id", "first_name", "last_name", "username", "language", "points",
-                  "lifetime_points", "tier", "joined_at", "last_seen_at", "birthday", "phone", "favourites",
-                  "promotions", "blocked_at", "erased_at", "referred_by_id"]
-PURCHASE_COLUMNS = ["id", "member_id", "source", "external_id", "amount", "refunded", "currency", "category", "items",
-                    "points", "promotion", "recorded_by", "occurred_at", "created_at"]
-LEDGER_COLUMNS = ["id", "member_id", "kind", "points", "remaining", "expires_at", "purchase_id", "reason",
-                  "actor_id", "created_at"]
+MEMBER_COLUMNS = [
+    "id",
+    "code",
+    "telegram_id",
+    "first_name",
+    "last_name",
+    "username",
+    "language",
+    "points",
+    "lifetime_points",
+    "tier",
+    "joined_at",
+    "last_seen_at",
+    "birthday",
+    "phone",
+    "favourites",
+    "promotions",
+    "blocked_at",
+    "erased_at",
+    "referred_by_id",
+]
+PURCHASE_COLUMNS = [
+    "id",
+    "member_id",
+    "source",
+    "external_id",
+    "amount",
+    "refunded",
+    "currency",
+    "category",
+    "items",
+    "points",
+    "promotion",
+    "recorded_by",
+    "occurred_at",
+    "created_at",
+]
+LEDGER_COLUMNS = [
+    "id",
+    "member_id",
+    "kind",
+    "points",
+    "remaining",
+    "expires_at",
+    "purchase_id",
+    "reason",
+    "actor_id",
+    "created_at",
+]
 
 
 def _member_row(m: Member, _digits: int) -> list[Any]:
-    return [m.id, m.code, m.telegram_id, m.first_name, m.last_name, m.username, m.language, m.points,
-            m.lifetime_points, m.tier, m.joined_at, m.last_seen_at, _birthday(m), m.phone, m.favourites,
-            m.promotions, m.blocked_at, m.erased_at, m.referred_by_id]
+    return [
+        m.id,
+        m.code,
+        m.telegram_id,
+        m.first_name,
+        m.last_name,
+        m.username,
+        m.language,
+        m.points,
+        m.lifetime_points,
+        m.tier,
+        m.joined_at,
+        m.last_seen_at,
+        _birthday(m),
+        m.phone,
+        m.favourites,
+        m.promotions,
+        m.blocked_at,
+        m.erased_at,
+        m.referred_by_id,
+    ]
 
 
 def _purchase_row(p: Purchase, digits: int) -> list[Any]:
-    return [p.id, p.member_id, p.source, p.external_id, _money(p.amount_minor, digits),
-            _money(p.refunded_minor, digits), p.currency, p.category, p.items, p.points, p.promotion,
-            p.recorded_by, p.occurred_at, p.created_at]
+    return [
+        p.id,
+        p.member_id,
+        p.source,
+        p.external_id,
+        _money(p.amount_minor, digits),
+        _money(p.refunded_minor, digits),
+        p.currency,
+        p.category,
+        p.items,
+        p.points,
+        p.promotion,
+        p.recorded_by,
+        p.occurred_at,
+        p.created_at,
+    ]
 
 
 def _ledger_row(e: LedgerEntry, _digits: int) -> list[Any]:
-    return [e.id, e.member_id, e.kind, e.points, e.remaining, e.expires_at, e.purchase_id, e.reason, e.actor_id,
-            e.created_at]
+    return [
+        e.id,
+        e.member_id,
+        e.kind,
+        e.points,
+        e.remaining,
+        e.expires_at,
+        e.purchase_id,
+        e.reason,
+        e.actor_id,
+        e.created_at,
+    ]
 
 
 EXPORTS: dict[str, tuple[list[str], Select[Any], Callable[[Any, int], list[Any]]]] = {

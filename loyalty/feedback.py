@@ -51,9 +51,11 @@ async def member_of(session: AsyncSession, thread: Thread) -> Member:
 
 
 async def open_thread_of(session: AsyncSession, member_id: int) -> Thread | None:
-    return (await session.execute(
-        select(Thread).where(col(Thread.member_id) == member_id, col(Thread.status) == Status.OPEN)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Thread).where(col(Thread.member_id) == member_id, col(Thread.status) == Status.OPEN)
+        )
+    ).scalar_one_or_none()
 
 
 async def continues_thread(session: AsyncSession, member_id: int, now: datetime) -> bool:
@@ -65,14 +67,23 @@ async def continues_thread(session: AsyncSession, member_id: int, now: datetime)
 
 
 async def latest_thread_of(session: AsyncSession, member_id: int) -> Thread | None:
-    return (await session.execute(
-        select(Thread).where(col(Thread.member_id) == member_id).order_by(col(Thread.id).desc()).limit(1)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Thread).where(col(Thread.member_id) == member_id).order_by(col(Thread.id).desc()).limit(1)
+        )
+    ).scalar_one_or_none()
 
 
 async def member_says(
-    session: AsyncSession, member_id: int, *, source_key: str, kind: str, text: str | None, file_id: str | None,
-    now: datetime, score: int | None = None,
+    session: AsyncSession,
+    member_id: int,
+    *,
+    source_key: str,
+    kind: str,
+    text: str | None,
+    file_id: str | None,
+    now: datetime,
+    score: int | None = None,
 ) -> Received:
     """Store a member's message in their thread, opening or reopening it as needed."""
     await begin_write(session)
@@ -94,8 +105,16 @@ async def member_says(
     session.add(thread)
     await session.flush()
     assert thread.id is not None
-    message = ThreadMessage(thread_id=thread.id, direction=Direction.IN, kind=kind, text=text, file_id=file_id,
-                            source_key=source_key, created_at=now, score=score)
+    message = ThreadMessage(
+        thread_id=thread.id,
+        direction=Direction.IN,
+        kind=kind,
+        text=text,
+        file_id=file_id,
+        source_key=source_key,
+        created_at=now,
+        score=score,
+    )
     session.add(message)
     try:
         await session.commit()
@@ -108,12 +127,19 @@ async def member_says(
 
 
 async def _by_source(session: AsyncSession, source_key: str) -> ThreadMessage | None:
-    return (await session.execute(
-        select(ThreadMessage).where(col(ThreadMessage.source_key) == source_key))).scalar_one_or_none()
+    return (
+        await session.execute(select(ThreadMessage).where(col(ThreadMessage.source_key) == source_key))
+    ).scalar_one_or_none()
 
 
 async def staff_says(
-    session: AsyncSession, thread_id: int, *, source_key: str, kind: str, text: str | None, author_id: int,
+    session: AsyncSession,
+    thread_id: int,
+    *,
+    source_key: str,
+    kind: str,
+    text: str | None,
+    author_id: int,
     now: datetime,
 ) -> ThreadMessage | None:
     """Store a staff answer; the first one sets the thread's first-response time. None for a replay."""
@@ -121,8 +147,15 @@ async def staff_says(
     thread = await session.get(Thread, thread_id, populate_existing=True)
     if thread is None:
         raise LookupError(thread_id)
-    message = ThreadMessage(thread_id=thread_id, direction=Direction.OUT, kind=kind, text=text, author_id=author_id,
-                            source_key=source_key, created_at=now)
+    message = ThreadMessage(
+        thread_id=thread_id,
+        direction=Direction.OUT,
+        kind=kind,
+        text=text,
+        author_id=author_id,
+        source_key=source_key,
+        created_at=now,
+    )
     session.add(message)
     if thread.first_response_at is None:
         thread.first_response_at = now
@@ -144,23 +177,30 @@ async def remember_post(session: AsyncSession, thread_id: int, chat_id: int, mes
 
 
 async def thread_by_staff_post(session: AsyncSession, chat_id: int, message_id: int) -> Thread | None:
-    return (await session.execute(
-        select(Thread).join(StaffPost, col(StaffPost.thread_id) == col(Thread.id))
-        .where(col(StaffPost.chat_id) == chat_id, col(StaffPost.message_id) == message_id)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Thread)
+            .join(StaffPost, col(StaffPost.thread_id) == col(Thread.id))
+            .where(col(StaffPost.chat_id) == chat_id, col(StaffPost.message_id) == message_id)
+        )
+    ).scalar_one_or_none()
 
 
 async def thread_by_topic(session: AsyncSession, topic_id: int) -> Thread | None:
-    member_id = (await session.execute(
-        select(col(Member.id)).where(col(Member.support_topic_id) == topic_id))).scalar_one_or_none()
+    member_id = (
+        await session.execute(select(col(Member.id)).where(col(Member.support_topic_id) == topic_id))
+    ).scalar_one_or_none()
     return await latest_thread_of(session, member_id) if member_id is not None else None
 
 
 async def set_topic(session: AsyncSession, member_id: int, topic_id: int) -> int:
     """Give the member this forum topic unless a concurrent message gave them one first; returns theirs."""
     await begin_write(session)
-    await session.execute(update(Member).where(col(Member.id) == member_id, col(Member.support_topic_id).is_(None))
-                          .values(support_topic_id=topic_id))
+    await session.execute(
+        update(Member)
+        .where(col(Member.id) == member_id, col(Member.support_topic_id).is_(None))
+        .values(support_topic_id=topic_id)
+    )
     theirs = (await session.execute(select(col(Member.support_topic_id)).where(col(Member.id) == member_id))).scalar()
     await session.commit()
     assert theirs is not None
@@ -170,10 +210,13 @@ async def set_topic(session: AsyncSession, member_id: int, topic_id: int) -> int
 async def close(session: AsyncSession, thread_id: int, now: datetime) -> bool:
     """Close an open thread; False if it was closed already (a repeated /close)."""
     await begin_write(session)
-    closed = (await session.execute(
-        update(Thread).where(col(Thread.id) == thread_id, col(Thread.status) == Status.OPEN)
-        .values(status=Status.CLOSED, closed_at=now, waiting_since=None)
-    )).rowcount  # type: ignore[attr-defined]
+    closed = (
+        await session.execute(
+            update(Thread)
+            .where(col(Thread.id) == thread_id, col(Thread.status) == Status.OPEN)
+            .values(status=Status.CLOSED, closed_at=now, waiting_since=None)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     return bool(closed)
 
@@ -183,11 +226,18 @@ async def rate(session: AsyncSession, thread_id: int, member_id: int, rating: in
     if not 1 <= rating <= 5:
         raise ValueError("a rating is 1 to 5")
     await begin_write(session)
-    rated = (await session.execute(
-        update(Thread).where(col(Thread.id) == thread_id, col(Thread.member_id) == member_id,
-                             col(Thread.rating).is_(None), col(Thread.status) == Status.CLOSED)
-        .values(rating=rating, rated_at=now)
-    )).rowcount  # type: ignore[attr-defined]
+    rated = (
+        await session.execute(
+            update(Thread)
+            .where(
+                col(Thread.id) == thread_id,
+                col(Thread.member_id) == member_id,
+                col(Thread.rating).is_(None),
+                col(Thread.status) == Status.CLOSED,
+            )
+            .values(rating=rating, rated_at=now)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     return bool(rated)
 
@@ -202,17 +252,24 @@ class InboxLine:
 
 async def inbox(session: AsyncSession, now: datetime, target: timedelta) -> list[InboxLine]:
     """Open threads: those waiting for an answer first, longest wait first; then the answered ones."""
-    rows = (await session.execute(
-        select(Thread, Member).join(Member, col(Member.id) == col(Thread.member_id))
-        .where(col(Thread.status) == Status.OPEN)
-        .order_by(col(Thread.waiting_since).is_(None), col(Thread.waiting_since), col(Thread.opened_at))
-    )).all()
+    rows = (
+        await session.execute(
+            select(Thread, Member)
+            .join(Member, col(Member.id) == col(Thread.member_id))
+            .where(col(Thread.status) == Status.OPEN)
+            .order_by(col(Thread.waiting_since).is_(None), col(Thread.waiting_since), col(Thread.opened_at))
+        )
+    ).all()
     lines = []
     for thread, member in rows:
-        last = (await session.execute(
-            select(ThreadMessage).where(col(ThreadMessage.thread_id) == thread.id)
-            .order_by(col(ThreadMessage.id).desc()).limit(1)
-        )).scalar_one_or_none()
+        last = (
+            await session.execute(
+                select(ThreadMessage)
+                .where(col(ThreadMessage.thread_id) == thread.id)
+                .order_by(col(ThreadMessage.id).desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
         overdue = thread.waiting_since is not None and now - thread.waiting_since > target
         lines.append(InboxLine(thread, member, last, overdue))
     return lines
@@ -220,10 +277,14 @@ async def inbox(session: AsyncSession, now: datetime, target: timedelta) -> list
 
 def overdue_statement(now: datetime, target: timedelta) -> Select[Thread, Member]:
     return (
-        select(Thread, Member).join(Member, col(Member.id) == col(Thread.member_id)).where(
-            col(Thread.status) == Status.OPEN, col(Thread.waiting_since) < now - target,
+        select(Thread, Member)
+        .join(Member, col(Member.id) == col(Thread.member_id))
+        .where(
+            col(Thread.status) == Status.OPEN,
+            col(Thread.waiting_since) < now - target,
             col(Thread.overdue_reported_at).is_(None),
-        ).order_by(col(Thread.waiting_since))
+        )
+        .order_by(col(Thread.waiting_since))
     )
 
 
@@ -239,11 +300,14 @@ async def take_overdue(session: AsyncSession, now: datetime, target: timedelta) 
 
 
 async def get_thread(session: AsyncSession, thread_id: int) -> tuple[Thread, Member] | None:
-    row = (await session.execute(
-        select(Thread, Member).join(Member, col(Member.id) == col(Thread.member_id)).where(col(Thread.id) == thread_id)
-    )).first()
+    row = (
+        await session.execute(
+            select(Thread, Member)
+            .join(Member, col(Member.id) == col(Thread.member_id))
+            .where(col(Thread.id) == thread_id)
+        )
+    ).first()
     return (row[0], row[1]) if row else None
-
 
 
 @dataclass(frozen=True)
@@ -260,10 +324,23 @@ async def facts(session: AsyncSession, member_id: int, now: datetime) -> MemberF
     member = await session.get(Member, member_id, populate_existing=True)
     if member is None:
         raise LookupError(member_id)
-    last_purchase = (await session.execute(
-        select(Purchase).where(col(Purchase.member_id) == member_id).order_by(col(Purchase.created_at).desc()).limit(1)
-    )).scalar_one_or_none()
-    coupons = (await session.execute(select(func.count()).select_from(Coupon).where(
-        col(Coupon.member_id) == member_id, col(Coupon.used_at).is_(None), col(Coupon.expires_at) > now,
-    ))).scalar_one()
+    last_purchase = (
+        await session.execute(
+            select(Purchase)
+            .where(col(Purchase.member_id) == member_id)
+            .order_by(col(Purchase.created_at).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    coupons = (
+        await session.execute(
+            select(func.count())
+            .select_from(Coupon)
+            .where(
+                col(Coupon.member_id) == member_id,
+                col(Coupon.used_at).is_(None),
+                col(Coupon.expires_at) > now,
+            )
+        )
+    ).scalar_one()
     return MemberFacts(member, last_purchase, int(coupons), await last_score(session, member_id))

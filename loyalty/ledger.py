@@ -123,8 +123,13 @@ async def debit(
         current = (await session.execute(select(col(Member.points)).where(col(Member.id) == member_id))).scalar_one()
         raise InsufficientPoints(int(current), points)
     entry = LedgerEntry(
-        member_id=member_id, kind=kind, points=-points, idempotency_key=key, reason=reason,
-        actor_id=actor_id, created_at=now,
+        member_id=member_id,
+        kind=kind,
+        points=-points,
+        idempotency_key=key,
+        reason=reason,
+        actor_id=actor_id,
+        created_at=now,
     )
     session.add(entry)
     await session.flush()
@@ -151,13 +156,22 @@ async def claw_back(
     await expire_member(session, member_id, now)
     balance = (
         await session.execute(
-            update(Member).where(col(Member.id) == member_id)
+            update(Member)
+            .where(col(Member.id) == member_id)
             .values(points=col(Member.points) - points, lifetime_points=col(Member.lifetime_points) - points)
             .returning(col(Member.points))
         )
     ).scalar_one()
-    entry = LedgerEntry(member_id=member_id, kind=Kind.REFUND, points=-points, idempotency_key=key,
-                        purchase_id=purchase_id, reason=reason, actor_id=actor_id, created_at=now)
+    entry = LedgerEntry(
+        member_id=member_id,
+        kind=Kind.REFUND,
+        points=-points,
+        idempotency_key=key,
+        purchase_id=purchase_id,
+        reason=reason,
+        actor_id=actor_id,
+        created_at=now,
+    )
     session.add(entry)
     await session.flush()
     lots = await _open_lots(session, member_id)
@@ -217,9 +231,7 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
     total = sum(lot.remaining for lot in lots)
     if not total:
         return 0
-    await session.execute(
-        update(Member).where(col(Member.id) == member_id).values(points=col(Member.points) - total)
-    )
+    await session.execute(update(Member).where(col(Member.id) == member_id).values(points=col(Member.points) - total))
     entry = LedgerEntry(member_id=member_id, kind=Kind.EXPIRE, points=-total, created_at=now)
     session.add(entry)
     await session.flush()
@@ -229,10 +241,7 @@ async def expire_member(session: AsyncSession, member_id: int, now: datetime) ->
 
 async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int = 500) -> list[int]:
     query = (
-        select(col(LedgerEntry.member_id))
-        .where(open_lot(), col(LedgerEntry.expires_at) <= now)
-        .distinct()
-        .limit(limit)
+        select(col(LedgerEntry.member_id)).where(open_lot(), col(LedgerEntry.expires_at) <= now).distinct().limit(limit)
     )
     return [int(member_id) for member_id in (await session.execute(query)).scalars()]
 

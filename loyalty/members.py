@@ -111,8 +111,15 @@ async def join(
         member.chat_id, member.last_seen_at, member.blocked_at, member.erased_at = chat_id, now, None, None
     else:
         member = Member(
-            telegram_id=telegram_id, chat_id=chat_id, code=await _unused_code(session), first_name=first,
-            last_name=last, username=handle, language=map_language(language_code), joined_at=now, last_seen_at=now,
+            telegram_id=telegram_id,
+            chat_id=chat_id,
+            code=await _unused_code(session),
+            first_name=first,
+            last_name=last,
+            username=handle,
+            language=map_language(language_code),
+            joined_at=now,
+            last_seen_at=now,
         )
     session.add(member)
     try:
@@ -122,13 +129,19 @@ async def join(
             await winback.plan(session, program, member)
         if created and program.welcome.bonus:
             await credit(
-                session, member.id, program.welcome.bonus, kind=Kind.WELCOME, now=now,
-                expires_at=program.expires_at(now), key=f"welcome:{member.id}",
+                session,
+                member.id,
+                program.welcome.bonus,
+                kind=Kind.WELCOME,
+                now=now,
+                expires_at=program.expires_at(now),
+                key=f"welcome:{member.id}",
             )
         linked = None
         if referrals.is_referral_payload(payload):
             linked = await referrals.on_start(
-                session, program, member, referrals.referral_code(payload), created=created, now=now)
+                session, program, member, referrals.referral_code(payload), created=created, now=now
+            )
         await session.commit()
     except IntegrityError:
         # Two deliveries of the same /start raced; the other one registered the member.
@@ -139,8 +152,13 @@ async def join(
         return JoinResult(winner, created=False, welcome_points=0)
     if created:
         await session.refresh(member)
-    return JoinResult(member, created=created, welcome_points=program.welcome.bonus if created else 0,
-                      referral=linked, returned=returned)
+    return JoinResult(
+        member,
+        created=created,
+        welcome_points=program.welcome.bonus if created else 0,
+        referral=linked,
+        returned=returned,
+    )
 
 
 async def _unused_code(session: AsyncSession) -> str:
@@ -212,8 +230,9 @@ def _member_and_grant(rider_columns: tuple[Column, ...] = ()) -> PreparedRead:
     )
 
 
-async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int, rider: Rider | None = None
-                   ) -> tuple[MemberView | None, Role]:
+async def identify(
+    session: AsyncSession, static: StaticRoles, telegram_id: int, rider: Rider | None = None
+) -> tuple[MemberView | None, Role]:
     """Who sent an update: the member (None before /start, or after they erased their data) and their role, in
     one query for members; with a rider, its values too."""
     columns, params = (rider.columns, rider.params) if rider is not None else ((), {})
@@ -222,9 +241,8 @@ async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int,
         return None, await role_of(session, static, telegram_id)
     fields, granted = row[:_IDENTITY_WIDTH], row[_IDENTITY_WIDTH]
     if rider is not None:
-        rider.values = row[_IDENTITY_WIDTH + 1:]
+        rider.values = row[_IDENTITY_WIDTH + 1 :]
     roles = static.roles_of(telegram_id)
     if granted is not None:
         roles.add(Role(granted))
     return MemberView(*fields), highest(roles)
-

@@ -53,7 +53,6 @@ def nps_of(scores: Iterable[int]) -> Nps:
     return Nps(counts[Category.PROMOTER], counts[Category.PASSIVE], counts[Category.DETRACTOR])
 
 
-
 # --------------------------------------------------------------------------- periods
 
 ACTIVITY_KINDS = (Kind.PURCHASE, Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL)  # what a member did
@@ -145,6 +144,7 @@ def _share(part: int, whole: int) -> float | None:
 
 # --------------------------------------------------------------------------- figures
 
+
 @dataclass(frozen=True)
 class Members:
     total: int
@@ -157,13 +157,22 @@ class Members:
 
 
 async def members(session: AsyncSession, period: Period) -> Members:
-    total, new = (await session.execute(select(
-        func.count().filter(_member_at(period.end)),
-        func.count().filter(_between(col(Member.joined_at), period.start, period.end)),
-    ).select_from(Member))).one()
-    active = (await session.execute(select(func.count(distinct(col(LedgerEntry.member_id)))).where(
-        _between(col(LedgerEntry.created_at), period.start, period.end),
-        col(LedgerEntry.kind).in_(ACTIVITY_KINDS)))).scalar_one()
+    total, new = (
+        await session.execute(
+            select(
+                func.count().filter(_member_at(period.end)),
+                func.count().filter(_between(col(Member.joined_at), period.start, period.end)),
+            ).select_from(Member)
+        )
+    ).one()
+    active = (
+        await session.execute(
+            select(func.count(distinct(col(LedgerEntry.member_id)))).where(
+                _between(col(LedgerEntry.created_at), period.start, period.end),
+                col(LedgerEntry.kind).in_(ACTIVITY_KINDS),
+            )
+        )
+    ).scalar_one()
     return Members(int(total), int(new), int(active))
 
 
@@ -208,24 +217,33 @@ async def customers(session: AsyncSession, period: Period) -> Customers:
     def flag(condition: Any) -> Any:
         return func.max(case((condition, 1), else_=0))
 
-    per_member = select(
-        flag(_between(at, start - CUSTOMER_WINDOW, start)).label("at_start"),
-        flag(_between(at, end - CUSTOMER_WINDOW, end)).label("at_end"),
-        func.sum(case((_between(at, start, end), 1), else_=0)).label("in_period"),
-        func.sum(case((_between(at, end - CUSTOMER_WINDOW, end), 1), else_=0)).label("last_year"),
-        flag(_between(at, previous, start)).label("before"),
-    ).where(_between(at, earliest, end), _valid()).group_by(col(Purchase.member_id)).subquery()
+    per_member = (
+        select(
+            flag(_between(at, start - CUSTOMER_WINDOW, start)).label("at_start"),
+            flag(_between(at, end - CUSTOMER_WINDOW, end)).label("at_end"),
+            func.sum(case((_between(at, start, end), 1), else_=0)).label("in_period"),
+            func.sum(case((_between(at, end - CUSTOMER_WINDOW, end), 1), else_=0)).label("last_year"),
+            flag(_between(at, previous, start)).label("before"),
+        )
+        .where(_between(at, earliest, end), _valid())
+        .group_by(col(Purchase.member_id))
+        .subquery()
+    )
     c = per_member.c
-    row = (await session.execute(select(
-        func.coalesce(func.sum(c.at_start), 0),
-        func.coalesce(func.sum(c.at_end), 0),
-        func.count().filter(c.at_end == 1, c.at_start == 0),
-        func.count().filter(c.in_period >= 1),
-        func.count().filter(c.in_period >= 2),
-        func.count().filter(c.last_year > LOYAL_PURCHASES),
-        func.count().filter(c.before == 1),
-        func.count().filter(c.before == 1, c.in_period == 0),
-    ))).one()
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(c.at_start), 0),
+                func.coalesce(func.sum(c.at_end), 0),
+                func.count().filter(c.at_end == 1, c.at_start == 0),
+                func.count().filter(c.in_period >= 1),
+                func.count().filter(c.in_period >= 2),
+                func.count().filter(c.last_year > LOYAL_PURCHASES),
+                func.count().filter(c.before == 1),
+                func.count().filter(c.before == 1, c.in_period == 0),
+            )
+        )
+    ).one()
     total = (await session.execute(select(func.count()).select_from(Member).where(_member_at(end)))).scalar_one()
     at_start, at_end, new, buyers, repeat, loyal, before, churned = (int(v) for v in row)
     return Customers(at_start, at_end, new, buyers, repeat, loyal, int(total), before, churned)
@@ -259,12 +277,21 @@ class Support:
 
 
 async def support(session: AsyncSession, period: Period) -> Support:
-    ratings, satisfied = (await session.execute(select(
-        func.count(), func.count().filter(col(Thread.rating) >= 4),
-    ).where(col(Thread.rating).is_not(None), _between(col(Thread.rated_at), period.start, period.end)))).one()
-    rows = (await session.execute(select(col(Thread.opened_at), col(Thread.first_response_at)).where(
-        col(Thread.first_response_at).is_not(None),
-        _between(col(Thread.opened_at), period.start, period.end)))).all()
+    ratings, satisfied = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(col(Thread.rating) >= 4),
+            ).where(col(Thread.rating).is_not(None), _between(col(Thread.rated_at), period.start, period.end))
+        )
+    ).one()
+    rows = (
+        await session.execute(
+            select(col(Thread.opened_at), col(Thread.first_response_at)).where(
+                col(Thread.first_response_at).is_not(None), _between(col(Thread.opened_at), period.start, period.end)
+            )
+        )
+    ).all()
     waits = [answered - opened for opened, answered in rows if answered is not None]
     return Support(int(ratings), int(satisfied), waits)
 
@@ -288,13 +315,18 @@ class Points:
 async def points(session: AsyncSession, period: Period) -> Points:
     points_ = col(LedgerEntry.points)
     kind = col(LedgerEntry.kind)
-    earned, redeemed, expired = (await session.execute(select(
-        func.coalesce(func.sum(points_).filter(points_ > 0), 0),
-        func.coalesce(-func.sum(points_).filter(kind == Kind.SPEND), 0),
-        func.coalesce(-func.sum(points_).filter(kind == Kind.EXPIRE), 0),
-    ).where(_between(col(LedgerEntry.created_at), period.start, period.end)))).one()
-    outstanding = (await session.execute(select(func.coalesce(func.sum(col(Member.points)), 0)).where(
-        col(Member.points) > 0))).scalar_one()
+    earned, redeemed, expired = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(points_).filter(points_ > 0), 0),
+                func.coalesce(-func.sum(points_).filter(kind == Kind.SPEND), 0),
+                func.coalesce(-func.sum(points_).filter(kind == Kind.EXPIRE), 0),
+            ).where(_between(col(LedgerEntry.created_at), period.start, period.end))
+        )
+    ).one()
+    outstanding = (
+        await session.execute(select(func.coalesce(func.sum(col(Member.points)), 0)).where(col(Member.points) > 0))
+    ).scalar_one()
     return Points(int(earned), int(redeemed), int(expired), int(outstanding))
 
 
@@ -324,23 +356,33 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
     window = timedelta(days=days)
     midpoint = period.start + period.length / 2
     dialect = session.bind.dialect.name if session.bind is not None else ""
-    sent_notice: Any = (select(col(Member.id).label("member_id"), col(Notice.created_at).label("sent_at"))
-                   .join(Member, col(Member.telegram_id) == col(Notice.telegram_id)))
+    sent_notice: Any = select(col(Member.id).label("member_id"), col(Notice.created_at).label("sent_at")).join(
+        Member, col(Member.telegram_id) == col(Notice.telegram_id)
+    )
     sources = {
         "birthday": sent_notice.where(col(Notice.kind) == "birthday"),
         "winback": sent_notice.where(col(Notice.kind) == "winback"),
-        "broadcast": select(col(Delivery.member_id).label("member_id"), col(Delivery.sent_at).label("sent_at"))
-        .where(col(Delivery.status) == "sent"),
+        "broadcast": select(col(Delivery.member_id).label("member_id"), col(Delivery.sent_at).label("sent_at")).where(
+            col(Delivery.status) == "sent"
+        ),
     }
     results = []
     base: int | None = None  # members since before the period: the same for every kind
     for kind, source in sources.items():
         sent = source.where(_between(source.selected_columns.sent_at, period.start, period.end)).subquery()
-        bought = exists().where(col(Purchase.member_id) == sent.c.member_id, _valid(),
-                                _within(col(Purchase.occurred_at), sent.c.sent_at, window, dialect))
-        recipients, recipients_bought = (await session.execute(select(
-            func.count(distinct(sent.c.member_id)), func.count(distinct(sent.c.member_id)).filter(bought),
-        ))).one()
+        bought = exists().where(
+            col(Purchase.member_id) == sent.c.member_id,
+            _valid(),
+            _within(col(Purchase.occurred_at), sent.c.sent_at, window, dialect),
+        )
+        recipients, recipients_bought = (
+            await session.execute(
+                select(
+                    func.count(distinct(sent.c.member_id)),
+                    func.count(distinct(sent.c.member_id)).filter(bought),
+                )
+            )
+        ).one()
         if not recipients:
             continue
         # Counted as sets rather than member by member: |others| = |eligible| − |eligible recipients|, and
@@ -349,30 +391,62 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
         lapse = timedelta(days=program.winback.days) if kind == "winback" else None
 
         def eligible(member_id: Any, lapse: timedelta | None = lapse) -> list[Any]:
-            conditions = [col(Member.id) == member_id, col(Member.joined_at) < period.start,
-                          col(Member.erased_at).is_(None)]
+            conditions = [
+                col(Member.id) == member_id,
+                col(Member.joined_at) < period.start,
+                col(Member.erased_at).is_(None),
+            ]
             if lapse is not None:
-                conditions.append(~exists().where(
-                    col(Purchase.member_id) == col(Member.id), _valid(),
-                    _between(col(Purchase.occurred_at), midpoint - lapse, midpoint)))
+                conditions.append(
+                    ~exists().where(
+                        col(Purchase.member_id) == col(Member.id),
+                        _valid(),
+                        _between(col(Purchase.occurred_at), midpoint - lapse, midpoint),
+                    )
+                )
             return conditions
 
         if base is None:
-            base = (await session.execute(select(func.count()).select_from(Member).where(
-                col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
+            base = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(Member)
+                    .where(col(Member.joined_at) < period.start, col(Member.erased_at).is_(None))
+                )
+            ).scalar_one()
         comparable = base
         if lapse is not None:
-            comparable -= (await session.execute(select(func.count(distinct(col(Purchase.member_id)))).join(
-                Member, col(Member.id) == col(Purchase.member_id)).where(
-                _valid(), _between(col(Purchase.occurred_at), midpoint - lapse, midpoint),
-                col(Member.joined_at) < period.start, col(Member.erased_at).is_(None)))).scalar_one()
-        eligible_recipients = (await session.execute(select(func.count(distinct(sent.c.member_id))).where(
-            exists().where(*eligible(sent.c.member_id))))).scalar_one()
-        buyers = (select(col(Purchase.member_id)).where(
-            _valid(), _between(col(Purchase.occurred_at), midpoint, midpoint + window)).distinct().subquery())
-        eligible_buyers, recipient_buyers = (await session.execute(select(
-            func.count(), func.count().filter(buyers.c.member_id.in_(select(sent.c.member_id))),
-        ).where(exists().where(*eligible(buyers.c.member_id))))).one()
+            comparable -= (
+                await session.execute(
+                    select(func.count(distinct(col(Purchase.member_id))))
+                    .join(Member, col(Member.id) == col(Purchase.member_id))
+                    .where(
+                        _valid(),
+                        _between(col(Purchase.occurred_at), midpoint - lapse, midpoint),
+                        col(Member.joined_at) < period.start,
+                        col(Member.erased_at).is_(None),
+                    )
+                )
+            ).scalar_one()
+        eligible_recipients = (
+            await session.execute(
+                select(func.count(distinct(sent.c.member_id))).where(exists().where(*eligible(sent.c.member_id)))
+            )
+        ).scalar_one()
+        buyers = (
+            select(col(Purchase.member_id))
+            .where(_valid(), _between(col(Purchase.occurred_at), midpoint, midpoint + window))
+            .distinct()
+            .subquery()
+        )
+        eligible_buyers, recipient_buyers = (
+            await session.execute(
+                select(
+                    func.count(),
+                    func.count().filter(buyers.c.member_id.in_(select(sent.c.member_id))),
+                ).where(exists().where(*eligible(buyers.c.member_id)))
+            )
+        ).one()
         count_others, count_bought = comparable - eligible_recipients, eligible_buyers - recipient_buyers
         results.append(Effect(kind, int(recipients), int(recipients_bought), int(count_others), int(count_bought)))
     return results
@@ -396,23 +470,37 @@ class TierFigures:
 
 
 async def by_tier(session: AsyncSession, period: Period) -> list[TierFigures]:
-    rows = (await session.execute(select(
-        col(Member.tier), func.count(distinct(col(Purchase.member_id))), func.count(),
-        func.coalesce(func.sum(col(Purchase.amount_minor) - col(Purchase.refunded_minor)), 0),
-    ).join(Member, col(Member.id) == col(Purchase.member_id)).where(
-        _between(col(Purchase.occurred_at), period.start, period.end), _valid(),
-    ).group_by(col(Member.tier)))).all()
+    rows = (
+        await session.execute(
+            select(
+                col(Member.tier),
+                func.count(distinct(col(Purchase.member_id))),
+                func.count(),
+                func.coalesce(func.sum(col(Purchase.amount_minor) - col(Purchase.refunded_minor)), 0),
+            )
+            .join(Member, col(Member.id) == col(Purchase.member_id))
+            .where(
+                _between(col(Purchase.occurred_at), period.start, period.end),
+                _valid(),
+            )
+            .group_by(col(Member.tier))
+        )
+    ).all()
     return [TierFigures(tier, int(m), int(p), int(a)) for tier, m, p, a in rows]
 
 
 async def tier_distribution(session: AsyncSession) -> dict[str, int]:
     """Members (not erased) by tier name; "" for members without a tier."""
-    rows = (await session.execute(select(col(Member.tier), func.count()).where(col(Member.erased_at).is_(None))
-                                  .group_by(col(Member.tier)))).all()
+    rows = (
+        await session.execute(
+            select(col(Member.tier), func.count()).where(col(Member.erased_at).is_(None)).group_by(col(Member.tier))
+        )
+    ).all()
     return {tier or "": int(count) for tier, count in rows}
 
 
 # --------------------------------------------------------------------------- trends
+
 
 @dataclass(frozen=True)
 class Trend:
@@ -429,9 +517,13 @@ async def trend(session: AsyncSession, period: Period, tz: ZoneInfo) -> Trend:
 
     async def counts(column: Any, *where: Any, what: Any = None) -> list[int]:
         index = _bucket_index(column, edges).label("bucket")
-        rows = (await session.execute(select(index, what if what is not None else func.count())
-                                      .where(_between(column, period.start, period.end), *where)
-                                      .group_by(index))).all()
+        rows = (
+            await session.execute(
+                select(index, what if what is not None else func.count())
+                .where(_between(column, period.start, period.end), *where)
+                .group_by(index)
+            )
+        ).all()
         values = [0] * size
         for bucket, count in rows:
             if 0 <= bucket < size:
@@ -442,8 +534,13 @@ async def trend(session: AsyncSession, period: Period, tz: ZoneInfo) -> Trend:
     purchases = await counts(col(Purchase.occurred_at), _valid())
     buyers = await counts(col(Purchase.occurred_at), _valid(), what=func.count(distinct(col(Purchase.member_id))))
     index = _bucket_index(col(Survey.scored_at), edges).label("bucket")
-    score_rows = (await session.execute(select(index, col(Survey.score)).where(
-        col(Survey.score).is_not(None), _between(col(Survey.scored_at), period.start, period.end)))).all()
+    score_rows = (
+        await session.execute(
+            select(index, col(Survey.score)).where(
+                col(Survey.score).is_not(None), _between(col(Survey.scored_at), period.start, period.end)
+            )
+        )
+    ).all()
     scores: list[list[int]] = [[] for _ in edges]
     for bucket, score in score_rows:
         if 0 <= bucket < size and score is not None:
@@ -467,18 +564,27 @@ async def cohorts(session: AsyncSession, now: datetime, tz: ZoneInfo, count: int
     edges = [(first, months_after(first, 1)) for first in firsts]
     join_bucket = _bucket_index(col(Member.joined_at), edges).label("cohort")
     sizes = [0] * count
-    for bucket, size in (await session.execute(select(join_bucket, func.count()).where(
-            col(Member.joined_at) >= firsts[0]).group_by(join_bucket))).all():
+    for bucket, size in (
+        await session.execute(
+            select(join_bucket, func.count()).where(col(Member.joined_at) >= firsts[0]).group_by(join_bucket)
+        )
+    ).all():
         if 0 <= bucket < count:
             sizes[bucket] = int(size)
     buy_bucket = _bucket_index(col(Purchase.occurred_at), edges).label("month")
     # Members per (cohort, month) in two steps: a COUNT(DISTINCT) per group would sort every purchase.
-    pairs = (select(col(Purchase.member_id), join_bucket, buy_bucket)
-             .join(Member, col(Member.id) == col(Purchase.member_id))
-             .where(col(Member.joined_at) >= firsts[0], col(Purchase.occurred_at) >= firsts[0], _valid())
-             .group_by(col(Purchase.member_id), join_bucket, buy_bucket).subquery())
-    rows = (await session.execute(select(pairs.c.cohort, pairs.c.month, func.count())
-                                  .group_by(pairs.c.cohort, pairs.c.month))).all()
+    pairs = (
+        select(col(Purchase.member_id), join_bucket, buy_bucket)
+        .join(Member, col(Member.id) == col(Purchase.member_id))
+        .where(col(Member.joined_at) >= firsts[0], col(Purchase.occurred_at) >= firsts[0], _valid())
+        .group_by(col(Purchase.member_id), join_bucket, buy_bucket)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(pairs.c.cohort, pairs.c.month, func.count()).group_by(pairs.c.cohort, pairs.c.month)
+        )
+    ).all()
     active: list[list[float | None]] = [[None] * count for _ in range(count)]
     for cohort in range(count):
         for n in range(count - cohort):
@@ -491,6 +597,7 @@ async def cohorts(session: AsyncSession, now: datetime, tz: ZoneInfo, count: int
 
 
 # --------------------------------------------------------------------------- the dashboard
+
 
 @dataclass(frozen=True)
 class Dashboard:

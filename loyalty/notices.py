@@ -20,21 +20,28 @@ from storage.models import Notice
 
 async def claim(session: AsyncSession, kind: str, telegram_id: int, period: str, now: datetime, seq: int = 0) -> bool:
     await begin_write(session)
-    won = await insert_once(session, Notice, kind=kind, telegram_id=telegram_id, period=period, seq=seq,
-                            created_at=now)
+    won = await insert_once(session, Notice, kind=kind, telegram_id=telegram_id, period=period, seq=seq, created_at=now)
     await session.commit()
     return won
 
 
 async def release(session: AsyncSession, kind: str, telegram_id: int, period: str, seq: int = 0) -> None:
     await begin_write(session)
-    await session.execute(delete(Notice).where(
-        col(Notice.kind) == kind, col(Notice.telegram_id) == telegram_id, col(Notice.period) == period,
-        col(Notice.seq) == seq))
+    await session.execute(
+        delete(Notice).where(
+            col(Notice.kind) == kind,
+            col(Notice.telegram_id) == telegram_id,
+            col(Notice.period) == period,
+            col(Notice.seq) == seq,
+        )
+    )
     await session.commit()
 
 
 def sent(kind: str, telegram_id: Any, period: Any) -> ColumnElement[bool]:
     """SQL: this notice was claimed already (an index lookup on the UNIQUE key), for due-work selections."""
-    return exists(select(col(Notice.id)).where(
-        col(Notice.kind) == kind, col(Notice.telegram_id) == telegram_id, col(Notice.period) == period))
+    return exists(
+        select(col(Notice.id)).where(
+            col(Notice.kind) == kind, col(Notice.telegram_id) == telegram_id, col(Notice.period) == period
+        )
+    )

@@ -42,17 +42,27 @@ def due_statement(program: Program, now: datetime, limit: int = 500) -> Select[P
     rules = program.nps
     ready = now - timedelta(hours=rules.delay_hours)
     # NOT EXISTS lookups on survey's indexes, rather than NOT IN lists of every recent survey.
-    asked_lately = exists(select(col(Survey.id)).where(
-        col(Survey.member_id) == col(Purchase.member_id),
-        col(Survey.sent_at) > now - timedelta(days=rules.min_days_between)))
+    asked_lately = exists(
+        select(col(Survey.id)).where(
+            col(Survey.member_id) == col(Purchase.member_id),
+            col(Survey.sent_at) > now - timedelta(days=rules.min_days_between),
+        )
+    )
     surveyed = exists(select(col(Survey.id)).where(col(Survey.purchase_id) == col(Purchase.id)))
     return (
-        select(Purchase, Member).join(Member, col(Member.id) == col(Purchase.member_id)).where(
-            col(Purchase.created_at) <= ready, col(Purchase.created_at) > ready - timedelta(hours=rules.window_hours),
+        select(Purchase, Member)
+        .join(Member, col(Member.id) == col(Purchase.member_id))
+        .where(
+            col(Purchase.created_at) <= ready,
+            col(Purchase.created_at) > ready - timedelta(hours=rules.window_hours),
             col(Purchase.refunded_minor) < col(Purchase.amount_minor),
-            col(Member.blocked_at).is_(None), col(Member.erased_at).is_(None),
-            ~asked_lately, ~surveyed,
-        ).order_by(col(Purchase.created_at).desc()).limit(limit)
+            col(Member.blocked_at).is_(None),
+            col(Member.erased_at).is_(None),
+            ~asked_lately,
+            ~surveyed,
+        )
+        .order_by(col(Purchase.created_at).desc())
+        .limit(limit)
     )
 
 
@@ -96,28 +106,47 @@ async def score(session: AsyncSession, survey_id: int, member_id: int, value: in
     """Record (or change, until the answer is final) a 0–10 score. None if it is not this member's survey."""
     if not 0 <= value <= 10:
         raise ValueError("a score is 0 to 10")
-    return await _change(session, survey_id, member_id, (col(Survey.score).is_(None)) | (col(Survey.score) != value),
-                         score=value, scored_at=now)
+    return await _change(
+        session,
+        survey_id,
+        member_id,
+        (col(Survey.score).is_(None)) | (col(Survey.score) != value),
+        score=value,
+        scored_at=now,
+    )
 
 
 async def finish(
     session: AsyncSession, survey_id: int, member_id: int, reason: str | None, now: datetime
 ) -> Answer | None:
     """Give (or skip, with None) the reason: the answer becomes final. None if not this member's survey."""
-    return await _change(session, survey_id, member_id, col(Survey.score).is_not(None),
-                         reason=reason.strip()[:REASON_MAX] if reason else None, finished_at=now)
+    return await _change(
+        session,
+        survey_id,
+        member_id,
+        col(Survey.score).is_not(None),
+        reason=reason.strip()[:REASON_MAX] if reason else None,
+        finished_at=now,
+    )
 
 
-async def _change(session: AsyncSession, survey_id: int, member_id: int, condition: Any,
-                  **values: Any) -> Answer | None:
+async def _change(
+    session: AsyncSession, survey_id: int, member_id: int, condition: Any, **values: Any
+) -> Answer | None:
     """Update this member's unfinished survey when ``condition`` holds; the survey as it now stands."""
     await begin_write(session)
-    changed = (await session.execute(
-        update(Survey).where(
-            col(Survey.id) == survey_id, col(Survey.member_id) == member_id, col(Survey.finished_at).is_(None),
-            condition,
-        ).values(**values)
-    )).rowcount  # type: ignore[attr-defined]
+    changed = (
+        await session.execute(
+            update(Survey)
+            .where(
+                col(Survey.id) == survey_id,
+                col(Survey.member_id) == member_id,
+                col(Survey.finished_at).is_(None),
+                condition,
+            )
+            .values(**values)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     survey = await session.get(Survey, survey_id, populate_existing=True)
     if survey is None or survey.member_id != member_id:
@@ -126,7 +155,11 @@ async def _change(session: AsyncSession, survey_id: int, member_id: int, conditi
 
 
 async def last_score(session: AsyncSession, member_id: int) -> int | None:
-    return (await session.execute(
-        select(col(Survey.score)).where(col(Survey.member_id) == member_id, col(Survey.score).is_not(None))
-        .order_by(col(Survey.scored_at).desc()).limit(1)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(col(Survey.score))
+            .where(col(Survey.member_id) == member_id, col(Survey.score).is_not(None))
+            .order_by(col(Survey.scored_at).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()

@@ -110,8 +110,15 @@ async def _save(session: AsyncSession, program: Program, member: Member, now: da
         bonus = program.profile.bonus
         if bonus:
             assert member.id is not None
-            await credit(session, member.id, bonus, kind=Kind.PROFILE, now=now,
-                         expires_at=program.expires_at(now), key=f"profile:{member.id}")
+            await credit(
+                session,
+                member.id,
+                bonus,
+                kind=Kind.PROFILE,
+                now=now,
+                expires_at=program.expires_at(now),
+                key=f"profile:{member.id}",
+            )
     session.add(member)
     await session.commit()
     await session.refresh(member)
@@ -119,8 +126,13 @@ async def _save(session: AsyncSession, program: Program, member: Member, now: da
 
 
 async def set_birthday(
-    session: AsyncSession, program: Program, member_id: int, birthday: Birthday | None, now: datetime,
-    *, by_staff: bool = False,
+    session: AsyncSession,
+    program: Program,
+    member_id: int,
+    birthday: Birthday | None,
+    now: datetime,
+    *,
+    by_staff: bool = False,
 ) -> Updated:
     """Set (staff: also change or clear) a member's birthday. Raises BirthdayLocked for a member's second try."""
     member = await _load(session, member_id)

@@ -110,7 +110,7 @@ class PromotionRule(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> PromotionRule:
         if (self.multiplier is None) == (self.bonus is None):
-            raise ValueError("give exactly one of multiplier (e.g. \"2\") or bonus (points)")
+            raise ValueError('give exactly one of multiplier (e.g. "2") or bonus (points)')
         if (self.start_time is None) != (self.end_time is None):
             raise ValueError("give both start_time and end_time, or neither")
         if self.start_time is not None and self.end_time is not None and self.start_time >= self.end_time:
@@ -146,6 +146,7 @@ class PunchCardRule(_Section):
 
     def name_in(self, language: str) -> str:
         return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
+
     per: Literal["purchase", "item"] = "purchase"
     reward: str
 
@@ -388,8 +389,11 @@ class Program(_Section):
             if reward.min_tier is not None and reward.min_tier not in tiers:
                 raise ValueError(f"reward {reward.key!r}: min_tier {reward.min_tier!r} is not a tier level name")
         vip_reward = self.vip.monthly_reward if self.vip else None
-        for where, offer in (("birthday.reward", self.birthday.reward), ("winback.reward", self.winback.reward),
-                             ("vip.monthly_reward", vip_reward)):
+        for where, offer in (
+            ("birthday.reward", self.birthday.reward),
+            ("winback.reward", self.winback.reward),
+            ("vip.monthly_reward", vip_reward),
+        ):
             if offer is not None and offer not in keys:
                 raise ValueError(f"{where} {offer!r} is not among [[rewards]] keys")
         if len({card.key for card in self.punch_cards}) != len(self.punch_cards):

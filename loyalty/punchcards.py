@@ -35,8 +35,11 @@ def stamps_for(rule: PunchCardRule, purchase: Purchase) -> int:
 
 
 async def _card(session: AsyncSession, member_id: int, key: str) -> PunchCard:
-    card = (await session.execute(select(PunchCard).where(
-        col(PunchCard.member_id) == member_id, col(PunchCard.card_key) == key))).scalar_one_or_none()
+    card = (
+        await session.execute(
+            select(PunchCard).where(col(PunchCard.member_id) == member_id, col(PunchCard.card_key) == key)
+        )
+    ).scalar_one_or_none()
     if card is None:
         card = PunchCard(member_id=member_id, card_key=key)
         session.add(card)
@@ -63,8 +66,9 @@ async def stamp(session: AsyncSession, program: Program, purchase: Purchase, now
 
 
 async def _issue(session: AsyncSession, rule: PunchCardRule, purchase: Purchase, n: int, now: datetime) -> str | None:
-    coupon = await gift_coupon(session, purchase.member_id, rule.reward, key=f"punch:{purchase.id}:{rule.key}:{n}",
-                               now=now)
+    coupon = await gift_coupon(
+        session, purchase.member_id, rule.reward, key=f"punch:{purchase.id}:{rule.key}:{n}", now=now
+    )
     return coupon.code if coupon is not None else None
 
 
@@ -84,13 +88,19 @@ async def unstamp(session: AsyncSession, purchase: Purchase, share: tuple[int, i
 
 def stamps_column(card_key: str, member_id: ColumnElement[Any] | Mapped[Any]) -> ColumnElement[Any]:
     """A scalar subquery for the stamps on the member's current card of this kind (NULL: none yet)."""
-    return select(col(PunchCard.stamps)).where(
-        col(PunchCard.member_id) == member_id, col(PunchCard.card_key) == card_key,
-    ).scalar_subquery()
+    return (
+        select(col(PunchCard.stamps))
+        .where(
+            col(PunchCard.member_id) == member_id,
+            col(PunchCard.card_key) == card_key,
+        )
+        .scalar_subquery()
+    )
 
 
 _STAMPS = select(col(PunchCard.card_key), col(PunchCard.stamps)).where(
-    col(PunchCard.member_id) == bindparam("member_id", type_=Integer))
+    col(PunchCard.member_id) == bindparam("member_id", type_=Integer)
+)
 
 
 async def progress_of(session: AsyncSession, program: Program, member_id: int) -> list[CardProgress]:

@@ -122,10 +122,20 @@ async def record_purchase(
     earning = await earning_for(session, program, member_id, basket)
     points = earning.total
     purchase = Purchase(
-        member_id=member_id, source=source, external_id=external_id, amount_minor=to_minor(amount, program),
-        currency=program.currency, category=category, items=items, base_points=earning.base, points=points,
-        promotion=earning.promotion, promotion_detail=earning.detail, recorded_by=recorded_by,
-        occurred_at=occurred, created_at=now,
+        member_id=member_id,
+        source=source,
+        external_id=external_id,
+        amount_minor=to_minor(amount, program),
+        currency=program.currency,
+        category=category,
+        items=items,
+        base_points=earning.base,
+        points=points,
+        promotion=earning.promotion,
+        promotion_detail=earning.detail,
+        recorded_by=recorded_by,
+        occurred_at=occurred,
+        created_at=now,
     )
     session.add(purchase)
     try:
@@ -133,8 +143,13 @@ async def record_purchase(
         assert purchase.id is not None
         if points:
             _, balance = await credit(
-                session, member_id, points, kind=Kind.PURCHASE, now=now,
-                expires_at=program.expires_at(now), purchase_id=purchase.id,
+                session,
+                member_id,
+                points,
+                kind=Kind.PURCHASE,
+                now=now,
+                expires_at=program.expires_at(now),
+                purchase_id=purchase.id,
                 key=f"purchase:{purchase.id}",
             )
         else:
@@ -153,8 +168,16 @@ async def record_purchase(
         return await _replayed(session, winner)
     if payout is not None and payout.friend_points:
         balance += payout.friend_points
-    return PurchaseResult(purchase, created=True, points=points, balance=balance + welcome_back, cards=cards,
-                          promoted=promoted, referral=payout, winback_bonus=welcome_back)
+    return PurchaseResult(
+        purchase,
+        created=True,
+        points=points,
+        balance=balance + welcome_back,
+        cards=cards,
+        promoted=promoted,
+        referral=payout,
+        winback_bonus=welcome_back,
+    )
 
 
 async def _balance(session: AsyncSession, member_id: int) -> int:

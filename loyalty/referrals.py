@@ -65,7 +65,7 @@ def referral_code(payload: str | None) -> str | None:
     carry far more than Telegram's 64 characters)."""
     if not is_referral_payload(payload) or payload is None or len(payload) > 64:
         return None
-    return normalize_code(payload[len(PREFIX):])
+    return normalize_code(payload[len(PREFIX) :])
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,18 @@ async def on_start(
     await insert_once(session, ReferralVisit, referrer_id=referrer.id, telegram_id=member.telegram_id, created_at=now)
     if not created:
         return Linked(None, referrer, LinkProblem.ALREADY_MEMBER)
-    recent = (await session.execute(
-        select(func.count()).select_from(Referral)
-        .where(col(Referral.referrer_id) == referrer.id, col(Referral.created_at) > now - BURST_WINDOW)
-    )).scalar_one()
+    recent = (
+        await session.execute(
+            select(func.count())
+            .select_from(Referral)
+            .where(col(Referral.referrer_id) == referrer.id, col(Referral.created_at) > now - BURST_WINDOW)
+        )
+    ).scalar_one()
     rules = program.referrals
     referral = Referral(
-        referrer_id=referrer.id, friend_id=member.id, created_at=now,
+        referrer_id=referrer.id,
+        friend_id=member.id,
+        created_at=now,
         review=Review.PENDING if recent >= rules.burst_limit else None,
     )
     member.referred_by_id = referrer.id
@@ -137,10 +142,13 @@ async def on_start(
 
 async def on_purchase(session: AsyncSession, program: Program, purchase: Purchase, now: datetime) -> Payout | None:
     """Called inside the purchase's unit of work: the friend's first qualifying purchase pays the bonuses."""
-    referral = (await session.execute(
-        select(Referral).where(col(Referral.friend_id) == purchase.member_id, col(Referral.qualified_at).is_(None))
-        .with_for_update()  # two purchases of the friend at once: one qualifies
-    )).scalar_one_or_none()
+    referral = (
+        await session.execute(
+            select(Referral)
+            .where(col(Referral.friend_id) == purchase.member_id, col(Referral.qualified_at).is_(None))
+            .with_for_update()  # two purchases of the friend at once: one qualifies
+        )
+    ).scalar_one_or_none()
     if referral is None:
         return None
     minimum = int(program.referrals.qualifying_amount.scaleb(program.minor_digits))
@@ -165,8 +173,15 @@ async def _pay_friend(session: AsyncSession, program: Program, referral: Referra
     if not bonus or referral.friend_points:
         return 0
     occasion = "join" if program.referrals.friend_bonus_on == "join" else _occasion(referral)
-    await credit(session, referral.friend_id, bonus, kind=Kind.REFERRAL, now=now,
-                 expires_at=program.expires_at(now), key=f"referral-friend:{referral.id}:{occasion}")
+    await credit(
+        session,
+        referral.friend_id,
+        bonus,
+        kind=Kind.REFERRAL,
+        now=now,
+        expires_at=program.expires_at(now),
+        key=f"referral-friend:{referral.id}:{occasion}",
+    )
     referral.friend_points = bonus
     session.add(referral)
     return bonus
@@ -179,19 +194,34 @@ async def _pay(session: AsyncSession, program: Program, referral: Referral, now:
     if rules.friend_bonus_on == "join" or referral.qualified_at is not None:
         friend_points = await _pay_friend(session, program, referral, now)
     referrer_points, capped = 0, False
-    if referral.qualified_at is not None and referral.referrer_paid_at is None and not referral.capped \
-            and rules.referrer_bonus:
-        paid_this_month = (await session.execute(
-            select(func.count()).select_from(Referral).where(
-                col(Referral.referrer_id) == referral.referrer_id,
-                col(Referral.referrer_paid_at) >= period_start(now, "month", program),
+    if (
+        referral.qualified_at is not None
+        and referral.referrer_paid_at is None
+        and not referral.capped
+        and rules.referrer_bonus
+    ):
+        paid_this_month = (
+            await session.execute(
+                select(func.count())
+                .select_from(Referral)
+                .where(
+                    col(Referral.referrer_id) == referral.referrer_id,
+                    col(Referral.referrer_paid_at) >= period_start(now, "month", program),
+                )
             )
-        )).scalar_one()
+        ).scalar_one()
         if paid_this_month >= rules.monthly_cap:
             referral.capped = capped = True
         else:
-            await credit(session, referral.referrer_id, rules.referrer_bonus, kind=Kind.REFERRAL, now=now,
-                         expires_at=program.expires_at(now), key=f"referral:{referral.id}:{_occasion(referral)}")
+            await credit(
+                session,
+                referral.referrer_id,
+                rules.referrer_bonus,
+                kind=Kind.REFERRAL,
+                now=now,
+                expires_at=program.expires_at(now),
+                key=f"referral:{referral.id}:{_occasion(referral)}",
+            )
             referral.referrer_points = referrer_points = rules.referrer_bonus
             referral.referrer_paid_at = now
         session.add(referral)
@@ -206,9 +236,9 @@ async def on_refund(session: AsyncSession, program: Program, purchase: Purchase,
     """Called inside a refund's unit of work. When the referral's qualifying purchase is refunded below the
     qualifying amount, the bonuses it paid are taken back and the friend can qualify again with a later purchase:
     otherwise buying and returning would farm referral points."""
-    referral = (await session.execute(
-        select(Referral).where(col(Referral.purchase_id) == purchase.id)
-    )).scalar_one_or_none()
+    referral = (
+        await session.execute(select(Referral).where(col(Referral.purchase_id) == purchase.id))
+    ).scalar_one_or_none()
     minimum = int(program.referrals.qualifying_amount.scaleb(program.minor_digits))
     if referral is None or purchase.amount_minor - purchase.refunded_minor >= minimum:
         return None
@@ -218,8 +248,16 @@ async def on_refund(session: AsyncSession, program: Program, purchase: Purchase,
         referral.friend_points = 0
     for member_id, points in takebacks:
         if points:
-            await claw_back(session, member_id, points, now=now, from_lots=[], purchase_id=purchase.id,
-                            key=f"referral-refund:{referral.id}:{member_id}:{purchase.id}", reason="referral refunded")
+            await claw_back(
+                session,
+                member_id,
+                points,
+                now=now,
+                from_lots=[],
+                purchase_id=purchase.id,
+                key=f"referral-refund:{referral.id}:{member_id}:{purchase.id}",
+                reason="referral refunded",
+            )
     referral.qualified_at = referral.purchase_id = referral.referrer_paid_at = None
     referral.referrer_points, referral.capped = 0, False
     session.add(referral)
@@ -239,11 +277,13 @@ async def review(
 ) -> Decision | None:
     """Approve or reject a held referral, once. None if there is no such referral."""
     await begin_write(session)
-    decided = (await session.execute(
-        update(Referral)
-        .where(col(Referral.id) == referral_id, col(Referral.review) == Review.PENDING)
-        .values(review=Review.APPROVED if approve else Review.REJECTED, reviewed_by=actor_id)
-    )).rowcount  # type: ignore[attr-defined]
+    decided = (
+        await session.execute(
+            update(Referral)
+            .where(col(Referral.id) == referral_id, col(Referral.review) == Review.PENDING)
+            .values(review=Review.APPROVED if approve else Review.REJECTED, reviewed_by=actor_id)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     referral = await session.get(Referral, referral_id, populate_existing=True)
     if referral is None:
         await session.rollback()
@@ -262,16 +302,22 @@ class Stats:
 
 
 async def stats(session: AsyncSession, member_id: int) -> Stats:
-    invited = (await session.execute(
-        select(func.count()).select_from(ReferralVisit).where(col(ReferralVisit.referrer_id) == member_id)
-    )).scalar_one()
-    joined, qualified, points = (await session.execute(
-        select(
-            func.count(),
-            func.count(col(Referral.qualified_at)).filter(func.coalesce(col(Referral.review), "") != Review.REJECTED),
-            func.coalesce(func.sum(col(Referral.referrer_points)), 0),
-        ).where(col(Referral.referrer_id) == member_id)
-    )).one()
+    invited = (
+        await session.execute(
+            select(func.count()).select_from(ReferralVisit).where(col(ReferralVisit.referrer_id) == member_id)
+        )
+    ).scalar_one()
+    joined, qualified, points = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count(col(Referral.qualified_at)).filter(
+                    func.coalesce(col(Referral.review), "") != Review.REJECTED
+                ),
+                func.coalesce(func.sum(col(Referral.referrer_points)), 0),
+            ).where(col(Referral.referrer_id) == member_id)
+        )
+    ).one()
     return Stats(int(invited), int(joined), int(qualified), int(points))
 
 

@@ -54,17 +54,26 @@ class RefundResult:
 
 
 async def refund(
-    session: AsyncSession, program: Program, *, receipt: str, amount: Decimal | None, key: str, actor_id: int,
+    session: AsyncSession,
+    program: Program,
+    *,
+    receipt: str,
+    amount: Decimal | None,
+    key: str,
+    actor_id: int,
     now: datetime,
 ) -> RefundResult:
     """Refund ``amount`` (None: everything not yet refunded) of the purchase with this receipt."""
     await begin_write(session)
     if (done := await _by_key(session, key)) is not None:
         return await _replayed(session, done)
-    purchase = (await session.execute(
-        select(Purchase).where(col(Purchase.external_id) == receipt, col(Purchase.source).in_(("receipt", "api")))
-        .with_for_update()
-    )).scalar_one_or_none()
+    purchase = (
+        await session.execute(
+            select(Purchase)
+            .where(col(Purchase.external_id) == receipt, col(Purchase.source).in_(("receipt", "api")))
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
     if purchase is None or purchase.id is None:
         raise RefundRefused(RefundProblem.UNKNOWN)
     left = purchase.amount_minor - purchase.refunded_minor
@@ -76,21 +85,42 @@ async def refund(
     taken_before = purchase.points * purchase.refunded_minor // purchase.amount_minor
     purchase.refunded_minor += wanted
     points = purchase.points * purchase.refunded_minor // purchase.amount_minor - taken_before
-    record = Refund(purchase_id=purchase.id, amount_minor=wanted, points=points, idempotency_key=key,
-                    actor_id=actor_id, created_at=now)
+    record = Refund(
+        purchase_id=purchase.id,
+        amount_minor=wanted,
+        points=points,
+        idempotency_key=key,
+        actor_id=actor_id,
+        created_at=now,
+    )
     session.add_all([purchase, record])
     try:
         await session.flush()
         await unstamp(session, purchase, (purchase.refunded_minor, purchase.amount_minor))
         balance = await _balance(session, purchase.member_id)
         if points:
-            own_lots = [lot_id for lot_id in (await session.execute(
-                select(col(LedgerEntry.id)).where(col(LedgerEntry.purchase_id) == purchase.id,
-                                                   col(LedgerEntry.points) > 0)
-            )).scalars() if lot_id is not None]
-            _, balance = await claw_back(session, purchase.member_id, points, now=now, from_lots=own_lots,
-                                         key=f"refund:{record.id}", purchase_id=purchase.id, actor_id=actor_id,
-                                         reason=f"refund {receipt}"[:256])
+            own_lots = [
+                lot_id
+                for lot_id in (
+                    await session.execute(
+                        select(col(LedgerEntry.id)).where(
+                            col(LedgerEntry.purchase_id) == purchase.id, col(LedgerEntry.points) > 0
+                        )
+                    )
+                ).scalars()
+                if lot_id is not None
+            ]
+            _, balance = await claw_back(
+                session,
+                purchase.member_id,
+                points,
+                now=now,
+                from_lots=own_lots,
+                key=f"refund:{record.id}",
+                purchase_id=purchase.id,
+                actor_id=actor_id,
+                reason=f"refund {receipt}"[:256],
+            )
         await referrals.on_refund(session, program, purchase, now)
         await session.commit()
     except IntegrityError:

@@ -97,18 +97,34 @@ async def catalog(session: AsyncSession, *, include_disabled: bool = False) -> l
 
 async def find_reward(session: AsyncSession, ref: str) -> Reward | None:
     """A reward by numeric id or key."""
-    query = select(Reward).where(col(Reward.id) == int(ref)) if ref.isdecimal() else select(Reward).where(
-        col(Reward.key) == ref.lower())
+    query = (
+        select(Reward).where(col(Reward.id) == int(ref))
+        if ref.isdecimal()
+        else select(Reward).where(col(Reward.key) == ref.lower())
+    )
     return (await session.execute(query)).scalar_one_or_none()
 
 
 async def add_reward(
-    session: AsyncSession, *, title: str, cost: int, stock: int | None, per_member_limit: int | None,
-    validity_days: int, min_tier: str | None = None,
+    session: AsyncSession,
+    *,
+    title: str,
+    cost: int,
+    stock: int | None,
+    per_member_limit: int | None,
+    validity_days: int,
+    min_tier: str | None = None,
 ) -> Reward:
     await begin_write(session)
-    reward = Reward(key=f"r{secrets.token_hex(4)}", title=title, cost=cost, stock=stock,
-                    per_member_limit=per_member_limit, validity_days=validity_days, min_tier=min_tier)
+    reward = Reward(
+        key=f"r{secrets.token_hex(4)}",
+        title=title,
+        cost=cost,
+        stock=stock,
+        per_member_limit=per_member_limit,
+        validity_days=validity_days,
+        min_tier=min_tier,
+    )
     session.add(reward)
     await session.commit()
     return reward
@@ -149,11 +165,15 @@ async def redeem(
         if member is None or not tier_allows(program, reward, member.tier):
             raise RewardUnavailable(Unavailable.TIER_TOO_LOW)
     try:
-        entry, balance = await debit(session, member_id, reward.cost, kind=Kind.SPEND, now=now,
-                                     reason=reward.title[:256])
+        entry, balance = await debit(
+            session, member_id, reward.cost, kind=Kind.SPEND, now=now, reason=reward.title[:256]
+        )
         if reward.per_member_limit is not None:
-            taken = (await session.execute(select(func.count()).where(
-                col(Coupon.member_id) == member_id, col(Coupon.reward_id) == reward_id))).scalar_one()
+            taken = (
+                await session.execute(
+                    select(func.count()).where(col(Coupon.member_id) == member_id, col(Coupon.reward_id) == reward_id)
+                )
+            ).scalar_one()
             if taken >= reward.per_member_limit:
                 raise RewardUnavailable(Unavailable.LIMIT_REACHED)
         in_stock = await session.execute(
@@ -163,9 +183,16 @@ async def redeem(
         )
         if in_stock.rowcount == 0:  # type: ignore[attr-defined]
             raise RewardUnavailable(Unavailable.OUT_OF_STOCK)
-        coupon = Coupon(code=await _unused_code(session), member_id=member_id, reward_id=reward_id,
-                        points=reward.cost, ledger_entry_id=entry.id, idempotency_key=key, issued_at=now,
-                        expires_at=now + timedelta(days=reward.validity_days))
+        coupon = Coupon(
+            code=await _unused_code(session),
+            member_id=member_id,
+            reward_id=reward_id,
+            points=reward.cost,
+            ledger_entry_id=entry.id,
+            idempotency_key=key,
+            issued_at=now,
+            expires_at=now + timedelta(days=reward.validity_days),
+        )
         session.add(coupon)
         await session.commit()
     except IntegrityError:
@@ -208,9 +235,15 @@ async def gift_coupon(
     reward = (await session.execute(select(Reward).where(col(Reward.key) == reward_key))).scalar_one_or_none()
     if reward is None or reward.id is None:
         return None
-    coupon = Coupon(code=await _unused_code(session), member_id=member_id, reward_id=reward.id, points=0,
-                    idempotency_key=key, issued_at=now,
-                    expires_at=now + timedelta(days=days if days is not None else reward.validity_days))
+    coupon = Coupon(
+        code=await _unused_code(session),
+        member_id=member_id,
+        reward_id=reward.id,
+        points=0,
+        idempotency_key=key,
+        issued_at=now,
+        expires_at=now + timedelta(days=days if days is not None else reward.validity_days),
+    )
     session.add(coupon)
     await session.flush()
     return coupon
@@ -223,8 +256,16 @@ class Gift:
 
 
 async def give_gift(
-    session: AsyncSession, program: Program, member_id: int, *, key: str, kind: str, points: int,
-    reward: str | None, coupon_days: int | None, now: datetime,
+    session: AsyncSession,
+    program: Program,
+    member_id: int,
+    *,
+    key: str,
+    kind: str,
+    points: int,
+    reward: str | None,
+    coupon_days: int | None,
+    now: datetime,
 ) -> Gift:
     """Bonus points and a coupon for one occasion (a birthday, a month of VIP), committed. The same ``key``
     again gives nothing more and returns what it gave, so a job run twice, or by two schedulers, gives once."""
@@ -264,9 +305,11 @@ class CouponUse:
 async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: datetime) -> CouponUse:
     """Mark a coupon used at the till, once: the conditional update makes a second scan a clear "used"."""
     await begin_write(session)
-    row = (await session.execute(
-        select(Coupon, Reward).join(Reward, col(Reward.id) == col(Coupon.reward_id)).where(col(Coupon.code) == code)
-    )).first()
+    row = (
+        await session.execute(
+            select(Coupon, Reward).join(Reward, col(Reward.id) == col(Coupon.reward_id)).where(col(Coupon.code) == code)
+        )
+    ).first()
     if row is None:
         await session.commit()
         return CouponUse(None, None, CouponProblem.UNKNOWN)
@@ -280,7 +323,8 @@ async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: 
         problem = CouponProblem.DISABLED
     else:
         marked = await session.execute(
-            update(Coupon).where(col(Coupon.id) == coupon.id, col(Coupon.used_at).is_(None))
+            update(Coupon)
+            .where(col(Coupon.id) == coupon.id, col(Coupon.used_at).is_(None))
             .values(used_at=now, used_by=cashier_id)
         )
         if marked.rowcount == 0:  # type: ignore[attr-defined]  # another till was a moment faster

@@ -74,11 +74,16 @@ def parse_segment(text: str, program: Program) -> Segment:
 
 def members(segment: Segment, program: Program, now: datetime) -> Select[int | None, str]:
     """Ids and languages of the segment's members."""
-    last_purchase = (select(func.max(col(Purchase.created_at))).where(col(Purchase.member_id) == col(Member.id))
-                     .correlate(Member).scalar_subquery())
+    last_purchase = (
+        select(func.max(col(Purchase.created_at)))
+        .where(col(Purchase.member_id) == col(Member.id))
+        .correlate(Member)
+        .scalar_subquery()
+    )
     last_activity = func.coalesce(last_purchase, col(Member.joined_at))
     statement = select(col(Member.id), col(Member.language)).where(
-        col(Member.promotions).is_(True), col(Member.blocked_at).is_(None), col(Member.erased_at).is_(None))
+        col(Member.promotions).is_(True), col(Member.blocked_at).is_(None), col(Member.erased_at).is_(None)
+    )
     if segment.tier is not None:
         statement = statement.where(col(Member.tier) == segment.tier)
     if segment.inactive_days is not None:
@@ -90,9 +95,14 @@ def members(segment: Segment, program: Program, now: datetime) -> Select[int | N
     if segment.language is not None:
         statement = statement.where(col(Member.language) == segment.language)
     if segment.nps is not None:
-        latest = (select(col(Survey.score)).where(col(Survey.member_id) == col(Member.id),
-                                                  col(Survey.score).is_not(None))
-                  .order_by(col(Survey.scored_at).desc()).limit(1).correlate(Member).scalar_subquery())
+        latest = (
+            select(col(Survey.score))
+            .where(col(Survey.member_id) == col(Member.id), col(Survey.score).is_not(None))
+            .order_by(col(Survey.scored_at).desc())
+            .limit(1)
+            .correlate(Member)
+            .scalar_subquery()
+        )
         low, high = NPS_RANGES[segment.nps]
         statement = statement.where(latest >= low, latest <= high)
     if segment.min_points is not None:

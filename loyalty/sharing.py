@@ -73,8 +73,13 @@ def normalize_link(text: str) -> str | None:
         return None
     if host in ("localhost",) or host.replace(".", "").isdigit():
         return None  # not a public post
-    query = urlencode(sorted((key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
-                             if not key.lower().startswith(_TRACKING)))
+    query = urlencode(
+        sorted(
+            (key, value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+            if not key.lower().startswith(_TRACKING)
+        )
+    )
     netloc = host if port in (None, 80, 443) else f"{host}:{port}"
     link = urlunsplit(("https", netloc, parts.path.rstrip("/") or "", query, ""))
     # Re-encoding can multiply the length of non-ASCII text; what does not fit is no ordinary post link.
@@ -101,17 +106,20 @@ async def can_submit(session: AsyncSession, program: Program, member_id: int, ki
         raise Refused(Refusal.NOT_OFFERED)
     since_month = period_start(now, "month", program)
     since_day = period_start(now, "day", program)
-    today, this_month = (await session.execute(
-        select(
-            func.count().filter(col(Submission.created_at) >= since_day),
-            func.count(),
-        ).where(
-            col(Submission.member_id) == member_id, col(Submission.kind) == kind,
-            col(Submission.created_at) >= since_month,
-            # A rejected submission does not use up the member's allowance.
-            col(Submission.status) != Status.REJECTED,
+    today, this_month = (
+        await session.execute(
+            select(
+                func.count().filter(col(Submission.created_at) >= since_day),
+                func.count(),
+            ).where(
+                col(Submission.member_id) == member_id,
+                col(Submission.kind) == kind,
+                col(Submission.created_at) >= since_month,
+                # A rejected submission does not use up the member's allowance.
+                col(Submission.status) != Status.REJECTED,
+            )
         )
-    )).one()
+    ).one()
     if today >= rule.per_day:
         raise Refused(Refusal.DAILY_CAP)
     if this_month >= rule.per_month:
@@ -133,9 +141,10 @@ async def submit(
     await begin_write(session)
     try:
         await can_submit(session, program, member_id, kind, now)
-        if digest is not None and (await session.execute(
-            select(func.count()).where(col(Submission.link_hash) == digest)
-        )).scalar_one():
+        if (
+            digest is not None
+            and (await session.execute(select(func.count()).where(col(Submission.link_hash) == digest))).scalar_one()
+        ):
             raise Refused(Refusal.DUPLICATE)
     except Refused:
         await session.rollback()  # release the write lock before the handler answers
@@ -160,7 +169,13 @@ class Decision:
 
 
 async def decide(
-    session: AsyncSession, program: Program, submission_id: int, *, approve: bool, actor_id: int, now: datetime,
+    session: AsyncSession,
+    program: Program,
+    submission_id: int,
+    *,
+    approve: bool,
+    actor_id: int,
+    now: datetime,
     reason: str | None = None,
 ) -> Decision | None:
     """Approve (and pay) or reject (with a reason) a pending submission, once. None if there is none."""
@@ -172,15 +187,29 @@ async def decide(
         await session.rollback()
         return None
     points = program.sharing.kind(submission.kind).points if approve else 0
-    changed = (await session.execute(
-        update(Submission)
-        .where(col(Submission.id) == submission_id, col(Submission.status) == Status.PENDING)
-        .values(status=Status.APPROVED if approve else Status.REJECTED, reason=None if approve else reason,
-                points=points, decided_by=actor_id, decided_at=now)
-    )).rowcount  # type: ignore[attr-defined]
+    changed = (
+        await session.execute(
+            update(Submission)
+            .where(col(Submission.id) == submission_id, col(Submission.status) == Status.PENDING)
+            .values(
+                status=Status.APPROVED if approve else Status.REJECTED,
+                reason=None if approve else reason,
+                points=points,
+                decided_by=actor_id,
+                decided_at=now,
+            )
+        )
+    ).rowcount  # type: ignore[attr-defined]
     if changed and points:
-        await credit(session, submission.member_id, points, kind=Kind.SHARE, now=now,
-                     expires_at=program.expires_at(now), key=f"share:{submission_id}")
+        await credit(
+            session,
+            submission.member_id,
+            points,
+            kind=Kind.SHARE,
+            now=now,
+            expires_at=program.expires_at(now),
+            key=f"share:{submission_id}",
+        )
     await session.commit()
     await session.refresh(submission)
     member = await session.get(Member, submission.member_id)

@@ -26,8 +26,12 @@ from storage.models import Member, Purchase
 def months_before(moment: datetime, months: int) -> datetime:
     index = moment.year * 12 + moment.month - 1 - months
     year, month = divmod(index, 12)
-    day = min(moment.day, [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30,
-                           31, 31, 30, 31, 30, 31][month])
+    day = min(
+        moment.day,
+        [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][
+            month
+        ],
+    )
     return moment.replace(year=year, month=month + 1, day=day)
 
 
@@ -35,8 +39,9 @@ def months_after(moment: datetime, months: int) -> datetime:
     return months_before(moment, -months)
 
 
-def window_columns(basis: str, member_id: ColumnElement[Any] | Mapped[Any]
-                   ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+def window_columns(
+    basis: str, member_id: ColumnElement[Any] | Mapped[Any]
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """Scalar subqueries for the qualifying total (raw: minor units or points) and the oldest purchase counted,
     over ``:since < occurred_at <= :now`` for ``member_id`` (a parameter, or the member row /balance reads)."""
     if basis == "spend":
@@ -61,8 +66,9 @@ def _window_statement(basis: str) -> Select[Any, Any]:
 _WINDOW = {basis: _window_statement(basis) for basis in ("spend", "points")}
 
 
-async def _window(session: AsyncSession, program: Program, member_id: int, now: datetime
-                  ) -> tuple[Decimal, datetime | None]:
+async def _window(
+    session: AsyncSession, program: Program, member_id: int, now: datetime
+) -> tuple[Decimal, datetime | None]:
     """Qualifying amount over the window, and the oldest purchase counted in it."""
     params = {"member_id": member_id, "since": window_start(program, now), "now": now}
     total, oldest = (await (await session.connection()).execute(_WINDOW[program.tiers.basis], params)).one()
@@ -98,9 +104,7 @@ def multiplier(program: Program, tier: str | None) -> Decimal:
     return level.multiplier if level else Decimal(1)
 
 
-async def promote_if_earned(
-    session: AsyncSession, program: Program, member: Member, now: datetime
-) -> TierLevel | None:
+async def promote_if_earned(session: AsyncSession, program: Program, member: Member, now: datetime) -> TierLevel | None:
     """Inside a purchase's unit of work: move the member up at once if they crossed a threshold."""
     if not program.tiers.levels or member.id is None:
         return None
@@ -120,8 +124,9 @@ class TierProgress:
     by: datetime | None  # after this, the oldest counted purchase leaves the window
 
 
-async def progress(session: AsyncSession, program: Program, member_id: int, tier: str | None,
-                   now: datetime) -> TierProgress:
+async def progress(
+    session: AsyncSession, program: Program, member_id: int, tier: str | None, now: datetime
+) -> TierProgress:
     amount, oldest = await _window(session, program, member_id, now)
     return progress_from(program, tier, amount, oldest)
 
@@ -164,8 +169,11 @@ async def review_tiers(session: AsyncSession, program: Program, now: datetime) -
             warned.append((member.id, level, level.keep_threshold - amount, now + grace))
         elif now >= member.tier_warned_at + grace:
             # Down to the highest lower level the member still keeps (keep ≤ enter, so that covers "reaches").
-            keep_lower = [lv for lv in program.tiers.levels if rank(program, lv.name) < rank(program, level.name)
-                          and amount >= lv.keep_threshold]
+            keep_lower = [
+                lv
+                for lv in program.tiers.levels
+                if rank(program, lv.name) < rank(program, level.name) and amount >= lv.keep_threshold
+            ]
             new = keep_lower[-1] if keep_lower else None
             member.tier, member.tier_since, member.tier_warned_at = (new.name if new else None), now, None
             session.add(member)

@@ -97,15 +97,21 @@ class CheckoutProblem(StrEnum):
     NOT_A_MEMBER = "not_a_member"  # never joined, erased their data, or paying for someone else's invoice
 
 
-async def check_checkout(session: AsyncSession, program: Program, *, telegram_id: int, payload: str, currency: str,
-                         total_amount: int) -> CheckoutProblem | None:
+async def check_checkout(
+    session: AsyncSession, program: Program, *, telegram_id: int, payload: str, currency: str, total_amount: int
+) -> CheckoutProblem | None:
     """Whether Telegram may take this payment: read-only, since the pre-checkout must be answered at once."""
     rules = program.vip_offer
     if rules is None:
         return CheckoutProblem.NOT_OFFERED
     parsed = parse_payload(payload)
-    if (parsed is None or parsed.version != offer_version(rules) or parsed.period_days != rules.period_days
-            or currency != CURRENCY or total_amount != rules.price_stars):
+    if (
+        parsed is None
+        or parsed.version != offer_version(rules)
+        or parsed.period_days != rules.period_days
+        or currency != CURRENCY
+        or total_amount != rules.price_stars
+    ):
         return CheckoutProblem.OFFER_CHANGED
     member = await session.get(Member, parsed.member_id)
     if member is None or member.erased_at is not None or member.telegram_id != telegram_id:
@@ -125,15 +131,20 @@ class PaymentResult:
 
 
 async def find_payment(session: AsyncSession, charge_id: str) -> VipPayment | None:
-    return (await session.execute(
-        select(VipPayment).where(col(VipPayment.telegram_payment_charge_id) == charge_id)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(select(VipPayment).where(col(VipPayment.telegram_payment_charge_id) == charge_id))
+    ).scalar_one_or_none()
 
 
 async def _locked_member(session: AsyncSession, member_id: int) -> Member | None:
-    return (await session.execute(
-        select(Member).where(col(Member.id) == member_id).with_for_update().execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Member)
+            .where(col(Member.id) == member_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
 
 
 async def _payer(session: AsyncSession, telegram_id: int, payload: Payload | None) -> int | None:
@@ -142,13 +153,22 @@ async def _payer(session: AsyncSession, telegram_id: int, payload: Payload | Non
         member = await session.get(Member, payload.member_id)
         if member is not None and member.telegram_id == telegram_id:
             return member.id
-    return (await session.execute(
-        select(col(Member.id)).where(col(Member.telegram_id) == telegram_id)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(select(col(Member.id)).where(col(Member.telegram_id) == telegram_id))
+    ).scalar_one_or_none()
 
 
-async def record_payment(session: AsyncSession, program: Program, *, telegram_id: int, charge_id: str, payload: str,
-                         currency: str, amount: int, now: datetime) -> PaymentResult:
+async def record_payment(
+    session: AsyncSession,
+    program: Program,
+    *,
+    telegram_id: int,
+    charge_id: str,
+    payload: str,
+    currency: str,
+    amount: int,
+    now: datetime,
+) -> PaymentResult:
     """Make or extend VIP for a successful payment, once per charge id. Raises LookupError when the payer is no
     member at all (Telegram took the money anyway: the handler sends them to /paysupport)."""
     await begin_write(session)
@@ -167,9 +187,16 @@ async def record_payment(session: AsyncSession, program: Program, *, telegram_id
     extended = is_vip(member.vip_until, now)
     start = member.vip_until if extended and member.vip_until is not None else now
     until = start + timedelta(days=period)
-    payment = VipPayment(member_id=member.id, telegram_payment_charge_id=charge_id, amount=amount,
-                         currency=currency[:3], payload=payload[:128], period_days=period, vip_until=until,
-                         paid_at=now)
+    payment = VipPayment(
+        member_id=member.id,
+        telegram_payment_charge_id=charge_id,
+        amount=amount,
+        currency=currency[:3],
+        payload=payload[:128],
+        period_days=period,
+        vip_until=until,
+        paid_at=now,
+    )
     session.add(payment)
     if not extended:
         member.vip_since = now
@@ -187,18 +214,25 @@ async def record_payment(session: AsyncSession, program: Program, *, telegram_id
 
 
 async def _replayed(session: AsyncSession, payment: VipPayment) -> PaymentResult:
-    until = (await session.execute(
-        select(col(Member.vip_until)).where(col(Member.id) == payment.member_id))).scalar_one()
+    until = (
+        await session.execute(select(col(Member.vip_until)).where(col(Member.id) == payment.member_id))
+    ).scalar_one()
     await session.commit()
     return PaymentResult(payment, created=False, vip_until=until or payment.vip_until, extended=False)
 
 
 async def payments_of(session: AsyncSession, member_id: int, limit: int = 5) -> list[VipPayment]:
     """The member's latest payments, newest first (for /paysupport)."""
-    return list((await session.execute(
-        select(VipPayment).where(col(VipPayment.member_id) == member_id)
-        .order_by(col(VipPayment.paid_at).desc(), col(VipPayment.id).desc()).limit(limit)
-    )).scalars())
+    return list(
+        (
+            await session.execute(
+                select(VipPayment)
+                .where(col(VipPayment.member_id) == member_id)
+                .order_by(col(VipPayment.paid_at).desc(), col(VipPayment.id).desc())
+                .limit(limit)
+            )
+        ).scalars()
+    )
 
 
 # ------------------------------------------------------------------------------------------------ refunds
@@ -236,8 +270,9 @@ class RefundResult:
     vip_until: datetime | None
 
 
-async def mark_refunded(session: AsyncSession, charge_id: str, *, actor_id: int | None, now: datetime
-                        ) -> RefundResult | None:
+async def mark_refunded(
+    session: AsyncSession, charge_id: str, *, actor_id: int | None, now: datetime
+) -> RefundResult | None:
     """Record that Telegram refunded this charge and take its period back; once. None for an unknown charge."""
     await begin_write(session)
     payment = await find_payment(session, charge_id)
@@ -247,7 +282,8 @@ async def mark_refunded(session: AsyncSession, charge_id: str, *, actor_id: int 
     member = await _locked_member(session, payment.member_id)
     assert member is not None  # payments reference members, and member rows are never deleted
     marked = await session.execute(
-        update(VipPayment).where(col(VipPayment.id) == payment.id, col(VipPayment.refunded_at).is_(None))
+        update(VipPayment)
+        .where(col(VipPayment.id) == payment.id, col(VipPayment.refunded_at).is_(None))
         .values(refunded_at=now, refunded_by=actor_id)
     )
     if not marked.rowcount:  # type: ignore[attr-defined]
@@ -273,8 +309,9 @@ def _stamp(moment: datetime) -> str:
 PAGE = 1000
 
 
-async def _active(session: AsyncSession, now: datetime, until: datetime | None = None, *,
-                  reachable: bool = False) -> AsyncIterator[list[Member]]:
+async def _active(
+    session: AsyncSession, now: datetime, until: datetime | None = None, *, reachable: bool = False
+) -> AsyncIterator[list[Member]]:
     """VIP members (ending by ``until``, if given) who kept their data, a page at a time in ``vip_until`` order
     (a range on its index): every one of them, however many, is seen on every run."""
     query = select(Member).where(col(Member.vip_until) > now, col(Member.erased_at).is_(None))
@@ -285,8 +322,9 @@ async def _active(session: AsyncSession, now: datetime, until: datetime | None =
     after: tuple[datetime, int] | None = None
     while True:
         keyset = query if after is None else query.where(tuple_(col(Member.vip_until), col(Member.id)) > after)
-        members = list((await session.execute(
-            keyset.order_by(col(Member.vip_until), col(Member.id)).limit(PAGE))).scalars())
+        members = list(
+            (await session.execute(keyset.order_by(col(Member.vip_until), col(Member.id)).limit(PAGE))).scalars()
+        )
         if not members:
             return
         yield members
@@ -298,8 +336,11 @@ async def _active(session: AsyncSession, now: datetime, until: datetime | None =
 async def _claimed(session: AsyncSession, kind: str, members: list[Member]) -> set[tuple[int, str, int]]:
     """(telegram id, period, seq) of the notices of this kind already claimed for these members, in one read:
     most runs find every gift or reminder claimed and write nothing."""
-    rows = await session.execute(select(col(Notice.telegram_id), col(Notice.period), col(Notice.seq)).where(
-        col(Notice.kind) == kind, col(Notice.telegram_id).in_([member.telegram_id for member in members])))
+    rows = await session.execute(
+        select(col(Notice.telegram_id), col(Notice.period), col(Notice.seq)).where(
+            col(Notice.kind) == kind, col(Notice.telegram_id).in_([member.telegram_id for member in members])
+        )
+    )
     return {(telegram_id, period, seq) for telegram_id, period, seq in rows}
 
 
@@ -331,9 +372,17 @@ async def give(session: AsyncSession, program: Program, due: DueGift, now: datet
     rules = program.vip
     member_id = due.member.id
     assert rules is not None and member_id is not None
-    return await give_gift(session, program, member_id, key=f"vip:{member_id}:{due.stretch}:{due.number}",
-                           kind=Kind.VIP, points=rules.monthly_bonus, reward=rules.monthly_reward,
-                           coupon_days=rules.coupon_days, now=now)
+    return await give_gift(
+        session,
+        program,
+        member_id,
+        key=f"vip:{member_id}:{due.stretch}:{due.number}",
+        kind=Kind.VIP,
+        points=rules.monthly_bonus,
+        reward=rules.monthly_reward,
+        coupon_days=rules.coupon_days,
+        now=now,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ reminders

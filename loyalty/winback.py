@@ -40,10 +40,13 @@ def threshold(program: Program, purchases: int, first: datetime | None, last: da
 
 async def lapse_of(session: AsyncSession, program: Program, member: Member) -> tuple[datetime, timedelta]:
     """The member's last activity (last purchase, else joining) and how long after it they count as lapsed."""
-    count, first, last = (await session.execute(
-        select(func.count(), func.min(col(Purchase.created_at)), func.max(col(Purchase.created_at)))
-        .where(col(Purchase.member_id) == member.id)
-    )).one()
+    count, first, last = (
+        await session.execute(
+            select(func.count(), func.min(col(Purchase.created_at)), func.max(col(Purchase.created_at))).where(
+                col(Purchase.member_id) == member.id
+            )
+        )
+    ).one()
     return (last or member.joined_at), threshold(program, int(count), first, last)
 
 
@@ -58,8 +61,12 @@ def due(now: datetime, limit: int = 500) -> Select[Member]:
     """Members whose next look is due, who still take promotions and can be messaged."""
     return (
         select(Member)
-        .where(col(Member.next_nudge_at) <= now, col(Member.promotions).is_(True),
-               col(Member.blocked_at).is_(None), col(Member.erased_at).is_(None))
+        .where(
+            col(Member.next_nudge_at) <= now,
+            col(Member.promotions).is_(True),
+            col(Member.blocked_at).is_(None),
+            col(Member.erased_at).is_(None),
+        )
         .order_by(col(Member.next_nudge_at))
         .limit(limit)
     )
@@ -95,8 +102,14 @@ async def prepare(session: AsyncSession, program: Program, member: Member, now: 
         number, lapse = member.winback_nudges + 1, last.isoformat()
         coupon = None
         if rules.reward:
-            coupon = await gift_coupon(session, member_id, rules.reward, key=f"winback:{member_id}:{lapse}:{number}",
-                                       now=now, days=rules.coupon_days)
+            coupon = await gift_coupon(
+                session,
+                member_id,
+                rules.reward,
+                key=f"winback:{member_id}:{lapse}:{number}",
+                now=now,
+                days=rules.coupon_days,
+            )
         await session.commit()
         until = now + timedelta(days=rules.bonus_days) if rules.bonus else None
         return Nudge(member_id, number, lapse, rules.bonus, until, coupon)
@@ -116,23 +129,35 @@ async def advance(session: AsyncSession, program: Program, nudge: Nudge, now: da
     }
     if nudge.bonus:
         values.update(winback_bonus=nudge.bonus, winback_bonus_until=nudge.bonus_until)
-    moved = (await session.execute(
-        update(Member).where(col(Member.id) == nudge.member_id, col(Member.winback_nudges) == nudge.number - 1)
-        .values(**values)
-    )).rowcount  # type: ignore[attr-defined]
+    moved = (
+        await session.execute(
+            update(Member)
+            .where(col(Member.id) == nudge.member_id, col(Member.winback_nudges) == nudge.number - 1)
+            .values(**values)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     return bool(moved)
 
 
-async def on_purchase(session: AsyncSession, program: Program, member: Member, purchase: Purchase,
-                      now: datetime) -> int:
+async def on_purchase(
+    session: AsyncSession, program: Program, member: Member, purchase: Purchase, now: datetime
+) -> int:
     """Inside the purchase's unit of work: pay a win-back bonus still open, then start the lapse clock again."""
     paid = 0
     if member.winback_bonus and member.winback_bonus_until is not None and now <= member.winback_bonus_until:
         assert member.id is not None
         paid = member.winback_bonus
-        await credit(session, member.id, paid, kind=Kind.WINBACK, now=now, expires_at=program.expires_at(now),
-                     purchase_id=purchase.id, key=f"winback:{purchase.id}")
+        await credit(
+            session,
+            member.id,
+            paid,
+            kind=Kind.WINBACK,
+            now=now,
+            expires_at=program.expires_at(now),
+            purchase_id=purchase.id,
+            key=f"winback:{purchase.id}",
+        )
     member.winback_bonus, member.winback_bonus_until = 0, None
     await plan(session, program, member)
     return paid

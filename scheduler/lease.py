@@ -22,12 +22,16 @@ NAME = "scheduler"
 async def hold(session: AsyncSession, holder: str, now: datetime, ttl: timedelta) -> bool:
     """Take or renew the lease for ``holder``; False while another live instance holds it."""
     await begin_write(session)
-    renewed = (await session.execute(
-        update(SchedulerLease)
-        .where(col(SchedulerLease.name) == NAME,
-               or_(col(SchedulerLease.holder) == holder, col(SchedulerLease.expires_at) < now))
-        .values(holder=holder, expires_at=now + ttl)
-    )).rowcount  # type: ignore[attr-defined]
+    renewed = (
+        await session.execute(
+            update(SchedulerLease)
+            .where(
+                col(SchedulerLease.name) == NAME,
+                or_(col(SchedulerLease.holder) == holder, col(SchedulerLease.expires_at) < now),
+            )
+            .values(holder=holder, expires_at=now + ttl)
+        )
+    ).rowcount  # type: ignore[attr-defined]
     if not renewed:
         renewed = await insert_once(session, SchedulerLease, name=NAME, holder=holder, expires_at=now + ttl)
     await session.commit()

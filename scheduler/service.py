@@ -34,8 +34,14 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, sessions: SessionFactory, jobs: list[Job], *, holder: str | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        jobs: list[Job],
+        *,
+        holder: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.sessions, self.jobs, self.clock = sessions, jobs, clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self._aps: AsyncIOScheduler | None = None
@@ -72,11 +78,26 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone="UTC")
         for job in self.jobs:
             # First run at start-up: whatever fell due while no scheduler ran goes out now.
-            self._aps.add_job(self.run_job, "interval", args=[job], seconds=job.every.total_seconds(),
-                              next_run_time=self.clock(), id=job.name, max_instances=1, coalesce=True)
+            self._aps.add_job(
+                self.run_job,
+                "interval",
+                args=[job],
+                seconds=job.every.total_seconds(),
+                next_run_time=self.clock(),
+                id=job.name,
+                max_instances=1,
+                coalesce=True,
+            )
         # Renewed on its own beat, well inside its lifetime: jobs may run minutes apart.
-        self._aps.add_job(self.holds_lease_now, "interval", seconds=LEASE.total_seconds() / 4, id="lease",
-                          next_run_time=self.clock(), max_instances=1, coalesce=True)
+        self._aps.add_job(
+            self.holds_lease_now,
+            "interval",
+            seconds=LEASE.total_seconds() / 4,
+            id="lease",
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+        )
         self._aps.start()
 
     async def stop(self) -> None:

@@ -9,4 +9,5 @@ if [ "$status" -eq 5 ]; then
 fi
 [ "$status" -eq 0 ] || exit "$status"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy bot handlers loyalty storage scheduler

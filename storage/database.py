@@ -55,8 +55,9 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE, **kwargs: Any) -> Async
     attach_readers(engine.sync_engine, pool_size)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _writes_need_a_transaction(conn: Connection, _cursor: Any, statement: str, _params: Any,
-                                   context: Any, _many: bool) -> None:
+    def _writes_need_a_transaction(
+        conn: Connection, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
         writing = context is not None and (context.isinsert or context.isupdate or context.isdelete)
         if writing and not conn.get_execution_options().get(WRITE_OPTION):
             raise WriteOutsideTransaction(f"call begin_write() before writing: {statement[:80]}")
@@ -244,8 +245,9 @@ class _Plan:
     def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
         if raw is None:
             return None
-        return tuple(value if process is None else process(value)
-                     for value, process in zip(raw, self.from_db, strict=True))
+        return tuple(
+            value if process is None else process(value) for value, process in zip(raw, self.from_db, strict=True)
+        )
 
     async def first(self, driver: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """On the driver's connection: asyncpg's, or aiosqlite's (a session's own connection)."""

@@ -64,8 +64,9 @@ class Purchase(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_purchase_source_external_id"),
         # Analytics read purchases by when they happened; on PostgreSQL the index alone answers them.
-        Index("ix_purchase_occurred", "occurred_at", "member_id",
-              postgresql_include=["amount_minor", "refunded_minor"]),
+        Index(
+            "ix_purchase_occurred", "occurred_at", "member_id", postgresql_include=["amount_minor", "refunded_minor"]
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -98,8 +99,12 @@ class LedgerEntry(SQLModel, table=True):
         # The expiry job and the spend path both look for a member's open lots, soonest expiry first.
         Index("ix_ledger_open_lots", "member_id", "expires_at", postgresql_where="remaining > 0"),
         # The expiry warning looks for open lots by expiry date across all members.
-        Index("ix_ledger_open_expiry", "expires_at", postgresql_where=text("remaining > 0"),
-              sqlite_where=text("remaining > 0")),
+        Index(
+            "ix_ledger_open_expiry",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -105,8 +105,10 @@ class Readers:
             names = ", ".join(f"p{i}" for i in range(1, len(types) + 1))
             # The compiled statements hold no literal "$n" (values are bound), so every match is a placeholder.
             inner = _PLACEHOLDER.sub(lambda match: f"k.p{match.group(1)}", sql)
-            many = self._batch_sql[sql] = (f"SELECT k.n, q.* FROM unnest({arrays}) WITH ORDINALITY AS k({names}, n) "
-                                           f"CROSS JOIN LATERAL ({inner}) AS q")
+            many = self._batch_sql[sql] = (
+                f"SELECT k.n, q.* FROM unnest({arrays}) WITH ORDINALITY AS k({names}, n) "
+                f"CROSS JOIN LATERAL ({inner}) AS q"
+            )
         columns = [list(values) for values in zip(*(args for args, _waiting in batch), strict=True)]
         first: dict[int, Any] = {}
         for record in await connection.fetch(many, *columns):

@@ -84,6 +84,7 @@ def program() -> Program:
 
 # --- end to end: the real dispatcher and aiogram Bot over HTTP against the fake Bot API ---
 
+
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram() as server:
@@ -103,11 +104,18 @@ def support_chat() -> int | None:
 
 
 @pytest.fixture
-async def harness(tg: FakeTelegram, sessions: SessionFactory, program: Program, clock: Clock,
-                  support_chat: int | None) -> AsyncIterator[BotHarness]:
-    settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, admin_ids=frozenset({ADMIN_ID}),
-                        cashier_ids=frozenset({CASHIER_ID}), support_ids=frozenset({SUPPORT_ID}),
-                        support_chat_id=support_chat, _env_file=None)  # type: ignore[call-arg]
+async def harness(
+    tg: FakeTelegram, sessions: SessionFactory, program: Program, clock: Clock, support_chat: int | None
+) -> AsyncIterator[BotHarness]:
+    settings = Settings(
+        bot_token=tg.token,
+        telegram_api_url=tg.base_url,
+        admin_ids=frozenset({ADMIN_ID}),
+        cashier_ids=frozenset({CASHIER_ID}),
+        support_ids=frozenset({SUPPORT_ID}),
+        support_chat_id=support_chat,
+        _env_file=None,
+    )  # type: ignore[call-arg]
     async with sessions() as session:
         await sync_catalog(session, program)
     bot = make_bot(settings)

@@ -35,8 +35,9 @@ class BotHarness:
     def __init__(self, tg: FakeTelegram, bot: Bot, dp: Dispatcher, clock: Clock, sessions: SessionFactory) -> None:
         self.tg, self.bot, self.dp, self.clock, self.sessions = tg, bot, dp, clock, sessions
 
-    def user(self, user_id: int, first_name: str = "Ann", language_code: str | None = "en",
-             username: str | None = None) -> dict[str, Any]:
+    def user(
+        self, user_id: int, first_name: str = "Ann", language_code: str | None = "en", username: str | None = None
+    ) -> dict[str, Any]:
         return self.tg.user(user_id, first_name=first_name, username=username, language_code=language_code)
 
     async def feed(self, update: dict[str, Any]) -> list[Call]:
@@ -48,8 +49,9 @@ class BotHarness:
     async def send(self, user: dict[str, Any], text: str) -> list[Call]:
         return await self.feed(self.tg.message_update(user, text))
 
-    async def press(self, user: dict[str, Any], button_text: str, *, chat_id: int | None = None,
-                    message_id: int | None = None) -> list[Call]:
+    async def press(
+        self, user: dict[str, Any], button_text: str, *, chat_id: int | None = None, message_id: int | None = None
+    ) -> list[Call]:
         """Tap the inline button with this text on the last message the bot sent to the user (or to ``chat_id``,
         or on message ``message_id`` there)."""
         chat = chat_id if chat_id is not None else user["id"]
@@ -71,8 +73,6 @@ class BotHarness:
             if isinstance(text, str):
                 out.append(text)
         return out
-
-
 
     async def member(self, telegram_id: int) -> Member | None:
         async with self.sessions() as session:

@@ -89,8 +89,9 @@ async def test_balance_read_with_the_sender_is_the_read_by_member_id(harness: Bo
 
 
 @pytest.mark.parametrize("button", [False, True])
-async def test_balance_reads_the_database_once(harness: BotHarness, engine: AsyncEngine,
-                                               monkeypatch: pytest.MonkeyPatch, button: bool) -> None:
+async def test_balance_reads_the_database_once(
+    harness: BotHarness, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, button: bool
+) -> None:
     """Who sent /balance and everything it shows come in one statement: on PostgreSQL each round trip costs
     the bot more CPU than the rest of reading."""
     await _join(harness, language="zh-hant")
@@ -209,8 +210,9 @@ async def test_non_members_are_invited_to_join(harness: BotHarness) -> None:
     assert "don't know that command" in harness.texts(await harness.send(stranger, "/frobnicate"))[0]
 
 
-async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(harness: BotHarness, monkeypatch,
-                                                                               caplog) -> None:
+async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(
+    harness: BotHarness, monkeypatch, caplog
+) -> None:
     await _join(harness, language="zh-hans")
 
     async def broken(*args: object, **kwargs: object) -> None:
@@ -219,8 +221,9 @@ async def test_unhandled_error_is_logged_and_apologised_in_the_users_language(ha
     monkeypatch.setattr("handlers.account.summary", broken)
     calls = await harness.send(harness.user(1001, language_code="zh-hans"), "/balance")
     [apology] = harness.texts(calls)
-    assert apology == harness.dp["i18n"].gettext("Sorry, something went wrong. Please try again in a moment.",
-                                                  locale="zh_Hans")
+    assert apology == harness.dp["i18n"].gettext(
+        "Sorry, something went wrong. Please try again in a moment.", locale="zh_Hans"
+    )
     assert apology.startswith("抱歉")
     assert "database on fire" in caplog.text
     # ...and the bot keeps working.

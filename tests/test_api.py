@@ -36,25 +36,32 @@ async def _join(harness: BotHarness, user_id: int = 1001, username: str | None =
 async def _state(harness: BotHarness) -> tuple[int, ...]:
     """Everything a bad request must leave alone."""
     async with harness.sessions() as session:
-        counts = [int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-                  for model in (Purchase, Refund, LedgerEntry)]
+        counts = [
+            int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+            for model in (Purchase, Refund, LedgerEntry)
+        ]
         points = (await session.execute(select(func.coalesce(func.sum(Member.points), 0)))).scalar_one()
     return (*counts, int(points))
 
 
 def purchase(member: str, external_id: str | None = "R-1", **extra: Any) -> dict[str, Any]:
-    body = {"member": member, "amount": "12.50", "currency": "CNY", "category": "coffee", "items": 2,
-            "external_id": external_id, **extra}
+    body = {
+        "member": member,
+        "amount": "12.50",
+        "currency": "CNY",
+        "category": "coffee",
+        "items": 2,
+        "external_id": external_id,
+        **extra,
+    }
     return {k: v for k, v in body.items() if v is not None}
 
 
 @pytest.mark.parametrize("ref", ["code", "1001", "@ann_w"])
-async def test_a_purchase_awards_points_and_notifies_the_member(api: TestClient, harness: BotHarness,
-                                                               ref: str) -> None:
+async def test_a_purchase_awards_points_and_notifies_the_member(api: TestClient, harness: BotHarness, ref: str) -> None:
     member = await _join(harness)
     before = len(harness.tg.calls)
-    response = await api.post("/api/v1/purchases", json=purchase(member.code if ref == "code" else ref),
-                              headers=AUTH)
+    response = await api.post("/api/v1/purchases", json=purchase(member.code if ref == "code" else ref), headers=AUTH)
     assert response.status == 201, await response.text()
     body = await response.json()
     assert body["member"] == {"code": member.code, "first_name": "Ann"}
@@ -64,8 +71,9 @@ async def test_a_purchase_awards_points_and_notifies_the_member(api: TestClient,
     assert "Thank you for your purchase of" in note and "12.50" in note and f"<b>{body['points']}</b>" in note
 
 
-async def test_the_same_purchase_twice_returns_the_first_result_and_awards_once(api: TestClient,
-                                                                              harness: BotHarness) -> None:
+async def test_the_same_purchase_twice_returns_the_first_result_and_awards_once(
+    api: TestClient, harness: BotHarness
+) -> None:
     member = await _join(harness)
     first = await api.post("/api/v1/purchases", json=purchase(member.code), headers=AUTH)
     state = await _state(harness)
@@ -105,8 +113,9 @@ async def test_concurrent_retries_award_once(api: TestClient, harness: BotHarnes
     import asyncio
 
     member = await _join(harness)
-    responses = await asyncio.gather(*(api.post("/api/v1/purchases", json=purchase(member.code), headers=AUTH)
-                                       for _ in range(5)))
+    responses = await asyncio.gather(
+        *(api.post("/api/v1/purchases", json=purchase(member.code), headers=AUTH) for _ in range(5))
+    )
     assert sorted(r.status for r in responses) == [200, 200, 200, 200, 201]
     assert len({(await r.json())["purchase_id"] for r in responses}) == 1
     async with harness.sessions() as session:
@@ -115,19 +124,25 @@ async def test_concurrent_retries_award_once(api: TestClient, harness: BotHarnes
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"Authorization": "Bearer wrong-token-0123456789"}, 401), ({"Authorization": TOKEN}, 401),
-     ({"Authorization": "Basic dGlsbDpwdw=="}, 401)],
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong-token-0123456789"}, 401),
+        ({"Authorization": TOKEN}, 401),
+        ({"Authorization": "Basic dGlsbDpwdw=="}, 401),
+    ],
     ids=["none", "wrong", "no-scheme", "basic"],
 )
-async def test_without_a_valid_token_nothing_happens(api: TestClient, harness: BotHarness,
-                                                     headers: dict[str, str], status: int) -> None:
+async def test_without_a_valid_token_nothing_happens(
+    api: TestClient, harness: BotHarness, headers: dict[str, str], status: int
+) -> None:
     member = await _join(harness)
     state = await _state(harness)
-    for method, path, body in [("POST", "/api/v1/purchases", purchase(member.code)),
-                               ("POST", "/api/v1/refunds", {"external_id": "R-1", "refund_id": "x"}),
-                               ("GET", f"/api/v1/members/{member.code}", None),
-                               ("POST", f"/api/v1/members/{member.code}/adjustments",
-                                {"points": 5, "reason": "x", "adjustment_id": "a"})]:
+    for method, path, body in [
+        ("POST", "/api/v1/purchases", purchase(member.code)),
+        ("POST", "/api/v1/refunds", {"external_id": "R-1", "refund_id": "x"}),
+        ("GET", f"/api/v1/members/{member.code}", None),
+        ("POST", f"/api/v1/members/{member.code}/adjustments", {"points": 5, "reason": "x", "adjustment_id": "a"}),
+    ]:
         response = await api.request(method, path, json=body, headers=headers)
         assert response.status == status
         assert (await response.json())["error"]["code"] == "unauthorized"
@@ -137,8 +152,9 @@ async def test_without_a_valid_token_nothing_happens(api: TestClient, harness: B
 
 async def test_the_second_token_works_too(api: TestClient, harness: BotHarness) -> None:
     member = await _join(harness)
-    response = await api.get(f"/api/v1/members/{member.code}",
-                             headers={"Authorization": "Bearer shop-token-9876543210"})
+    response = await api.get(
+        f"/api/v1/members/{member.code}", headers={"Authorization": "Bearer shop-token-9876543210"}
+    )
     assert response.status == 200
 
 
@@ -167,14 +183,14 @@ async def test_the_second_token_works_too(api: TestClient, harness: BotHarness) 
         ({"member": "ZZZZZZ"}, 404, "member_not_found"),
     ],
 )
-async def test_bad_purchases_are_refused_and_change_nothing(api: TestClient, harness: BotHarness,
-                                                            body: Any, status: int, code: str) -> None:
+async def test_bad_purchases_are_refused_and_change_nothing(
+    api: TestClient, harness: BotHarness, body: Any, status: int, code: str
+) -> None:
     member = await _join(harness)
     state = await _state(harness)
     sent = len(harness.tg.calls)
     if isinstance(body, bytes):
-        response = await api.post("/api/v1/purchases", data=body,
-                                  headers={**AUTH, "Content-Type": "application/json"})
+        response = await api.post("/api/v1/purchases", data=body, headers={**AUTH, "Content-Type": "application/json"})
     else:
         response = await api.post("/api/v1/purchases", json={**purchase(member.code), **body}, headers=AUTH)
     assert response.status == status, await response.text()
@@ -208,16 +224,18 @@ async def test_unknown_paths_and_methods_answer_json(api: TestClient) -> None:
 
 async def test_occurred_at_is_kept(api: TestClient, harness: BotHarness) -> None:
     member = await _join(harness)
-    response = await api.post("/api/v1/purchases", json=purchase(member.code, occurred_at="2026-11-21T09:30:00+08:00"),
-                              headers=AUTH)
+    response = await api.post(
+        "/api/v1/purchases", json=purchase(member.code, occurred_at="2026-11-21T09:30:00+08:00"), headers=AUTH
+    )
     assert response.status == 201
     assert (await response.json())["occurred_at"].startswith("2026-11-21T01:30:00")
 
 
 async def test_refund_takes_back_points_once(api: TestClient, harness: BotHarness) -> None:
     member = await _join(harness)
-    bought = await (await api.post("/api/v1/purchases", json=purchase(member.code, amount="40.00"),
-                                   headers=AUTH)).json()
+    bought = await (
+        await api.post("/api/v1/purchases", json=purchase(member.code, amount="40.00"), headers=AUTH)
+    ).json()
     body = {"external_id": "R-1", "amount": "20.00", "refund_id": "RF-1"}
     first = await api.post("/api/v1/refunds", json=body, headers=AUTH)
     assert first.status == 201, await first.text()
@@ -273,7 +291,11 @@ async def test_openapi_document_describes_every_endpoint(api: TestClient) -> Non
     assert response.status == 200
     document = await response.json()
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {"/api/v1/purchases", "/api/v1/refunds", "/api/v1/members/{ref}",
-                                      "/api/v1/members/{ref}/adjustments"}
+    assert set(document["paths"]) == {
+        "/api/v1/purchases",
+        "/api/v1/refunds",
+        "/api/v1/members/{ref}",
+        "/api/v1/members/{ref}/adjustments",
+    }
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "PurchaseIn" in document["components"]["schemas"]

@@ -46,14 +46,26 @@ class LiveApi:
                 engine = make_engine(self.database_url)
                 sessions = make_session_factory(engine)
                 async with sessions() as session:  # one member, so valid references also reach the success path
-                    await join(session, program, telegram_id=1001, chat_id=1001, first_name="Ann", last_name=None,
-                               username="ann", language_code="en", payload=None, now=datetime.now(UTC))
-                config = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, api_tokens=frozenset({TOKEN}),
-                                  _env_file=None)  # type: ignore[call-arg]
+                    await join(
+                        session,
+                        program,
+                        telegram_id=1001,
+                        chat_id=1001,
+                        first_name="Ann",
+                        last_name=None,
+                        username="ann",
+                        language_code="en",
+                        payload=None,
+                        now=datetime.now(UTC),
+                    )
+                config = Settings(
+                    bot_token=tg.token, telegram_api_url=tg.base_url, api_tokens=frozenset({TOKEN}), _env_file=None
+                )  # type: ignore[call-arg]
                 bot = make_bot(config)
                 dp = build_dispatcher(config, program, sessions)
-                runner = await start_http(make_http_app(Deps(config, program, sessions, bot, dp), serve_updates=True),
-                                          "127.0.0.1", 0)
+                runner = await start_http(
+                    make_http_app(Deps(config, program, sessions, bot, dp), serve_updates=True), "127.0.0.1", 0
+                )
                 self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
                 self.ready.set()
                 await self._stop.wait()
@@ -86,8 +98,12 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         yield api
 
 
-OPERATIONS = ["POST /api/v1/purchases", "POST /api/v1/refunds", "GET /api/v1/members/{ref}",
-              "POST /api/v1/members/{ref}/adjustments"]
+OPERATIONS = [
+    "POST /api/v1/purchases",
+    "POST /api/v1/refunds",
+    "GET /api/v1/members/{ref}",
+    "POST /api/v1/members/{ref}/adjustments",
+]
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +114,19 @@ def api_schema(live_api: LiveApi) -> schemathesis.BaseSchema:
 # Schemathesis' pytest plugin does not run on this pytest; its strategies under Hypothesis do the same job.
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 @pytest.mark.parametrize("label", OPERATIONS)
-def test_no_request_causes_a_server_error(api_schema: schemathesis.BaseSchema, live_api: LiveApi, label: str,
-                                          mode: GenerationMode) -> None:
+def test_no_request_causes_a_server_error(
+    api_schema: schemathesis.BaseSchema, live_api: LiveApi, label: str, mode: GenerationMode
+) -> None:
     [operation] = [result.ok() for result in api_schema.get_all_operations() if result.ok().label == label]
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(base_url=live_api.url, headers={"Authorization": f"Bearer {TOKEN}"},
-                               checks=[not_a_server_error, response_schema_conformance])
+        case.call_and_validate(
+            base_url=live_api.url,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            checks=[not_a_server_error, response_schema_conformance],
+        )
 
     check()
 

@@ -34,8 +34,12 @@ async def _join(harness: BotHarness, ids: range | list[int] = MEMBERS, language:
         await harness.send(harness.user(tid, f"M{tid}", language_code=language), "/start")
 
 
-async def _compose(harness: BotHarness, text: str = "<b>Double points</b> this Friday!",
-                   segment: str | None = None, variants: dict[str, str] | None = None) -> dict[str, Any]:
+async def _compose(
+    harness: BotHarness,
+    text: str = "<b>Double points</b> this Friday!",
+    segment: str | None = None,
+    variants: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Walk /broadcast up to the preview; returns the admin user."""
     admin = harness.user(ADMIN_ID, "Boss")
     await harness.send(admin, "/broadcast")
@@ -92,8 +96,11 @@ async def test_a_broadcast_reaches_every_member_once_in_their_language(harness: 
     await _join(harness, [2001, 2002])
     await _join(harness, [2003], language="zh-hans")
     await _join(harness, [2004], language="zh-hant")
-    admin = await _compose(harness, "<b>Double points</b> this Friday!\nbutton: Order now | https://example.com/order",
-                           variants={"简体中文": "<b>双倍积分</b> Friday 周五！"})
+    admin = await _compose(
+        harness,
+        "<b>Double points</b> this Friday!\nbutton: Order now | https://example.com/order",
+        variants={"简体中文": "<b>双倍积分</b> Friday 周五！"},
+    )
     preview = harness.tg.messages(ADMIN_ID)
     assert any("Preview, exactly as members will see it" in str(m.get("text")) for m in preview)
     audience = harness.tg.last_text(ADMIN_ID) or ""
@@ -149,8 +156,9 @@ async def test_only_admins_may_broadcast(harness: BotHarness) -> None:
             calls = await harness.send(user, command)
             assert harness.texts(calls) == ["Sorry, that command is only for the shop's staff."]
         # Nor can they press an admin's buttons.
-        calls = await harness.feed(harness.tg.callback_update(
-            user, harness.tg.last_message(tid) or {}, "bcc:1:cancelled"))
+        calls = await harness.feed(
+            harness.tg.callback_update(user, harness.tg.last_message(tid) or {}, "bcc:1:cancelled")
+        )
         assert not any(c.method == "sendMessage" and "Broadcast" in str(c.params.get("text")) for c in calls)
     async with harness.sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Broadcast))).scalar_one() == 0
@@ -161,10 +169,8 @@ async def test_segments_exclude_opted_out_blocked_and_erased_members(harness: Bo
     async with harness.sessions() as session:
         await begin_write(session)
         await session.execute(update(Member).where(col(Member.telegram_id) == 2002).values(promotions=False))
-        await session.execute(update(Member).where(col(Member.telegram_id) == 2003).values(
-            blocked_at=harness.clock()))
-        await session.execute(update(Member).where(col(Member.telegram_id) == 2004).values(
-            erased_at=harness.clock()))
+        await session.execute(update(Member).where(col(Member.telegram_id) == 2003).values(blocked_at=harness.clock()))
+        await session.execute(update(Member).where(col(Member.telegram_id) == 2004).values(erased_at=harness.clock()))
         await session.commit()
     admin = await _compose(harness)
     assert "Audience: 1 members" in (harness.tg.last_text(ADMIN_ID) or "")
@@ -179,16 +185,23 @@ async def test_bad_segment_words_are_explained_and_change_nothing(harness: BotHa
     await harness.send(admin, "/broadcast")
     await harness.send(admin, "Hello Friday")
     await harness.press(admin, "Next: choose members ▶")
-    for words, answer in (("colour=red", "Unknown filter: colour=red"), ("tier=Platinum", "Not a valid value"),
-                          ("inactive=-3", "Not a valid value"), ("points=lots", "Not a valid value"),
-                          ("lang=fr", "Not a valid value"), ("<b>", "Unknown filter: &lt;b&gt;")):
+    for words, answer in (
+        ("colour=red", "Unknown filter: colour=red"),
+        ("tier=Platinum", "Not a valid value"),
+        ("inactive=-3", "Not a valid value"),
+        ("points=lots", "Not a valid value"),
+        ("lang=fr", "Not a valid value"),
+        ("<b>", "Unknown filter: &lt;b&gt;"),
+    ):
         calls = await harness.send(admin, words)
         assert answer in harness.texts(calls)[-1]
     # Still waiting for a segment, and a bad time for a schedule is refused too.
     await harness.send(admin, "tier=Silver")
     await harness.press(admin, "🕒 Schedule")
-    for when, answer in (("tomorrow", "Please send the time as YYYY-MM-DD HH:MM"),
-                         ("2020-01-01 10:00", "That time has passed")):
+    for when, answer in (
+        ("tomorrow", "Please send the time as YYYY-MM-DD HH:MM"),
+        ("2020-01-01 10:00", "That time has passed"),
+    ):
         calls = await harness.send(admin, when)
         assert answer in harness.texts(calls)[-1]
     async with harness.sessions() as session:
@@ -265,8 +278,9 @@ async def test_a_crash_mid_broadcast_loses_nothing_and_sends_nothing_twice(harne
     # A restart (a new process) a while later picks the broadcast up where it was.
     harness.tg.slow_sends(0)
     harness.clock.advance(seconds=61)
-    restarted = Broadcaster(harness.sessions, harness.dp["program"], harness.dp["i18n"], harness.dp["settings"],
-                            harness.clock)
+    restarted = Broadcaster(
+        harness.sessions, harness.dp["program"], harness.dp["i18n"], harness.dp["settings"], harness.clock
+    )
     await restarted.run_pending(harness.bot)
     final = await _deliveries(harness)
     assert final["unknown"] == crashed["sending"] and final["pending"] == final["sending"] == 0
@@ -361,10 +375,16 @@ async def test_stop_promotions_turns_them_off(harness: BotHarness) -> None:
 def test_segment_words(program: Program) -> None:
     assert parse_segment("all", program) == Segment()
     assert parse_segment("tier=Silver inactive=30 lang=zh-Hans nps=promoter points=100 birthday", program) == Segment(
-        tier="Silver", inactive_days=30, language="zh-Hans", nps="promoter", min_points=100, birthday_this_month=True)
-    for words, problem in (("foo", SegmentProblem.UNKNOWN_FILTER), ("tier=", SegmentProblem.BAD_VALUE),
-                           ("active=0", SegmentProblem.BAD_VALUE), ("active=99999999", SegmentProblem.BAD_VALUE),
-                           ("nps=fan", SegmentProblem.BAD_VALUE), ("points=²", SegmentProblem.BAD_VALUE)):
+        tier="Silver", inactive_days=30, language="zh-Hans", nps="promoter", min_points=100, birthday_this_month=True
+    )
+    for words, problem in (
+        ("foo", SegmentProblem.UNKNOWN_FILTER),
+        ("tier=", SegmentProblem.BAD_VALUE),
+        ("active=0", SegmentProblem.BAD_VALUE),
+        ("active=99999999", SegmentProblem.BAD_VALUE),
+        ("nps=fan", SegmentProblem.BAD_VALUE),
+        ("points=²", SegmentProblem.BAD_VALUE),
+    ):
         with pytest.raises(BadSegment) as caught:
             parse_segment(words, program)
         assert caught.value.problem is problem, words
@@ -383,8 +403,17 @@ async def test_segments_select_the_right_members(harness: BotHarness, program: P
         }
         for tid, row in values.items():
             await session.execute(update(Member).where(col(Member.telegram_id) == tid).values(**row))
-        session.add(Purchase(member_id=ids[2003], amount_minor=1000, currency="CNY", points=10, source="test",
-                             external_id="r1", created_at=now - timedelta(days=3)))
+        session.add(
+            Purchase(
+                member_id=ids[2003],
+                amount_minor=1000,
+                currency="CNY",
+                points=10,
+                source="test",
+                external_id="r1",
+                created_at=now - timedelta(days=3),
+            )
+        )
         for tid, score in ((2004, 10), (2005, 3)):
             session.add(Survey(member_id=ids[tid], sent_at=now, score=score, scored_at=now))
         await session.commit()
@@ -410,8 +439,14 @@ async def test_segments_select_the_right_members(harness: BotHarness, program: P
 async def test_delivery_rows_are_unique_per_member(harness: BotHarness, program: Program) -> None:
     await _join(harness, [2001])
     async with harness.sessions() as session:
-        broadcast = await broadcasts.create(session, program, created_by=ADMIN_ID, content={"default": {"text": "x"}},
-                                            segment=Segment(), now=datetime.now().astimezone())
+        broadcast = await broadcasts.create(
+            session,
+            program,
+            created_by=ADMIN_ID,
+            content={"default": {"text": "x"}},
+            segment=Segment(),
+            now=datetime.now().astimezone(),
+        )
         member_id = (await session.execute(select(col(Member.id)))).scalar_one() or 0
         await begin_write(session)
         session.add(Delivery(broadcast_id=broadcast.id or 0, member_id=member_id))
@@ -428,8 +463,11 @@ async def test_the_status_message_shows_progress_while_sending(harness: BotHarne
     status = harness.tg.messages(ADMIN_ID)[-1]
     assert broadcaster.task is not None
     await asyncio.wait_for(broadcaster.task, 30)
-    edits = [c.params["text"] for c in harness.tg.calls_of("editMessageText")
-             if c.params.get("message_id") == status["message_id"]]
+    edits = [
+        c.params["text"]
+        for c in harness.tg.calls_of("editMessageText")
+        if c.params.get("message_id") == status["message_id"]
+    ]
     assert any("messages a second, about" in text and "remaining:" in text for text in edits[:-1]), edits
     assert "✅ Broadcast #1 finished." in edits[-1] and "Sent: 12" in edits[-1]
 
@@ -439,9 +477,17 @@ async def test_the_queue_counts_open_broadcasts_unsent_deliveries(harness: BotHa
     now = datetime.now().astimezone()
     async with harness.sessions() as session:
         assert await broadcasts.queued(session) == 0
-        scheduled = await broadcasts.create(session, program, created_by=ADMIN_ID, content={"default": {"text": "x"}},
-                                            segment=Segment(), now=now, send_at=now + timedelta(days=1))
+        scheduled = await broadcasts.create(
+            session,
+            program,
+            created_by=ADMIN_ID,
+            content={"default": {"text": "x"}},
+            segment=Segment(),
+            now=now,
+            send_at=now + timedelta(days=1),
+        )
         assert await broadcasts.queued(session) == len(MEMBERS)
         assert scheduled.id is not None and await broadcasts.change(
-            session, scheduled.id, broadcasts.Status.CANCELLED, now)
+            session, scheduled.id, broadcasts.Status.CANCELLED, now
+        )
         assert await broadcasts.queued(session) == 0  # cancelled: its rows are no longer waiting

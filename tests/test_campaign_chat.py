@@ -43,10 +43,15 @@ async def test_admin_runs_a_campaign(harness: BotHarness) -> None:
     assert "Rainy &lt;days&gt; (×4, coffee)" in harness.texts(await harness.send(admin, "/campaign list"))[0]
     calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase {code} 10 coffee")
     assert "40 points: 10 base ×4 Rainy &lt;days&gt;" in harness.texts(calls, 1001)[0]
-    for bad, expected in (("/campaign add x20 3 Big", "multiplier like x2"), ("/campaign add x2 0 Big", "days"),
-                          ("/campaign add +5 400 Big", "days"), ("/campaign add x2 3", "Usage"),
-                          ("/campaign", "Usage"), ("/campaign end 99", "No running campaign"),
-                          ("/campaign add x2 3 Big category=<b>", "category")):
+    for bad, expected in (
+        ("/campaign add x20 3 Big", "multiplier like x2"),
+        ("/campaign add x2 0 Big", "days"),
+        ("/campaign add +5 400 Big", "days"),
+        ("/campaign add x2 3", "Usage"),
+        ("/campaign", "Usage"),
+        ("/campaign end 99", "No running campaign"),
+        ("/campaign add x2 3 Big category=<b>", "category"),
+    ):
         assert expected in harness.texts(await harness.send(admin, bad))[0], bad
     assert "has ended" in harness.texts(await harness.send(admin, "/campaign end 1"))[0]
     assert harness.texts(await harness.send(admin, "/campaign list")) == ["No campaigns are running."]

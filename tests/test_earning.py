@@ -14,7 +14,7 @@ from loyalty.program import ProgramError, parse_program
 from loyalty.purchases import record_purchase
 from storage.database import SessionFactory
 
-PROGRAM = parse_program('''
+PROGRAM = parse_program("""
 name = "Test Cafe"
 timezone = "Asia/Shanghai"
 [earn]
@@ -42,7 +42,7 @@ bonus = 20
 min_amount = "100"
 starts = 2026-12-01
 ends = 2026-12-31
-''')
+""")
 TUE_1500_LOCAL = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # Tuesday 15:00 in Shanghai
 TUE_1700_LOCAL = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # the window has just closed
 MON_1500_LOCAL = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -50,14 +50,27 @@ MON_1500_LOCAL = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 async def _member(sessions: SessionFactory) -> int:
     async with sessions() as session:
-        member = (await join(session, PROGRAM, telegram_id=1, chat_id=1, first_name="A", last_name=None,
-                             username=None, language_code="en", payload=None, now=MON_1500_LOCAL)).member
+        member = (
+            await join(
+                session,
+                PROGRAM,
+                telegram_id=1,
+                chat_id=1,
+                first_name="A",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=MON_1500_LOCAL,
+            )
+        ).member
         assert member.id is not None
         return member.id
 
 
-async def _earn(sessions: SessionFactory, member_id: int, amount: str, at: datetime, category: str | None = None,
-                items: int = 1):
+async def _earn(
+    sessions: SessionFactory, member_id: int, amount: str, at: datetime, category: str | None = None, items: int = 1
+):
     async with sessions() as session:
         return await earning_for(session, PROGRAM, member_id, Basket(Decimal(amount), category, items, at))
 
@@ -97,8 +110,16 @@ async def test_per_member_limit_per_local_week(sessions: SessionFactory) -> None
 
     async def buy(receipt: str, at: datetime) -> int:
         async with sessions() as session:
-            result = await record_purchase(session, PROGRAM, member_id=member_id, amount=Decimal("10"),
-                                           source="t", external_id=receipt, now=at, items=3)
+            result = await record_purchase(
+                session,
+                PROGRAM,
+                member_id=member_id,
+                amount=Decimal("10"),
+                source="t",
+                external_id=receipt,
+                now=at,
+                items=3,
+            )
             return result.points
 
     assert await buy("a", MON_1500_LOCAL) == 60
@@ -118,8 +139,9 @@ async def test_campaigns_from_chat_compete_with_the_file(sessions: SessionFactor
     effect = parse_effect("x4")
     assert effect is not None
     async with sessions() as session:
-        started = await start_campaign(session, name="Rainy week", effect=effect, days=7, category="coffee",
-                                       actor_id=9, now=MON_1500_LOCAL)
+        started = await start_campaign(
+            session, name="Rainy week", effect=effect, days=7, category="coffee", actor_id=9, now=MON_1500_LOCAL
+        )
     assert started.id is not None
     rainy = await _earn(sessions, member_id, "10", TUE_1500_LOCAL, "coffee")
     assert (rainy.total, rainy.promotion) == (40, "Rainy week")

@@ -582,11 +582,17 @@ async def test_stars_invoices_follow_telegrams_rules(fake: FakeTelegram, bot: Bo
     with pytest.raises(TelegramBadRequest, match="exactly one price"):
         await bot.send_invoice(USER_ID, title="Stars", description="d", payload="p", currency="XTR", prices=prices)
     with pytest.raises(TelegramBadRequest, match="invoice title"):
-        await bot.send_invoice(USER_ID, title="x" * 33, description="d", payload="p", currency="XTR",
-                               prices=prices[:1])
+        await bot.send_invoice(USER_ID, title="x" * 33, description="d", payload="p", currency="XTR", prices=prices[:1])
     with pytest.raises(TelegramBadRequest, match="Pay button"):
-        await bot.send_invoice(USER_ID, title="Stars", description="d", payload="p", currency="XTR",
-                               prices=prices[:1], reply_markup=_markup("later"))
+        await bot.send_invoice(
+            USER_ID,
+            title="Stars",
+            description="d",
+            payload="p",
+            currency="XTR",
+            prices=prices[:1],
+            reply_markup=_markup("later"),
+        )
     with pytest.raises(TelegramBadRequest, match="error_message is required"):
         await bot.answer_pre_checkout_query("q1", ok=False)
     assert len(fake.spec_errors) == 4

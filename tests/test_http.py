@@ -19,8 +19,7 @@ from tests.test_run import ROOT, _env
 
 
 def deps_of(harness: BotHarness, redis: object | None = None, **settings: object) -> Deps:
-    config = Settings(bot_token=harness.tg.token, telegram_api_url=harness.tg.base_url,
-                      _env_file=None, **settings)  # type: ignore[call-arg, arg-type]
+    config = Settings(bot_token=harness.tg.token, telegram_api_url=harness.tg.base_url, _env_file=None, **settings)  # type: ignore[call-arg, arg-type]
     return Deps(config, harness.dp["program"], harness.sessions, harness.bot, harness.dp, redis)
 
 
@@ -53,8 +52,9 @@ class _SlowRedis:
 
 
 @pytest.mark.parametrize("redis", [_DeadRedis(), _SlowRedis()], ids=["refused", "hangs"])
-async def test_readyz_is_503_when_redis_does_not_answer(harness: BotHarness, redis: object,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_readyz_is_503_when_redis_does_not_answer(
+    harness: BotHarness, redis: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("bot.http.READY_TIMEOUT", 0.2)
     async with TestClient(TestServer(make_http_app(deps_of(harness, redis), serve_updates=False))) as client:
         response = await client.get("/readyz")
@@ -84,8 +84,9 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def test_metrics_count_updates_messages_errors_and_queue(client: TestClient, harness: BotHarness,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_metrics_count_updates_messages_errors_and_queue(
+    client: TestClient, harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = await (await client.get("/metrics")).text()
     await harness.send(harness.user(1001, "Ann"), "/start")
     await harness.send(harness.user(1001, "Ann"), "/balance")
@@ -99,12 +100,19 @@ async def test_metrics_count_updates_messages_errors_and_queue(client: TestClien
     response = await client.get("/metrics")
     assert response.status == 200 and response.content_type == "text/plain"
     after = await response.text()
-    assert _sample(after, "loyalty_updates_total", type="message") - _sample(before, "loyalty_updates_total",
-                                                                             type="message") == 3
+    assert (
+        _sample(after, "loyalty_updates_total", type="message")
+        - _sample(before, "loyalty_updates_total", type="message")
+        == 3
+    )
     assert _sample(after, "loyalty_messages_sent_total", method="SendMessage") > _sample(
-        before, "loyalty_messages_sent_total", method="SendMessage")
-    assert _sample(after, "loyalty_handler_errors_total", type="message") - _sample(
-        before, "loyalty_handler_errors_total", type="message") == 1
+        before, "loyalty_messages_sent_total", method="SendMessage"
+    )
+    assert (
+        _sample(after, "loyalty_handler_errors_total", type="message")
+        - _sample(before, "loyalty_handler_errors_total", type="message")
+        == 1
+    )
     assert _sample(after, "loyalty_broadcast_queue_depth") == 0
     for name in ("loyalty_telegram_429_total", "loyalty_job_runs_total", "loyalty_update_seconds"):
         assert f"# TYPE {name.removesuffix('_total')}" in after
@@ -139,7 +147,9 @@ async def test_job_runs_are_counted() -> None:
     with pytest.raises(RuntimeError):
         await counted_job("t-fail", fails)(datetime.now(UTC))
     assert (JOB_RUNS.labels("t-ok", "ok")._value.get(), JOB_RUNS.labels("t-fail", "error")._value.get()) == (
-        before[0] + 1, before[1] + 1)
+        before[0] + 1,
+        before[1] + 1,
+    )
 
 
 def test_json_log_lines() -> None:
@@ -166,9 +176,15 @@ def test_json_log_lines() -> None:
 )
 async def test_a_bad_setting_stops_start_up_naming_it(env: dict[str, str], named: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=ROOT,
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        cwd=ROOT,
         env=_env(LOYALTY_BOT_TOKEN="1:abc", PYTHONPATH=str(ROOT), **env),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, stderr = await process.communicate()
     lines = stderr.decode().strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {named}:"), lines

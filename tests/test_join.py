@@ -56,7 +56,13 @@ async def test_bad_referral_payloads_are_ignored_without_error(harness: BotHarne
     ann = await _member(harness, 1001)
     assert ann is not None
     payloads = [
-        "ref_", "ref_ZZZZZZZZ", "ref_0O1I0O1I", "garbage", "ref_" + "A" * 200, "ref_<b>x</b>", "REF_" + ann.code,
+        "ref_",
+        "ref_ZZZZZZZZ",
+        "ref_0O1I0O1I",
+        "garbage",
+        "ref_" + "A" * 200,
+        "ref_<b>x</b>",
+        "REF_" + ann.code,
     ]
     for offset, payload in enumerate(payloads):
         user_id = 2000 + offset

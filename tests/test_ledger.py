@@ -40,23 +40,33 @@ async def _new_member(sessions: SessionFactory, telegram_id: int = 1) -> int:
 async def _check_invariants(sessions: SessionFactory, member_id: int) -> int:
     async with sessions() as session:
         points = (await session.execute(select(Member.points).where(Member.id == member_id))).scalar_one()
-        total = (await session.execute(select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
-            LedgerEntry.member_id == member_id))).scalar_one()
-        remaining = (await session.execute(select(func.coalesce(func.sum(LedgerEntry.remaining), 0)).where(
-            LedgerEntry.member_id == member_id))).scalar_one()
+        total = (
+            await session.execute(
+                select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(LedgerEntry.member_id == member_id)
+            )
+        ).scalar_one()
+        remaining = (
+            await session.execute(
+                select(func.coalesce(func.sum(LedgerEntry.remaining), 0)).where(LedgerEntry.member_id == member_id)
+            )
+        ).scalar_one()
         negative_lots = (await session.execute(select(func.count()).where(LedgerEntry.remaining < 0))).scalar_one()
         # Each negative entry is fully accounted for by its draws.
-        undrawn = (await session.execute(
-            select(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, func.coalesce(func.sum(LotDraw.points), 0))
-            .outerjoin(LotDraw, LotDraw.entry_id == LedgerEntry.id)
-            .where(LedgerEntry.points < 0)
-            .group_by(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points)
-        )).all()
+        undrawn = (
+            await session.execute(
+                select(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, func.coalesce(func.sum(LotDraw.points), 0))
+                .outerjoin(LotDraw, LotDraw.entry_id == LedgerEntry.id)
+                .where(LedgerEntry.points < 0)
+                .group_by(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points)
+            )
+        ).all()
     assert points == total and remaining == max(points, 0), (points, total, remaining)
     assert negative_lots == 0
     # Each negative entry is covered by its draws; only a refund may leave part of itself as debt.
-    assert all(-entry_points == drawn or (kind == Kind.REFUND and drawn < -entry_points)
-               for _, kind, entry_points, drawn in undrawn)
+    assert all(
+        -entry_points == drawn or (kind == Kind.REFUND and drawn < -entry_points)
+        for _, kind, entry_points, drawn in undrawn
+    )
     return int(points)
 
 
@@ -102,8 +112,14 @@ def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> N
                         assert cost <= live
                 elif op == "refund":
                     # Take back from one of the earlier lots (picked by index), possibly into a debt.
-                    earned = [e.id for e in (await session.execute(select(LedgerEntry).where(
-                        LedgerEntry.points > 0).order_by(LedgerEntry.id))).scalars()]
+                    earned = [
+                        e.id
+                        for e in (
+                            await session.execute(
+                                select(LedgerEntry).where(LedgerEntry.points > 0).order_by(LedgerEntry.id)
+                            )
+                        ).scalars()
+                    ]
                     own = [earned[extra % len(earned)]] if earned else []
                     await ledger.claw_back(session, member_id, amount, now=now, from_lots=own)
                 else:
@@ -112,8 +128,11 @@ def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> N
                 await session.commit()
             # Keep the model in step: expire, then recompute after the database's soonest-expiry-first draws.
             async with sessions() as session:
-                rows = (await session.execute(select(LedgerEntry.expires_at, LedgerEntry.remaining).where(
-                    LedgerEntry.remaining > 0))).all()
+                rows = (
+                    await session.execute(
+                        select(LedgerEntry.expires_at, LedgerEntry.remaining).where(LedgerEntry.remaining > 0)
+                    )
+                ).all()
                 lots = [(expires, left) for expires, left in rows]
             await _check_invariants(sessions, member_id)
 
@@ -124,10 +143,12 @@ async def test_spend_draws_soonest_expiry_first_then_oldest(sessions: SessionFac
     member_id = await _new_member(sessions)
     async with sessions() as session:
         never, _ = await ledger.credit(session, member_id, 100, kind=Kind.PURCHASE, now=T0, expires_at=None)
-        late, _ = await ledger.credit(session, member_id, 100, kind=Kind.PURCHASE, now=T0,
-                                      expires_at=T0 + timedelta(days=90))
-        soon, _ = await ledger.credit(session, member_id, 100, kind=Kind.PURCHASE, now=T0,
-                                      expires_at=T0 + timedelta(days=30))
+        late, _ = await ledger.credit(
+            session, member_id, 100, kind=Kind.PURCHASE, now=T0, expires_at=T0 + timedelta(days=90)
+        )
+        soon, _ = await ledger.credit(
+            session, member_id, 100, kind=Kind.PURCHASE, now=T0, expires_at=T0 + timedelta(days=30)
+        )
         await session.commit()
         _, balance = await ledger.debit(session, member_id, 150, kind=Kind.SPEND, now=T0)
         await session.commit()

@@ -54,9 +54,15 @@ def _generate(seed: int = 7) -> Data:
     for i in range(80):
         joined = NOW - timedelta(days=rng.randint(0, 800), minutes=rng.randint(0, 1440))
         erased = joined + timedelta(days=rng.randint(1, 300)) if rng.random() < 0.05 else None
-        member = Member(telegram_id=50_000 + i, chat_id=50_000 + i, code=f"T{i:05d}", joined_at=joined,
-                        erased_at=erased if erased and erased < NOW else None,
-                        tier=rng.choice([None, None, "Silver", "Gold"]), points=rng.randint(0, 900))
+        member = Member(
+            telegram_id=50_000 + i,
+            chat_id=50_000 + i,
+            code=f"T{i:05d}",
+            joined_at=joined,
+            erased_at=erased if erased and erased < NOW else None,
+            tier=rng.choice([None, None, "Silver", "Gold"]),
+            points=rng.randint(0, 900),
+        )
         data.members.append(member)
     return data
 
@@ -73,16 +79,28 @@ def _fill(data: Data, seed: int = 7) -> None:
                 continue
             amount = rng.randint(500, 9000)
             refunded = rng.choice([0, 0, 0, 0, amount, amount // 2])
-            data.purchases.append(Purchase(member_id=member.id, source="receipt", external_id=f"R{n}-{k}",
-                                           amount_minor=amount, refunded_minor=refunded, currency="CNY",
-                                           points=amount // 100, occurred_at=at, created_at=at))
-            data.ledger.append(LedgerEntry(member_id=member.id, kind="purchase", points=amount // 100,
-                                           remaining=0, created_at=at))
+            data.purchases.append(
+                Purchase(
+                    member_id=member.id,
+                    source="receipt",
+                    external_id=f"R{n}-{k}",
+                    amount_minor=amount,
+                    refunded_minor=refunded,
+                    currency="CNY",
+                    points=amount // 100,
+                    occurred_at=at,
+                    created_at=at,
+                )
+            )
+            data.ledger.append(
+                LedgerEntry(member_id=member.id, kind="purchase", points=amount // 100, remaining=0, created_at=at)
+            )
         for kind, sign in (("spend", -1), ("expire", -1), ("welcome", 1), ("adjust", 1), ("share", 1)):
             if rng.random() < 0.3:
                 at = NOW - timedelta(days=rng.randint(0, 400))
-                data.ledger.append(LedgerEntry(member_id=member.id, kind=kind, points=sign * rng.randint(1, 300),
-                                               created_at=at))
+                data.ledger.append(
+                    LedgerEntry(member_id=member.id, kind=kind, points=sign * rng.randint(1, 300), created_at=at)
+                )
         if rng.random() < 0.4:
             at = NOW - timedelta(days=rng.randint(0, 200))
             data.surveys.append(Survey(member_id=member.id, sent_at=at, score=rng.randint(0, 10), scored_at=at))
@@ -90,15 +108,34 @@ def _fill(data: Data, seed: int = 7) -> None:
             opened = NOW - timedelta(days=rng.randint(0, 200))
             answered = opened + timedelta(minutes=rng.randint(1, 600)) if rng.random() < 0.8 else None
             rating = rng.choice([None, 1, 3, 4, 5, 5])
-            data.threads.append(Thread(member_id=member.id, opened_at=opened, first_response_at=answered,
-                                       rating=rating, rated_at=opened + timedelta(days=1) if rating else None))
+            data.threads.append(
+                Thread(
+                    member_id=member.id,
+                    opened_at=opened,
+                    first_response_at=answered,
+                    rating=rating,
+                    rated_at=opened + timedelta(days=1) if rating else None,
+                )
+            )
         for kind in ("birthday", "winback"):
             if rng.random() < 0.25:
-                data.notices.append(Notice(kind=kind, telegram_id=member.telegram_id, period=str(n),
-                                           created_at=NOW - timedelta(days=rng.randint(0, 120))))
+                data.notices.append(
+                    Notice(
+                        kind=kind,
+                        telegram_id=member.telegram_id,
+                        period=str(n),
+                        created_at=NOW - timedelta(days=rng.randint(0, 120)),
+                    )
+                )
         if rng.random() < 0.3:
-            data.deliveries.append(Delivery(broadcast_id=0, member_id=member.id, status=rng.choice(["sent", "failed"]),
-                                            sent_at=NOW - timedelta(days=rng.randint(0, 120))))
+            data.deliveries.append(
+                Delivery(
+                    broadcast_id=0,
+                    member_id=member.id,
+                    status=rng.choice(["sent", "failed"]),
+                    sent_at=NOW - timedelta(days=rng.randint(0, 120)),
+                )
+            )
 
 
 @pytest.fixture
@@ -123,8 +160,11 @@ def _in(moment: datetime | None, start: datetime, end: datetime) -> bool:
     return moment is not None and start <= moment < end
 
 
-PERIODS = [Period("30d", NOW - timedelta(days=30), NOW), Period("90d", NOW - timedelta(days=90), NOW),
-           Period("12m", NOW - YEAR, NOW)]
+PERIODS = [
+    Period("30d", NOW - timedelta(days=30), NOW),
+    Period("90d", NOW - timedelta(days=90), NOW),
+    Period("12m", NOW - YEAR, NOW),
+]
 
 
 @pytest.mark.parametrize("period", PERIODS, ids=lambda p: p.label)
@@ -171,11 +211,17 @@ async def test_nps_support_points_and_tiers(sessions: SessionFactory, data: Data
 
     scores = [s.score for s in data.surveys if s.score is not None and _in(s.scored_at, start, end)]
     assert (nps.promoters, nps.passives, nps.detractors) == (
-        sum(1 for s in scores if s >= 9), sum(1 for s in scores if 7 <= s <= 8), sum(1 for s in scores if s <= 6))
+        sum(1 for s in scores if s >= 9),
+        sum(1 for s in scores if 7 <= s <= 8),
+        sum(1 for s in scores if s <= 6),
+    )
     rated = [t.rating for t in data.threads if t.rating is not None and _in(t.rated_at, start, end)]
     assert (support.ratings, support.satisfied) == (len(rated), sum(1 for r in rated if r >= 4))
-    waits = sorted(t.first_response_at - t.opened_at for t in data.threads
-                   if t.first_response_at is not None and _in(t.opened_at, start, end))
+    waits = sorted(
+        t.first_response_at - t.opened_at
+        for t in data.threads
+        if t.first_response_at is not None and _in(t.opened_at, start, end)
+    )
     if waits:
         half = len(waits) // 2
         expected = waits[half] if len(waits) % 2 else (waits[half - 1] + waits[half]) / 2
@@ -199,7 +245,8 @@ async def test_nps_support_points_and_tiers(sessions: SessionFactory, data: Data
             expected_tiers[tier][1] += p.amount_minor - p.refunded_minor
             buyers[tier].add(p.member_id)
     assert {t.tier: (t.members, t.purchases, t.amount_minor) for t in tiers} == {
-        tier: (len(buyers[tier]), n, amount) for tier, (n, amount) in expected_tiers.items()}
+        tier: (len(buyers[tier]), n, amount) for tier, (n, amount) in expected_tiers.items()
+    }
     expected_distribution: dict[str, int] = defaultdict(int)
     for m in data.members:
         if m.erased_at is None:
@@ -221,26 +268,38 @@ async def test_campaign_effects(sessions: SessionFactory, data: Data, program: P
         return any(p.member_id == member_id and _in(p.occurred_at, start, end) for p in valid)
 
     sent: dict[str, list[tuple[int, datetime]]] = {
-        kind: [(by_telegram[n.telegram_id].id or 0, n.created_at) for n in data.notices
-               if n.kind == kind and _in(n.created_at, period.start, period.end)]
-        for kind in ("birthday", "winback")}
-    sent["broadcast"] = [(d.member_id, d.sent_at) for d in data.deliveries
-                         if d.status == "sent" and d.sent_at is not None and _in(d.sent_at, period.start, period.end)]
+        kind: [
+            (by_telegram[n.telegram_id].id or 0, n.created_at)
+            for n in data.notices
+            if n.kind == kind and _in(n.created_at, period.start, period.end)
+        ]
+        for kind in ("birthday", "winback")
+    }
+    sent["broadcast"] = [
+        (d.member_id, d.sent_at)
+        for d in data.deliveries
+        if d.status == "sent" and d.sent_at is not None and _in(d.sent_at, period.start, period.end)
+    ]
     assert set(effects) == {kind for kind, rows in sent.items() if rows}
     for kind, rows in sent.items():
         if not rows:
             continue
         recipients = {m for m, _ in rows}
         took = {m for m, at in rows if bought(m, at, at + window)}
-        others = [m for m in data.members if m.joined_at < period.start and m.erased_at is None
-                  and m.id not in recipients]
+        others = [
+            m for m in data.members if m.joined_at < period.start and m.erased_at is None and m.id not in recipients
+        ]
         if kind == "winback":
             lapse = timedelta(days=program.winback.days)
             others = [m for m in others if not bought(m.id or 0, midpoint - lapse, midpoint)]
         others_took = [m for m in others if bought(m.id or 0, midpoint, midpoint + window)]
         effect = effects[kind]
         assert (effect.recipients, effect.recipients_bought, effect.others, effect.others_bought) == (
-            len(recipients), len(took), len(others), len(others_took)), kind
+            len(recipients),
+            len(took),
+            len(others),
+            len(others_took),
+        ), kind
 
 
 @pytest.mark.parametrize("period", PERIODS, ids=lambda p: p.label)
@@ -280,11 +339,14 @@ async def test_trend_and_cohorts(sessions: SessionFactory, data: Data, period: P
     assert cohorts.sizes == [len(members_of[month]) for month in months]
     for c, month in enumerate(months):
         for n in range(len(months) - c):
-            active = {p.member_id for p in data.purchases if _valid(p) and p.member_id in members_of[month]
-                      and month_of(p.occurred_at) == months[c + n]}
+            active = {
+                p.member_id
+                for p in data.purchases
+                if _valid(p) and p.member_id in members_of[month] and month_of(p.occurred_at) == months[c + n]
+            }
             expected = len(active) / len(members_of[month]) if members_of[month] else None
             assert cohorts.active[c][n] == (pytest.approx(expected) if expected is not None else None), (c, n)
-        assert all(value is None for value in cohorts.active[c][len(months) - c:])
+        assert all(value is None for value in cohorts.active[c][len(months) - c :])
 
 
 async def test_retention_worked_example(sessions: SessionFactory) -> None:
@@ -302,13 +364,26 @@ async def test_retention_worked_example(sessions: SessionFactory) -> None:
         rows.append((i, datetime(2026, 2, 14, tzinfo=UTC)))
     async with sessions() as session:
         await begin_write(session)
-        members = [Member(telegram_id=70_000 + i, chat_id=70_000 + i, code=f"W{i:05d}",
-                          joined_at=datetime(2025, 1, 1, tzinfo=UTC)) for i in range(14)]
+        members = [
+            Member(
+                telegram_id=70_000 + i, chat_id=70_000 + i, code=f"W{i:05d}", joined_at=datetime(2025, 1, 1, tzinfo=UTC)
+            )
+            for i in range(14)
+        ]
         session.add_all(members)
         await session.flush()
         for n, (i, at) in enumerate(rows):
-            session.add(Purchase(member_id=members[i].id or 0, source="receipt", external_id=f"W{n}",
-                                 amount_minor=1000, currency="CNY", occurred_at=at, created_at=at))
+            session.add(
+                Purchase(
+                    member_id=members[i].id or 0,
+                    source="receipt",
+                    external_id=f"W{n}",
+                    amount_minor=1000,
+                    currency="CNY",
+                    occurred_at=at,
+                    created_at=at,
+                )
+            )
         await session.commit()
         figures = await metrics.customers(session, Period("6m", jan1, jul1))
     assert (figures.at_start, figures.new, figures.at_end) == (10, 4, 12)

@@ -52,8 +52,10 @@ async def test_surveys_are_due_a_day_after_a_purchase_once_per_90_days(harness: 
     text = harness.tg.last_text(ANN) or ""
     assert "How likely are you to recommend Bean There Coffee" in text
     keyboard = harness.tg.last_message(ANN)["reply_markup"]["inline_keyboard"]  # type: ignore[index]
-    assert [[b["text"] for b in row] for row in keyboard] == [[str(n) for n in range(6)],
-                                                              [str(n) for n in range(6, 11)]]
+    assert [[b["text"] for b in row] for row in keyboard] == [
+        [str(n) for n in range(6)],
+        [str(n) for n in range(6, 11)],
+    ]
     assert await _send_due(harness) == 0  # a second run sends nothing twice
     # Another purchase within 90 days brings no new survey; one after 90 days does.
     await _ann_bought(harness, "N-2")
@@ -91,8 +93,7 @@ async def _surveyed(harness: BotHarness) -> dict[str, Any]:
     return ann
 
 
-async def test_double_tap_records_once_a_changed_score_edits_and_a_detractor_alerts_staff(
-        harness: BotHarness) -> None:
+async def test_double_tap_records_once_a_changed_score_edits_and_a_detractor_alerts_staff(harness: BotHarness) -> None:
     ann = await _surveyed(harness)
     survey_message = harness.tg.last_message(ANN)
     calls = await harness.press(ann, "8")

@@ -85,7 +85,12 @@ async def test_deleteme_erases_personal_data_keeps_the_accounts_and_stops_messag
     erased = await harness.member(ANN)
     assert erased is not None and erased.erased_at is not None
     assert (erased.first_name, erased.last_name, erased.username, erased.phone, erased.birth_month) == (
-        "", None, None, None, None)
+        "",
+        None,
+        None,
+        None,
+        None,
+    )
     assert erased.promotions is False and erased.points == 80
     async with harness.sessions() as session:
         contents = (await session.execute(select(col(Submission.content)))).scalars().all()

@@ -35,10 +35,19 @@ def test_birthday_parsing() -> None:
     assert parse_birthday("０７－１４", TODAY) == Birthday(7, 14)  # typed on a Chinese keyboard
     no_such_day, bad_format = BirthdayProblem.NO_SUCH_DAY, BirthdayProblem.FORMAT
     cases = {
-        "2026-02-30": no_such_day, "2023-02-29": no_such_day, "13-01": no_such_day, "04-31": no_such_day,
-        "00-10": no_such_day, "９９-０１": no_such_day,
-        "tomorrow": bad_format, "1990-7": bad_format, "": bad_format, "19900714": bad_format, "٠٧-١٤": bad_format,
-        "2027-01-01": BirthdayProblem.FUTURE, "1850-01-01": BirthdayProblem.TOO_OLD,
+        "2026-02-30": no_such_day,
+        "2023-02-29": no_such_day,
+        "13-01": no_such_day,
+        "04-31": no_such_day,
+        "00-10": no_such_day,
+        "９９-０１": no_such_day,
+        "tomorrow": bad_format,
+        "1990-7": bad_format,
+        "": bad_format,
+        "19900714": bad_format,
+        "٠٧-١٤": bad_format,
+        "2027-01-01": BirthdayProblem.FUTURE,
+        "1850-01-01": BirthdayProblem.TOO_OLD,
     }
     for text, problem in cases.items():
         with pytest.raises(BadBirthday) as caught:

@@ -58,8 +58,11 @@ async def test_partial_refund_keeps_a_per_purchase_stamp(harness: BotHarness) ->
 
 def test_cards_must_name_a_reward() -> None:
     with pytest.raises(ProgramError, match="reward 'nope' is not among"):
-        parse_program('name = "X"\n[[punch_cards]]\nkey = "c"\nname = "C"\ncategory = "coffee"\nstamps = 9\n'
-                      'reward = "nope"\n')
+        parse_program(
+            'name = "X"\n[[punch_cards]]\nkey = "c"\nname = "C"\ncategory = "coffee"\nstamps = 9\nreward = "nope"\n'
+        )
     with pytest.raises(ProgramError, match="per"):
-        parse_program('name = "X"\n[[rewards]]\nkey = "r"\ntitle = "R"\ncost = 1\n[[punch_cards]]\nkey = "c"\n'
-                      'name = "C"\ncategory = "coffee"\nstamps = 9\nreward = "r"\nper = "visit"\n')
+        parse_program(
+            'name = "X"\n[[rewards]]\nkey = "r"\ntitle = "R"\ncost = 1\n[[punch_cards]]\nkey = "c"\n'
+            'name = "C"\ncategory = "coffee"\nstamps = 9\nreward = "r"\nper = "visit"\n'
+        )

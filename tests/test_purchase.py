@@ -146,8 +146,13 @@ async def test_admin_adjusts_points_with_audit_and_replay_safety(harness: BotHar
     assert await _points(harness) == 45
     calls = await harness.send(admin, f"/adjust {member.code} -500 oops")
     assert "only 45 points" in harness.texts(calls)[0]
-    for bad in ("/adjust", f"/adjust {member.code} 25 no sign", f"/adjust {member.code} +0 zero",
-                f"/adjust {member.code} +x y", "/adjust @nobody +5 who"):
+    for bad in (
+        "/adjust",
+        f"/adjust {member.code} 25 no sign",
+        f"/adjust {member.code} +0 zero",
+        f"/adjust {member.code} +x y",
+        "/adjust @nobody +5 who",
+    ):
         [reply] = harness.texts(await harness.send(admin, bad))
         assert "Usage" in reply or "signed whole number" in reply or "No member found" in reply
     assert await _points(harness) == 45
@@ -155,5 +160,7 @@ async def test_admin_adjusts_points_with_audit_and_replay_safety(harness: BotHar
         audit = (await session.execute(select(AuditLog).order_by(AuditLog.id))).scalars().all()
         reasons = (await session.execute(select(LedgerEntry.reason).where(LedgerEntry.kind == "adjust"))).scalars()
         assert [(a.actor_id, a.points, a.detail) for a in audit] == [
-            (ADMIN_ID, 25, "birthday gift"), (ADMIN_ID, -30, "correction")]
+            (ADMIN_ID, 25, "birthday gift"),
+            (ADMIN_ID, -30, "correction"),
+        ]
         assert sorted(r or "" for r in reasons) == ["birthday gift", "correction"]

@@ -32,8 +32,15 @@ async def redis() -> AsyncIterator[Redis]:
 
 async def _worker(harness: BotHarness, settings: Settings, redis: Redis):  # type: ignore[no-untyped-def]
     storage, isolation = make_fsm_storage(settings)
-    return build_dispatcher(settings, harness.dp["program"], harness.sessions, clock=harness.clock,
-                            storage=storage, events_isolation=isolation, seen_updates=RedisSeenUpdates(redis))
+    return build_dispatcher(
+        settings,
+        harness.dp["program"],
+        harness.sessions,
+        clock=harness.clock,
+        storage=storage,
+        events_isolation=isolation,
+        seen_updates=RedisSeenUpdates(redis),
+    )
 
 
 async def test_a_conversation_started_on_one_worker_continues_on_another(harness: BotHarness, redis: Redis) -> None:

@@ -13,8 +13,7 @@ from loyalty.program import Program, ReferralRules, load_program
 from storage.models import LedgerEntry, Member, Referral
 from tests.harness import SUPPORT_CHAT_ID, SUPPORT_ID, BotHarness
 
-RULES = ReferralRules(friend_bonus=50, referrer_bonus=100, qualifying_amount=Decimal(30), monthly_cap=2,
-                      burst_limit=3)
+RULES = ReferralRules(friend_bonus=50, referrer_bonus=100, qualifying_amount=Decimal(30), monthly_cap=2, burst_limit=3)
 
 
 @pytest.fixture
@@ -32,8 +31,11 @@ async def _join(harness: BotHarness, telegram_id: int, name: str, payload: str =
 async def _referral_points(harness: BotHarness, member_id: int) -> int:
     """Net referral points: bonuses paid less any taken back by refunds."""
     async with harness.sessions() as session:
-        total = await session.execute(select(func.coalesce(func.sum(col(LedgerEntry.points)), 0)).where(
-            col(LedgerEntry.member_id) == member_id, col(LedgerEntry.idempotency_key).startswith("referral")))
+        total = await session.execute(
+            select(func.coalesce(func.sum(col(LedgerEntry.points)), 0)).where(
+                col(LedgerEntry.member_id) == member_id, col(LedgerEntry.idempotency_key).startswith("referral")
+            )
+        )
         return int(total.scalar_one())
 
 
@@ -150,8 +152,9 @@ async def test_a_burst_of_joins_is_held_for_staff_review(harness: BotHarness) ->
     rejected = await _join(harness, 1104, "Reject", f"ref_{ann.code}")
 
     # A member pressing the staff button is refused and changes nothing.
-    calls = await harness.press(harness.user(1002, "Mallory"), "✅ Approve", chat_id=SUPPORT_CHAT_ID,
-                                message_id=review_id)
+    calls = await harness.press(
+        harness.user(1002, "Mallory"), "✅ Approve", chat_id=SUPPORT_CHAT_ID, message_id=review_id
+    )
     assert calls[-1].method == "answerCallbackQuery" and "Only the shop's staff" in calls[-1].params["text"]
     assert (await harness.member(1103)).points == 50  # type: ignore[union-attr]
 
@@ -184,15 +187,20 @@ async def test_a_burst_of_joins_is_held_for_staff_review(harness: BotHarness) ->
 def _approve_data(harness: BotHarness, message_id: int) -> str:
     """The Approve button's callback data as it was sent with the review request."""
     for call in harness.tg.calls:
-        if call.method == "sendMessage" and call.params.get("chat_id") == SUPPORT_CHAT_ID and call.ok \
-                and call.response["result"]["message_id"] == message_id:
+        if (
+            call.method == "sendMessage"
+            and call.params.get("chat_id") == SUPPORT_CHAT_ID
+            and call.ok
+            and call.response["result"]["message_id"] == message_id
+        ):
             return str(call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     raise AssertionError("no review request")
 
 
 async def test_friend_bonus_on_first_purchase(harness: BotHarness, program: Program) -> None:
-    harness.dp["program"] = program.model_copy(update={"referrals": RULES.model_copy(
-        update={"friend_bonus_on": "first_purchase"})})
+    harness.dp["program"] = program.model_copy(
+        update={"referrals": RULES.model_copy(update={"friend_bonus_on": "first_purchase"})}
+    )
     ann = await _join(harness, 1001, "Ann")
     calls = await harness.send(harness.user(1002, "Bob"), f"/start ref_{ann.code}")
     assert "your first purchase of CN¥30.00 or more earns you 50 bonus points" in harness.texts(calls, 1002)[0]
@@ -214,7 +222,8 @@ async def test_a_referrer_who_blocked_the_bot_is_paid_but_not_messaged(harness: 
 
 
 async def test_refunding_the_qualifying_purchase_takes_the_bonus_back_and_a_new_purchase_requalifies(
-        harness: BotHarness) -> None:
+    harness: BotHarness,
+) -> None:
     ann = await _join(harness, 1001, "Ann")
     bob = await _join(harness, 1002, "Bob", f"ref_{ann.code}")
     await harness.purchase(bob.code, "40", "Q-1")

@@ -53,9 +53,15 @@ async def test_refund_replays_and_bad_input_change_nothing(harness: BotHarness) 
     await harness.feed(update)
     assert "already made" in harness.texts(await harness.feed(update))[0]
     assert (await _state(harness))[0] == 140
-    for command, expected in (("/refund", "Usage"), ("/refund <x>", "Usage"), ("/refund R-404", "No purchase"),
-                              ("/refund R-1 0", "more than zero"), ("/refund R-1 abc", "a number like"),
-                              ("/refund R-1 1.234", "decimal places"), ("/refund R-1 90.01", "Only CN¥90.00")):
+    for command, expected in (
+        ("/refund", "Usage"),
+        ("/refund <x>", "Usage"),
+        ("/refund R-404", "No purchase"),
+        ("/refund R-1 0", "more than zero"),
+        ("/refund R-1 abc", "a number like"),
+        ("/refund R-1 1.234", "decimal places"),
+        ("/refund R-1 90.01", "Only CN¥90.00"),
+    ):
         assert expected in harness.texts(await harness.send(cashier, command))[0], command
     refused = harness.texts(await harness.send(ann, "/refund R-1"))
     assert refused == ["Sorry, that command is only for the shop's staff."]

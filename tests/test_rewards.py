@@ -28,7 +28,7 @@ from storage.database import SessionFactory
 from storage.models import Coupon, LedgerEntry, Member, Reward
 
 NOW = datetime(2026, 11, 22, 4, tzinfo=UTC)
-PROGRAM = parse_program('''
+PROGRAM = parse_program("""
 name = "Test Cafe"
 [[rewards]]
 key = "latte"
@@ -41,14 +41,26 @@ cost = 100
 stock = 2
 per_member_limit = 1
 validity_days = 7
-''')
+""")
 
 
 async def _setup(sessions: SessionFactory, points: int, program: Program = PROGRAM) -> tuple[int, dict[str, int]]:
     async with sessions() as session:
         await sync_catalog(session, program)
-        member = (await join(session, program, telegram_id=1, chat_id=1, first_name="Ann", last_name=None,
-                             username=None, language_code="en", payload=None, now=NOW)).member
+        member = (
+            await join(
+                session,
+                program,
+                telegram_id=1,
+                chat_id=1,
+                first_name="Ann",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=NOW,
+            )
+        ).member
         assert member.id is not None
         if points:
             await ledger.credit(session, member.id, points, kind=Kind.ADJUST, now=NOW, expires_at=None)
@@ -85,8 +97,7 @@ async def test_fifty_concurrent_confirmations_against_a_balance_for_three(sessio
 
 async def test_a_replayed_confirmation_spends_once(sessions: SessionFactory) -> None:
     member_id, rewards = await _setup(sessions, 250)
-    results = await asyncio.gather(*(
-        _redeem(sessions, member_id, rewards["latte"], "same-message") for _ in range(5)))
+    results = await asyncio.gather(*(_redeem(sessions, member_id, rewards["latte"], "same-message") for _ in range(5)))
     assert sum(r.created for r in results) == 1
     assert len({r.coupon.code for r in results}) == 1
     assert await _points(sessions, member_id) == 150
@@ -104,15 +115,39 @@ async def test_limits_stock_and_disabled_rewards_refuse_and_spend_nothing(sessio
         await _redeem(sessions, member_id, rewards["mug"], "b")
     assert refused.value.reason is Unavailable.LIMIT_REACHED
     async with sessions() as session:
-        other = (await join(session, PROGRAM, telegram_id=2, chat_id=2, first_name="Bob", last_name=None,
-                            username=None, language_code="en", payload=None, now=NOW)).member
+        other = (
+            await join(
+                session,
+                PROGRAM,
+                telegram_id=2,
+                chat_id=2,
+                first_name="Bob",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=NOW,
+            )
+        ).member
         assert other.id is not None
         await ledger.credit(session, other.id, 500, kind=Kind.ADJUST, now=NOW, expires_at=None)
         await session.commit()
     await _redeem(sessions, other.id, rewards["mug"], "c")
     async with sessions() as session:
-        third = (await join(session, PROGRAM, telegram_id=3, chat_id=3, first_name="Cy", last_name=None,
-                            username=None, language_code="en", payload=None, now=NOW)).member
+        third = (
+            await join(
+                session,
+                PROGRAM,
+                telegram_id=3,
+                chat_id=3,
+                first_name="Cy",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=NOW,
+            )
+        ).member
         assert third.id is not None
         await ledger.credit(session, third.id, 500, kind=Kind.ADJUST, now=NOW, expires_at=None)
         await session.commit()
@@ -168,7 +203,7 @@ async def test_per_item_stamps_overflow_into_new_cards(sessions: SessionFactory)
 
     from loyalty.purchases import record_purchase
 
-    program = parse_program('''
+    program = parse_program("""
 name = "Cafe"
 [[rewards]]
 key = "latte"
@@ -181,11 +216,20 @@ category = "beans"
 stamps = 4
 per = "item"
 reward = "latte"
-''')
+""")
     member_id, _ = await _setup(sessions, 0, program)
     async with sessions() as session:
-        result = await record_purchase(session, program, member_id=member_id, amount=Decimal("50"), source="t",
-                                       external_id="x", now=NOW, category="beans", items=9)
+        result = await record_purchase(
+            session,
+            program,
+            member_id=member_id,
+            amount=Decimal("50"),
+            source="t",
+            external_id="x",
+            now=NOW,
+            category="beans",
+            items=9,
+        )
     [card] = result.cards
     assert (card.added, card.filled, card.stamps, len(card.coupons)) == (9, 2, 1, 2)
     async with sessions() as session:

@@ -35,8 +35,12 @@ async def test_browse_confirm_and_receive_a_coupon(harness: BotHarness) -> None:
     assert "Redeem <b>Free latte</b> for 300 points? You have 350." in harness.texts(calls)
     confirm = harness.tg.last_message(1001)
     assert confirm is not None
-    data = next(b["callback_data"] for row in confirm["reply_markup"]["inline_keyboard"] for b in row
-                if b["text"] == "✅ Confirm")
+    data = next(
+        b["callback_data"]
+        for row in confirm["reply_markup"]["inline_keyboard"]
+        for b in row
+        if b["text"] == "✅ Confirm"
+    )
     # A double tap: two callback queries from the same confirmation message, and a replay of the first.
     first = harness.tg.callback_update(ann, confirm, data)
     calls = await harness.feed(first)
@@ -65,8 +69,10 @@ async def test_expired_coupon_and_short_balance(harness: BotHarness) -> None:
     await harness.send(ann, "/rewards")
     await harness.press(ann, "Redeem: Free latte")
     calls = await harness.press(ann, "✅ Confirm")
-    code = re.search(r"<code>(\w{10})</code>",  # type: ignore[union-attr]
-                     next(c for c in calls if c.method == "sendPhoto").params["caption"]).group(1)
+    code = re.search(
+        r"<code>(\w{10})</code>",  # type: ignore[union-attr]
+        next(c for c in calls if c.method == "sendPhoto").params["caption"],
+    ).group(1)
     # Another confirmation while the balance no longer covers it: refused with an alert, nothing spent.
     await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 +300 top up")
     await harness.send(ann, "/rewards")
@@ -90,8 +96,15 @@ async def test_admin_manages_the_catalog_and_others_are_refused(harness: BotHarn
     listing = harness.texts(await harness.send(admin, "/reward list"))[0]
     assert "Cookie" in listing and "active" in listing
     assert "— 40 points · 5 left" in harness.texts(await harness.send(harness.user(1001), "/rewards"))[0]
-    for bad in ("/reward", "/reward add", "/reward add -5 Cake", "/reward add 0 Cake", "/reward add 10",
-                "/reward add 10 days=0 Cake", "/reward frobnicate"):
+    for bad in (
+        "/reward",
+        "/reward add",
+        "/reward add -5 Cake",
+        "/reward add 0 Cake",
+        "/reward add 10",
+        "/reward add 10 days=0 Cake",
+        "/reward frobnicate",
+    ):
         assert "Usage" in harness.texts(await harness.send(admin, bad))[-1]
     assert "No reward" in harness.texts(await harness.send(admin, "/reward disable 999"))[0]
     assert "now disabled" in harness.texts(await harness.send(admin, "/reward disable latte"))[0]
@@ -114,8 +127,11 @@ async def test_tier_restricted_rewards_and_forged_callbacks(harness: BotHarness)
         from storage.models import Reward
 
         lounge = (await session.execute(select(Reward.id).where(Reward.title == "Lounge"))).scalar_one()
-    for forged, alert in ((f"rw:confirm:{lounge}", "higher tier"), ("rw:confirm:9999", "no longer available"),
-                          ("rw:pick:9999", "no longer available")):
+    for forged, alert in (
+        (f"rw:confirm:{lounge}", "higher tier"),
+        ("rw:confirm:9999", "no longer available"),
+        ("rw:pick:9999", "no longer available"),
+    ):
         calls = await harness.feed(harness.tg.callback_update(ann, message, forged))
         answer = next(c for c in calls if c.method == "answerCallbackQuery")
         assert alert in answer.params["text"], forged

@@ -33,10 +33,20 @@ async def _wait_for(tg: FakeTelegram, condition) -> None:
 async def test_run_polls_the_configured_api_and_stops_cleanly(tmp_path: Path) -> None:
     async with FakeTelegram(token="4242:RUN-TEST") as tg:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", cwd=tmp_path,
-            env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_ADMIN_IDS="77",
-                     LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}", PYTHONPATH=str(ROOT)),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            cwd=tmp_path,
+            env=_env(
+                LOYALTY_BOT_TOKEN=tg.token,
+                LOYALTY_TELEGRAM_API_URL=tg.base_url,
+                LOYALTY_ADMIN_IDS="77",
+                LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+                PYTHONPATH=str(ROOT),
+            ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             await _wait_for(tg, lambda: tg.calls_of("getUpdates"))
@@ -57,8 +67,15 @@ async def test_run_polls_the_configured_api_and_stops_cleanly(tmp_path: Path) ->
 
 async def test_demo_script_tours_and_exits_zero() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "demo", "--script", cwd=ROOT, env=_env(COLUMNS="120"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "demo",
+        "--script",
+        cwd=ROOT,
+        env=_env(COLUMNS="120"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
     output = stdout.decode()
@@ -85,15 +102,36 @@ async def test_run_role_scheduler_sends_due_messages_without_polling(tmp_path: P
     await upgrade_async(url)
     engine = make_engine(url)
     async with make_session_factory(engine)() as session:  # a member who joined 60 days ago and never came back
-        await join(session, load_program(), telegram_id=501, chat_id=501, first_name="Ann", last_name=None,
-                   username=None, language_code="en", payload=None, now=utcnow() - timedelta(days=60))
+        await join(
+            session,
+            load_program(),
+            telegram_id=501,
+            chat_id=501,
+            first_name="Ann",
+            last_name=None,
+            username=None,
+            language_code="en",
+            payload=None,
+            now=utcnow() - timedelta(days=60),
+        )
     await engine.dispose()
     async with FakeTelegram(token="4243:SCHED-TEST") as tg:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "--role", "scheduler", cwd=tmp_path,
-            env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_DATABASE_URL=url,
-                     PYTHONPATH=str(ROOT)),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            "--role",
+            "scheduler",
+            cwd=tmp_path,
+            env=_env(
+                LOYALTY_BOT_TOKEN=tg.token,
+                LOYALTY_TELEGRAM_API_URL=tg.base_url,
+                LOYALTY_DATABASE_URL=url,
+                PYTHONPATH=str(ROOT),
+            ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             await _wait_for(tg, lambda: "We miss you" in (tg.last_text(501) or ""))
@@ -107,7 +145,16 @@ async def test_run_role_scheduler_sends_due_messages_without_polling(tmp_path: P
 
 async def test_run_refuses_an_unknown_role() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", "--role", "cashier", cwd=ROOT, env=_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--role",
+        "cashier",
+        cwd=ROOT,
+        env=_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, stderr = await process.communicate()
     assert process.returncode == 2 and b"--role must be one of: all, bot, scheduler" in stderr

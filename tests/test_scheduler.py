@@ -22,9 +22,11 @@ ANN = 1001
 
 @pytest.fixture
 def program() -> Program:
-    return load_program().model_copy(update={
-        "winback": WinbackRules(days=30, cooldown_days=14, max_nudges=2, bonus=50, bonus_days=7),
-    })
+    return load_program().model_copy(
+        update={
+            "winback": WinbackRules(days=30, cooldown_days=14, max_nudges=2, bonus=50, bonus_days=7),
+        }
+    )
 
 
 def _args(harness: BotHarness) -> tuple[object, ...]:
@@ -81,8 +83,12 @@ async def test_feb_29_birthdays_in_common_and_leap_years(harness: BotHarness) ->
     ann = await _join(harness)
     await _birthday(harness, ann, 2, 29)
     send = reminders.send_birthday_offers
-    at = [datetime(2027, 2, 27, 2, tzinfo=UTC), datetime(2027, 2, 28, 2, tzinfo=UTC),
-          datetime(2028, 2, 28, 2, tzinfo=UTC), datetime(2028, 2, 29, 2, tzinfo=UTC)]
+    at = [
+        datetime(2027, 2, 27, 2, tzinfo=UTC),
+        datetime(2027, 2, 28, 2, tzinfo=UTC),
+        datetime(2028, 2, 28, 2, tzinfo=UTC),
+        datetime(2028, 2, 29, 2, tzinfo=UTC),
+    ]
     assert [await send(*_args(harness), now) for now in at] == [0, 1, 0, 1]  # type: ignore[arg-type]
 
 
@@ -105,6 +111,7 @@ async def test_two_schedulers_send_once(harness: BotHarness) -> None:
         async def run(at: datetime) -> int:
             ran.append(name)
             return await reminders.send_birthday_offers(*_args(harness), at)  # type: ignore[arg-type]
+
         return Job("birthdays", timedelta(minutes=5), run)
 
     first = Scheduler(harness.sessions, [job("a")], holder="a", clock=lambda: now)

@@ -44,9 +44,15 @@ async def test_the_pool_keeps_the_configured_connections(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("LOYALTY_ADMIN_IDS", "1,bob"), ("LOYALTY_BOT_TOKEN", "not a token"), ("LOYALTY_DATABASE_URL", "mysql://x"),
-     ("LOYALTY_PROGRAM_FILE", "/nonexistent.toml"), ("LOYALTY_SUPPORT_CHAT_ID", "abc"),
-     ("LOYALTY_DATABASE_POOL_SIZE", "0"), ("LOYALTY_DATABASE_POOL_SIZE", "many")],
+    [
+        ("LOYALTY_ADMIN_IDS", "1,bob"),
+        ("LOYALTY_BOT_TOKEN", "not a token"),
+        ("LOYALTY_DATABASE_URL", "mysql://x"),
+        ("LOYALTY_PROGRAM_FILE", "/nonexistent.toml"),
+        ("LOYALTY_SUPPORT_CHAT_ID", "abc"),
+        ("LOYALTY_DATABASE_POOL_SIZE", "0"),
+        ("LOYALTY_DATABASE_POOL_SIZE", "many"),
+    ],
 )
 def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
@@ -56,8 +62,14 @@ def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch, name
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**clean, **env}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**clean, **env},
+        timeout=60,
+    )
 
 
 def test_run_without_token_explains_and_exits_2(tmp_path: Path) -> None:
@@ -71,14 +83,19 @@ def test_invalid_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     result = _cli("run", LOYALTY_ADMIN_IDS="x,y", LOYALTY_BOT_TOKEN="1:abc")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: LOYALTY_ADMIN_IDS: expected comma-separated Telegram user ids, e.g. 123,456"]
+        "error: LOYALTY_ADMIN_IDS: expected comma-separated Telegram user ids, e.g. 123,456"
+    ]
 
 
 def test_invalid_program_file_stops_start_up(tmp_path: Path) -> None:
     bad = tmp_path / "program.toml"
     bad.write_text('name = "X"\n[earn]\nrounding = "sideways"\n')
-    result = _cli("run", LOYALTY_BOT_TOKEN="1:abc", LOYALTY_PROGRAM_FILE=str(bad),
-                  LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    result = _cli(
+        "run",
+        LOYALTY_BOT_TOKEN="1:abc",
+        LOYALTY_PROGRAM_FILE=str(bad),
+        LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db",
+    )
     assert result.returncode == 2 and "earn.rounding" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -117,8 +134,10 @@ def test_earn_rounding_rules() -> None:
 
 async def test_admin_commands_appear_only_in_staff_chats(harness: BotHarness) -> None:
     await set_command_menus(harness.bot, harness.dp["i18n"], harness.dp["settings"], harness.sessions)
-    menus = {(str(c.params.get("scope")), c.params.get("language_code")): [x["command"] for x in c.params["commands"]]
-             for c in harness.tg.calls_of("setMyCommands")}
+    menus = {
+        (str(c.params.get("scope")), c.params.get("language_code")): [x["command"] for x in c.params["commands"]]
+        for c in harness.tg.calls_of("setMyCommands")
+    }
     default = menus[("{'type': 'default'}", None)]
     assert "purchase" not in default and "adjust" not in default and "balance" in default
     assert menus[("{'type': 'default'}", "zh")] == default
@@ -126,8 +145,9 @@ async def test_admin_commands_appear_only_in_staff_chats(harness: BotHarness) ->
     cashier = menus[(str({"type": "chat", "chat_id": CASHIER_ID}), None)]
     assert "adjust" in admin and "purchase" in admin and "purchase" in cashier and "adjust" not in cashier
     chinese = [c for c in harness.tg.calls_of("setMyCommands") if c.params.get("language_code") == "zh"]
-    assert chinese and all(any("\u4e00" <= ch <= "\u9fff" for ch in cmd["description"])
-                           for c in chinese for cmd in c.params["commands"])
+    assert chinese and all(
+        any("\u4e00" <= ch <= "\u9fff" for ch in cmd["description"]) for c in chinese for cmd in c.params["commands"]
+    )
 
 
 def test_catalogs_are_complete_and_compiled() -> None:

@@ -16,13 +16,15 @@ async def _member(harness: BotHarness) -> dict[str, Any]:
     return ann
 
 
-async def _share(harness: BotHarness, user: dict[str, Any], kind_button: str, content: str | None = None,
-                 **extra: Any) -> list[str]:
+async def _share(
+    harness: BotHarness, user: dict[str, Any], kind_button: str, content: str | None = None, **extra: Any
+) -> list[str]:
     await harness.send(user, "/share")
     calls = await harness.press(user, kind_button)
     if content is None and not extra:
-        return harness.texts(calls, user["id"]) + [str(c.params.get("text", "")) for c in calls
-                                                   if c.method == "answerCallbackQuery"]
+        return harness.texts(calls, user["id"]) + [
+            str(c.params.get("text", "")) for c in calls if c.method == "answerCallbackQuery"
+        ]
     calls = await harness.feed(harness.tg.message_update(user, content, **extra))
     return harness.texts(calls, user["id"])
 
@@ -86,8 +88,10 @@ async def test_rejection_tells_the_member_why_and_pays_nothing(harness: BotHarne
 
 async def test_a_photo_goes_to_staff_as_a_photo(harness: BotHarness) -> None:
     ann = await _member(harness)
-    photo = [{"file_id": "member-photo-1", "file_unique_id": "u1", "width": 90, "height": 90},
-             {"file_id": "member-photo-1-big", "file_unique_id": "u2", "width": 800, "height": 800}]
+    photo = [
+        {"file_id": "member-photo-1", "file_unique_id": "u1", "width": 90, "height": 90},
+        {"file_id": "member-photo-1-big", "file_unique_id": "u2", "width": 800, "height": 800},
+    ]
     texts = await _share(harness, ann, "📷 A photo", None, photo=photo)
     assert "Our staff will check it soon" in texts[-1]
     sent = [c for c in harness.tg.calls if c.method == "sendPhoto" and c.params["chat_id"] == SUPPORT_CHAT_ID]
@@ -115,8 +119,14 @@ async def test_daily_and_monthly_caps(harness: BotHarness) -> None:
 
 async def test_bad_content_is_explained_and_changes_nothing(harness: BotHarness) -> None:
     ann = await _member(harness)
-    for bad in ["not a link", "ftp://example.com/x", "https://localhost/x", "https://192.168.1.1/x",
-                "javascript:alert(1)", "https://" + "a" * 600 + ".com"]:
+    for bad in [
+        "not a link",
+        "ftp://example.com/x",
+        "https://localhost/x",
+        "https://192.168.1.1/x",
+        "javascript:alert(1)",
+        "https://" + "a" * 600 + ".com",
+    ]:
         await harness.send(ann, "/share")
         await harness.press(ann, "🔗 A link to your post")
         calls = await harness.send(ann, bad)
@@ -127,8 +137,9 @@ async def test_bad_content_is_explained_and_changes_nothing(harness: BotHarness)
     # A command while a question is pending still works, and a photo where text was asked is explained.
     calls = await harness.send(ann, "/balance")
     assert "points" in harness.texts(calls, ANN)[-1]
-    calls = await harness.feed(harness.tg.message_update(ann, None, photo=[
-        {"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]))
+    calls = await harness.feed(
+        harness.tg.message_update(ann, None, photo=[{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}])
+    )
     assert "as text" in harness.texts(calls, ANN)[-1]
     assert not [c for c in harness.tg.calls if c.params.get("chat_id") == SUPPORT_CHAT_ID]
     # A forged kind in a callback is refused.
@@ -138,8 +149,15 @@ async def test_bad_content_is_explained_and_changes_nothing(harness: BotHarness)
 
 
 def test_links_are_normalised_so_one_post_is_one_link() -> None:
-    same = {normalize_link(u) for u in ["https://example.com/p/1", "http://www.example.com/p/1/",
-                                        "https://EXAMPLE.com/p/1?utm_source=tg#top", "https://example.com:443/p/1"]}
+    same = {
+        normalize_link(u)
+        for u in [
+            "https://example.com/p/1",
+            "http://www.example.com/p/1/",
+            "https://EXAMPLE.com/p/1?utm_source=tg#top",
+            "https://example.com:443/p/1",
+        ]
+    }
     assert same == {"https://example.com/p/1"}
     assert normalize_link("https://example.com/p/1?id=2&a=1") == "https://example.com/p/1?a=1&id=2"
     assert normalize_link("https://user@example.com/") is None

@@ -19,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 async def _shop(harness: BotHarness) -> None:
     """Three members, four purchases (one member twice), one of them a sneaky name."""
-    for tid, name in ((3001, "Ann"), (3002, "Bo"), (3003, "=HYPERLINK(\"http://x\")")):
+    for tid, name in ((3001, "Ann"), (3002, "Bo"), (3003, '=HYPERLINK("http://x")')):
         await harness.send(harness.user(tid, name), "/start")
     for n, (tid, amount) in enumerate(((3001, "30"), (3001, "45.50"), (3002, "12"), (3003, "20"))):
         await harness.purchase(str(tid), amount, f"S-{n}")
@@ -72,11 +72,14 @@ async def test_export_sends_three_csv_files(harness: BotHarness) -> None:
     calls = await harness.send(harness.user(ADMIN_ID, "Boss"), "/export")
     documents = [c for c in calls if c.method == "sendDocument"]
     assert [c.params["caption"] for c in documents] == [
-        "members.csv: 3 rows", "purchases.csv: 4 rows", "ledger.csv: 7 rows"]  # 3 welcome bonuses, 4 purchases
+        "members.csv: 3 rows",
+        "purchases.csv: 4 rows",
+        "ledger.csv: 7 rows",
+    ]  # 3 welcome bonuses, 4 purchases
     files = {name: data for c in documents for name, data in c.files.items()}
     [members_csv, purchases_csv, _ledger_csv] = files.values()
     members = list(csv.DictReader(io.StringIO(members_csv.decode("utf-8-sig"))))
-    assert [m["first_name"] for m in members] == ["Ann", "Bo", "'=HYPERLINK(\"http://x\")"]  # no formula runs
+    assert [m["first_name"] for m in members] == ["Ann", "Bo", '\'=HYPERLINK("http://x")']  # no formula runs
     purchases = list(csv.DictReader(io.StringIO(purchases_csv.decode("utf-8-sig"))))
     assert [p["amount"] for p in purchases] == ["30.00", "45.50", "12.00", "20.00"]
     harness.tg.assert_clean()
@@ -89,8 +92,15 @@ async def test_report_in_the_terminal(harness: BotHarness, database_url: str) ->
 
     async def report(*args: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "report", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "report",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 60)
         return process.returncode or 0, out.decode(), err.decode()
 

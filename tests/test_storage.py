@@ -41,8 +41,18 @@ async def _join(sessions: SessionFactory, program: Program, count: int) -> dict[
     members = {}
     async with sessions() as session:
         for telegram_id in range(1, count + 1):
-            result = await join(session, program, telegram_id=telegram_id, chat_id=telegram_id, first_name="Ann",
-                                last_name=None, username=None, language_code="en", payload=None, now=NOW)
+            result = await join(
+                session,
+                program,
+                telegram_id=telegram_id,
+                chat_id=telegram_id,
+                first_name="Ann",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=NOW,
+            )
             members[telegram_id] = result.member
     return members
 
@@ -60,8 +70,15 @@ async def test_concurrent_purchases_with_replays_award_exactly_once_each(
 
     async def buy(receipt: str) -> bool:
         async with sessions() as session:
-            result = await record_purchase(session, program, member_id=member_id, amount=Decimal("10"),
-                                           source="receipt", external_id=receipt, now=NOW)
+            result = await record_purchase(
+                session,
+                program,
+                member_id=member_id,
+                amount=Decimal("10"),
+                source="receipt",
+                external_id=receipt,
+                now=NOW,
+            )
             return result.created
 
     receipts = [f"R-{i % 20}" for i in range(40)]  # every receipt delivered twice, all at once
@@ -86,8 +103,15 @@ async def test_a_failed_write_releases_the_way_for_the_next(sessions: SessionFac
 
     async def write() -> None:
         async with sessions() as session:
-            await record_purchase(session, program, member_id=member_id, amount=Decimal("1"), source="t",
-                                  external_id="after-failure", now=NOW)
+            await record_purchase(
+                session,
+                program,
+                member_id=member_id,
+                amount=Decimal("1"),
+                source="t",
+                external_id="after-failure",
+                now=NOW,
+            )
 
     await asyncio.wait_for(write(), timeout=10)
     async with sessions() as session:
@@ -113,7 +137,10 @@ async def test_a_write_outside_a_unit_of_work_is_never_half_applied(sessions: Se
 async def test_a_prepared_read_returns_what_sqlalchemy_returns(sessions: SessionFactory, program: Program) -> None:
     member_id = await _member(sessions, program)
     statement = select(
-        col(LedgerEntry.kind), col(LedgerEntry.points), col(LedgerEntry.expires_at), col(LedgerEntry.created_at),
+        col(LedgerEntry.kind),
+        col(LedgerEntry.points),
+        col(LedgerEntry.expires_at),
+        col(LedgerEntry.created_at),
     ).where(col(LedgerEntry.member_id) == bindparam("member_id"), col(LedgerEntry.kind) == Kind.WELCOME)
     read = PreparedRead(statement)
     async with sessions() as session:
@@ -204,8 +231,9 @@ async def test_a_postgresql_reader_broken_under_a_read_is_replaced_and_the_read_
         await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
     async with sessions() as session, sessions() as other_session:
         # Asked for together, so one statement on the broken reader: each read is answered through SQLAlchemy.
-        assert await asyncio.gather(_POINTS.first(session, {"member_id": member_id}),
-                                    _POINTS.first(other_session, {"member_id": member_id})) == [(50,), (50,)]
+        assert await asyncio.gather(
+            _POINTS.first(session, {"member_id": member_id}), _POINTS.first(other_session, {"member_id": member_id})
+        ) == [(50,), (50,)]
         assert await _POINTS.first(session, {"member_id": member_id}) == (50,)  # on a new reader
     [reader] = lender._idle
     assert reader.driver_connection.get_server_pid() != backend  # type: ignore[union-attr]
@@ -218,8 +246,9 @@ async def test_a_postgresql_reader_broken_under_a_read_is_replaced_and_the_read_
 
 # Whose row, and a value computed from a parameter of the read's own: a batch must keep each read's parameters.
 _CODE_AND_POINTS_PLUS = PreparedRead(
-    select(col(Member.code), col(Member.points) + bindparam("extra", type_=Integer))
-    .where(col(Member.telegram_id) == bindparam("telegram_id"))
+    select(col(Member.code), col(Member.points) + bindparam("extra", type_=Integer)).where(
+        col(Member.telegram_id) == bindparam("telegram_id")
+    )
 )
 
 

@@ -72,8 +72,13 @@ class TestForum:
         assert not [c for c in harness.tg.calls if c.method == "createForumTopic"][1:]
 
         # Staff answer in the topic: the member gets a copy, never the staff account.
-        answer = harness.tg.message_update(harness.user(SUPPORT_ID, "Sue"), "Sorry! A fresh one is on us.",
-                                           chat=_group(True), message_thread_id=topic, is_topic_message=True)
+        answer = harness.tg.message_update(
+            harness.user(SUPPORT_ID, "Sue"),
+            "Sorry! A fresh one is on us.",
+            chat=_group(True),
+            message_thread_id=topic,
+            is_topic_message=True,
+        )
         calls = await harness.feed(answer)
         [back] = _copies(calls, ANN)
         assert back.params["from_chat_id"] == SUPPORT_CHAT_ID and back.ok
@@ -83,13 +88,19 @@ class TestForum:
         assert thread.first_response_at is not None and thread.waiting_since is None
 
         # Someone without a support role writing in the topic is ignored.
-        stranger = harness.tg.message_update(harness.user(1002, "Mallory"), "hi Ann, buy my stuff",
-                                             chat=_group(True), message_thread_id=topic, is_topic_message=True)
+        stranger = harness.tg.message_update(
+            harness.user(1002, "Mallory"),
+            "hi Ann, buy my stuff",
+            chat=_group(True),
+            message_thread_id=topic,
+            is_topic_message=True,
+        )
         assert await harness.feed(stranger) == []
 
         # Close: the topic closes and the member is asked to rate the answer.
-        close = harness.tg.message_update(harness.user(SUPPORT_ID, "Sue"), "/close", chat=_group(True),
-                                          message_thread_id=topic, is_topic_message=True)
+        close = harness.tg.message_update(
+            harness.user(SUPPORT_ID, "Sue"), "/close", chat=_group(True), message_thread_id=topic, is_topic_message=True
+        )
         calls = await harness.feed(close)
         assert [c.params["message_thread_id"] for c in calls if c.method == "closeForumTopic"] == [topic]
         assert "How would you rate" in harness.texts(calls, ANN)[-1]
@@ -128,19 +139,35 @@ class TestOrdinaryGroup:
         photo_id = _copies(calls, SUPPORT_CHAT_ID)[0].response["result"]["message_id"]
 
         group_message = harness.tg.find_message(SUPPORT_CHAT_ID, copy_id)
-        reply = harness.tg.message_update(harness.user(SUPPORT_ID, "Sue"), "Check /coupons, it is there.",
-                                          chat=_group(False), reply_to_message=group_message)
+        reply = harness.tg.message_update(
+            harness.user(SUPPORT_ID, "Sue"),
+            "Check /coupons, it is there.",
+            chat=_group(False),
+            reply_to_message=group_message,
+        )
         calls = await harness.feed(reply)
         assert _copies(calls, ANN) and _copies(calls, ANN)[0].ok
         # A reply by someone without a support role is ignored.
-        other = harness.tg.message_update(harness.user(1002, "Bob"), "lol", chat=_group(False),
-                                          reply_to_message=harness.tg.find_message(SUPPORT_CHAT_ID, photo_id))
+        other = harness.tg.message_update(
+            harness.user(1002, "Bob"),
+            "lol",
+            chat=_group(False),
+            reply_to_message=harness.tg.find_message(SUPPORT_CHAT_ID, photo_id),
+        )
         assert await harness.feed(other) == []
         # A staff message that replies to nothing of a thread is chatter, not an answer.
-        assert await harness.feed(harness.tg.message_update(harness.user(SUPPORT_ID, "Sue"), "coffee anyone?",
-                                                            chat=_group(False))) == []
-        close = harness.tg.message_update(harness.user(SUPPORT_ID, "Sue"), "/close", chat=_group(False),
-                                          reply_to_message=harness.tg.find_message(SUPPORT_CHAT_ID, photo_id))
+        assert (
+            await harness.feed(
+                harness.tg.message_update(harness.user(SUPPORT_ID, "Sue"), "coffee anyone?", chat=_group(False))
+            )
+            == []
+        )
+        close = harness.tg.message_update(
+            harness.user(SUPPORT_ID, "Sue"),
+            "/close",
+            chat=_group(False),
+            reply_to_message=harness.tg.find_message(SUPPORT_CHAT_ID, photo_id),
+        )
         calls = await harness.feed(close)
         assert "closed" in harness.texts(calls, SUPPORT_CHAT_ID)[-1]
         assert (await _thread(harness)).status == "closed"

@@ -16,7 +16,7 @@ from storage.database import SessionFactory
 from storage.models import Member
 from tests.harness import CASHIER_ID, BotHarness
 
-PROGRAM = parse_program('''
+PROGRAM = parse_program("""
 name = "Cafe"
 [tiers]
 window_months = 12
@@ -30,22 +30,35 @@ multiplier = "1.5"
 name = "Gold"
 enter = "2000"
 multiplier = "2"
-''')
+""")
 T0 = datetime(2026, 1, 10, 4, tzinfo=UTC)
 
 
 async def _member(sessions: SessionFactory) -> int:
     async with sessions() as session:
-        member = (await join(session, PROGRAM, telegram_id=1, chat_id=1, first_name="A", last_name=None,
-                             username=None, language_code="en", payload=None, now=T0)).member
+        member = (
+            await join(
+                session,
+                PROGRAM,
+                telegram_id=1,
+                chat_id=1,
+                first_name="A",
+                last_name=None,
+                username=None,
+                language_code="en",
+                payload=None,
+                now=T0,
+            )
+        ).member
         assert member.id is not None
         return member.id
 
 
 async def _buy(sessions: SessionFactory, member_id: int, amount: str, receipt: str, at: datetime):
     async with sessions() as session:
-        return await record_purchase(session, PROGRAM, member_id=member_id, amount=Decimal(amount), source="receipt",
-                                     external_id=receipt, now=at)
+        return await record_purchase(
+            session, PROGRAM, member_id=member_id, amount=Decimal(amount), source="receipt", external_id=receipt, now=at
+        )
 
 
 async def _tier(sessions: SessionFactory, member_id: int) -> str | None:

@@ -54,15 +54,17 @@ async def _invoice(harness: BotHarness, telegram_id: int = ANN) -> dict[str, Any
     return invoice.params
 
 
-async def _pay(harness: BotHarness, charge: str, telegram_id: int = ANN, payload: str | None = None,
-               name: str = "Ann") -> list[str]:
+async def _pay(
+    harness: BotHarness, charge: str, telegram_id: int = ANN, payload: str | None = None, name: str = "Ann"
+) -> list[str]:
     payload = payload or (await _invoice(harness, telegram_id))["payload"]
     update = harness.tg.successful_payment_update(harness.user(telegram_id, name), PRICE, payload, charge_id=charge)
     return harness.texts(await harness.feed(update), telegram_id)
 
 
-async def _checkout(harness: BotHarness, payload: str, telegram_id: int = ANN, amount: int = PRICE,
-                    currency: str = "XTR") -> dict[str, Any]:
+async def _checkout(
+    harness: BotHarness, payload: str, telegram_id: int = ANN, amount: int = PRICE, currency: str = "XTR"
+) -> dict[str, Any]:
     update = harness.tg.pre_checkout_update(harness.user(telegram_id), amount, payload, currency)
     [answer] = [c for c in await harness.feed(update) if c.method == "answerPreCheckoutQuery"]
     assert answer.ok and answer.params["pre_checkout_query_id"] == update["pre_checkout_query"]["id"]
@@ -135,8 +137,10 @@ async def test_non_members_are_asked_to_join_first(harness: BotHarness) -> None:
 async def test_pre_checkout_is_accepted_for_the_current_offer(harness: BotHarness) -> None:
     await _join(harness)
     payload = (await _invoice(harness))["payload"]
-    assert await _checkout(harness, payload) == {"pre_checkout_query_id": harness.tg.calls[-1].params[
-        "pre_checkout_query_id"], "ok": True}
+    assert await _checkout(harness, payload) == {
+        "pre_checkout_query_id": harness.tg.calls[-1].params["pre_checkout_query_id"],
+        "ok": True,
+    }
     assert await _count(harness, VipPayment) == 0  # nothing is recorded before the payment itself
 
 
@@ -217,8 +221,15 @@ async def test_concurrent_deliveries_of_one_payment_count_once(harness: BotHarne
     async def deliver(charge: str) -> bool:
         async with harness.sessions() as session:
             result = await vip.record_payment(
-                session, program, telegram_id=ANN, charge_id=charge, payload=vip.payload_for(ann.id or 0, rules),
-                currency="XTR", amount=PRICE, now=harness.clock())
+                session,
+                program,
+                telegram_id=ANN,
+                charge_id=charge,
+                payload=vip.payload_for(ann.id or 0, rules),
+                currency="XTR",
+                amount=PRICE,
+                now=harness.clock(),
+            )
             return result.created
 
     created = await asyncio.gather(*(deliver(f"c-{i % 3}") for i in range(9)))
@@ -251,8 +262,11 @@ async def test_vip_multiplies_points_with_the_tier_until_it_ends(harness: BotHar
     harness.clock.advance(days=30)  # VIP ends exactly now
     await harness.purchase(ann.code, "100", "R-4")  # Silver alone
     async with harness.sessions() as session:
-        points = (await session.execute(
-            select(LedgerEntry.points).where(LedgerEntry.kind == "purchase").order_by(LedgerEntry.id))).scalars()
+        points = (
+            await session.execute(
+                select(LedgerEntry.points).where(LedgerEntry.kind == "purchase").order_by(LedgerEntry.id)
+            )
+        ).scalars()
         assert list(points) == [600, 187, 150, 125]
     calls = await harness.send(harness.user(ANN), "/vip")
     assert "You are VIP until" not in harness.texts(calls)[0]
@@ -286,7 +300,8 @@ async def test_monthly_gift_once_per_thirty_days_of_vip(harness: BotHarness) -> 
 
 
 async def test_every_vip_gets_gifts_and_reminders_however_many_pages_they_fill(
-    harness: BotHarness, monkeypatch: pytest.MonkeyPatch,
+    harness: BotHarness,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(vip, "PAGE", 2)  # five members over three pages; claimed ones must not fill a page
     members = [ANN + n for n in range(5)]
@@ -466,14 +481,17 @@ async def test_mydata_includes_vip_payments(harness: BotHarness) -> None:
 # ------------------------------------------------------------------------------------------------ program file
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ('price_stars = 0\nbenefits = "b"\nterms = "t"', "vip.price_stars"),
-    ('price_stars = 10\nbenefits = "b"\nterms = "t"\ncombine = "add"', "vip.combine"),
-    ('price_stars = 10\nbenefits = "b"\nterms = "t"\nmonthly_reward = "nope"', "vip.monthly_reward 'nope'"),
-    ('price_stars = 10\nbenefits = "b"\nterms = "t"\nperiod_days = 3\nreminder_days = 3', "reminder_days"),
-    ('price_stars = 10\nbenefits = "b"\nterms = "t"\ntitle = "' + "x" * 33 + '"', "vip.title"),
-    ('price_stars = 10\nterms = "t"', "vip.benefits"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('price_stars = 0\nbenefits = "b"\nterms = "t"', "vip.price_stars"),
+        ('price_stars = 10\nbenefits = "b"\nterms = "t"\ncombine = "add"', "vip.combine"),
+        ('price_stars = 10\nbenefits = "b"\nterms = "t"\nmonthly_reward = "nope"', "vip.monthly_reward 'nope'"),
+        ('price_stars = 10\nbenefits = "b"\nterms = "t"\nperiod_days = 3\nreminder_days = 3', "reminder_days"),
+        ('price_stars = 10\nbenefits = "b"\nterms = "t"\ntitle = "' + "x" * 33 + '"', "vip.title"),
+        ('price_stars = 10\nterms = "t"', "vip.benefits"),
+    ],
+)
 def test_invalid_vip_sections_name_the_key(section: str, message: str) -> None:
     with pytest.raises(ProgramError, match=message):
         parse_program(f'name = "Cafe"\n[vip]\n{section}\n')
@@ -481,7 +499,9 @@ def test_invalid_vip_sections_name_the_key(section: str, message: str) -> None:
 
 def test_vip_is_off_without_a_section_and_the_example_offers_it() -> None:
     assert parse_program('name = "Cafe"').vip_offer is None
-    assert parse_program('name = "Cafe"\n[vip]\nenabled = false\nprice_stars = 5\nbenefits = "b"\nterms = "t"'
-                         ).vip_offer is None
+    assert (
+        parse_program('name = "Cafe"\n[vip]\nenabled = false\nprice_stars = 5\nbenefits = "b"\nterms = "t"').vip_offer
+        is None
+    )
     rules = load_program().vip_offer
     assert rules is not None and rules.price_stars == PRICE and rules.multiplier == Decimal("1.5")

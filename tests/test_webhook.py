@@ -33,8 +33,13 @@ HEADER = "X-Telegram-Bot-Api-Secret-Token"
 @pytest.fixture
 async def hook(harness: BotHarness) -> AsyncIterator[TestClient]:
     # The dispatcher as ``loyalty run`` builds it: with the redelivery guard.
-    harness.dp = build_dispatcher(harness.dp["settings"], harness.dp["program"], harness.sessions,
-                                  clock=harness.clock, seen_updates=MemorySeenUpdates())
+    harness.dp = build_dispatcher(
+        harness.dp["settings"],
+        harness.dp["program"],
+        harness.sessions,
+        clock=harness.clock,
+        seen_updates=MemorySeenUpdates(),
+    )
     deps = deps_of(harness, webhook_url=URL, webhook_secret=SECRET, cashier_ids=frozenset({CASHIER_ID}))
     async with TestClient(TestServer(make_http_app(deps, serve_updates=True))) as client:
         yield client
@@ -42,32 +47,40 @@ async def hook(harness: BotHarness) -> AsyncIterator[TestClient]:
 
 async def _counts(harness: BotHarness) -> tuple[int, ...]:
     async with harness.sessions() as session:
-        return tuple([int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-                      for model in (Member, Purchase, LedgerEntry)])
+        return tuple(
+            [
+                int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+                for model in (Member, Purchase, LedgerEntry)
+            ]
+        )
 
 
 @pytest.mark.parametrize("headers", [{}, {HEADER: "wrong"}, {HEADER: SECRET[:-1]}], ids=["none", "wrong", "prefix"])
-async def test_an_update_without_the_secret_is_refused_and_changes_nothing(hook: TestClient, harness: BotHarness,
-                                                                            headers: dict[str, str]) -> None:
+async def test_an_update_without_the_secret_is_refused_and_changes_nothing(
+    hook: TestClient, harness: BotHarness, headers: dict[str, str]
+) -> None:
     before = await _counts(harness)
     sent = len(harness.tg.calls)
-    response = await hook.post("/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"),
-                               headers=headers)
+    response = await hook.post(
+        "/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"), headers=headers
+    )
     assert response.status in (401, 403)
     assert await _counts(harness) == before and len(harness.tg.calls) == sent
 
 
 async def test_an_update_with_the_secret_is_handled(hook: TestClient, harness: BotHarness) -> None:
-    response = await hook.post("/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"),
-                               headers={HEADER: SECRET})
+    response = await hook.post(
+        "/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"), headers={HEADER: SECRET}
+    )
     assert response.status == 200
     assert "Welcome to Bean There Coffee, Ann!" in (harness.tg.last_text(1001) or "")
     assert await harness.member(1001) is not None
 
 
 async def test_a_redelivered_update_changes_nothing(hook: TestClient, harness: BotHarness) -> None:
-    await hook.post("/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"),
-                    headers={HEADER: SECRET})
+    await hook.post(
+        "/tg/hook", json=harness.tg.message_update(harness.user(1001, "Ann"), "/start"), headers={HEADER: SECRET}
+    )
     member = await harness.member(1001)
     assert member is not None
     update = harness.tg.message_update(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} 30 coffee")
@@ -89,11 +102,26 @@ def _free_port() -> int:
 
 async def _start(tg: FakeTelegram, tmp_path: Path, role: str, port: int, db: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", "--role", role, cwd=tmp_path,
-        env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url, LOYALTY_DATABASE_URL=db,
-                 LOYALTY_WEBHOOK_URL=f"https://bot.example.com/hook/{role}", LOYALTY_WEBHOOK_SECRET=SECRET,
-                 LOYALTY_HTTP_HOST="127.0.0.1", LOYALTY_HTTP_PORT=str(port), PYTHONPATH=str(ROOT)),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--role",
+        role,
+        cwd=tmp_path,
+        env=_env(
+            LOYALTY_BOT_TOKEN=tg.token,
+            LOYALTY_TELEGRAM_API_URL=tg.base_url,
+            LOYALTY_DATABASE_URL=db,
+            LOYALTY_WEBHOOK_URL=f"https://bot.example.com/hook/{role}",
+            LOYALTY_WEBHOOK_SECRET=SECRET,
+            LOYALTY_HTTP_HOST="127.0.0.1",
+            LOYALTY_HTTP_PORT=str(port),
+            PYTHONPATH=str(ROOT),
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def _until_up(port: int) -> None:
@@ -128,8 +156,9 @@ async def test_bot_workers_serve_the_webhook_and_only_the_all_role_registers_it(
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"http://127.0.0.1:{port}/hook/bot", json=update) as refused:
                     assert refused.status == 401
-                async with http.post(f"http://127.0.0.1:{port}/hook/bot", json=update,
-                                     headers={HEADER: SECRET}) as accepted:
+                async with http.post(
+                    f"http://127.0.0.1:{port}/hook/bot", json=update, headers={HEADER: SECRET}
+                ) as accepted:
                     assert accepted.status == 200
             assert "Welcome to Bean There Coffee, Ann!" in (tg.last_text(501) or "")
         finally:
@@ -154,7 +183,8 @@ async def test_bot_workers_serve_the_webhook_and_only_the_all_role_registers_it(
 
 
 async def test_two_worker_processes_on_one_database_and_redis_share_a_conversation(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     """The issue's deployment in small: two `loyalty run --role bot` processes behind one webhook URL, one
     database, one Redis. The member's updates alternate between them; the conversation goes on regardless."""
     from redis.asyncio import Redis
@@ -164,13 +194,31 @@ async def test_two_worker_processes_on_one_database_and_redis_share_a_conversati
     await redis.flushdb()
     async with FakeTelegram(token="4245:TWO-WORKERS") as tg:
         ports = [_free_port(), _free_port()]
-        workers = [await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "--role", "bot", cwd=tmp_path,
-            env=_env(LOYALTY_BOT_TOKEN=tg.token, LOYALTY_TELEGRAM_API_URL=tg.base_url,
-                     LOYALTY_DATABASE_URL=database_url, LOYALTY_REDIS_URL=redis_url, LOYALTY_WEBHOOK_URL=URL,
-                     LOYALTY_WEBHOOK_SECRET=SECRET, LOYALTY_HTTP_HOST="127.0.0.1", LOYALTY_HTTP_PORT=str(port),
-                     PYTHONPATH=str(ROOT)),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for port in ports]
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "run",
+                "--role",
+                "bot",
+                cwd=tmp_path,
+                env=_env(
+                    LOYALTY_BOT_TOKEN=tg.token,
+                    LOYALTY_TELEGRAM_API_URL=tg.base_url,
+                    LOYALTY_DATABASE_URL=database_url,
+                    LOYALTY_REDIS_URL=redis_url,
+                    LOYALTY_WEBHOOK_URL=URL,
+                    LOYALTY_WEBHOOK_SECRET=SECRET,
+                    LOYALTY_HTTP_HOST="127.0.0.1",
+                    LOYALTY_HTTP_PORT=str(port),
+                    PYTHONPATH=str(ROOT),
+                ),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for port in ports
+        ]
         try:
             for port in ports:
                 await _until_up(port)
@@ -178,16 +226,21 @@ async def test_two_worker_processes_on_one_database_and_redis_share_a_conversati
             async with aiohttp.ClientSession() as http:
 
                 async def deliver(update: dict[str, Any], worker: int) -> None:
-                    async with http.post(f"http://127.0.0.1:{ports[worker]}/tg/hook", json=update,
-                                         headers={HEADER: SECRET}) as response:
+                    async with http.post(
+                        f"http://127.0.0.1:{ports[worker]}/tg/hook", json=update, headers={HEADER: SECRET}
+                    ) as response:
                         assert response.status == 200
 
                 await deliver(tg.message_update(ann, "/start"), 0)
                 await deliver(tg.message_update(ann, "/profile"), 1)
                 profile = tg.last_message(601)
                 assert profile is not None
-                button = next(b for row in profile["reply_markup"]["inline_keyboard"] for b in row
-                              if b["text"] == "🎂 Set birthday")
+                button = next(
+                    b
+                    for row in profile["reply_markup"]["inline_keyboard"]
+                    for b in row
+                    if b["text"] == "🎂 Set birthday"
+                )
                 await deliver(tg.callback_update(ann, profile, button["callback_data"]), 0)
                 assert "When is your birthday?" in (tg.last_text(601) or "")
                 birthday = tg.message_update(ann, "07-14")

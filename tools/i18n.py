@@ -29,10 +29,45 @@ def po_path(lang: str) -> Path:
 
 def update() -> None:
     pybabel = str(Path(sys.executable).with_name("pybabel"))
-    subprocess.run([pybabel, "extract", "-F", "babel.cfg", "-k", "N_", "-k", "__", "--no-location",
-                    "--sort-output", "--omit-header", "--no-wrap", "-o", str(POT), "."], cwd=ROOT, check=True)
-    subprocess.run([pybabel, "update", "-i", str(POT), "-d", str(LOCALES), "-D", "messages",
-                    "--no-fuzzy-matching", "--omit-header", "--ignore-obsolete", "--no-wrap"], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            pybabel,
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "N_",
+            "-k",
+            "__",
+            "--no-location",
+            "--sort-output",
+            "--omit-header",
+            "--no-wrap",
+            "-o",
+            str(POT),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    subprocess.run(
+        [
+            pybabel,
+            "update",
+            "-i",
+            str(POT),
+            "-d",
+            str(LOCALES),
+            "-D",
+            "messages",
+            "--no-fuzzy-matching",
+            "--omit-header",
+            "--ignore-obsolete",
+            "--no-wrap",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
 
 
 def compiled(lang: str) -> bytes:

@@ -527,8 +527,9 @@ class FakeTelegram:
             "provider_payment_charge_id": "",
         }
         # Remembered so refundStarPayment can answer as Telegram does (a second refund of a charge fails).
-        self.charges.setdefault(charge_id, {"user_id": user["id"], "total_amount": total_amount,
-                                            "payload": payload, "refunded": False})
+        self.charges.setdefault(
+            charge_id, {"user_id": user["id"], "total_amount": total_amount, "payload": payload, "refunded": False}
+        )
         return self.message_update(user, successful_payment=payment)
 
     def refunded_payment_update(self, user: JSONDict, charge_id: str) -> JSONDict:
@@ -717,8 +718,9 @@ class FakeTelegram:
             self.spec_errors.append(f"{raw_method}: unreadable request body: {exc}")
         method = self.spec.method_name(raw_method)
         params, errors = self.spec.parse_request(raw_method, raw_params, set(files))
-        call = Call(method or raw_method, params, {k: data for k, (_, data) in files.items()}, errors,
-                    content_type=content_type)
+        call = Call(
+            method or raw_method, params, {k: data for k, (_, data) in files.items()}, errors, content_type=content_type
+        )
         self.calls.append(call)
         if errors:
             self.spec_errors.extend(f"{call.method}: {e}" for e in errors)

@@ -640,11 +640,14 @@ def _check_invoice(params: dict[str, Any]) -> list[str]:
             errors.append("CURRENCY_TOTAL_AMOUNT_INVALID: payments in Telegram Stars take exactly one price")
         if "max_tip_amount" in params or "suggested_tip_amounts" in params:
             errors.append("payments in Telegram Stars take no tips")
-        if any(params.get(key) for key in ("need_name", "need_phone_number", "need_email", "need_shipping_address",
-                                           "is_flexible")):
+        if any(
+            params.get(key)
+            for key in ("need_name", "need_phone_number", "need_email", "need_shipping_address", "is_flexible")
+        ):
             errors.append("payments in Telegram Stars cannot ask for shipping or contact details")
-    if isinstance(prices, list) and not all(isinstance(p, dict) and isinstance(p.get("amount"), int)
-                                            and p["amount"] > 0 for p in prices):
+    if isinstance(prices, list) and not all(
+        isinstance(p, dict) and isinstance(p.get("amount"), int) and p["amount"] > 0 for p in prices
+    ):
         errors.append("CURRENCY_TOTAL_AMOUNT_INVALID: every price must be a positive amount")
     markup = params.get("reply_markup")
     rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
