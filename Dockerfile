@@ -9,12 +9,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-cjk 
 
 # Dependencies first, so a code change rebuilds only the last layers.
 COPY pyproject.toml README.md ./
-RUN mkdir -p bot handlers loyalty scheduler storage && pip install . && pip uninstall -y loyalty-assistant
+RUN mkdir -p bot handlers web scheduler notifications loyalty storage && pip install . && pip uninstall -y loyalty-assistant
 COPY bot ./bot
 COPY handlers ./handlers
 COPY loyalty ./loyalty
 COPY scheduler ./scheduler
 COPY storage ./storage
+COPY web ./web
+COPY notifications ./notifications
 RUN pip install --no-deps . && useradd --system --uid 10001 loyalty
 
 USER loyalty

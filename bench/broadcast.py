@@ -26,13 +26,13 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bench.updates import fresh_pg_database
-from bot.app import build_dispatcher, make_bot
-from bot.emulator import FakeTelegram
+from bot.services import compose, make_bot
 from bot.settings import Settings
-from handlers.broadcasting import Broadcaster
+from emulator import FakeTelegram
 from loyalty import broadcasts
 from loyalty.program import load_program
 from loyalty.segments import Segment
+from notifications.broadcasting import Broadcaster
 from storage.clock import utcnow
 from storage.database import begin_write, make_engine, make_session_factory
 from storage.migrate import upgrade_async
@@ -121,7 +121,7 @@ async def run_case(case: Case, url: str, members: int) -> None:
     sessions = make_session_factory(engine)
     program = load_program()
     bot = make_bot(settings)
-    broadcaster: Broadcaster = build_dispatcher(settings, program, sessions)["broadcaster"]
+    broadcaster: Broadcaster = compose(settings, program, sessions, bot).broadcaster
     content = {
         "default": {"text": "<b>Double points</b> this Friday!"},
         "zh-Hans": {"text": "<b>双倍积分</b>，本周五！"},

@@ -31,8 +31,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.updates import fresh_pg_database
-from bot.emulator import FakeTelegram
 from bot.heap import freeze_startup_heap
+from emulator import FakeTelegram
 from storage.migrate import upgrade_async
 
 ROOT = Path(__file__).resolve().parent.parent

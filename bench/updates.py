@@ -30,10 +30,10 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message
 
-from bot.app import build_dispatcher, make_bot
-from bot.emulator import FakeTelegram
 from bot.heap import freeze_startup_heap
+from bot.services import compose, make_bot
 from bot.settings import Settings
+from emulator import FakeTelegram
 from loyalty.members import join
 from loyalty.program import load_program
 from storage.clock import utcnow
@@ -102,8 +102,8 @@ async def full_stack_rate(url: str, updates: int, concurrency: int) -> float:
             )
     async with FakeTelegram() as tg:
         settings = Settings(bot_token=tg.token, telegram_api_url=tg.base_url, _env_file=None)  # type: ignore[call-arg]
-        bot = make_bot(settings)
-        dp = build_dispatcher(settings, program, sessions)
+        services = compose(settings, program, sessions)
+        bot, dp = services.bot, services.dispatcher
         try:
             return await measure(tg, bot, dp, updates, concurrency)
         finally:

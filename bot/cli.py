@@ -63,13 +63,13 @@ def run(
         _fail(str(exc))
     _logging(form=settings.log_format)
     # Imported late: aiogram takes seconds to import, and a settings mistake should be reported at once.
-    from bot.runner import StartupError, build_app, run_role
+    from bot.runner import StartupError, build_services, run_role
 
     async def main() -> None:
-        application = await build_app(settings)
+        services = await build_services(settings)
         # Broadcasts go out from the process that runs the scheduler: one sender keeps one rate limit.
-        application.dispatcher["broadcaster"].enabled = role != "bot"
-        await run_role(application, role)
+        services.broadcaster.enabled = role != "bot"
+        await run_role(services, role)
 
     try:
         asyncio.run(main())

@@ -11,9 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
-from bot.emulator import Call, FakeTelegram, html_to_plain
-from bot.runner import App, build_app, run_polling
+from bot.runner import build_services, run_polling
+from bot.services import Services
 from bot.settings import load_settings
+from emulator import Call, FakeTelegram, html_to_plain
 from loyalty.members import get_by_telegram_id
 
 SETTLE_SECONDS = 0.4
@@ -41,7 +42,7 @@ HELP = """Type messages as the current user. Demo commands:
 
 
 class Demo:
-    def __init__(self, tg: FakeTelegram, app: App, console: Console, files: Path) -> None:
+    def __init__(self, tg: FakeTelegram, app: Services, console: Console, files: Path) -> None:
         self.tg, self.app, self.console, self.files = tg, app, console, files
         self.me = MEMBER
         self.users = {
@@ -193,7 +194,7 @@ async def run_demo(*, scripted: bool) -> int:
                 "cashier_ids": frozenset({CASHIER.user_id}),
             }
         )
-        app = await build_app(settings)
+        app = await build_services(settings)
         console.print(
             f"[bold]Loyalty Assistant demo[/] — {app.program.name}, offline against a local Telegram "
             f"emulator at {tg.base_url}. Database: {workdir / 'demo.db'}"

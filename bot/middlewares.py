@@ -15,9 +15,9 @@ from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n
 
 from handlers.ahead import ReadAhead
-from handlers.ui import user_locale
 from loyalty.members import identify
 from loyalty.roles import Role, StaticRoles
+from notifications.texts import user_locale
 from storage.database import DbSession, SessionFactory, release_idle
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]

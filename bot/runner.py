@@ -5,47 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
-from typing import Any
 
-from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import build_dispatcher, make_bot, set_command_menus
 from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
 from bot.heap import freeze_startup_heap
-from bot.http import Deps, make_http_app, start_http
-from bot.scheduling import make_scheduler
+from bot.services import Services, compose, set_command_menus
 from bot.settings import Settings
-from loyalty.program import Program, load_program
+from loyalty.program import load_program
 from loyalty.rewards import sync_catalog
-from storage.database import SessionFactory, is_sqlite, make_engine, make_session_factory
+from scheduler.jobs import make_scheduler
+from storage.database import is_sqlite, make_engine, make_session_factory
 from storage.migrate import current_and_head_async, upgrade_async
+from web.server import make_http_app, start_http
 
 log = logging.getLogger(__name__)
 
 
 class StartupError(RuntimeError):
     """Start-up cannot go on; the message says what to do."""
-
-
-@dataclass
-class App:
-    settings: Settings
-    program: Program
-    engine: AsyncEngine
-    sessions: SessionFactory
-    bot: Bot
-    dispatcher: Dispatcher
-    redis: Any | None = None  # redis.asyncio.Redis with LOYALTY_REDIS_URL: FSM state, isolation, readiness
-
-    async def close(self) -> None:
-        await self.dispatcher["broadcaster"].stop()
-        await self.bot.session.close()
-        await self.dispatcher.storage.close()
-        await self.dispatcher.fsm.events_isolation.close()
-        await self.engine.dispose()
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -60,14 +38,13 @@ async def prepare_database(settings: Settings) -> None:
         )
 
 
-async def build_app(settings: Settings) -> App:
+async def build_services(settings: Settings) -> Services:
     program = load_program(settings.program_file)
     await prepare_database(settings)
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     sessions = make_session_factory(engine)
     async with sessions() as session:
         await sync_catalog(session, program)
-    bot = make_bot(settings)
     storage, isolation = make_fsm_storage(settings)
     redis = getattr(storage, "redis", None)
     # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; only a
@@ -75,10 +52,16 @@ async def build_app(settings: Settings) -> App:
     seen: SeenUpdates | None = (
         RedisSeenUpdates(redis) if redis is not None else MemorySeenUpdates() if settings.webhook_url else None
     )
-    dispatcher = build_dispatcher(
-        settings, program, sessions, storage=storage, events_isolation=isolation, seen_updates=seen
+    return compose(
+        settings,
+        program,
+        sessions,
+        storage=storage,
+        events_isolation=isolation,
+        seen_updates=seen,
+        redis=redis,
+        engine=engine,
     )
-    return App(settings, program, engine, sessions, bot, dispatcher, redis)
 
 
 def make_fsm_storage(settings: Settings) -> tuple[BaseStorage | None, BaseEventIsolation | None]:
@@ -97,36 +80,36 @@ def make_fsm_storage(settings: Settings) -> tuple[BaseStorage | None, BaseEventI
     return storage, storage.create_isolation(lock_kwargs={"timeout": 10, "sleep": 0.005})
 
 
-async def run_polling(app: App, *, handle_signals: bool = True, with_scheduler: bool = False) -> None:
-    scheduler = make_scheduler(app) if with_scheduler else None
-    me = await app.bot.get_me()
-    log.info("starting %s as @%s", app.program.name, me.username)
-    await set_command_menus(app.bot, app.dispatcher["i18n"], app.settings, app.sessions)
+async def run_polling(services: Services, *, handle_signals: bool = True, with_scheduler: bool = False) -> None:
+    scheduler = make_scheduler(services) if with_scheduler else None
+    me = await services.bot.get_me()
+    log.info("starting %s as @%s", services.program.name, me.username)
+    await set_command_menus(services)
     # Long polling and a webhook exclude each other; a webhook left over from a deployment would block us.
-    await app.bot.delete_webhook(drop_pending_updates=False)
+    await services.bot.delete_webhook(drop_pending_updates=False)
     if scheduler is not None:
         scheduler.start()
     try:
-        await app.dispatcher.start_polling(
-            app.bot,
-            allowed_updates=app.dispatcher.resolve_used_update_types(),
+        await services.dispatcher.start_polling(
+            services.bot,
+            allowed_updates=services.dispatcher.resolve_used_update_types(),
             handle_signals=handle_signals,
             close_bot_session=True,
         )
     finally:
         if scheduler is not None:
             await scheduler.stop()
-        await app.close()
+        await services.close()
 
 
-async def run_scheduler(app: App) -> None:
+async def run_scheduler(services: Services) -> None:
     """The scheduler alone: sends scheduled messages, answers no updates."""
-    log.info("starting the scheduler for %s", app.program.name)
+    log.info("starting the scheduler for %s", services.program.name)
     stop = _stop_on_signals()
     try:
-        await make_scheduler(app).run_until(stop)
+        await make_scheduler(services).run_until(stop)
     finally:
-        await app.close()
+        await services.close()
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -137,53 +120,52 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def register_webhook(app: App) -> None:
+async def register_webhook(services: Services) -> None:
     """Point Telegram at our webhook. Done by the process that runs the scheduler (role ``all`` or
     ``scheduler``), of which a deployment has exactly one; bot workers never set or delete it."""
-    assert app.settings.webhook_url is not None
-    await app.bot.set_webhook(
-        url=app.settings.webhook_url,
-        secret_token=app.settings.webhook_secret,
-        allowed_updates=app.dispatcher.resolve_used_update_types(),
+    assert services.settings.webhook_url is not None
+    await services.bot.set_webhook(
+        url=services.settings.webhook_url,
+        secret_token=services.settings.webhook_secret,
+        allowed_updates=services.dispatcher.resolve_used_update_types(),
         drop_pending_updates=False,
     )
-    log.info("webhook set to %s", app.settings.webhook_url)
+    log.info("webhook set to %s", services.settings.webhook_url)
 
 
-async def run_role(app: App, role: str) -> None:
+async def run_role(services: Services, role: str) -> None:
     """``loyalty run --role``: the HTTP server always; updates by webhook or long polling for ``all`` and
     ``bot``; the scheduler for ``all`` and ``scheduler``."""
     serve_updates, with_scheduler = role != "scheduler", role != "bot"
-    deps = Deps(app.settings, app.program, app.sessions, app.bot, app.dispatcher, app.redis)
     http = await start_http(
-        make_http_app(deps, serve_updates=serve_updates), app.settings.http_host, app.settings.http_port
+        make_http_app(services, serve_updates=serve_updates), services.settings.http_host, services.settings.http_port
     )
     freeze_startup_heap()
     try:
-        if app.settings.webhook_url is None:
+        if services.settings.webhook_url is None:
             if role == "scheduler":
-                await run_scheduler(app)
+                await run_scheduler(services)
             else:
-                await run_polling(app, with_scheduler=with_scheduler)
+                await run_polling(services, with_scheduler=with_scheduler)
             return
-        await run_webhook(app, serve_updates=serve_updates, with_scheduler=with_scheduler)
+        await run_webhook(services, serve_updates=serve_updates, with_scheduler=with_scheduler)
     finally:
         await http.cleanup()
 
 
-async def run_webhook(app: App, *, serve_updates: bool, with_scheduler: bool) -> None:
+async def run_webhook(services: Services, *, serve_updates: bool, with_scheduler: bool) -> None:
     """Updates arrive at the HTTP server; this waits for a signal. The webhook is never deleted on the way out:
     the other workers go on serving it."""
     stop = _stop_on_signals()
-    scheduler = make_scheduler(app) if with_scheduler else None
+    scheduler = make_scheduler(services) if with_scheduler else None
     try:
         if scheduler is not None:
-            await register_webhook(app)
-            await set_command_menus(app.bot, app.dispatcher["i18n"], app.settings, app.sessions)
+            await register_webhook(services)
+            await set_command_menus(services)
             scheduler.start()
-        log.info("serving %s%s by webhook", app.program.name, " updates" if serve_updates else "")
+        log.info("serving %s%s by webhook", services.program.name, " updates" if serve_updates else "")
         await stop.wait()
     finally:
         if scheduler is not None:
             await scheduler.stop()
-        await app.close()
+        await services.close()

@@ -18,16 +18,15 @@ from aiogram.utils.i18n.lazy_proxy import LazyProxy
 from handlers.ahead import ReadAhead
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
-from handlers.ui import card_lines, day, edit_or_keep, money
-from loyalty.account import HistoryPage, history, summary, summary_rider
+from handlers.ui import edit_or_keep
+from loyalty.account import EXPIRY_HORIZON_DAYS, HistoryPage, history, summary, summary_rider
 from loyalty.ledger import Kind
 from loyalty.members import MemberView, Rider
 from loyalty.program import Program
 from loyalty.tiers import TierProgress
+from notifications.texts import card_lines, day, money
 from storage.database import DbSession
 from storage.models import LedgerEntry
-
-EXPIRY_HORIZON_DAYS = 30
 
 KIND_LABELS: dict[str, LazyProxy] = {
     Kind.WELCOME: __("Welcome bonus"),

@@ -7,6 +7,7 @@ import html
 import re
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from aiogram import Bot, Router
@@ -18,15 +19,15 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.broadcasting import Broadcaster, StopPromotions, markup_for, progress_text, send_variant
 from handlers.filters import HasPermission, IsMember, NotCommand
 from handlers.language import NAMES
-from handlers.ui import N_, when
 from loyalty import broadcasts, privacy
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Permission
 from loyalty.segments import BadSegment, Segment, SegmentProblem, parse_segment
+from notifications.broadcasting import Broadcaster, StopPromotions, markup_for, progress_text, send_variant
+from notifications.texts import N_, when
 from storage.database import DbSession
 
 BUTTON_RE = re.compile(r"^\s*button:\s*(?P<text>[^|]{1,40}?)\s*\|\s*(?P<url>https?://\S+)\s*$", re.IGNORECASE)
@@ -47,14 +48,23 @@ class Compose(StatesGroup):
     time = State()
 
 
+class ComposeStep(StrEnum):
+    VARIANT = "variant"
+    SEGMENT = "segment"
+    ALL = "all"
+    SEND = "send"
+    SCHEDULE = "schedule"
+    CANCEL = "cancel"
+
+
 class ComposeAction(CallbackData, prefix="bc"):
-    action: str  # "variant" | "segment" | "all" | "send" | "schedule" | "cancel"
+    action: ComposeStep
     language: str = ""
 
 
 class BroadcastControl(CallbackData, prefix="bcc"):
     broadcast_id: int
-    to: str  # "paused" | "running" | "cancelled"
+    to: broadcasts.Status  # paused, running or cancelled
 
 
 def _message_of(message: Message) -> dict[str, Any] | None:
@@ -101,14 +111,18 @@ def _after_message_keyboard(content: dict[str, Any]) -> InlineKeyboardMarkup:
         [
             InlineKeyboardButton(
                 text=_("➕ Version in {language}").format(language=NAMES[code]),
-                callback_data=ComposeAction(action="variant", language=code).pack(),
+                callback_data=ComposeAction(action=ComposeStep.VARIANT, language=code).pack(),
             )
         ]
         for code in NAMES
         if code not in content and code != "en"
     ]
     rows.append(
-        [InlineKeyboardButton(text=_("Next: choose members ▶"), callback_data=ComposeAction(action="segment").pack())]
+        [
+            InlineKeyboardButton(
+                text=_("Next: choose members ▶"), callback_data=ComposeAction(action=ComposeStep.SEGMENT).pack()
+            )
+        ]
     )
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -147,13 +161,13 @@ async def compose_action(
         return
     await query.answer()
     chat_id = query.from_user.id
-    if callback_data.action == "variant" and callback_data.language in NAMES:
+    if callback_data.action is ComposeStep.VARIANT and callback_data.language in NAMES:
         await state.update_data(variant_language=callback_data.language)
         await state.set_state(Compose.message)
         await bot.send_message(
             chat_id, _("Send the version in {language}.").format(language=NAMES[callback_data.language])
         )
-    elif callback_data.action == "segment":
+    elif callback_data.action is ComposeStep.SEGMENT:
         await state.set_state(Compose.segment)
         await bot.send_message(
             chat_id,
@@ -168,20 +182,24 @@ async def compose_action(
             ),
             reply_markup=InlineKeyboardMarkup(
                 inline_keyboard=[
-                    [InlineKeyboardButton(text=_("All members"), callback_data=ComposeAction(action="all").pack())]
+                    [
+                        InlineKeyboardButton(
+                            text=_("All members"), callback_data=ComposeAction(action=ComposeStep.ALL).pack()
+                        )
+                    ]
                 ]
             ),
         )
-    elif callback_data.action == "all":
+    elif callback_data.action is ComposeStep.ALL:
         await _preview(bot, chat_id, session, state, program, Segment(), clock())
-    elif callback_data.action == "send":
+    elif callback_data.action is ComposeStep.SEND:
         await _create(bot, chat_id, session, state, program, broadcaster, clock(), None)
-    elif callback_data.action == "schedule":
+    elif callback_data.action is ComposeStep.SCHEDULE:
         await state.set_state(Compose.time)
         await bot.send_message(
             chat_id, _("When? Send the local time as YYYY-MM-DD HH:MM ({zone}).").format(zone=program.timezone)
         )
-    elif callback_data.action == "cancel":
+    elif callback_data.action is ComposeStep.CANCEL:
         await state.clear()
         await bot.send_message(chat_id, _("Broadcast cancelled; nothing was sent."))
 
@@ -219,9 +237,11 @@ async def _preview(
     by_language = ", ".join(f"{NAMES.get(code, code)}: {count}" for code, count in sorted(counts.items()))
     buttons = [
         [
-            InlineKeyboardButton(text=_("🚀 Send now"), callback_data=ComposeAction(action="send").pack()),
-            InlineKeyboardButton(text=_("🕒 Schedule"), callback_data=ComposeAction(action="schedule").pack()),
-            InlineKeyboardButton(text=_("✖ Cancel"), callback_data=ComposeAction(action="cancel").pack()),
+            InlineKeyboardButton(text=_("🚀 Send now"), callback_data=ComposeAction(action=ComposeStep.SEND).pack()),
+            InlineKeyboardButton(
+                text=_("🕒 Schedule"), callback_data=ComposeAction(action=ComposeStep.SCHEDULE).pack()
+            ),
+            InlineKeyboardButton(text=_("✖ Cancel"), callback_data=ComposeAction(action=ComposeStep.CANCEL).pack()),
         ]
     ]
     await bot.send_message(
@@ -311,21 +331,23 @@ async def list_broadcasts(message: Message, session: DbSession, program: Program
             row.append(
                 InlineKeyboardButton(
                     text=_("⏸ Pause #{id}").format(id=broadcast.id),
-                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to="paused").pack(),
+                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to=broadcasts.Status.PAUSED).pack(),
                 )
             )
         if broadcast.status == "paused":
             row.append(
                 InlineKeyboardButton(
                     text=_("▶ Resume #{id}").format(id=broadcast.id),
-                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to="running").pack(),
+                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to=broadcasts.Status.RUNNING).pack(),
                 )
             )
         if broadcast.status in ("running", "scheduled", "paused"):
             row.append(
                 InlineKeyboardButton(
                     text=_("✖ Cancel #{id}").format(id=broadcast.id),
-                    callback_data=BroadcastControl(broadcast_id=broadcast.id or 0, to="cancelled").pack(),
+                    callback_data=BroadcastControl(
+                        broadcast_id=broadcast.id or 0, to=broadcasts.Status.CANCELLED
+                    ).pack(),
                 )
             )
         if row:
@@ -343,11 +365,7 @@ async def control(
     bot: Bot,
     clock: Callable[[], datetime],
 ) -> None:
-    try:
-        target = broadcasts.Status(callback_data.to)
-    except ValueError:
-        await query.answer(_("That choice is not available."), show_alert=True)
-        return
+    target = callback_data.to
     if target not in (
         broadcasts.Status.PAUSED,
         broadcasts.Status.RUNNING,

@@ -13,11 +13,11 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
-from handlers.ui import when
 from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_campaigns, start_campaign
 from loyalty.program import Program
 from loyalty.purchases import CATEGORY_RE
 from loyalty.roles import Permission
+from notifications.texts import when
 from storage.database import DbSession
 
 

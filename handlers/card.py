@@ -14,10 +14,10 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import CARD
-from handlers.ui import card_lines
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.punchcards import progress_of
+from notifications.texts import card_lines
 from storage.database import DbSession
 
 

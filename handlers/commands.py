@@ -8,8 +8,8 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
-from handlers.ui import locale_of
 from loyalty.roles import Role
+from notifications.texts import locale_of
 
 _MEMBER: list[tuple[str, LazyProxy]] = [
     ("start", __("Join, or show the main menu")),

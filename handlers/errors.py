@@ -9,8 +9,8 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import I18n
 
-from handlers.ui import user_locale
 from loyalty.members import MemberView
+from notifications.texts import user_locale
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,10 @@ from aiogram.utils.i18n import gettext as _
 from handlers.commands import set_chat_menu
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import LANGUAGE, main_menu
-from handlers.ui import drop_keyboard, speaking
+from handlers.ui import drop_keyboard
 from loyalty.members import LANGUAGES, MemberView, set_language
 from loyalty.roles import Role
+from notifications.texts import speaking
 from storage.database import DbSession
 
 # Each language is named in itself, so anyone can find their own whatever the current one is.

@@ -7,15 +7,15 @@ import html
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
-from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
+from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import command_names, commands_for
 from handlers.filters import MenuButton, SlashCommand
-from handlers.ui import N_
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Role
+from notifications.texts import N_
 
 BALANCE = N_("⭐ Balance")
 CARD = N_("💳 My card")
@@ -107,10 +107,22 @@ def router() -> Router:
     return router
 
 
+async def stale_button(query: CallbackQuery) -> None:
+    """A tap no feature took: a button from an older version of the bot, or callback data made up by hand."""
+    await query.answer(_("This button is no longer valid."), show_alert=True)
+
+
 def fallback_router() -> Router:
     """Included last, so these run only when no feature handled the message."""
     router = Router(name="fallback")
     router.message.register(needs_role_or_join, Command(*command_names(Role.OWNER), ignore_case=True))
     router.message.register(unknown_command, SlashCommand())
     router.message.register(anything_else)
+    return router
+
+
+def stale_buttons_router() -> Router:
+    """Included after every router, private or group: a tap is always answered, so no spinner turns forever."""
+    router = Router(name="stale-buttons")
+    router.callback_query.register(stale_button)
     return router

@@ -1,4 +1,4 @@
-"""NPS surveys: sending those due, the 0–10 answer, the reason, and what follows from the score."""
+"""NPS surveys: the 0–10 answer, the reason, and what follows from the score (``notifications.surveys`` asks)."""
 
 from __future__ import annotations
 
@@ -8,73 +8,28 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Bot, Router
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.delivery import Outcome, deliver
 from handlers.filters import IsMember, NotCommand
 from handlers.support import Desk, relay_to_staff
-from handlers.ui import edit_or_keep, speaking
+from handlers.ui import edit_or_keep
 from loyalty import feedback, nps
 from loyalty.members import MemberView
 from loyalty.program import Program
-from storage.database import DbSession, SessionFactory
+from notifications.surveys import NpsScore, NpsSkip, keyboard, question
+from notifications.texts import speaking
+from storage.database import DbSession
 from storage.models import Survey
 
 log = logging.getLogger(__name__)
 
 
-class NpsScore(CallbackData, prefix="nps"):
-    survey_id: int
-    score: int
-
-
-class NpsSkip(CallbackData, prefix="npsx"):
-    survey_id: int
-
-
 class NpsReason(StatesGroup):
     waiting = State()
-
-
-def _question(program: Program) -> str:
-    return _("How likely are you to recommend {program} to a friend? 0 = not at all, 10 = extremely likely.").format(
-        program=html.escape(program.name)
-    )
-
-
-def _keyboard(survey_id: int, chosen: int | None = None, *, skip: bool = False) -> InlineKeyboardMarkup:
-    def button(score: int) -> InlineKeyboardButton:
-        label = f"✅{score}" if score == chosen else str(score)
-        return InlineKeyboardButton(text=label, callback_data=NpsScore(survey_id=survey_id, score=score).pack())
-
-    rows = [[button(score) for score in range(0, 6)], [button(score) for score in range(6, 11)]]
-    if skip:
-        rows.append([InlineKeyboardButton(text=_("Skip"), callback_data=NpsSkip(survey_id=survey_id).pack())])
-    return InlineKeyboardMarkup(inline_keyboard=rows)
-
-
-async def send_due_surveys(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
-    """Send every survey due at ``now``, each once; returns how many were sent. The scheduler calls it."""
-    sent = 0
-    async with sessions() as session:
-        due = await nps.due(session, program, now)
-        for purchase, member in due:
-            assert member.id is not None
-            survey = await nps.create(session, member.id, purchase.id, now)
-            if survey is None or survey.id is None:
-                continue  # another run got there first
-            with speaking(i18n, member.language):
-                text, markup = _question(program), _keyboard(survey.id)
-            outcome = await deliver(bot, session, member.chat_id, text, now, reply_markup=markup)
-            if outcome is Outcome.RETRY:
-                await nps.forget(session, survey.id)  # the next run asks again
-            sent += outcome is Outcome.SENT
-    return sent
 
 
 async def choose_score(
@@ -101,13 +56,13 @@ async def choose_score(
     await state.update_data(survey_id=callback_data.survey_id)
     if isinstance(query.message, Message):
         text = (
-            _question(program)
+            question(program)
             + "\n\n"
             + _(
                 "You chose <b>{score}</b>. What is the main reason for your score? Write it below, or tap Skip."
             ).format(score=callback_data.score)
         )
-        await edit_or_keep(query.message, text, _keyboard(callback_data.survey_id, callback_data.score, skip=True))
+        await edit_or_keep(query.message, text, keyboard(callback_data.survey_id, callback_data.score, skip=True))
 
 
 async def skip_reason(

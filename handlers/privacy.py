@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 from aiogram import Bot, Router
 from aiogram.filters import Command
@@ -30,8 +31,13 @@ from loyalty.members import MemberView
 from storage.database import DbSession
 
 
+class SettingsChoice(StrEnum):
+    PROMOTIONS = "promotions"
+    LANGUAGE = "language"
+
+
 class SettingsAction(CallbackData, prefix="st"):
-    action: str  # "promotions" | "language"
+    action: SettingsChoice
     on: bool = False  # for "promotions": the state to set, so a replayed tap changes nothing
 
 
@@ -54,10 +60,15 @@ def _settings_view(promotions: bool) -> tuple[str, InlineKeyboardMarkup]:
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text=toggle, callback_data=SettingsAction(action="promotions", on=not promotions).pack()
+                    text=toggle,
+                    callback_data=SettingsAction(action=SettingsChoice.PROMOTIONS, on=not promotions).pack(),
                 )
             ],
-            [InlineKeyboardButton(text=_("🌐 Language"), callback_data=SettingsAction(action="language").pack())],
+            [
+                InlineKeyboardButton(
+                    text=_("🌐 Language"), callback_data=SettingsAction(action=SettingsChoice.LANGUAGE).pack()
+                )
+            ],
         ]
     )
     return text, markup
@@ -71,12 +82,12 @@ async def show_settings(message: Message, session: DbSession, member: MemberView
 async def settings_action(
     query: CallbackQuery, callback_data: SettingsAction, session: DbSession, member: MemberView
 ) -> None:
-    if callback_data.action == "language":
+    if callback_data.action is SettingsChoice.LANGUAGE:
         await query.answer()
         if isinstance(query.message, Message):
             await choose_language(query.message)
         return
-    if callback_data.action != "promotions":
+    if callback_data.action is not SettingsChoice.PROMOTIONS:
         await query.answer(_("That choice is not available."), show_alert=True)
         return
     await privacy.set_promotions(session, member.id, callback_data.on)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -24,11 +25,12 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand
 from handlers.menu import PROFILE, main_menu
-from handlers.ui import N_, edit_or_keep
+from handlers.ui import edit_or_keep
 from loyalty import profile
 from loyalty.members import MemberView, find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
+from notifications.texts import N_
 from storage.database import DbSession
 from storage.models import Member
 
@@ -46,8 +48,15 @@ class ProfileInput(StatesGroup):
     birthday = State()
 
 
+class ProfileStep(StrEnum):
+    BIRTHDAY = "birthday"
+    FAVOURITES = "favourites"
+    PHONE = "phone"
+    BACK = "back"
+
+
 class ProfileAction(CallbackData, prefix="pf"):
-    action: str  # "birthday" | "favourites" | "phone" | "back"
+    action: ProfileStep
 
 
 class Favourite(CallbackData, prefix="fav"):
@@ -76,13 +85,19 @@ def _view(member: Member, program: Program) -> tuple[str, InlineKeyboardMarkup]:
     buttons = []
     if birthday is None:
         buttons.append(
-            InlineKeyboardButton(text=_("🎂 Set birthday"), callback_data=ProfileAction(action="birthday").pack())
+            InlineKeyboardButton(
+                text=_("🎂 Set birthday"), callback_data=ProfileAction(action=ProfileStep.BIRTHDAY).pack()
+            )
         )
     if program.profile.categories:
         buttons.append(
-            InlineKeyboardButton(text=_("❤️ Favourites"), callback_data=ProfileAction(action="favourites").pack())
+            InlineKeyboardButton(
+                text=_("❤️ Favourites"), callback_data=ProfileAction(action=ProfileStep.FAVOURITES).pack()
+            )
         )
-    buttons.append(InlineKeyboardButton(text=_("📱 Phone"), callback_data=ProfileAction(action="phone").pack()))
+    buttons.append(
+        InlineKeyboardButton(text=_("📱 Phone"), callback_data=ProfileAction(action=ProfileStep.PHONE).pack())
+    )
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons])
 
 
@@ -115,7 +130,7 @@ async def profile_action(
 ) -> None:
     await query.answer()
     current = await profile.get_profile(session, member.id)
-    if callback_data.action == "birthday":
+    if callback_data.action is ProfileStep.BIRTHDAY:
         if profile.birthday_of(current) is not None:
             await bot.send_message(member.chat_id, _locked())
             return
@@ -126,9 +141,9 @@ async def profile_action(
             + "\n"
             + _("Send /cancel to stop."),
         )
-    elif callback_data.action == "favourites":
+    elif callback_data.action is ProfileStep.FAVOURITES:
         await _show_favourites(query, current, program)
-    elif callback_data.action == "phone":
+    elif callback_data.action is ProfileStep.PHONE:
         keyboard = ReplyKeyboardMarkup(
             keyboard=[
                 [KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)],
@@ -140,7 +155,7 @@ async def profile_action(
         await bot.send_message(
             member.chat_id, _("Tap the button below to share your phone number."), reply_markup=keyboard
         )
-    elif callback_data.action == "back" and isinstance(query.message, Message):
+    elif callback_data.action is ProfileStep.BACK and isinstance(query.message, Message):
         text, markup = _view(current, program)
         await edit_or_keep(query.message, text, markup)
 
@@ -158,7 +173,7 @@ async def _show_favourites(query: CallbackQuery, member: Member, program: Progra
         ]
         for c in program.profile.categories
     ]
-    rows.append([InlineKeyboardButton(text=_("✔️ Done"), callback_data=ProfileAction(action="back").pack())])
+    rows.append([InlineKeyboardButton(text=_("✔️ Done"), callback_data=ProfileAction(action=ProfileStep.BACK).pack())])
     await edit_or_keep(
         query.message,
         _("❤️ What do you like? Tap to choose, tap again to remove."),

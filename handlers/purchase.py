@@ -14,24 +14,23 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
-from handlers.referral import after_payout
-from handlers.ui import card_lines, locale_of, money, tell, when
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.purchases import (
-    CATEGORY_RE,
     MAX_ITEMS,
-    RECEIPT_RE,
     AmountError,
     AmountProblem,
+    InputProblem,
+    PurchaseInputError,
     PurchaseResult,
+    check_purchase,
     from_minor,
-    parse_amount,
     record_purchase,
 )
 from loyalty.roles import Permission
+from notifications.purchases import announce_purchase, explanation
+from notifications.texts import money, when
 from storage.database import DbSession
-from storage.models import Member, Purchase
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,17 @@ def _usage() -> str:
         + "\n"
         + _("Add items=N to count the items, for item-count promotions.")
     )
+
+
+def input_problem(error: PurchaseInputError, program: Program, locale: str) -> str:
+    if error.problem is InputProblem.ITEMS:
+        return _("The number of items must be a whole number from 1 to {max}.").format(max=MAX_ITEMS)
+    if error.problem is InputProblem.CATEGORY:
+        return _("The category may use letters, digits, - and _ (up to 32).")
+    if error.problem is InputProblem.RECEIPT:
+        return _("The receipt number may use letters, digits and . / : # - _ (up to 64).")
+    assert error.amount is not None  # the chat gives no time, so the only other problem is the amount
+    return amount_problem(error.amount, program, locale)
 
 
 def amount_problem(error: AmountError, program: Program, locale: str) -> str:
@@ -74,32 +84,25 @@ async def purchase(
     if not 2 <= len(args) <= 4 or len(counts) > 1:
         await message.answer(_usage())
         return
-    ref, amount_text = args[0], args[1]
-    category = args[2] if len(args) > 2 else None
-    receipt = args[3] if len(args) > 3 else None
+    ref = args[0]
     locale = i18n.current_locale
     try:
-        amount = parse_amount(amount_text, program)
-    except AmountError as error:
-        await message.answer(amount_problem(error, program, locale))
-        return
-    items = 1
-    if counts:
-        count_text = counts[0].split("=", 1)[1]
-        if not count_text.isdecimal() or not 1 <= int(count_text) <= MAX_ITEMS:
-            await message.answer(_("The number of items must be a whole number from 1 to {max}.").format(max=MAX_ITEMS))
-            return
-        items = int(count_text)
-    if category is not None and not CATEGORY_RE.match(category):
-        await message.answer(_("The category may use letters, digits, - and _ (up to 32)."))
-        return
-    if receipt is not None and not RECEIPT_RE.match(receipt):
-        await message.answer(_("The receipt number may use letters, digits and . / : # - _ (up to 64)."))
+        given = check_purchase(
+            program,
+            amount=args[1],
+            now=clock(),
+            category=args[2] if len(args) > 2 else None,
+            items=counts[0].split("=", 1)[1] if counts else 1,
+            receipt=args[3] if len(args) > 3 else None,
+        )
+    except PurchaseInputError as error:
+        await message.answer(input_problem(error, program, locale))
         return
     member = await find_member(session, ref)
     if member is None:
         await message.answer(_("No member found for {ref}.").format(ref=html.escape(ref)))
         return
+    receipt = given.receipt
     # Without a receipt the Telegram message itself is the key, so a redelivered update awards nothing twice.
     source, external_id = ("receipt", receipt) if receipt else ("telegram", f"{message.chat.id}:{message.message_id}")
     assert member.id is not None
@@ -107,12 +110,12 @@ async def purchase(
         session,
         program,
         member_id=member.id,
-        amount=amount,
+        amount=given.amount,
         source=source,
         external_id=external_id,
         now=clock(),
-        category=category.lower() if category else None,
-        items=items,
+        category=given.category,
+        items=given.items,
         recorded_by=message.from_user.id if message.from_user else None,
     )
     if not result.created:
@@ -120,37 +123,16 @@ async def purchase(
         return
     await message.answer(
         _("✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} points, balance {balance}.").format(
-            amount=money(amount, program.currency, locale),
+            amount=money(given.amount, program.currency, locale),
             name=html.escape(member.first_name),
             code=member.code,
             points=result.points,
             balance=result.balance,
         )
-        + _explanation(result.purchase)
+        + explanation(result.purchase)
     )
     if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
-
-
-async def announce_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
-    """After a new purchase: tell the member, and a referrer what the purchase paid them. Shared by /purchase and
-    the purchases API so both notify alike. False if the member could not be told."""
-    notified = await notify_purchase(bot, i18n, member, result, program)
-    if result.referral is not None:
-        await after_payout(bot, i18n, program, result.referral)
-    return notified
-
-
-def _explanation(purchase: Purchase) -> str:
-    """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons"."""
-    if not purchase.promotion:
-        return ""
-    return "\n" + _("{total} points: {base} base {detail} {promotion}").format(
-        total=purchase.points,
-        base=purchase.base_points,
-        detail=purchase.promotion_detail or "",
-        promotion=html.escape(purchase.promotion),
-    )
 
 
 def _already_recorded(result: PurchaseResult, receipt: str | None, program: Program, locale: str) -> str:
@@ -167,32 +149,6 @@ def _already_recorded(result: PurchaseResult, receipt: str | None, program: Prog
     return _("This purchase was already recorded on {when} ({amount}, {points} points). Nothing was added.").format(
         **details
     )
-
-
-async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
-    """Tell the member what a purchase earned (from /purchase and the purchases API alike)."""
-    locale = locale_of(member.language)
-
-    def render() -> str:
-        amount = money(from_minor(result.purchase.amount_minor, program), program.currency, locale)
-        if result.points:
-            text: str = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
-                amount=amount, points=result.points
-            )
-        else:
-            text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
-        text += _explanation(result.purchase)
-        if result.winback_bonus:
-            text += "\n" + _("🎁 Welcome back! +{points} bonus points.").format(points=result.winback_bonus)
-        text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
-        text += "".join("\n" + line for line in card_lines(result.cards))
-        if result.promoted is not None:
-            text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
-                tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks)
-            )
-        return text
-
-    return await tell(bot, i18n, member, render)
 
 
 def router() -> Router:

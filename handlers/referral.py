@@ -14,15 +14,15 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.settings import Settings
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import INVITE
-from handlers.staff import ask_staff, close_review, refuse_non_moderator
-from handlers.ui import money, tell
+from handlers.staff import StaffChats, ask_staff, close_review, refuse_non_moderator
 from loyalty import referrals
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Role
+from notifications.purchases import after_payout, friend_name
+from notifications.texts import money, tell
 from storage.database import DbSession
 from storage.models import Member
 
@@ -86,12 +86,8 @@ async def refer(message: Message, session: DbSession, member: MemberView, progra
     await message.answer("\n".join(lines), reply_markup=markup)
 
 
-def _name(member: Member) -> str:
-    return html.escape(member.first_name or _("a friend"))
-
-
 async def after_join(
-    bot: Bot, i18n: I18n, settings: Settings, program: Program, linked: referrals.Linked, friend: Member
+    bot: Bot, i18n: I18n, staff_chats: StaffChats, program: Program, linked: referrals.Linked, friend: Member
 ) -> None:
     """Tell the referrer their friend joined, or ask staff to review a join from a burst."""
     referral, referrer = linked.referral, linked.referrer
@@ -117,7 +113,7 @@ async def after_join(
 
         await ask_staff(
             bot,
-            settings,
+            staff_chats,
             i18n,
             program,
             lambda: _(
@@ -126,9 +122,9 @@ async def after_join(
                 "Approve to pay the referral bonuses as usual, reject to pay none."
             ).format(
                 limit=program.referrals.burst_limit,
-                referrer=_name(referrer),
+                referrer=friend_name(referrer),
                 code=referrer.code,
-                friend=_name(friend),
+                friend=friend_name(friend),
                 friend_code=friend.code,
             ),
             markup,
@@ -143,45 +139,14 @@ async def after_join(
                 "👋 {friend} joined through your link! You will get {points} points when they make their first "
                 "purchase of {amount} or more."
             ).format(
-                friend=_name(friend),
+                friend=friend_name(friend),
                 points=program.referrals.referrer_bonus,
                 amount=money(program.referrals.qualifying_amount, program.currency, _locale()),
             ),
         )
     else:
-        await tell(bot, i18n, referrer, lambda: _("👋 {friend} joined through your link!").format(friend=_name(friend)))
-
-
-async def after_payout(bot: Bot, i18n: I18n, program: Program, payout: referrals.Payout) -> None:
-    """Tell the referrer (and the friend) what a qualifying purchase or an approval paid."""
-    friend, referrer = payout.friend, payout.referrer
-    if payout.referrer_points:
         await tell(
-            bot,
-            i18n,
-            referrer,
-            lambda: _("🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!").format(
-                friend=_name(friend), points=payout.referrer_points
-            ),
-        )
-    elif payout.capped:
-        await tell(
-            bot,
-            i18n,
-            referrer,
-            lambda: _(
-                "{friend} made their first purchase. You have reached this month's limit of {cap} paid referrals, "
-                "so this one earns no points."
-            ).format(friend=_name(friend), cap=program.referrals.monthly_cap),
-        )
-    if payout.friend_points:
-        await tell(
-            bot,
-            i18n,
-            friend,
-            lambda: _("🎁 You got {points} bonus points for joining through {referrer}'s invitation.").format(
-                points=payout.friend_points, referrer=_name(referrer)
-            ),
+            bot, i18n, referrer, lambda: _("👋 {friend} joined through your link!").format(friend=friend_name(friend))
         )
 
 

@@ -14,11 +14,11 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
 from handlers.purchase import amount_problem
-from handlers.ui import money
 from loyalty.program import Program
 from loyalty.purchases import RECEIPT_RE, AmountError, from_minor, parse_amount
 from loyalty.refunds import RefundProblem, RefundRefused, refund
 from loyalty.roles import Permission
+from notifications.texts import money
 from storage.database import DbSession
 
 

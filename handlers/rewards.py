@@ -7,6 +7,7 @@ import html
 import re
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
@@ -18,10 +19,10 @@ from aiogram.utils.i18n import gettext as _
 from handlers.card import qr_png
 from handlers.filters import HasPermission, IsMember, MenuButton
 from handlers.menu import REWARDS
-from handlers.ui import day, drop_keyboard, edit_or_keep, when
+from handlers.ui import drop_keyboard, edit_or_keep
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import MemberView
-from loyalty.program import Program
+from loyalty.program import DEFAULT_VALIDITY_DAYS, MAX_REWARD_COST, MAX_VALIDITY_DAYS, Program
 from loyalty.rewards import (
     CouponProblem,
     RewardUnavailable,
@@ -38,12 +39,19 @@ from loyalty.rewards import (
     use_coupon,
 )
 from loyalty.roles import Permission
+from notifications.texts import day, when
 from storage.database import DbSession
 from storage.models import Reward
 
 
+class RewardStep(StrEnum):
+    PICK = "pick"
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
+
+
 class RewardCallback(CallbackData, prefix="rw"):
-    action: str  # "pick" | "confirm" | "cancel"
+    action: RewardStep
     reward_id: int
 
 
@@ -68,7 +76,7 @@ async def list_rewards(message: Message, session: DbSession, member: MemberView,
         [
             InlineKeyboardButton(
                 text=_("Redeem: {title}").format(title=title_for(reward, member.language))[:64],
-                callback_data=RewardCallback(action="pick", reward_id=reward.id or 0).pack(),
+                callback_data=RewardCallback(action=RewardStep.PICK, reward_id=reward.id or 0).pack(),
             )
         ]
         for reward in affordable
@@ -92,11 +100,11 @@ async def pick_reward(
             [
                 InlineKeyboardButton(
                     text=_("✅ Confirm"),
-                    callback_data=RewardCallback(action="confirm", reward_id=callback_data.reward_id).pack(),
+                    callback_data=RewardCallback(action=RewardStep.CONFIRM, reward_id=callback_data.reward_id).pack(),
                 ),
                 InlineKeyboardButton(
                     text=_("Cancel"),
-                    callback_data=RewardCallback(action="cancel", reward_id=callback_data.reward_id).pack(),
+                    callback_data=RewardCallback(action=RewardStep.CANCEL, reward_id=callback_data.reward_id).pack(),
                 ),
             ]
         ]
@@ -232,7 +240,7 @@ async def redeem_coupon(
         )
 
 
-_OPTION = re.compile(r"^(stock|limit|days)=(\d{1,7})$")
+_OPTION = re.compile(r"^(stock|limit|days)=([0-9]{1,7})$")
 
 
 def _reward_usage() -> str:
@@ -275,7 +283,7 @@ async def manage_rewards(message: Message, command: CommandObject, session: DbSe
 
 
 async def _add(message: Message, session: DbSession, program: Program, words: list[str]) -> None:
-    if not words or not words[0].isdecimal() or not 0 < int(words[0]) <= 10_000_000:
+    if not words or not (words[0].isascii() and words[0].isdecimal()) or not 0 < int(words[0]) <= MAX_REWARD_COST:
         await message.answer(_("The cost must be a whole number of points above zero.") + "\n" + _reward_usage())
         return
     options: dict[str, int] = {}
@@ -295,7 +303,8 @@ async def _add(message: Message, session: DbSession, program: Program, words: li
         options[match.group(1)] = int(match.group(2))
         rest = rest[1:]
     title = " ".join(rest)[:64]
-    if not title or options.get("days") == 0 or options.get("limit") == 0:
+    days = options.get("days", DEFAULT_VALIDITY_DAYS)
+    if not title or not 0 < days <= MAX_VALIDITY_DAYS or options.get("limit") == 0:
         await message.answer(_reward_usage())
         return
     reward = await add_reward(
@@ -304,7 +313,7 @@ async def _add(message: Message, session: DbSession, program: Program, words: li
         cost=int(words[0]),
         stock=options.get("stock"),
         per_member_limit=options.get("limit"),
-        validity_days=options.get("days", 30),
+        validity_days=days,
         min_tier=tier,
     )
     await message.answer(
@@ -321,7 +330,7 @@ def router() -> Router:
     router.message.register(list_rewards, Command("rewards"), IsMember())
     router.message.register(list_rewards, MenuButton(REWARDS), IsMember())
     router.message.register(list_coupons, Command("coupons"), IsMember())
-    router.callback_query.register(pick_reward, RewardCallback.filter(F.action == "pick"), IsMember())
-    router.callback_query.register(confirm_reward, RewardCallback.filter(F.action == "confirm"), IsMember())
-    router.callback_query.register(cancel_reward, RewardCallback.filter(F.action == "cancel"), IsMember())
+    router.callback_query.register(pick_reward, RewardCallback.filter(F.action == RewardStep.PICK), IsMember())
+    router.callback_query.register(confirm_reward, RewardCallback.filter(F.action == RewardStep.CONFIRM), IsMember())
+    router.callback_query.register(cancel_reward, RewardCallback.filter(F.action == RewardStep.CANCEL), IsMember())
     return router

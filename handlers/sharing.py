@@ -15,15 +15,14 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.settings import Settings
 from handlers.filters import IsMember, MenuButton, NotCommand
 from handlers.menu import SHARE
-from handlers.staff import ask_staff, close_review, refuse_non_moderator
-from handlers.ui import N_, tell
+from handlers.staff import StaffChats, ask_staff, close_review, refuse_non_moderator
 from loyalty import sharing
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Role
+from notifications.texts import N_, tell
 from storage.database import DbSession
 from storage.models import Submission
 
@@ -114,7 +113,7 @@ async def receive_content(
     state: FSMContext,
     bot: Bot,
     i18n: I18n,
-    settings: Settings,
+    staff_chats: StaffChats,
     clock: Callable[[], datetime],
 ) -> None:
     kind = (await state.get_data()).get("kind", "")
@@ -144,7 +143,7 @@ async def receive_content(
     await message.answer(_("Thank you! Our staff will check it soon, and you will hear from me."))
     await ask_staff(
         bot,
-        settings,
+        staff_chats,
         i18n,
         program,
         lambda: _review_request(submission, member, program),

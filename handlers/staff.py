@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -16,23 +17,29 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.settings import Settings
-from handlers.ui import speaking
 from loyalty.program import Program
 from loyalty.roles import Permission, Role, can
+from notifications.texts import speaking
 
 log = logging.getLogger(__name__)
 
 
-def staff_chats(settings: Settings) -> list[int]:
-    if settings.support_chat_id is not None:
-        return [settings.support_chat_id]
-    return sorted(settings.admin_ids)
+@dataclass(frozen=True)
+class StaffChats:
+    """Where review requests go: the support chat, else each admin's private chat (handler data ``staff_chats``)."""
+
+    support_chat_id: int | None = None
+    admin_ids: frozenset[int] = frozenset()
+
+    def ids(self) -> list[int]:
+        if self.support_chat_id is not None:
+            return [self.support_chat_id]
+        return sorted(self.admin_ids)
 
 
 async def ask_staff(
     bot: Bot,
-    settings: Settings,
+    staff_chats: StaffChats,
     i18n: I18n,
     program: Program,
     render: Callable[[], str],
@@ -43,7 +50,7 @@ async def ask_staff(
     with speaking(i18n, program.staff_language):
         text, markup = render(), buttons()
     delivered = 0
-    for chat_id in staff_chats(settings):
+    for chat_id in staff_chats.ids():
         try:
             if photo is not None:
                 await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)

@@ -12,13 +12,13 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.settings import Settings
 from handlers.menu import main_menu
 from handlers.referral import after_join
-from handlers.ui import locale_of, money, speaking
+from handlers.staff import StaffChats
 from loyalty.members import JoinResult, join
 from loyalty.program import Program
 from loyalty.referrals import LinkProblem
+from notifications.texts import locale_of, money, speaking
 from storage.database import DbSession
 
 
@@ -29,7 +29,7 @@ async def start(
     program: Program,
     i18n: I18n,
     bot: Bot,
-    settings: Settings,
+    staff_chats: StaffChats,
     clock: Callable[[], datetime],
 ) -> None:
     user = message.from_user
@@ -71,7 +71,7 @@ async def start(
             text += "\n\n" + note
         await message.answer(text, reply_markup=main_menu())
     if result.referral is not None:
-        await after_join(bot, i18n, settings, program, result.referral, member)
+        await after_join(bot, i18n, staff_chats, program, result.referral, member)
 
 
 def _referral_note(result: JoinResult, program: Program) -> str:

@@ -19,13 +19,13 @@ from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
-from handlers.ui import N_, day, money, speaking, when
 from loyalty import metrics
 from loyalty.exports import export_all
 from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
+from notifications.texts import N_, day, money, speaking, when
 from storage.database import DbSession, SessionFactory
 
 if TYPE_CHECKING:

@@ -31,20 +31,19 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.settings import Settings
 from handlers.filters import HasPermission, NotCommand
-from handlers.ui import day, locale_of, money, speaking, tell
 from loyalty import feedback
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
-from storage.database import DbSession, SessionFactory
+from notifications.support import INBOX_LINES, waited
+from notifications.texts import day, locale_of, money, speaking, tell
+from storage.database import DbSession
 from storage.models import Member, Thread
 
 log = logging.getLogger(__name__)
 
-INBOX_LINES = 30  # threads listed in one message, well inside Telegram's 4096 characters
 TAGS = re.compile(r"<[^>]+>")
 # What a member may send to support: everything Telegram can copy that is a message, not an action.
 RELAYABLE = ("text", "photo", "voice", "video", "video_note", "document", "audio", "sticker", "animation")
@@ -59,8 +58,8 @@ class Mode(StrEnum):
 class Desk:
     """Where threads go, found out once from Telegram (whether the support chat is a forum)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.chat_id = settings.support_chat_id
+    def __init__(self, chat_id: int | None) -> None:
+        self.chat_id = chat_id
         self._mode: Mode | None = None if self.chat_id is not None else Mode.NONE
 
     async def mode(self, bot: Bot) -> Mode:
@@ -193,8 +192,8 @@ async def relay_to_staff(
 
 
 class InStaffChat(Filter):
-    async def __call__(self, message: Message, settings: Settings) -> bool:
-        return settings.support_chat_id is not None and message.chat.id == settings.support_chat_id
+    async def __call__(self, message: Message, desk: Desk) -> bool:
+        return desk.chat_id is not None and message.chat.id == desk.chat_id
 
 
 async def _thread_for(message: Message, session: DbSession, desk: Desk, bot: Bot) -> Thread | None:
@@ -292,13 +291,6 @@ async def _close(
 # --- without a support chat: the inbox in a private chat -------------------------------------------------------
 
 
-def _waited(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return _("{minutes} min").format(minutes=minutes)
-    return _("{hours} h {minutes} min").format(hours=minutes // 60, minutes=minutes % 60)
-
-
 async def inbox(message: Message, session: DbSession, program: Program, clock: Callable[[], datetime]) -> None:
     now = clock()
     lines = await feedback.inbox(session, now, timedelta(minutes=program.support.response_target_minutes))
@@ -314,7 +306,7 @@ async def inbox(message: Message, session: DbSession, program: Program, clock: C
     for line in lines[:INBOX_LINES]:
         thread = line.thread
         state = (
-            _("waiting {time}").format(time=_waited(now - thread.waiting_since))
+            _("waiting {time}").format(time=waited(now - thread.waiting_since))
             if thread.waiting_since
             else _("answered")
         )
@@ -387,35 +379,6 @@ async def close_command(
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/close <thread>"))))
         return
     await _close(message, session, desk, bot, i18n, found[0], clock())
-
-
-async def report_overdue(
-    bot: Bot, sessions: SessionFactory, desk: Desk, program: Program, i18n: I18n, now: datetime
-) -> int:
-    """Tell the support chat, once per wait, about threads waiting longer than the response target.
-
-    The scheduler runs it every few minutes; returns how many threads were reported."""
-    target = timedelta(minutes=program.support.response_target_minutes)
-    async with sessions() as session:
-        overdue = await feedback.take_overdue(session, now, target)
-    if not overdue or desk.chat_id is None:
-        return len(overdue)
-    with speaking(i18n, program.staff_language):
-        lines = [
-            _("⏰ Waiting longer than {minutes} min for an answer:").format(
-                minutes=program.support.response_target_minutes
-            )
-        ]
-        lines += [
-            f"#{thread.id} {html.escape(member.first_name or '—')} (<code>{member.code}</code>) · "
-            + _waited(now - thread.waiting_since)
-            for thread, member in overdue[:INBOX_LINES]
-            if thread.waiting_since
-        ]
-        if len(overdue) > INBOX_LINES:
-            lines.append(_("…and {count} more.").format(count=len(overdue) - INBOX_LINES))
-    await bot.send_message(desk.chat_id, "\n".join(lines))
-    return len(overdue)
 
 
 def staff_chat_router() -> Router:

@@ -1,5 +1,5 @@
 """Paid VIP with Telegram Stars: /vip and its invoice, the pre-checkout answer, the payment, /paysupport, staff
-refunds (/vip_refund), and the scheduler's monthly gifts and ending reminders."""
+refunds (/vip_refund). The monthly gifts and ending reminders are in ``notifications.vip``."""
 
 from __future__ import annotations
 
@@ -15,15 +15,13 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPri
 from aiogram.utils.i18n import I18n, get_i18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.delivery import Outcome, deliver
 from handlers.filters import HasContent, HasPermission, IsMember
-from handlers.ui import coupon_line, day, locale_of, speaking, tell
 from loyalty import vip
 from loyalty.members import MemberView, find_member
-from loyalty.notices import claim, release
 from loyalty.program import Program, VipRules
 from loyalty.roles import Permission
-from storage.database import DbSession, SessionFactory
+from notifications.texts import day, tell
+from storage.database import DbSession
 from storage.models import VipPayment
 
 log = logging.getLogger(__name__)
@@ -274,56 +272,6 @@ async def refund_vip(
         + status
     )
     await tell(bot, i18n, member, lambda: _refund_notice(payment, result.vip_until, program, now))
-
-
-# ------------------------------------------------------------------------------------------------ scheduler
-
-
-async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
-    """The monthly VIP gift: claimed, given (idempotently by its ledger and coupon key), then told."""
-    sent = 0
-    async with sessions() as session:
-        for due in await vip.due_gifts(session, program, now):
-            member = due.member
-            if not await claim(session, vip.GIFT_KIND, member.telegram_id, due.stretch, now, seq=due.number):
-                continue  # another scheduler gives this one
-            gift = await vip.give(session, program, due, now)
-            if member.blocked_at is not None:
-                continue  # paid for, so given; but the member cannot be told
-            with speaking(i18n, member.language):
-                text = _("👑 Your VIP gift from {program} is here!").format(program=html.escape(program.name))
-                if gift.points:
-                    text += "\n" + _("Here are {points} bonus points for you.").format(points=gift.points)
-                text += await coupon_line(session, gift.coupon, member, program)
-            outcome = await deliver(bot, session, member.chat_id, text, now)
-            if outcome is Outcome.RETRY:
-                await release(session, vip.GIFT_KIND, member.telegram_id, due.stretch, seq=due.number)
-            sent += outcome is Outcome.SENT
-    return sent
-
-
-async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
-    """A few days before VIP ends: once per end date."""
-    sent = 0
-    async with sessions() as session:
-        for due in await vip.due_reminders(session, program, now):
-            member = due.member
-            if not await claim(session, vip.REMINDER_KIND, member.telegram_id, due.period, now):
-                continue
-            with speaking(i18n, member.language):
-                text = _("👑 Your VIP membership ends on {date}.").format(
-                    date=day(due.ends, program.tz, locale_of(member.language))
-                )
-                rules = program.vip_offer
-                if rules is not None:
-                    text += " " + _("Renew with /vip to keep your benefits: paying now adds {days} days.").format(
-                        days=rules.period_days
-                    )
-            outcome = await deliver(bot, session, member.chat_id, text, now)
-            if outcome is Outcome.RETRY:
-                await release(session, vip.REMINDER_KIND, member.telegram_id, due.period)
-            sent += outcome is Outcome.SENT
-    return sent
 
 
 def router() -> Router:

@@ -24,6 +24,8 @@ from storage.database import PreparedRead, begin_write
 from storage.models import AuditLog, LedgerEntry, Member
 
 HISTORY_PAGE_SIZE = 10
+# /balance tells the points that expire within this many days.
+EXPIRY_HORIZON_DAYS = 30
 MAX_ADJUSTMENT = 1_000_000
 """The most points one staff adjustment may add or take, by /adjust or the API."""
 
@@ -99,7 +101,7 @@ def _params(program: Program, now: datetime, horizon_days: int) -> dict[str, Any
     return {"now": now, "horizon": now + timedelta(days=horizon_days), "since": window_start(program, now)}
 
 
-def summary_rider(program: Program, now: datetime, horizon_days: int = 30) -> Rider:
+def summary_rider(program: Program, now: datetime, horizon_days: int = EXPIRY_HORIZON_DAYS) -> Rider:
     """What ``summary`` reads, to ride along with who sent the update; pass it back to ``summary``."""
     return Rider(_columns(program), _params(program, now, horizon_days))
 
@@ -110,7 +112,7 @@ async def summary(
     member_id: int,
     tier: str | None,
     now: datetime,
-    horizon_days: int = 30,
+    horizon_days: int = EXPIRY_HORIZON_DAYS,
     rider: Rider | None = None,
 ) -> Summary:
     """Balance, tier progress and punch cards together, as /balance shows them: one statement, or none when

@@ -14,9 +14,10 @@ from sqlalchemy import ColumnElement, Select, String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty.ledger import open_lot
+from loyalty.ledger import expire_due, open_lot
 from loyalty.notices import claim, release, sent
 from loyalty.program import Program
+from storage.database import SessionFactory
 from storage.models import LedgerEntry, Member
 
 KIND = "expiry"
@@ -84,3 +85,9 @@ async def unclaim(session: AsyncSession, member: Member, warning: Warning) -> No
     """The message did not go out: let the next run try again."""
     for lot_id in warning.lots:
         await release(session, KIND, member.telegram_id, str(lot_id))
+
+
+async def expire_points(sessions: SessionFactory, now: datetime) -> int:
+    """The scheduler's hourly sweep: what remains of every lot past its expiry is taken back (nothing is sent)."""
+    async with sessions() as session:
+        return await expire_due(session, now)

@@ -19,7 +19,7 @@ from loyalty.codes import new_code, normalize_code
 from loyalty.ledger import Kind, credit
 from loyalty.privacy import can_message
 from loyalty.program import Program
-from loyalty.roles import Role, StaticRoles, highest, role_of
+from loyalty.roles import Role, StaticRoles, merge, role_of
 from storage.database import PreparedRead, begin_write
 from storage.models import Member, StaffRole
 
@@ -68,16 +68,28 @@ async def get_by_code(session: AsyncSession, code: str) -> Member | None:
     return result.scalar_one_or_none()
 
 
+MAX_REF = 64  # longer than any code, Telegram id or username: a paste gone wrong
+
+
 async def find_member(session: AsyncSession, ref: str) -> Member | None:
-    """A member by member code, numeric Telegram id or @username, as a cashier types it."""
-    ref = ref.strip()
+    """A member by member code, numeric Telegram id or @username, as a cashier types it or a till sends it.
+
+    The one look-up for staff commands and the API: an erased member is not found, whoever asks."""
+    member = await _find(session, ref.strip())
+    return member if member is not None and member.erased_at is None else None
+
+
+async def _find(session: AsyncSession, ref: str) -> Member | None:
+    if len(ref) > MAX_REF:
+        return None
     if ref.startswith("@"):
         name = ref[1:].lower()
         if not name:
             return None
         result = await session.execute(select(Member).where(col(Member.username) == name))
         return result.scalar_one_or_none()
-    if ref.isdecimal() and len(ref) <= 19:
+    # Only ASCII digits are a Telegram id: str.isdecimal alone also takes "٥" and "５".
+    if ref.isascii() and ref.isdecimal() and len(ref) <= 19:
         member = await get_by_telegram_id(session, int(ref))
         if member is not None:
             return member
@@ -242,7 +254,4 @@ async def identify(
     fields, granted = row[:_IDENTITY_WIDTH], row[_IDENTITY_WIDTH]
     if rider is not None:
         rider.values = row[_IDENTITY_WIDTH + 1 :]
-    roles = static.roles_of(telegram_id)
-    if granted is not None:
-        roles.add(Role(granted))
-    return MemberView(*fields), highest(roles)
+    return MemberView(*fields), merge(static, telegram_id, Role(granted) if granted is not None else None)

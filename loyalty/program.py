@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 EXAMPLE_PROGRAM = Path(__file__).with_name("program.example.toml")
 
+# A reward's limits, the same in the program file and in /reward add.
+MAX_REWARD_COST = 10_000_000
+DEFAULT_VALIDITY_DAYS = 30  # how long a redeemed coupon stays valid unless the reward says otherwise
+MAX_VALIDITY_DAYS = 3650
 _ROUNDING = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}
 
 
@@ -127,10 +131,10 @@ class RewardRule(_Section):
     title: str = Field(min_length=1, max_length=64)
     title_zh_hans: str | None = Field(default=None, min_length=1, max_length=64)
     title_zh_hant: str | None = Field(default=None, min_length=1, max_length=64)
-    cost: int = Field(gt=0, le=10_000_000)
+    cost: int = Field(gt=0, le=MAX_REWARD_COST)
     stock: int | None = Field(default=None, ge=0)
     per_member_limit: int | None = Field(default=None, gt=0)
-    validity_days: int = Field(default=30, gt=0, le=3650)
+    validity_days: int = Field(default=DEFAULT_VALIDITY_DAYS, gt=0, le=MAX_VALIDITY_DAYS)
     min_tier: str | None = None  # a [[tiers.levels]] name: only members at this tier or above may redeem
 
 

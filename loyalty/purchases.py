@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -26,6 +26,8 @@ from storage.models import Member, Purchase
 CATEGORY_RE = re.compile(r"^[\w-]{1,32}$")
 RECEIPT_RE = re.compile(r"^[\w./:#-]{1,64}$")
 MAX_ITEMS = 999
+# A till's clock may run a little ahead; a purchase further in the future is a mistake.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class AmountProblem(StrEnum):
@@ -45,7 +47,8 @@ class AmountError(ValueError):
 def parse_amount(text: str, program: Program) -> Decimal:
     """A positive amount in the program's currency with at most its minor-unit decimals."""
     # Only plain decimals: "1e3", "Infinity" and "1,000" are typos at a till, not amounts.
-    if not re.fullmatch(r"[+-]?\d+(\.\d+)?", text.strip()):
+    # ASCII digits only: Python's \d and Decimal also take "٥" and "５", which no till prints.
+    if not re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", text.strip()):
         raise AmountError(AmountProblem.NOT_A_NUMBER)
     try:
         amount = Decimal(text.strip())
@@ -60,6 +63,65 @@ def parse_amount(text: str, program: Program) -> Decimal:
     if amount > program.earn.maximum_amount:
         raise AmountError(AmountProblem.TOO_LARGE, program.earn.maximum_amount)
     return amount
+
+
+class InputProblem(StrEnum):
+    AMOUNT = "amount"  # see the AmountError
+    ITEMS = "items"
+    CATEGORY = "category"
+    RECEIPT = "receipt"
+    IN_FUTURE = "occurred_in_future"
+
+
+class PurchaseInputError(ValueError):
+    def __init__(self, problem: InputProblem, amount: AmountError | None = None) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.amount = amount
+
+
+@dataclass(frozen=True)
+class PurchaseInput:
+    amount: Decimal
+    category: str | None  # lower case
+    items: int
+    receipt: str | None
+    occurred_at: datetime | None  # UTC
+
+
+def check_purchase(
+    program: Program,
+    *,
+    amount: str,
+    now: datetime,
+    category: str | None = None,
+    items: str | int = 1,
+    receipt: str | None = None,
+    occurred_at: datetime | None = None,
+) -> PurchaseInput:
+    """A purchase as a cashier types it or a till sends it, checked by the same rules: /purchase and the
+    purchases API both come through here. Raises PurchaseInputError naming the first problem."""
+    try:
+        value = parse_amount(amount, program)
+    except AmountError as error:
+        raise PurchaseInputError(InputProblem.AMOUNT, error) from error
+    if isinstance(items, str):
+        if not (items.isascii() and items.isdecimal()) or len(items) > 4:
+            raise PurchaseInputError(InputProblem.ITEMS)
+        items = int(items)
+    if not 1 <= items <= MAX_ITEMS:
+        raise PurchaseInputError(InputProblem.ITEMS)
+    if category is not None and not CATEGORY_RE.match(category):
+        raise PurchaseInputError(InputProblem.CATEGORY)
+    if receipt is not None and not RECEIPT_RE.match(receipt):
+        raise PurchaseInputError(InputProblem.RECEIPT)
+    if occurred_at is not None:
+        if occurred_at.tzinfo is None:
+            raise ValueError("occurred_at must carry its UTC offset")
+        if occurred_at > now + CLOCK_SKEW:
+            raise PurchaseInputError(InputProblem.IN_FUTURE)
+        occurred_at = occurred_at.astimezone(UTC)  # time is stored in UTC
+    return PurchaseInput(value, category.lower() if category else None, items, receipt, occurred_at)
 
 
 def to_minor(amount: Decimal, program: Program) -> int:

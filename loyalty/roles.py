@@ -76,14 +76,27 @@ def highest(roles: set[Role]) -> Role:
     return next((role for role in _RANK if role in roles), Role.MEMBER)
 
 
-async def role_of(session: AsyncSession, static: StaticRoles, telegram_id: int) -> Role:
-    roles = static.roles_of(telegram_id)
-    granted = await session.get(StaffRole, telegram_id)
-    if granted is not None:
-        roles.add(Role(granted.role))
-    return highest(roles)
-
-
 async def staff_in_database(session: AsyncSession) -> dict[int, Role]:
     rows = (await session.execute(select(StaffRole))).scalars()
     return {row.telegram_id: Role(row.role) for row in rows}
+
+
+def merge(static: StaticRoles, telegram_id: int, granted: Role | None) -> Role:
+    """Someone's role from settings and the database together: the higher one counts. Every reader of roles
+    (the permission check, the command menus, /help, the digest's recipients) comes through here."""
+    roles = static.roles_of(telegram_id)
+    if granted is not None:
+        roles.add(granted)
+    return highest(roles)
+
+
+async def role_of(session: AsyncSession, static: StaticRoles, telegram_id: int) -> Role:
+    granted = await session.get(StaffRole, telegram_id)
+    return merge(static, telegram_id, Role(granted.role) if granted is not None else None)
+
+
+async def staff_roles(session: AsyncSession, static: StaticRoles) -> dict[int, Role]:
+    """Everyone who holds a staff role, from settings or the database, with the role that counts."""
+    granted = await staff_in_database(session)
+    ids = static.admins | static.cashiers | static.support | granted.keys()
+    return {telegram_id: merge(static, telegram_id, granted.get(telegram_id)) for telegram_id in ids}

@@ -10,4 +10,5 @@ fi
 [ "$status" -eq 0 ] || exit "$status"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy bot handlers loyalty storage scheduler
+.venv/bin/lint-imports --no-cache
+.venv/bin/mypy bot handlers web scheduler notifications loyalty storage emulator

@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from bot.app import build_dispatcher, make_bot
-from bot.emulator import FakeTelegram
+from bot.services import compose, make_bot
 from bot.settings import Settings
+from emulator import FakeTelegram
 from loyalty.program import Program, load_program
 from loyalty.rewards import sync_catalog
 from storage.database import SessionFactory, make_engine, make_session_factory
@@ -119,6 +119,6 @@ async def harness(
     async with sessions() as session:
         await sync_catalog(session, program)
     bot = make_bot(settings)
-    dp = build_dispatcher(settings, program, sessions, clock=clock)
-    yield BotHarness(tg, bot, dp, clock, sessions)
+    services = compose(settings, program, sessions, bot, clock=clock)
+    yield BotHarness(tg, services, clock)
     await bot.session.close()

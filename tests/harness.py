@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiogram import Bot, Dispatcher
-
-from bot.emulator import Call, FakeTelegram
+from bot.services import Services
+from emulator import Call, FakeTelegram
 from loyalty.members import get_by_telegram_id
-from storage.database import SessionFactory
 from storage.models import Member
 
 ADMIN_ID = 9001
@@ -32,8 +30,9 @@ class Clock:
 
 
 class BotHarness:
-    def __init__(self, tg: FakeTelegram, bot: Bot, dp: Dispatcher, clock: Clock, sessions: SessionFactory) -> None:
-        self.tg, self.bot, self.dp, self.clock, self.sessions = tg, bot, dp, clock, sessions
+    def __init__(self, tg: FakeTelegram, services: Services, clock: Clock) -> None:
+        self.tg, self.services, self.clock = tg, services, clock
+        self.bot, self.dp, self.sessions = services.bot, services.dispatcher, services.sessions
 
     def user(
         self, user_id: int, first_name: str = "Ann", language_code: str | None = "en", username: str | None = None

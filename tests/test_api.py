@@ -9,11 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.api import MAX_BODY
-from bot.http import make_http_app
 from storage.models import LedgerEntry, Member, Purchase, Refund
 from tests.harness import BotHarness
 from tests.test_http import deps_of
+from web.api import MAX_BODY
+from web.server import make_http_app
 
 TOKEN = "till-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,14 +14,14 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from bot.app import build_dispatcher, make_bot
-from bot.emulator import FakeTelegram
-from bot.http import Deps, make_http_app, start_http
+from bot.services import compose
 from bot.settings import Settings
+from emulator import FakeTelegram
 from loyalty.members import join
 from loyalty.program import load_program
 from storage.database import make_engine, make_session_factory
 from storage.migrate import upgrade_async
+from web.server import make_http_app, start_http
 
 TOKEN = "schema-token-0123456789"
 
@@ -61,16 +61,13 @@ class LiveApi:
                 config = Settings(
                     bot_token=tg.token, telegram_api_url=tg.base_url, api_tokens=frozenset({TOKEN}), _env_file=None
                 )  # type: ignore[call-arg]
-                bot = make_bot(config)
-                dp = build_dispatcher(config, program, sessions)
-                runner = await start_http(
-                    make_http_app(Deps(config, program, sessions, bot, dp), serve_updates=True), "127.0.0.1", 0
-                )
+                services = compose(config, program, sessions)
+                runner = await start_http(make_http_app(services, serve_updates=True), "127.0.0.1", 0)
                 self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
                 self.ready.set()
                 await self._stop.wait()
                 await runner.cleanup()
-                await bot.session.close()
+                await services.bot.session.close()
                 await engine.dispose()
         except BaseException as exc:
             self._error = exc

@@ -12,11 +12,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from handlers.broadcasting import Broadcaster, RateLimiter
 from loyalty import broadcasts
 from loyalty.program import Program
 from loyalty.segments import BadSegment, Segment, SegmentProblem, parse_segment
 from loyalty.segments import members as segment_members
+from notifications.broadcasting import Broadcaster, RateLimiter
 from storage.database import begin_write
 from storage.models import Broadcast, Delivery, Member, Purchase, Survey
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
@@ -278,8 +278,14 @@ async def test_a_crash_mid_broadcast_loses_nothing_and_sends_nothing_twice(harne
     # A restart (a new process) a while later picks the broadcast up where it was.
     harness.tg.slow_sends(0)
     harness.clock.advance(seconds=61)
+    settings = harness.services.settings
     restarted = Broadcaster(
-        harness.sessions, harness.dp["program"], harness.dp["i18n"], harness.dp["settings"], harness.clock
+        harness.sessions,
+        harness.services.program,
+        harness.services.i18n,
+        harness.clock,
+        rate=settings.broadcast_rate,
+        paid=settings.paid_broadcasts,
     )
     await restarted.run_pending(harness.bot)
     final = await _deliveries(harness)

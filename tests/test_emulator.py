@@ -32,8 +32,8 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
-from bot.emulator import EntityParseError, FakeBotAPI, FakeTelegram, html_to_plain, load_spec, parse_html
-from bot.emulator.spec import validate_request
+from emulator import EntityParseError, FakeBotAPI, FakeTelegram, html_to_plain, load_spec, parse_html
+from emulator.spec import validate_request
 
 USER_ID = 501
 

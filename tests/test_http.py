@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import sys
@@ -11,16 +12,20 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.http import Deps, make_http_app
 from bot.logs import JsonFormatter
+from bot.services import Services
 from bot.settings import Settings
 from tests.harness import BotHarness
 from tests.test_run import ROOT, _env
+from web.server import make_http_app
 
 
-def deps_of(harness: BotHarness, redis: object | None = None, **settings: object) -> Deps:
+def deps_of(harness: BotHarness, redis: object | None = None, **settings: object) -> Services:
+    """The harness's services with other settings (and Redis), as ``loyalty run`` hands them to the HTTP server."""
     config = Settings(bot_token=harness.tg.token, telegram_api_url=harness.tg.base_url, _env_file=None, **settings)  # type: ignore[call-arg, arg-type]
-    return Deps(config, harness.dp["program"], harness.sessions, harness.bot, harness.dp, redis)
+    services = copy.copy(harness.services)
+    services.settings, services.redis = config, redis
+    return services
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ class _SlowRedis:
 async def test_readyz_is_503_when_redis_does_not_answer(
     harness: BotHarness, redis: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.http.READY_TIMEOUT", 0.2)
+    monkeypatch.setattr("web.server.READY_TIMEOUT", 0.2)
     async with TestClient(TestServer(make_http_app(deps_of(harness, redis), serve_updates=False))) as client:
         response = await client.get("/readyz")
         assert response.status == 503
@@ -87,6 +92,8 @@ def _sample(text: str, name: str, **labels: str) -> float:
 async def test_metrics_count_updates_messages_errors_and_queue(
     client: TestClient, harness: BotHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import bot.runner  # noqa: F401  # what `loyalty run` imports registers every counter, the scheduler's too
+
     before = await (await client.get("/metrics")).text()
     await harness.send(harness.user(1001, "Ann"), "/start")
     await harness.send(harness.user(1001, "Ann"), "/balance")
@@ -134,7 +141,7 @@ async def test_429s_are_counted(harness: BotHarness) -> None:
 async def test_job_runs_are_counted() -> None:
     from datetime import UTC, datetime
 
-    from bot.metrics import JOB_RUNS, counted_job
+    from scheduler.jobs import JOB_RUNS, counted_job
 
     async def ok(now: datetime) -> int:
         return 3

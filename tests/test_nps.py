@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from handlers.nps import send_due_surveys
 from loyalty.metrics import nps_of
+from notifications.surveys import send_due_surveys
 from storage.models import Survey, Thread, ThreadMessage
 from tests.harness import SUPPORT_CHAT_ID, BotHarness
 

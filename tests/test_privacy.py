@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from storage.models import LedgerEntry, Purchase, Submission
-from tests.harness import BotHarness
+from tests.harness import ADMIN_ID, BotHarness
 
 ANN = 1001
 
@@ -136,3 +136,26 @@ async def test_the_bot_removed_from_a_group_is_not_a_member_blocking_it(harness:
     update["my_chat_member"]["chat"] = {"id": -100555, "type": "supergroup", "title": "Fans"}
     await harness.feed(update)
     assert (await harness.member(ANN)).blocked_at is None  # type: ignore[union-attr]
+
+
+async def test_an_erased_member_is_not_found_by_any_staff_command(harness: BotHarness) -> None:
+    ann = await _ann(harness)
+    member = await harness.member(ANN)
+    assert member is not None
+    await harness.purchase(member.code, "30", "R-1")
+    await harness.send(ann, "/deleteme")
+    await harness.press(ann, "🗑 Yes, erase my data")
+    admin = harness.user(ADMIN_ID, "Boss")
+    for ref in (member.code, str(ANN)):
+        for command in (
+            f"/purchase {ref} 10 coffee R-2",
+            f"/adjust {ref} +100 gift",
+            f"/vip_refund {ref} stxCHARGE123",
+            f"/setbirthday {ref} 1991-01-02",
+        ):
+            calls = await harness.send(admin, command)
+            assert harness.texts(calls, ADMIN_ID) == [f"No member found for {ref}."], command
+    after = await harness.member(ANN)
+    assert after is not None and after.points == 80 and after.birth_month is None
+    async with harness.sessions() as session:
+        assert len((await session.execute(select(Purchase))).scalars().all()) == 1

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from bot.app import build_dispatcher
 from bot.dedupe import RedisSeenUpdates
 from bot.runner import make_fsm_storage
+from bot.services import compose
 from bot.settings import Settings
 from tests.harness import BotHarness
 
@@ -32,19 +32,20 @@ async def redis() -> AsyncIterator[Redis]:
 
 async def _worker(harness: BotHarness, settings: Settings, redis: Redis):  # type: ignore[no-untyped-def]
     storage, isolation = make_fsm_storage(settings)
-    return build_dispatcher(
+    return compose(
         settings,
-        harness.dp["program"],
+        harness.services.program,
         harness.sessions,
+        harness.bot,
         clock=harness.clock,
         storage=storage,
         events_isolation=isolation,
         seen_updates=RedisSeenUpdates(redis),
-    )
+    ).dispatcher
 
 
 async def test_a_conversation_started_on_one_worker_continues_on_another(harness: BotHarness, redis: Redis) -> None:
-    settings = harness.dp["settings"].model_copy(update={"redis_url": REDIS_URL})
+    settings = harness.services.settings.model_copy(update={"redis_url": REDIS_URL})
     one, two = await _worker(harness, settings, redis), await _worker(harness, settings, redis)
     ann = harness.user(ANN, "Ann")
     harness.dp = one
@@ -66,7 +67,7 @@ async def test_a_conversation_started_on_one_worker_continues_on_another(harness
 
 
 async def test_an_update_handled_by_one_worker_is_skipped_by_the_other(harness: BotHarness, redis: Redis) -> None:
-    settings = harness.dp["settings"].model_copy(update={"redis_url": REDIS_URL})
+    settings = harness.services.settings.model_copy(update={"redis_url": REDIS_URL})
     one, two = await _worker(harness, settings, redis), await _worker(harness, settings, redis)
     update = harness.tg.message_update(harness.user(ANN, "Ann"), "/start")
     harness.dp = one

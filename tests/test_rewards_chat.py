@@ -136,3 +136,18 @@ async def test_tier_restricted_rewards_and_forged_callbacks(harness: BotHarness)
         answer = next(c for c in calls if c.method == "answerCallbackQuery")
         assert alert in answer.params["text"], forged
     assert await _balance(harness) == 1050
+
+
+async def test_a_tap_no_feature_takes_is_still_answered(harness: BotHarness) -> None:
+    await _member_with_points(harness, 100)
+    before = await _balance(harness)
+    ann = harness.user(1001)
+    await harness.send(ann, "/rewards")
+    message = harness.tg.last_message(1001)
+    assert message is not None
+    # An action the enum does not know, another bot version's prefix, and a broadcast control a member cannot use.
+    for forged in ("rw:bogus:1", "zz:1", "pf:nowhere", "bcc:1:done"):
+        calls = await harness.feed(harness.tg.callback_update(ann, message, forged))
+        answers = [c for c in calls if c.method == "answerCallbackQuery"]
+        assert len(answers) == 1 and answers[0].params["text"] == "This button is no longer valid.", forged
+    assert await _balance(harness) == before

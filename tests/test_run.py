@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bot.emulator import FakeTelegram
+from emulator import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 

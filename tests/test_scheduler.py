@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from handlers import reminders
+from loyalty.expiry import expire_points
 from loyalty.profile import Birthday, set_birthday
 from loyalty.program import BirthdayRules, Program, WinbackRules, load_program
 from loyalty.winback import threshold
+from notifications import reminders
 from scheduler.service import Job, Scheduler
 from storage.models import Coupon, Member
 from tests.harness import ADMIN_ID, BotHarness
@@ -196,7 +197,7 @@ async def test_expiry_warning_once_and_expiry(harness: BotHarness) -> None:
     assert await send(*_args(harness), start + timedelta(days=358, hours=1)) == 1  # type: ignore[arg-type]
     assert "50 of your points expire on" in (harness.tg.last_text(ANN) or "")
     assert await send(*_args(harness), start + timedelta(days=359)) == 0  # type: ignore[arg-type]
-    assert await reminders.expire_points(harness.sessions, start + timedelta(days=365, seconds=1)) == 50
+    assert await expire_points(harness.sessions, start + timedelta(days=365, seconds=1)) == 50
     member = await harness.member(ANN)
     assert member is not None and member.points == 0
 
@@ -205,7 +206,7 @@ async def test_weekly_digest_once_a_week_for_admins(harness: BotHarness) -> None
     harness.clock.now = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # a Wednesday of the week the digest covers
     await _join(harness)
     digest = reminders.send_weekly_digest
-    args = (*_args(harness), harness.dp["settings"])
+    args = (*_args(harness), harness.services.roles)
     monday_early = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # 07:00 Monday local: before 09:00
     assert await digest(*args, monday_early) == 0  # type: ignore[arg-type]
     assert await digest(*args, monday_early + timedelta(hours=3)) == 1  # type: ignore[arg-type]

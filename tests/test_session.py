@@ -11,9 +11,9 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import SendMessage
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.app import make_bot
-from bot.emulator import FakeTelegram
+from bot.services import make_bot
 from bot.settings import Settings
+from emulator import FakeTelegram
 
 CHAT = 4242
 KEYBOARD = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="页 2 ›", callback_data="hist:2")]])

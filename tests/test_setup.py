@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import set_command_menus
+from bot.services import set_command_menus
 from bot.settings import SettingsError, load_settings
 from loyalty.program import ProgramError, load_program, parse_program
 from storage.database import POOL_OVERFLOW, make_engine
+from storage.models import StaffRole
 from storage.postgres import readers as pg_readers
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
@@ -133,7 +134,7 @@ def test_earn_rounding_rules() -> None:
 
 
 async def test_admin_commands_appear_only_in_staff_chats(harness: BotHarness) -> None:
-    await set_command_menus(harness.bot, harness.dp["i18n"], harness.dp["settings"], harness.sessions)
+    await set_command_menus(harness.services)
     menus = {
         (str(c.params.get("scope")), c.params.get("language_code")): [x["command"] for x in c.params["commands"]]
         for c in harness.tg.calls_of("setMyCommands")
@@ -173,3 +174,21 @@ def test_expiry_policies() -> None:
     assert parse_program('name = "X"').expires_at(earned) is None
     with pytest.raises(ProgramError, match="months = N"):
         parse_program('name = "X"\n[expiry]\npolicy = "end_of_month"')
+
+
+async def test_an_admin_in_settings_and_a_cashier_in_the_database_is_an_admin_everywhere(harness: BotHarness) -> None:
+    """The menu, /help and the permission check read one merged role (loyalty.roles.staff_roles / merge)."""
+    async with harness.sessions() as session:
+        session.add(StaffRole(telegram_id=ADMIN_ID, role="cashier"))
+        await session.commit()
+    await set_command_menus(harness.services)
+    menu = next(
+        [x["command"] for x in c.params["commands"]]
+        for c in harness.tg.calls_of("setMyCommands")
+        if c.params.get("scope") == {"type": "chat", "chat_id": ADMIN_ID} and c.params.get("language_code") is None
+    )
+    boss = harness.user(ADMIN_ID, "Boss")
+    help_text = harness.texts(await harness.send(boss, "/help"), ADMIN_ID)[-1]
+    assert "adjust" in menu and "/adjust" in help_text and "/stats" in help_text
+    calls = await harness.send(boss, "/adjust @nobody +5 gift")
+    assert harness.texts(calls, ADMIN_ID) == ["No member found for @nobody."]  # allowed, not refused

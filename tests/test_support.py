@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from handlers.support import report_overdue
+from notifications.support import report_overdue
 from storage.models import Thread
 from tests.harness import SUPPORT_CHAT_ID, SUPPORT_ID, BotHarness
 
@@ -178,7 +178,7 @@ class TestOrdinaryGroup:
         await harness.send(ann, "/feedback")
         await _ann_writes(harness, "Hello?")
         dp = harness.dp
-        args = (harness.bot, harness.sessions, dp["desk"], dp["program"], dp["i18n"])
+        args = (harness.bot, harness.sessions, dp["desk"].chat_id, dp["program"], dp["i18n"])
         harness.clock.advance(minutes=59)
         assert await report_overdue(*args, now=harness.clock()) == 0
         harness.clock.advance(minutes=2)

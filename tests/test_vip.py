@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from handlers import vip as vip_handlers
 from loyalty import vip
 from loyalty.privacy import erase
 from loyalty.program import Program, ProgramError, VipRules, load_program, parse_program
+from notifications import vip as vip_handlers
 from storage.models import Coupon, LedgerEntry, Member, VipPayment
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 

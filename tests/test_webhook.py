@@ -16,14 +16,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.app import build_dispatcher
 from bot.dedupe import MemorySeenUpdates
-from bot.emulator import FakeTelegram
-from bot.http import make_http_app
+from bot.services import compose
+from emulator import FakeTelegram
 from storage.models import LedgerEntry, Member, Purchase
 from tests.harness import CASHIER_ID, BotHarness
 from tests.test_http import deps_of
 from tests.test_run import ROOT, _env, _wait_for
+from web.server import make_http_app
 
 URL = "https://bot.example.com/tg/hook"
 SECRET = "webhook-s3cret_token"
@@ -33,13 +33,15 @@ HEADER = "X-Telegram-Bot-Api-Secret-Token"
 @pytest.fixture
 async def hook(harness: BotHarness) -> AsyncIterator[TestClient]:
     # The dispatcher as ``loyalty run`` builds it: with the redelivery guard.
-    harness.dp = build_dispatcher(
-        harness.dp["settings"],
-        harness.dp["program"],
+    harness.services = compose(
+        harness.services.settings,
+        harness.services.program,
         harness.sessions,
+        harness.bot,
         clock=harness.clock,
         seen_updates=MemorySeenUpdates(),
     )
+    harness.dp = harness.services.dispatcher
     deps = deps_of(harness, webhook_url=URL, webhook_secret=SECRET, cashier_ids=frozenset({CASHIER_ID}))
     async with TestClient(TestServer(make_http_app(deps, serve_updates=True))) as client:
         yield client

@@ -14,7 +14,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALES = ROOT / "handlers" / "locales"
+LOCALES = ROOT / "notifications" / "locales"
 POT = LOCALES / "messages.pot"
 LANGS = ("en", "zh_Hans", "zh_Hant")
 PLACEHOLDER = re.compile(r"\{[^{}]*\}")

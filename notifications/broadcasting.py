@@ -26,11 +26,10 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.settings import Settings
-from handlers.ui import speaking
 from loyalty import broadcasts
 from loyalty.broadcasts import Item, Outcome, Result
 from loyalty.program import Program
+from notifications.texts import speaking
 from storage.database import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -133,17 +132,24 @@ class Broadcaster:
     """
 
     def __init__(
-        self, sessions: SessionFactory, program: Program, i18n: I18n, settings: Settings, clock: Callable[[], datetime]
+        self,
+        sessions: SessionFactory,
+        program: Program,
+        i18n: I18n,
+        clock: Callable[[], datetime],
+        *,
+        rate: float,
+        paid: bool = False,
     ) -> None:
         self.sessions, self.program, self.i18n, self.clock = sessions, program, i18n, clock
         self.enabled = True  # False in a process that answers updates while another runs the scheduler
         self.bot: Bot | None = None
-        ceiling = TELEGRAM_PAID_LIMIT if settings.paid_broadcasts else TELEGRAM_LIMIT
-        self.limiter = RateLimiter(min(settings.broadcast_rate, ceiling), ceiling)
-        self.paid = settings.paid_broadcasts
+        ceiling = TELEGRAM_PAID_LIMIT if paid else TELEGRAM_LIMIT
+        self.limiter = RateLimiter(min(rate, ceiling), ceiling)
+        self.paid = paid
         # Enough sends in flight to fill the rate while Telegram takes up to half a second to answer each, and
         # no more: rows claimed ahead of sending are what a hard crash leaves "unknown".
-        self.concurrency = max(4, min(256, int(settings.broadcast_rate / 2)))
+        self.concurrency = max(4, min(256, int(rate / 2)))
         self._lock = asyncio.Lock()
         self.task: asyncio.Task[int] | None = None
 

@@ -1,9 +1,12 @@
-"""The composition root: wires settings, storage, the program and the routers into a Dispatcher and Bot."""
+"""The composition root: one typed ``Services`` object (settings, program, sessions, bot, dispatcher, Redis,
+clock), built once and handed to the dispatcher (as handler data), the HTTP server and the scheduler."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import aiogram.methods
 from aiogram import Bot, Dispatcher, Router
@@ -15,6 +18,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods.base import Response, TelegramMethod
 from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.dedupe import DropRedelivered, SeenUpdates
 from bot.metrics import UpdateMetrics, instrument_bot
@@ -44,13 +48,14 @@ from handlers import (
     support,
     vip,
 )
-from handlers.broadcasting import Broadcaster
 from handlers.commands import set_default_menus, set_staff_menus
 from handlers.filters import PrivateChat
-from handlers.ui import make_i18n
+from handlers.staff import StaffChats
 from loyalty.members import get_by_telegram_id
 from loyalty.program import Program
-from loyalty.roles import Role, StaticRoles, staff_in_database
+from loyalty.roles import StaticRoles, staff_roles
+from notifications.broadcasting import Broadcaster
+from notifications.texts import make_i18n
 from storage.clock import utcnow
 from storage.database import SessionFactory
 
@@ -64,8 +69,81 @@ _RESPONSE_MODELS = [
 ]
 
 
-def static_roles(settings: Settings) -> StaticRoles:
-    return StaticRoles(admins=settings.admin_ids, cashiers=settings.cashier_ids, support=settings.support_ids)
+@dataclass(kw_only=True, eq=False)
+class Services:
+    settings: Settings
+    program: Program
+    sessions: SessionFactory
+    bot: Bot
+    i18n: I18n
+    broadcaster: Broadcaster
+    clock: Callable[[], datetime] = utcnow
+    redis: Any | None = None  # redis.asyncio.Redis with LOYALTY_REDIS_URL: FSM state, isolation, readiness
+    engine: AsyncEngine | None = None  # disposed of by close(); None when the caller owns it (tests)
+    dispatcher: Dispatcher = field(init=False)
+
+    @property
+    def roles(self) -> StaticRoles:
+        s = self.settings
+        return StaticRoles(admins=s.admin_ids, cashiers=s.cashier_ids, support=s.support_ids)
+
+    @property
+    def support_chat_id(self) -> int | None:
+        return self.settings.support_chat_id
+
+    def handler_data(self) -> dict[str, Any]:
+        """What handlers are given by parameter name (aiogram's workflow data); never settings themselves."""
+        return {
+            "program": self.program,
+            "sessions": self.sessions,
+            "clock": self.clock,
+            "i18n": self.i18n,
+            "broadcaster": self.broadcaster,
+            "desk": support.Desk(self.settings.support_chat_id),
+            "staff_chats": StaffChats(self.settings.support_chat_id, self.settings.admin_ids),
+        }
+
+    async def close(self) -> None:
+        await self.broadcaster.stop()
+        await self.bot.session.close()
+        await self.dispatcher.storage.close()
+        await self.dispatcher.fsm.events_isolation.close()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+def compose(
+    settings: Settings,
+    program: Program,
+    sessions: SessionFactory,
+    bot: Bot | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    storage: BaseStorage | None = None,
+    events_isolation: BaseEventIsolation | None = None,
+    seen_updates: SeenUpdates | None = None,
+    redis: Any | None = None,
+    engine: AsyncEngine | None = None,
+    i18n: I18n | None = None,
+) -> Services:
+    i18n = i18n or make_i18n()
+    services = Services(
+        settings=settings,
+        program=program,
+        sessions=sessions,
+        bot=bot or make_bot(settings),
+        i18n=i18n,
+        broadcaster=Broadcaster(
+            sessions, program, i18n, clock, rate=settings.broadcast_rate, paid=settings.paid_broadcasts
+        ),
+        clock=clock,
+        redis=redis,
+        engine=engine,
+    )
+    services.dispatcher = build_dispatcher(
+        services, storage=storage, events_isolation=events_isolation, seen_updates=seen_updates
+    )
+    return services
 
 
 def make_bot(settings: Settings, token: str | None = None) -> Bot:
@@ -82,30 +160,19 @@ def make_bot(settings: Settings, token: str | None = None) -> Bot:
 
 
 def build_dispatcher(
-    settings: Settings,
-    program: Program,
-    sessions: SessionFactory,
+    services: Services,
     *,
-    clock: Callable[[], datetime] = utcnow,
     storage: BaseStorage | None = None,
     events_isolation: BaseEventIsolation | None = None,
-    i18n: I18n | None = None,
     seen_updates: SeenUpdates | None = None,
 ) -> Dispatcher:
-    i18n = i18n or make_i18n()
     dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
-    dp["settings"] = settings
-    dp["program"] = program
-    dp["sessions"] = sessions
-    dp["clock"] = clock
-    dp["i18n"] = i18n
-    dp["desk"] = support.Desk(settings)
-    dp["broadcaster"] = Broadcaster(sessions, program, i18n, settings, clock)
+    dp.workflow_data.update(services.handler_data())
     # Metrics first: an update is counted, and its error seen, whatever the later middlewares do.
     dp.update.outer_middleware(UpdateMetrics())
     if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
         dp.update.outer_middleware(DropRedelivered(seen_updates))
-    dp.update.outer_middleware(UpdateContext(sessions, static_roles(settings), i18n, [account.read_ahead()]))
+    dp.update.outer_middleware(UpdateContext(services.sessions, services.roles, services.i18n, [account.read_ahead()]))
     # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
     private = Router(name="private")
     private.message.filter(PrivateChat())
@@ -150,19 +217,19 @@ def build_dispatcher(
         referral.review_router(),
         sharing.review_router(),
         privacy.chat_member_router(),
+        menu.stale_buttons_router(),
         errors.router(),
     )
     return dp
 
 
-async def set_command_menus(bot: Bot, i18n: I18n, settings: Settings, sessions: SessionFactory) -> None:
+async def set_command_menus(services: Services) -> None:
     """Everyone gets the members' menu; each staff member's private chat gets their role's."""
-    roles = static_roles(settings)
-    async with sessions() as session:
-        staff: dict[int, Role] = roles.staff_ids() | await staff_in_database(session)
+    async with services.sessions() as session:
+        staff = await staff_roles(session, services.roles)
         languages = {}
         for telegram_id in staff:
             member = await get_by_telegram_id(session, telegram_id)
             languages[telegram_id] = member.language if member else None
-    await set_default_menus(bot, i18n)
-    await set_staff_menus(bot, i18n, {tid: (role, languages[tid]) for tid, role in staff.items()})
+    await set_default_menus(services.bot, services.i18n)
+    await set_staff_menus(services.bot, services.i18n, {tid: (role, languages[tid]) for tid, role in staff.items()})

@@ -10,16 +10,14 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from bot.http import DEPS, Deps
-from bot.metrics import API_REQUESTS
-from handlers.purchase import announce_purchase
 from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
@@ -30,21 +28,30 @@ from loyalty.purchases import (
     RECEIPT_RE,
     AmountError,
     AmountProblem,
+    InputProblem,
+    PurchaseInput,
+    PurchaseInputError,
     PurchaseResult,
+    check_purchase,
     from_minor,
     parse_amount,
     record_purchase,
     to_minor,
 )
 from loyalty.refunds import RefundProblem, RefundRefused, refund
+from notifications.purchases import announce_purchase
 from storage.database import DbSession
 from storage.models import LedgerEntry, Member, Purchase
+from web.services import SERVICES, WebServices
 
 log = logging.getLogger(__name__)
 
+API_REQUESTS = Counter(
+    "loyalty_api_requests_total", "Purchases API requests, by operation and status", ["operation", "status"]
+)
+
 PREFIX = "/api/v1"
 MAX_BODY = 16 * 1024  # a purchase is a few hundred bytes; a bigger body is a mistake or an attack
-CLOCK_SKEW = timedelta(minutes=5)  # a till's clock may run a little ahead; a purchase further ahead is a mistake
 SOURCE = "api"
 KEY_HEADER = "Idempotency-Key"
 _ID = RECEIPT_RE.pattern  # receipts, external ids and idempotency keys share one shape
@@ -194,7 +201,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(PREFIX + "/") or request.path == PREFIX + "/openapi.json":
         return await handler(request)
-    tokens = request.app[DEPS].settings.api_tokens
+    tokens = request.app[SERVICES].settings.api_tokens
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # compare_digest against every token, so timing does not tell how much of a guess was right.
     if scheme.lower() != "bearer" or not any(
@@ -244,14 +251,37 @@ def _amount(text: str, program: Program) -> Decimal:
     try:
         return parse_amount(text, program)
     except AmountError as error:
-        limit = {"limit": str(error.limit)} if error.problem is AmountProblem.TOO_LARGE and error.limit else {}
-        raise ApiError(422, error.problem.value, _AMOUNT_MESSAGES[error.problem], **limit) from error
+        raise _amount_error(error) from error
+
+
+def _amount_error(error: AmountError) -> ApiError:
+    limit = {"limit": str(error.limit)} if error.problem is AmountProblem.TOO_LARGE and error.limit else {}
+    return ApiError(422, error.problem.value, _AMOUNT_MESSAGES[error.problem], **limit)
+
+
+def _checked(body: PurchaseIn, program: Program, now: datetime) -> PurchaseInput:
+    """The chat's rules for a purchase (``check_purchase``); the schema has already refused most bad shapes."""
+    try:
+        return check_purchase(
+            program,
+            amount=body.amount,
+            now=now,
+            category=body.category,
+            items=body.items,
+            receipt=body.external_id,
+            occurred_at=body.occurred_at,
+        )
+    except PurchaseInputError as error:
+        if error.amount is not None:
+            raise _amount_error(error.amount) from error
+        if error.problem is InputProblem.IN_FUTURE:
+            raise ApiError(422, "occurred_in_future", "occurred_at is in the future") from error
+        raise ApiError(422, "invalid", f"{error.problem.value} is not valid") from error
 
 
 async def _member(session: DbSession, ref: str) -> Member:
-    member = await find_member(session, ref) if len(ref) <= 64 else None
-    # An erased member is gone for the API as for staff commands.
-    if member is None or member.id is None or member.erased_at is not None:
+    member = await find_member(session, ref)
+    if member is None or member.id is None:
         raise ApiError(404, "member_not_found", "no member with that code, Telegram id or @username")
     return member
 
@@ -302,18 +332,15 @@ def _purchase_out(purchase: Purchase, member: MemberRef, balance: int, program: 
 
 
 async def create_purchase(request: web.Request) -> web.Response:
-    deps: Deps = request.app[DEPS]
-    program = deps.program
+    services = request.app[SERVICES]
+    program = services.program
     body = await _read(request, PurchaseIn)
     key = _key(request, body.external_id, "external_id")
     if body.currency != program.currency:
         raise ApiError(422, "currency_mismatch", f"the program counts in {program.currency}, not {body.currency}")
-    amount = _amount(body.amount, program)
-    now = deps.dispatcher["clock"]()
-    if body.occurred_at is not None and body.occurred_at > now + CLOCK_SKEW:
-        raise ApiError(422, "occurred_in_future", "occurred_at is in the future")
-    category = body.category.lower() if body.category else None
-    async with deps.sessions() as session:
+    now = services.clock()
+    given = _checked(body, program, now)
+    async with services.sessions() as session:
         member = await _member(session, body.member)
         assert member.id is not None
         # Read now: a lost race for the key rolls the session back, which expires what it had loaded.
@@ -322,44 +349,44 @@ async def create_purchase(request: web.Request) -> web.Response:
             session,
             program,
             member_id=member_id,
-            amount=amount,
+            amount=given.amount,
             source=SOURCE,
             external_id=key,
             now=now,
-            category=category,
-            items=body.items,
-            occurred_at=body.occurred_at.astimezone(UTC) if body.occurred_at else None,  # time is stored in UTC
+            category=given.category,
+            items=given.items,
+            occurred_at=given.occurred_at,
         )
         recorded = result.purchase
         if not result.created and (recorded.member_id, recorded.amount_minor, recorded.category, recorded.items) != (
             member_id,
-            to_minor(amount, program),
-            category,
-            body.items,
+            to_minor(given.amount, program),
+            given.category,
+            given.items,
         ):
             raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different purchase")
         out = _purchase_out(recorded, ref, result.balance, program, replayed=not result.created)
     if result.created:
-        await _announce(deps, member, result)
+        await _announce(services, member, result)
     return _json(out, 201 if result.created else 200)
 
 
-async def _announce(deps: Deps, member: Member, result: PurchaseResult) -> None:
+async def _announce(services: WebServices, member: Member, result: PurchaseResult) -> None:
     # The purchase is recorded whatever Telegram says; a failed notification is only logged.
     try:
-        if not await announce_purchase(deps.bot, deps.dispatcher["i18n"], member, result, deps.program):
+        if not await announce_purchase(services.bot, services.i18n, member, result, services.program):
             log.info("member %s was not notified of purchase %s", member.id, result.purchase.id)
     except Exception:
         log.warning("notifying member %s of purchase %s failed", member.id, result.purchase.id, exc_info=True)
 
 
 async def create_refund(request: web.Request) -> web.Response:
-    deps: Deps = request.app[DEPS]
-    program = deps.program
+    services = request.app[SERVICES]
+    program = services.program
     body = await _read(request, RefundIn)
     key = _key(request, body.refund_id, "refund_id")
     amount = _amount(body.amount, program) if body.amount is not None else None
-    async with deps.sessions() as session:
+    async with services.sessions() as session:
         try:
             result = await refund(
                 session,
@@ -368,7 +395,7 @@ async def create_refund(request: web.Request) -> web.Response:
                 amount=amount,
                 key=f"api-refund:{key}",
                 actor_id=0,
-                now=deps.dispatcher["clock"](),
+                now=services.clock(),
             )
         except RefundRefused as refused:
             if refused.problem is RefundProblem.UNKNOWN:
@@ -398,8 +425,8 @@ async def create_refund(request: web.Request) -> web.Response:
 
 
 async def get_member(request: web.Request) -> web.Response:
-    deps: Deps = request.app[DEPS]
-    async with deps.sessions() as session:
+    services = request.app[SERVICES]
+    async with services.sessions() as session:
         member = await _member(session, request.match_info["ref"])
         out = MemberOut(
             code=member.code,
@@ -416,25 +443,25 @@ async def get_member(request: web.Request) -> web.Response:
 
 
 async def create_adjustment(request: web.Request) -> web.Response:
-    deps: Deps = request.app[DEPS]
+    services = request.app[SERVICES]
     body = await _read(request, AdjustmentIn)
     if body.points == 0:
         raise ApiError(422, "invalid", "points must not be zero")
     key = _key(request, body.adjustment_id, "adjustment_id")
-    async with deps.sessions() as session:
+    async with services.sessions() as session:
         member = await _member(session, request.match_info["ref"])
         assert member.id is not None
         ref = MemberRef(code=member.code, first_name=member.first_name)  # read now: a refusal rolls back
         try:
             result = await adjust(
                 session,
-                deps.program,
+                services.program,
                 member_id=member.id,
                 delta=body.points,
                 reason=body.reason,
                 actor_id=0,
                 key=f"api-adjust:{key}",
-                now=deps.dispatcher["clock"](),
+                now=services.clock(),
             )
         except InsufficientPoints as short:
             raise ApiError(
@@ -451,7 +478,7 @@ async def create_adjustment(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[DEPS].program))
+    return web.json_response(openapi_document(request.app[SERVICES].program))
 
 
 def setup_api(app: web.Application) -> None:

@@ -733,7 +733,7 @@ def _check_formatted(obj: dict[str, Any], top_level: bool) -> list[str]:
 @lru_cache(maxsize=8)
 def _load(path: Path | None) -> Spec:
     if path is None:
-        text = resources.files(__package__ or "bot.emulator").joinpath("api.json").read_text("utf-8")
+        text = resources.files(__package__ or "emulator").joinpath("api.json").read_text("utf-8")
     else:
         text = path.read_text("utf-8")
     return Spec(json.loads(text))

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from sqlalchemy import text
 
-from bot.metrics import refresh_broadcast_queue
-from bot.settings import Settings
-from loyalty.program import Program
+from loyalty.broadcasts import queued
 from storage.database import SessionFactory
+from web.api import setup_api
+from web.services import SERVICES, WebServices, WebSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +25,20 @@ MAX_REQUEST = 1024 * 1024
 # A readiness probe must answer quickly even when a dependency hangs.
 READY_TIMEOUT = 2.0
 
-DEPS: web.AppKey[Deps] = web.AppKey("deps")
+BROADCAST_QUEUE = Gauge("loyalty_broadcast_queue_depth", "Broadcast deliveries waiting to be sent")
 
 
-@dataclass
-class Deps:
-    settings: Settings
-    program: Program
-    sessions: SessionFactory
-    bot: Bot
-    dispatcher: Dispatcher
-    redis: Any | None = None  # redis.asyncio.Redis when LOYALTY_REDIS_URL is set
-
-
-def webhook_path(settings: Settings) -> str | None:
+def webhook_path(settings: WebSettings) -> str | None:
     """The webhook is served at the path of LOYALTY_WEBHOOK_URL (a proxy may sit in front)."""
     if not settings.webhook_url:
         return None
     return urlsplit(settings.webhook_url).path or "/"
+
+
+async def refresh_broadcast_queue(sessions: SessionFactory) -> None:
+    """The queue depth is read at scrape time, so the gauge is never stale."""
+    async with sessions() as session:
+        BROADCAST_QUEUE.set(await queued(session))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -62,15 +56,15 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
+    services = request.app[SERVICES]
 
     async def database() -> None:
-        async with deps.sessions() as session:
+        async with services.sessions() as session:
             await session.execute(text("SELECT 1"))
 
     probes: list[tuple[str, Any]] = [("database", database)]
-    if deps.redis is not None:
-        probes.append(("redis", deps.redis.ping))
+    if services.redis is not None:
+        probes.append(("redis", services.redis.ping))
     checks = dict(await asyncio.gather(*(_check(name, probe) for name, probe in probes)))
     ready = all(state == "ok" for state in checks.values())
     return web.json_response(
@@ -80,7 +74,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     try:
-        await refresh_broadcast_queue(request.app[DEPS].sessions)
+        await refresh_broadcast_queue(request.app[SERVICES].sessions)
     except Exception:  # the other metrics are still worth serving when the database is down
         log.warning("metrics: could not read the broadcast queue", exc_info=True)
     body = generate_latest(REGISTRY)
@@ -90,23 +84,24 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-def make_http_app(deps: Deps, *, serve_updates: bool) -> web.Application:
+def make_http_app(services: WebServices, *, serve_updates: bool) -> web.Application:
     """``serve_updates``: this process answers Telegram (the bot roles), so it serves the webhook and the API."""
     app = web.Application(client_max_size=MAX_REQUEST)
-    app[DEPS] = deps
+    app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     if serve_updates:
-        from bot.api import setup_api
-
         setup_api(app)
-        path = webhook_path(deps.settings)
+        path = webhook_path(services.settings)
         if path is not None:
             # handle_in_background=False: Telegram hears 200 only once the update is handled, so an update a
             # dying worker was handling is redelivered rather than lost.
             SimpleRequestHandler(
-                deps.dispatcher, deps.bot, handle_in_background=False, secret_token=deps.settings.webhook_secret
+                services.dispatcher,
+                services.bot,
+                handle_in_background=False,
+                secret_token=services.settings.webhook_secret,
             ).register(app, path=path)
     return app
 

@@ -1,0 +1,100 @@
+"""What a purchase tells people on its own: the member what it earned, a referrer what it paid them. Shared by
+/purchase and the purchases API, so both notify alike."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Bot
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from loyalty import referrals
+from loyalty.program import Program
+from loyalty.purchases import PurchaseResult, from_minor
+from notifications.texts import card_lines, locale_of, money, tell
+from storage.models import Member, Purchase
+
+
+async def announce_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
+    """After a new purchase: tell the member, and a referrer what the purchase paid them. Shared by /purchase and
+    the purchases API so both notify alike. False if the member could not be told."""
+    notified = await notify_purchase(bot, i18n, member, result, program)
+    if result.referral is not None:
+        await after_payout(bot, i18n, program, result.referral)
+    return notified
+
+
+def explanation(purchase: Purchase) -> str:
+    """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons"."""
+    if not purchase.promotion:
+        return ""
+    return "\n" + _("{total} points: {base} base {detail} {promotion}").format(
+        total=purchase.points,
+        base=purchase.base_points,
+        detail=purchase.promotion_detail or "",
+        promotion=html.escape(purchase.promotion),
+    )
+
+
+async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
+    """Tell the member what a purchase earned (from /purchase and the purchases API alike)."""
+    locale = locale_of(member.language)
+
+    def render() -> str:
+        amount = money(from_minor(result.purchase.amount_minor, program), program.currency, locale)
+        if result.points:
+            text: str = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
+                amount=amount, points=result.points
+            )
+        else:
+            text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
+        text += explanation(result.purchase)
+        if result.winback_bonus:
+            text += "\n" + _("🎁 Welcome back! +{points} bonus points.").format(points=result.winback_bonus)
+        text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
+        text += "".join("\n" + line for line in card_lines(result.cards))
+        if result.promoted is not None:
+            text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
+                tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks)
+            )
+        return text
+
+    return await tell(bot, i18n, member, render)
+
+
+def friend_name(member: Member) -> str:
+    return html.escape(member.first_name or _("a friend"))
+
+
+async def after_payout(bot: Bot, i18n: I18n, program: Program, payout: referrals.Payout) -> None:
+    """Tell the referrer (and the friend) what a qualifying purchase or an approval paid."""
+    friend, referrer = payout.friend, payout.referrer
+    if payout.referrer_points:
+        await tell(
+            bot,
+            i18n,
+            referrer,
+            lambda: _("🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!").format(
+                friend=friend_name(friend), points=payout.referrer_points
+            ),
+        )
+    elif payout.capped:
+        await tell(
+            bot,
+            i18n,
+            referrer,
+            lambda: _(
+                "{friend} made their first purchase. You have reached this month's limit of {cap} paid referrals, "
+                "so this one earns no points."
+            ).format(friend=friend_name(friend), cap=program.referrals.monthly_cap),
+        )
+    if payout.friend_points:
+        await tell(
+            bot,
+            i18n,
+            friend,
+            lambda: _("🎁 You got {points} bonus points for joining through {referrer}'s invitation.").format(
+                points=payout.friend_points, referrer=friend_name(referrer)
+            ),
+        )

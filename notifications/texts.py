@@ -1,0 +1,120 @@
+"""Talking to people, in the chat and in what the bot sends on its own: catalogs, locales, formatting, notices."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import User
+from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import gettext as _
+from babel import Locale
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency
+
+from loyalty.members import MemberView, map_language
+from loyalty.privacy import can_message
+from loyalty.program import Program
+from loyalty.punchcards import CardProgress
+from loyalty.rewards import coupon_title
+from storage.database import DbSession
+from storage.models import Coupon, Member
+
+log = logging.getLogger(__name__)
+
+LOCALES_DIR = Path(__file__).with_name("locales")
+DOMAIN = "messages"
+DEFAULT_LOCALE = "en"
+# Babel locales for number/date formatting: the script subtag alone is not a full Babel locale. Parsed once:
+# given a name, Babel parses it again on every call, which cost as much as formatting the amount.
+_BABEL = {name: Locale.parse(tag) for name, tag in (("en", "en"), ("zh_Hans", "zh_Hans_CN"), ("zh_Hant", "zh_Hant_TW"))}
+
+
+def N_(msgid: str) -> str:
+    """Marks a msgid for extraction; translated later, where the reader's locale is known."""
+    return msgid
+
+
+def make_i18n() -> I18n:
+    return I18n(path=LOCALES_DIR, default_locale=DEFAULT_LOCALE, domain=DOMAIN)
+
+
+def locale_of(language: str) -> str:
+    """Member language (``zh-Hans``) to catalog name (``zh_Hans``)."""
+    return language.replace("-", "_")
+
+
+def user_locale(member: MemberView | Member | None, user: User | None) -> str:
+    if member is not None:
+        return locale_of(member.language)
+    return locale_of(map_language(user.language_code if user else None))
+
+
+@contextmanager
+def speaking(i18n: I18n, language: str) -> Iterator[I18n]:
+    """Render texts in a member's (or the staff's) language, inside an update or outside one (a scheduled job)."""
+    with i18n.context(), i18n.use_locale(locale_of(language)):
+        yield i18n
+
+
+def money(amount: Decimal, currency: str, locale: str) -> str:
+    return format_currency(amount, currency, locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    return format_date(moment.astimezone(tz).date(), format="medium", locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def when(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    return format_datetime(moment.astimezone(tz), format="short", locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def card_lines(cards: list[CardProgress]) -> list[str]:
+    """Punch-card progress, and any coupon a full card just earned."""
+    lines = []
+    language = get_i18n().current_locale.replace("_", "-")
+    for card in cards:
+        name = html.escape(card.rule.name_in(language))
+        lines += [
+            _("🎉 Your {card} is full! Coupon <code>{code}</code> is yours: see /coupons.").format(card=name, code=code)
+            for code in card.coupons
+        ]
+        lines.append(
+            _("☕ {card}: {stamps} of {total} stamps").format(card=name, stamps=card.stamps, total=card.rule.stamps)
+        )
+    return lines
+
+
+async def tell(bot: Bot, i18n: I18n, member: Member, render: Callable[[], str], **kwargs: Any) -> bool:
+    """Send a member a message they did not ask for, rendered in their language; nothing to a member who
+    blocked the bot or erased their data. False if nothing was delivered."""
+    if not can_message(member):
+        return False
+    with speaking(i18n, member.language):
+        text = render()
+    try:
+        await bot.send_message(member.chat_id, text, **kwargs)
+    except TelegramAPIError:
+        log.warning("could not message member %s", member.id, exc_info=True)
+        return False
+    return True
+
+
+async def coupon_line(session: DbSession, coupon: Coupon | None, member: Member, program: Program) -> str:
+    """The line a gifted coupon adds to a message (a birthday offer, a win-back nudge, a VIP gift)."""
+    if coupon is None:
+        return ""
+    title = await coupon_title(session, coupon, member.language)
+    until = day(coupon.expires_at, program.tz, locale_of(member.language))
+    return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
+        reward=html.escape(title), code=coupon.code, date=until
+    )

@@ -1,0 +1,92 @@
+"""The table of scheduled jobs: what runs how often. The bodies live in ``notifications`` (what is sent) and
+``loyalty`` (what only changes data); this module only names and times them, and counts their runs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
+
+from aiogram import Bot
+from aiogram.utils.i18n import I18n
+from prometheus_client import Counter
+
+from loyalty import metrics
+from loyalty.expiry import expire_points
+from loyalty.program import Program
+from loyalty.roles import StaticRoles
+from notifications import reminders, support, surveys, vip
+from notifications.broadcasting import Broadcaster
+from scheduler.service import Job, Scheduler
+from storage.database import SessionFactory
+
+JOB_RUNS = Counter("loyalty_job_runs_total", "Scheduled job runs, by job and outcome", ["job", "outcome"])
+
+
+class JobServices(Protocol):
+    """What the jobs are handed: the composition root's ``bot.services.Services`` fits it."""
+
+    @property
+    def bot(self) -> Bot: ...
+    @property
+    def sessions(self) -> SessionFactory: ...
+    @property
+    def program(self) -> Program: ...
+    @property
+    def i18n(self) -> I18n: ...
+    @property
+    def roles(self) -> StaticRoles: ...
+    @property
+    def support_chat_id(self) -> int | None: ...
+    @property
+    def broadcaster(self) -> Broadcaster: ...
+
+
+def counted_job(name: str, run: Callable[[datetime], Awaitable[int]]) -> Callable[[datetime], Awaitable[int]]:
+    """A scheduled job that counts its runs; the scheduler still logs and survives a failure."""
+
+    async def wrapped(now: datetime) -> int:
+        try:
+            done = await run(now)
+        except Exception:
+            JOB_RUNS.labels(name, "error").inc()
+            raise
+        JOB_RUNS.labels(name, "ok").inc()
+        return done
+
+    return wrapped
+
+
+def jobs(services: JobServices) -> list[Job]:
+    # Every job counts its runs in the metrics (loyalty_job_runs_total).
+    return [Job(job.name, job.every, counted_job(job.name, job.run)) for job in _jobs(services)]
+
+
+def _jobs(services: JobServices) -> list[Job]:
+    bot, sessions, program, i18n = services.bot, services.sessions, services.program, services.i18n
+    messages = (bot, sessions, program, i18n)
+    return [
+        Job("birthdays", timedelta(minutes=5), partial(reminders.send_birthday_offers, *messages)),
+        Job("winback", timedelta(minutes=15), partial(reminders.send_winback_nudges, *messages)),
+        Job("expire", timedelta(hours=1), partial(expire_points, sessions)),
+        Job("expiry-warnings", timedelta(minutes=30), partial(reminders.send_expiry_warnings, *messages)),
+        Job("surveys", timedelta(minutes=5), partial(surveys.send_due_surveys, *messages)),
+        Job(
+            "overdue-threads",
+            timedelta(minutes=5),
+            partial(support.report_overdue, bot, sessions, services.support_chat_id, program, i18n),
+        ),
+        Job("tier-review", timedelta(hours=6), partial(reminders.review_member_tiers, *messages)),
+        Job("vip-gifts", timedelta(minutes=15), partial(vip.send_vip_gifts, *messages)),
+        Job("vip-reminders", timedelta(minutes=30), partial(vip.send_vip_reminders, *messages)),
+        Job("digest", timedelta(minutes=30), partial(reminders.send_weekly_digest, *messages, services.roles)),
+        # Starts scheduled broadcasts and resumes any a restart interrupted.
+        Job("broadcasts", timedelta(seconds=10), partial(services.broadcaster.tick, bot)),
+        # /stats on a large program takes seconds of database work: keep the standard periods ready.
+        Job("stats-snapshots", timedelta(minutes=10), partial(metrics.refresh_snapshots, sessions, program)),
+    ]
+
+
+def make_scheduler(services: JobServices) -> Scheduler:
+    return Scheduler(services.sessions, jobs(services))
