@@ -6,7 +6,7 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ErrorEvent
+from aiogram.types import ErrorEvent, Update
 from aiogram.utils.i18n import I18n
 
 from loyalty.members import MemberView
@@ -15,11 +15,19 @@ from notifications.texts import user_locale
 log = logging.getLogger(__name__)
 
 
+def describe(update: Update) -> str:
+    """The update as Telegram sent it, for the log. Never raises: aiogram fills unset fields with ``Default``
+    sentinels that pydantic cannot serialise (every message carrying ``link_preview_options``), so only what was
+    set is shown, and anything odd left is shown by its repr."""
+    try:
+        return update.model_dump_json(exclude_unset=True, exclude_none=True, by_alias=True, fallback=repr)
+    except Exception:  # the log line must be written whatever the update holds
+        return f"#{update.update_id} ({type(update).__name__})"
+
+
 async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView | None = None) -> bool:
     update = event.update
-    log.error(
-        "update %s failed: %s", update.model_dump_json(exclude_none=True), event.exception, exc_info=event.exception
-    )
+    log.error("update %s failed: %s", describe(update), event.exception, exc_info=event.exception)
     user, chat_id = None, None
     if update.message is not None:
         user, chat_id = update.message.from_user, update.message.chat.id

@@ -255,3 +255,26 @@ async def test_an_update_holds_no_database_connection_while_telegram_answers(
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
         assert harness.texts(await update)
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_failing_button_press_on_a_bot_message_is_logged_and_apologised(
+    harness: BotHarness, monkeypatch, caplog
+) -> None:
+    """Telegram's bot messages carry link_preview_options, which aiogram fills with Default sentinels that
+    pydantic cannot serialise: logging such an update used to crash the error handler itself."""
+    await _join(harness)
+    ann = harness.user(1001)
+    await harness.send(ann, "/balance")
+    message = dict(harness.tg.last_message(1001) or {})
+    message["link_preview_options"] = {"is_disabled": True}
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("history on fire")
+
+    monkeypatch.setattr("handlers.account.history", broken)
+    update = harness.tg.callback_update(ann, message, "hist:1")
+    calls = await harness.feed(update)
+    [answer] = [c for c in calls if c.method == "answerCallbackQuery"]
+    assert answer.params["text"] == "Sorry, something went wrong. Please try again in a moment."
+    assert "history on fire" in caplog.text and '"link_preview_options":{"is_disabled":true}' in caplog.text
+    assert f'"update_id":{update["update_id"]}' in caplog.text
