@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from functools import cache
 from typing import Any
 
 from aiogram import Bot
@@ -11,12 +13,27 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import InputFile
 from aiohttp import BytesPayload, FormData
 
+from storage.fallbacks import AIOGRAM_JSON, library, took_fallback
+
+
+@cache
+def keeps_values(session_class: type[AiohttpSession]) -> bool:
+    """Whether ``prepare_value`` takes ``_dumps_json``, a private parameter of aiogram's: with False it leaves
+    objects and lists as they are, where by default it turns each into a JSON string of its own (a form field)."""
+    parameter = inspect.signature(session_class.prepare_value).parameters.get("_dumps_json")
+    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+
 
 class JsonSession(AiohttpSession):
     """aiogram posts every request as a form, and aiohttp's form encoder percent-quotes the values in Python,
     byte by byte: for a reply of a few hundred characters (an emoji or a Chinese character is 3–4 bytes) the
     quoting cost more than the rest of sending it. The Bot API takes ``application/json`` too, which the C
-    encoder writes at once. Requests that upload files still go as multipart forms."""
+    encoder writes at once. Requests that upload files still go as multipart forms, and so does every request if
+    aiogram's ``prepare_value`` no longer takes ``_dumps_json`` (``keeps_values``): aiogram's own way, slower."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json_bodies = keeps_values(type(self))
 
     def build_form_data(self, bot: Bot, method: TelegramMethod[Any]) -> FormData:
         body = self.build_json(bot, method)
@@ -26,7 +43,10 @@ class JsonSession(AiohttpSession):
         return BytesPayload(body, content_type="application/json")  # type: ignore[return-value]
 
     def build_json(self, bot: Bot, method: TelegramMethod[Any]) -> bytes | None:
-        """The request as JSON, or None when it uploads a file and must go as a form."""
+        """The request as JSON, or None when it must go as a form: it uploads a file, or aiogram changed."""
+        if not self.json_bodies:
+            took_fallback(AIOGRAM_JSON, f"{library('aiogram')}: prepare_value takes no _dumps_json")
+            return None
         files: dict[str, InputFile] = {}
         params = {}
         for key, value in method.model_dump(warnings=False).items():

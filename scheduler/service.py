@@ -15,15 +15,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scheduler.lease import hold
 from storage.clock import utcnow
 from storage.database import SessionFactory
+from storage.fallbacks import APSCHEDULER_PENDING, library, took_fallback
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
+
+_PENDING_FUTURES = "_pending_futures"
+"""Where APScheduler's ``AsyncIOExecutor`` keeps the runs it started (private: see ``Scheduler._submitted``)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Scheduler:
         self.sessions, self.jobs, self.clock = sessions, jobs, clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self._aps: AsyncIOScheduler | None = None
+        self._executor: AsyncIOExecutor | None = None
         self._running: set[asyncio.Task[object]] = set()
 
     async def holds_lease(self, now: datetime) -> bool:
@@ -52,7 +58,15 @@ class Scheduler:
             return await hold(session, self.holder, now, LEASE)
 
     async def holds_lease_now(self) -> bool:
-        return await self.holds_lease(self.clock())
+        """The lease's renewal, a job of its own: tracked as a job's run is, so that ``stop`` waits for it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            return await self.holds_lease(self.clock())
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def run_job(self, job: Job) -> int | None:
         """One run of a job if this instance holds the lease; None when it does not."""
@@ -75,7 +89,9 @@ class Scheduler:
         return done
 
     def start(self) -> None:
-        self._aps = AsyncIOScheduler(timezone="UTC")
+        # The scheduler's default executor, made here so that ``stop`` holds it without asking APScheduler.
+        self._executor = AsyncIOExecutor()
+        self._aps = AsyncIOScheduler(timezone="UTC", executors={"default": self._executor})
         for job in self.jobs:
             # First run at start-up: whatever fell due while no scheduler ran goes out now.
             self._aps.add_job(
@@ -106,13 +122,25 @@ class Scheduler:
             # Pause, wait, then shut down: APScheduler's shutdown cancels the jobs its executor still runs, which
             # would cut a job off mid-way (and log a CancelledError for every job started just before a stop).
             self._aps.pause()
-            executor = self._aps._lookup_executor("default")
-            pending = [f for f in getattr(executor, "_pending_futures", ()) if not f.done()]
-            await asyncio.gather(*pending, *self._running, return_exceptions=True)
+            submitted = await self._submitted()  # first: without APScheduler's list, runs just begun join _running
+            await asyncio.gather(*submitted, *self._running, return_exceptions=True)
             self._aps.shutdown(wait=False)
-            self._aps = None
+            self._aps = self._executor = None
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _submitted(self) -> list[asyncio.Future[object]]:
+        """The runs the executor has started and not finished, including tasks that have not yet taken their
+        first step. APScheduler keeps them in a private attribute, ``AsyncIOExecutor._pending_futures``."""
+        pending = getattr(self._executor, _PENDING_FUTURES, None)
+        if isinstance(pending, set):
+            return [future for future in pending if not future.done()]
+        # Without it: each run is a task that calls ``run_job`` or ``holds_lease_now`` in its first step, and
+        # both add the task to ``_running`` before they first wait. One turn of the loop lets every task already
+        # created take that step (pause() has stopped new ones).
+        took_fallback(APSCHEDULER_PENDING, f"{library('apscheduler')}: AsyncIOExecutor has no {_PENDING_FUTURES} set")
+        await asyncio.sleep(0)
+        return []
 
     async def run_until(self, stop: asyncio.Event) -> None:
         self.start()

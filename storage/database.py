@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage.fallbacks import PREPARED_READ, took_fallback
 from storage.postgres import attach_readers
 from storage.postgres import readers as pg_readers
 from storage.sqlite import WRITE_OPTION, make_sqlite_engine
@@ -153,7 +154,9 @@ class PreparedRead:
     Its statement should return at most one row (a lookup by key).
     A session that has begun reads on its own connection. Inside a write transaction, for a statement whose
     types need the driver's column types, or when the driver raises, SQLAlchemy runs it instead: it then owns
-    the transaction, the error's translation and the invalidation of a broken connection.
+    the transaction, the error's translation and the invalidation of a broken connection. The last case is
+    counted and logged as a fallback (``storage.fallbacks``): a broken connection now and then is expected,
+    a steady rate means the driver's path no longer works with the installed SQLAlchemy or driver.
     """
 
     def __init__(self, statement: Select[Any]) -> None:
@@ -170,8 +173,8 @@ class PreparedRead:
         if plan is not None and not sync.get_execution_options().get(WRITE_OPTION):
             try:
                 return await plan.first(sync.connection.driver_connection, params)
-            except Exception:  # run again below, where SQLAlchemy handles it
-                pass
+            except Exception as error:  # run again below, where SQLAlchemy handles it
+                took_fallback(PREPARED_READ, error)
         return (await connection.execute(self.statement, params)).first()
 
     async def _first_borrowed(self, engine: AsyncEngine, params: Mapping[str, Any]) -> Sequence[Any] | None:
@@ -183,8 +186,8 @@ class PreparedRead:
                         return plan.row(await lender.fetchrow(plan.sql, plan.args(params)))
                 elif (reader := sqlite_reader(engine.sync_engine)) is not None:
                     return plan.first_sync(reader, params)
-            except Exception:  # run again below, where SQLAlchemy handles it
-                pass
+            except Exception as error:  # run again below, where SQLAlchemy handles it
+                took_fallback(PREPARED_READ, error)
         async with engine.connect() as connection:
             return (await connection.execute(self.statement, params)).first()
 

@@ -8,17 +8,23 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
+from storage.fallbacks import PG_READ_BATCH, took_fallback
+
 _PLACEHOLDER = re.compile(r"\$(\d+)\b")
 _READERS: weakref.WeakKeyDictionary[Engine, Readers] = weakref.WeakKeyDictionary()
 
 _Batch = list[tuple[Sequence[Any], "asyncio.Future[Any]"]]
 """Reads of one statement waiting for the same round trip: each one's parameters and where its row goes."""
+
+_LOST = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
+"""Errors that say the connection (or the server) went away, not that the statement sent was wrong."""
 
 
 class Readers:
@@ -35,6 +41,12 @@ class Readers:
     round trip costs the bot more CPU than the row it brings back: with 32 updates in flight, /balance through
     the full stack went from 0.47-0.50 of a bare handler's rate to 0.58-0.60. A read alone waits one turn of
     the loop for company.
+
+    The batch rewrites the statement SQLAlchemy compiled, relying on how it renders parameters (``$n``, and no
+    ``$`` anywhere else). When a batch fails where the same reads, each on its own, then succeed, the rewrite is
+    what fails: that statement's reads are sent one by one from then on, each time counted and logged as a
+    fallback (``storage.fallbacks``). A batch that fails because its connection was lost is not held against
+    the statement: its reads run again through SQLAlchemy (``storage.database.PreparedRead``), as a lone read's.
     """
 
     def __init__(self, engine: Engine, size: int) -> None:
@@ -45,7 +57,8 @@ class Readers:
         self._slots = asyncio.Semaphore(size)
         self._gathering: dict[str, _Batch] = {}
         self._sending: set[asyncio.Task[None]] = set()
-        self._batch_sql: dict[str, str] = {}
+        self._batch_sql: dict[str, str | None] = {}
+        """Each statement's batched form; None for one whose batches failed where its reads alone did not."""
 
     async def fetchrow(self, sql: str, args: Sequence[Any]) -> Any:
         """The statement's first row (it should have at most one: a lookup by key), or None."""
@@ -65,22 +78,62 @@ class Readers:
 
     async def _answer(self, sql: str, batch: _Batch) -> None:
         try:
-            if len(batch) == 1:
-                rows = [await self._on_reader(lambda connection: connection.fetchrow(sql, *batch[0][0]))]
-            else:
-                rows = await self._on_reader(lambda connection: self._fetch_batch(connection, sql, batch))
+            outcomes = await self._outcomes(sql, batch)
         except asyncio.CancelledError:
             for _args, waiting in batch:
                 waiting.cancel()
             raise
-        except Exception as exc:  # each read then runs again on its own (PreparedRead)
-            for _args, waiting in batch:
-                if not waiting.done():
-                    waiting.set_exception(exc)
-            return
-        for (_args, waiting), row in zip(batch, rows, strict=True):
-            if not waiting.done():  # its update may have been cancelled meanwhile
-                waiting.set_result(row)
+        for (_args, waiting), outcome in zip(batch, outcomes, strict=True):
+            if waiting.done():  # its update may have been cancelled meanwhile
+                continue
+            if isinstance(outcome, BaseException):  # that read then runs again through SQLAlchemy (PreparedRead)
+                waiting.set_exception(outcome)
+            else:
+                waiting.set_result(outcome)
+
+    async def _outcomes(self, sql: str, batch: _Batch) -> list[Any]:
+        """Each read's first row, or the exception that kept it from one."""
+        if len(batch) == 1:
+            try:
+                return [await self._fetchrow(sql, batch[0][0])]
+            except Exception as exc:
+                return [exc]
+        if self._batch_sql.get(sql, "") is None:
+            took_fallback(PG_READ_BATCH, f"{len(batch)} reads one by one; their statement does not batch: {sql}")
+            return await self._each(sql, batch)
+        lost = True  # until the statement has reached a connection
+
+        async def batched(connection: Any) -> list[Any]:
+            nonlocal lost
+            try:
+                return await self._fetch_batch(connection, sql, batch)
+            except Exception as exc:
+                # Depending on when asyncpg noticed, a lost connection raises an InterfaceError (the class of a wrong
+                # count of arguments too), an InternalClientError or a ConnectionDoesNotExistError: ask the connection.
+                lost = isinstance(exc, _LOST) or connection.is_closed()
+                raise
+
+        try:
+            return await self._on_reader(batched)
+        except Exception as exc:
+            if lost:
+                return [exc] * len(batch)
+            failed = exc
+        outcomes = await self._each(sql, batch)
+        if not any(isinstance(outcome, BaseException) for outcome in outcomes):  # the rewrite is at fault
+            self._batch_sql[sql] = None
+        later = ", as they will from now on" if self._batch_sql.get(sql, "") is None else ""
+        took_fallback(
+            PG_READ_BATCH, f"a batch of {len(batch)} failed ({failed!r}); its reads ran one by one{later}: {sql}"
+        )
+        return outcomes
+
+    async def _each(self, sql: str, batch: _Batch) -> list[Any]:
+        """The reads one by one, as many at a time as there are readers."""
+        return await asyncio.gather(*(self._fetchrow(sql, args) for args, _waiting in batch), return_exceptions=True)
+
+    async def _fetchrow(self, sql: str, args: Sequence[Any]) -> Any:
+        return await self._on_reader(lambda connection: connection.fetchrow(sql, *args))
 
     async def _on_reader(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
         """``work`` on a lent asyncpg connection."""

@@ -11,15 +11,21 @@ So the aiosqlite connection used here does its work inline. Two rules make that 
   the lock (``loyalty migrate``, a second tool) is waited for by ``busy_timeout``, briefly, as before.
 - Reads run outside transactions (pysqlite's default handling), each SELECT on a WAL snapshot, so they
   never wait for writers.
+
+The inline connection stands on aiosqlite's internals (``inline_problem`` lists them). Should a release of
+aiosqlite change them, engines get aiosqlite's own connections, with their worker threads, and the fallback is
+counted and logged (``storage.fallbacks``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
+import threading
 import weakref
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import aiosqlite
@@ -27,6 +33,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from storage.fallbacks import SQLITE_INLINE_TX, library, took_fallback
 
 WRITE_OPTION = "loyalty_write"
 _HOLDS_LOCK = "loyalty_holds_write_lock"
@@ -64,6 +72,44 @@ class InlineConnection(aiosqlite.Connection):
         return self._connect().__await__()
 
 
+def _never_called() -> sqlite3.Connection:
+    raise AssertionError("a probe connection is never opened")
+
+
+@cache
+def inline_problem(connection_class: type[aiosqlite.Connection] = aiosqlite.Connection) -> str | None:
+    """Why ``InlineConnection`` cannot replace ``connection_class``'s worker thread, or None when it can.
+
+    It relies on these internals of aiosqlite's ``Connection``: every job goes through ``_execute`` (replaced) or
+    is put on ``_tx`` as ``(future, function)`` (``_connect``, ``stop``, and SQLAlchemy's isolation level setter
+    do that), ``_running`` and ``_connection`` tell whether it is open, and only ``__await__`` starts the thread.
+    Were ``_tx`` renamed, say, opening a connection would wait forever for a thread that was never started; so
+    this is checked before an engine is made, not discovered by a hang.
+    """
+    try:
+        probe = connection_class(_never_called, 64)  # builds the queue (and an idle thread object), opens nothing
+    except Exception as exc:
+        return f"Connection(connector, iter_chunk_size) raised {exc!r}"
+    problems = [f"no attribute {name}" for name in ("_tx", "_running", "_connection") if not hasattr(probe, name)]
+    if hasattr(probe, "_tx") and not callable(getattr(probe._tx, "put_nowait", None)):
+        problems.append(f"_tx is a {type(probe._tx).__name__}, without put_nowait")
+    for name in ("_execute", "_connect"):
+        if not inspect.iscoroutinefunction(getattr(connection_class, name, None)):
+            problems.append(f"no coroutine method {name}")
+    return "; ".join(problems) or None
+
+
+def _threaded(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
+    """aiosqlite's own connection, when the inline one cannot be used."""
+    connection = aiosqlite.Connection(connector, 64)
+    # As SQLAlchemy does for the connections it opens itself: one never closed must not keep the process alive.
+    # Before aiosqlite 0.22 the connection was the thread.
+    thread = getattr(connection, "_thread", connection)
+    if isinstance(thread, threading.Thread):
+        thread.daemon = True
+    return connection
+
+
 def _open(database: str) -> sqlite3.Connection:
     connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
@@ -75,8 +121,13 @@ def _open(database: str) -> sqlite3.Connection:
 def make_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     database = url.split(":///", 1)[1] if ":///" in url else ":memory:"
 
-    async def connect() -> InlineConnection:
-        return await InlineConnection(partial(_open, database))
+    problem = inline_problem()  # before any connection: a wrong guess would hang the first one
+
+    async def connect() -> aiosqlite.Connection:
+        if problem is None:
+            return await InlineConnection(partial(_open, database))
+        took_fallback(SQLITE_INLINE_TX, f"{library('aiosqlite')}: {problem}")
+        return await _threaded(partial(_open, database))
 
     engine = create_async_engine(url, async_creator=connect, **kwargs)
     lock = asyncio.Lock()
