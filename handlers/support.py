@@ -67,7 +67,7 @@ class Desk:
             assert self.chat_id is not None
             try:
                 chat = await bot.get_chat(self.chat_id)
-            except TelegramAPIError:
+            except Exception:  # any failure (an API error, an answer aiogram cannot parse) means the same
                 log.exception("cannot read the support chat %s; treating it as an ordinary group", self.chat_id)
                 return Mode.GROUP
             self._mode = Mode.FORUM if chat.is_forum else Mode.GROUP

@@ -189,6 +189,27 @@ class TestOrdinaryGroup:
         assert "1 h 1 min" in report[0].params["text"]
         assert await report_overdue(*args, now=harness.clock()) == 0
 
+    async def test_a_support_chat_aiogram_cannot_read_counts_as_an_ordinary_group(
+        self, harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Any failure to learn the desk's mode is the same: here getChat's answer lacks the chat's type, so aiogram
+        fails to parse it (not a TelegramAPIError). The member is thanked once and never told of an error."""
+
+        async def unparseable(method: str, params: dict[str, Any], files: Any) -> Any:
+            return {"id": params["chat_id"]}
+
+        monkeypatch.setitem(harness.tg._handlers, "getChat", unparseable)
+        ann = harness.user(ANN, "Ann")
+        await harness.send(ann, "/start")
+        await harness.send(ann, "/feedback")
+        calls = await _ann_writes(harness, "Where is my coupon?")
+        replies = harness.texts(calls, ANN)
+        assert len(replies) == 1 and "reached our team" in replies[0]
+        assert [c.method for c in calls if c.params.get("chat_id") == SUPPORT_CHAT_ID][-2:] == [
+            "sendMessage",
+            "copyMessage",
+        ]
+
 
 class TestNoSupportChat:
     @pytest.fixture
