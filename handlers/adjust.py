@@ -20,7 +20,7 @@ from loyalty.program import Program
 from loyalty.roles import Permission
 from storage.database import DbSession
 
-_DELTA = re.compile(r"^[+-]\d{1,7}$")
+_DELTA = re.compile(r"^[+-][0-9]{1,7}$")
 
 
 def _usage() -> str:

@@ -14,6 +14,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
 from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_campaigns, start_campaign
+from loyalty.numbers import is_whole
 from loyalty.program import Program
 from loyalty.purchases import CATEGORY_RE
 from loyalty.roles import Permission
@@ -51,7 +52,7 @@ async def campaign(
         ]
         await message.answer("\n".join(lines) or _("No campaigns are running."))
     elif action == "end":
-        if not rest.strip().isdecimal() or not await end_campaign(session, int(rest.strip()), now):
+        if not is_whole(rest.strip()) or not await end_campaign(session, int(rest.strip()), now):
             await message.answer(_("No running campaign {ref}.").format(ref=html.escape(rest.strip()[:16])))
         else:
             await message.answer(_("Campaign #{id} has ended.").format(id=int(rest.strip())))
@@ -82,7 +83,7 @@ async def _add(
     if effect is None:
         await message.answer(_("The effect must be a multiplier like x2 (up to x10) or bonus points like +50."))
         return
-    if not words[1].isdecimal() or not 1 <= int(words[1]) <= MAX_DAYS:
+    if not is_whole(words[1]) or not 1 <= int(words[1]) <= MAX_DAYS:
         await message.answer(_("The duration must be a number of days from 1 to {max}.").format(max=MAX_DAYS))
         return
     if category is not None and not CATEGORY_RE.match(category):

@@ -33,6 +33,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, NotCommand
 from loyalty import feedback
+from loyalty.numbers import is_whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.purchases import from_minor
@@ -330,7 +331,7 @@ async def reply_command(
     message: Message, command: CommandObject, session: DbSession, bot: Bot, clock: Callable[[], datetime]
 ) -> None:
     parts = (command.args or "").split(maxsplit=1)
-    if len(parts) != 2 or not parts[0].lstrip("#").isdecimal():
+    if len(parts) != 2 or not is_whole(parts[0].lstrip("#")):
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/reply <thread> <text>"))))
         return
     found = await feedback.get_thread(session, int(parts[0].lstrip("#")))
@@ -374,7 +375,7 @@ async def close_command(
     clock: Callable[[], datetime],
 ) -> None:
     ref = (command.args or "").strip().lstrip("#")
-    found = await feedback.get_thread(session, int(ref)) if ref.isdecimal() else None
+    found = await feedback.get_thread(session, int(ref)) if is_whole(ref) and len(ref) <= 18 else None
     if found is None:
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/close <thread>"))))
         return

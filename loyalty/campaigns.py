@@ -15,7 +15,7 @@ from storage.database import begin_write
 from storage.models import Campaign
 
 MAX_DAYS = 366
-_EFFECT = re.compile(r"^(?:[x×](?P<multiplier>\d{1,2}(?:\.\d{1,2})?)|\+(?P<bonus>\d{1,6}))$", re.IGNORECASE)
+_EFFECT = re.compile(r"^(?:[x×](?P<multiplier>\d{1,2}(?:\.\d{1,2})?)|\+(?P<bonus>\d{1,6}))$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlmodel import col
 from loyalty import referrals, winback
 from loyalty.codes import new_code, normalize_code
 from loyalty.ledger import Kind, credit
+from loyalty.numbers import is_whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.roles import Role, StaticRoles, merge, role_of
@@ -88,8 +89,7 @@ async def _find(session: AsyncSession, ref: str) -> Member | None:
             return None
         result = await session.execute(select(Member).where(col(Member.username) == name))
         return result.scalar_one_or_none()
-    # Only ASCII digits are a Telegram id: str.isdecimal alone also takes "٥" and "５".
-    if ref.isascii() and ref.isdecimal() and len(ref) <= 19:
+    if is_whole(ref) and len(ref) <= 19:
         member = await get_by_telegram_id(session, int(ref))
         if member is not None:
             return member

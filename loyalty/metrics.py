@@ -58,7 +58,7 @@ def nps_of(scores: Iterable[int]) -> Nps:
 ACTIVITY_KINDS = (Kind.PURCHASE, Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL)  # what a member did
 CUSTOMER_WINDOW = timedelta(days=365)  # a customer: a member with a purchase in the last 12 months
 LOYAL_PURCHASES = 4  # loyal: more than this many purchases in the last 12 months
-PERIOD_RE = re.compile(r"^(?P<count>[1-9]\d{0,3})(?P<unit>[dm])$")
+PERIOD_RE = re.compile(r"^(?P<count>[1-9][0-9]{0,3})(?P<unit>[dm])$")
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ async def set_favourite(
 
 def normalize_phone(text: str) -> str | None:
     digits = re.sub(r"[\s().-]", "", text)
-    if not re.fullmatch(r"\+?\d{5,20}", digits):
+    if not re.fullmatch(r"\+?[0-9]{5,20}", digits):
         return None
     return digits if digits.startswith("+") else "+" + digits
 

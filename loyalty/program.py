@@ -303,6 +303,11 @@ class DigestRules(_Section):
     hour: int = Field(default=9, ge=0, le=23)
 
 
+class ApiRules(_Section):
+    # A till that was offline sends its purchases later; one dated further back than this is a mistake.
+    backdate_days: int = Field(default=90, ge=0, le=3650)
+
+
 class SupportRules(_Section):
     response_target_minutes: int = Field(default=60, gt=0, le=10_080)  # threads waiting longer are flagged
 
@@ -378,6 +383,7 @@ class Program(_Section):
     winback: WinbackRules = WinbackRules()
     digest: DigestRules = DigestRules()
     analytics: AnalyticsRules = AnalyticsRules()
+    api: ApiRules = ApiRules()
     vip: VipRules | None = None  # absent: VIP is not offered
     # The language of messages to staff (reviews in the support chat): most merchants' staff read Chinese.
     staff_language: Literal["en", "zh-Hans", "zh-Hant"] = "en"

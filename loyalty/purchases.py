@@ -71,6 +71,7 @@ class InputProblem(StrEnum):
     CATEGORY = "category"
     RECEIPT = "receipt"
     IN_FUTURE = "occurred_in_future"
+    TOO_OLD = "occurred_too_long_ago"  # before the program's [api] backdate_days
 
 
 class PurchaseInputError(ValueError):
@@ -120,6 +121,8 @@ def check_purchase(
             raise ValueError("occurred_at must carry its UTC offset")
         if occurred_at > now + CLOCK_SKEW:
             raise PurchaseInputError(InputProblem.IN_FUTURE)
+        if occurred_at < now - timedelta(days=program.api.backdate_days):
+            raise PurchaseInputError(InputProblem.TOO_OLD)
         occurred_at = occurred_at.astimezone(UTC)  # time is stored in UTC
     return PurchaseInput(value, category.lower() if category else None, items, receipt, occurred_at)
 

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlmodel import col
 
 from loyalty.members import LANGUAGES
+from loyalty.numbers import is_whole
 from loyalty.program import Program
 from storage.models import Member, Purchase, Survey
 
@@ -56,7 +57,7 @@ def parse_segment(text: str, program: Program) -> Segment:
             values["birthday_this_month"] = True
         elif key == "tier" and program.tiers.level(value) is not None:
             values["tier"] = value
-        elif key in ("inactive", "active", "points") and value.isdecimal() and 0 < len(value) <= 7:
+        elif key in ("inactive", "active", "points") and is_whole(value) and 0 < len(value) <= 7:
             values[{"inactive": "inactive_days", "active": "active_days", "points": "min_points"}[key]] = int(value)
         elif key in ("lang", "language") and value in LANGUAGES:
             values["language"] = value

@@ -39,7 +39,7 @@ GIFT_KIND = "vip_gift"
 REMINDER_KIND = "vip_ending"
 # "Monthly" gifts come every 30 days of VIP, so a 30-day period holds exactly one whatever the calendar does.
 GIFT_INTERVAL = timedelta(days=30)
-_PAYLOAD = re.compile(r"^vip:(\d{1,18}):(\d{1,3}):([0-9a-f]{12})$")
+_PAYLOAD = re.compile(r"^vip:([0-9]{1,18}):([0-9]{1,3}):([0-9a-f]{12})$")
 CHARGE_ID = re.compile(r"^[\w.:-]{1,255}$")
 
 

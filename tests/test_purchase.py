@@ -164,3 +164,23 @@ async def test_admin_adjusts_points_with_audit_and_replay_safety(harness: BotHar
             (ADMIN_ID, -30, "correction"),
         ]
         assert sorted(r or "" for r in reasons) == ["birthday gift", "correction"]
+
+
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [
+        ("/purchase {code} ５", "The amount must be a number like 12.50."),
+        ("/purchase {code} ٥٠", "The amount must be a number like 12.50."),
+        ("/purchase {code} १०", "The amount must be a number like 12.50."),
+        ("/purchase １００１ 5", "No member found for １００１."),
+        ("/purchase {code} 5 coffee items=３", "The number of items must be a whole number from 1 to 999."),
+        ("/adjust {code} +５ gift", "Points must be a signed whole number like +50 or -20, not zero."),
+        ("/adjust １００１ +5 gift", "No member found for １００１."),
+    ],
+)
+async def test_digits_of_other_scripts_are_refused(harness: BotHarness, command: str, reply: str) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(ADMIN_ID, "Boss"), command.format(code=member.code))
+    assert harness.texts(calls, ADMIN_ID) == [reply]
+    assert await _points(harness) == 50
+    assert await _count(harness, Purchase) == 0

@@ -221,7 +221,7 @@ async def _read(request: web.Request, model: type[_M]) -> _M:
             raise ApiError(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise ApiError(400, "malformed_json", "the body must be a JSON object") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")
@@ -276,6 +276,9 @@ def _checked(body: PurchaseIn, program: Program, now: datetime) -> PurchaseInput
             raise _amount_error(error.amount) from error
         if error.problem is InputProblem.IN_FUTURE:
             raise ApiError(422, "occurred_in_future", "occurred_at is in the future") from error
+        if error.problem is InputProblem.TOO_OLD:
+            days = program.api.backdate_days
+            raise ApiError(422, "occurred_too_long_ago", f"occurred_at is more than {days} days ago") from error
         raise ApiError(422, "invalid", f"{error.problem.value} is not valid") from error
 
 

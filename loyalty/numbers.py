@@ -1,0 +1,18 @@
+"""Numbers as people type them: ASCII digits only.
+
+Python's ``str.isdecimal``, ``int()`` and ``\\d`` also take other scripts' digits ("٥", "５", "१०"), which no till
+prints and no cashier means; every number a person or a till sends goes through here or an ``re.ASCII`` pattern.
+"""
+
+from __future__ import annotations
+
+
+def is_whole(text: str) -> bool:
+    """A non-negative whole number written in ASCII digits."""
+    return text.isascii() and text.isdecimal()
+
+
+def whole(text: str, max_digits: int = 18) -> int | None:
+    """The number, or None when ``text`` is not one (or has more digits than fit a 64-bit id)."""
+    text = text.strip()
+    return int(text) if is_whole(text) and len(text) <= max_digits else None
