@@ -41,7 +41,12 @@ async def prepare_database(settings: Settings) -> None:
 async def build_services(settings: Settings) -> Services:
     program = load_program(settings.program_file)
     await prepare_database(settings)
-    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
     sessions = make_session_factory(engine)
     async with sessions() as session:
         await sync_catalog(session, program)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from storage.database import POOL_SIZE
+from storage.database import CONNECT_TIMEOUT, POOL_SIZE, STATEMENT_TIMEOUT
 
 TELEGRAM_API = "https://api.telegram.org"
 
@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # Connections each process keeps for units of work (plus up to 10 for bursts), and on PostgreSQL as many
     # again for single reads: workers x (2 x pool + 10) must stay under PostgreSQL's max_connections.
     database_pool_size: int = Field(default=POOL_SIZE, ge=1, le=500)
+    # Seconds: to open a PostgreSQL connection (or wait for a pooled one), and for one statement. A database
+    # that stops answering fails an update within these, rather than holding it past Telegram's patience.
+    database_connect_timeout: float = Field(default=CONNECT_TIMEOUT, gt=0, le=300)
+    database_statement_timeout: float = Field(default=STATEMENT_TIMEOUT, gt=0, le=3600)
     admin_ids: IdList = frozenset()
     cashier_ids: IdList = frozenset()
     support_ids: IdList = frozenset()

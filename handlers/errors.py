@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Bot, Router
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent, Update
 from aiogram.utils.i18n import I18n
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loyalty.members import MemberView
 from notifications.texts import user_locale
+from storage.database import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +30,15 @@ def describe(update: Update) -> str:
         return f"#{update.update_id} ({type(update).__name__})"
 
 
-async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView | None = None) -> bool:
+def _unavailable(error: BaseException) -> bool:
+    return is_unavailable(error) or isinstance(error, RedisConnectionError | RedisTimeoutError)
+
+
+async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView | None = None) -> Any:
+    """Apologise for every failing update. One that failed because the database or Redis did not answer is then
+    left unhandled (aiogram raises it again): a webhook answers 5xx and Telegram delivers it again later."""
     update = event.update
+    retry = _unavailable(event.exception)
     log.error("update %s failed: %s", describe(update), event.exception, exc_info=event.exception)
     user, chat_id = None, None
     if update.message is not None:
@@ -35,7 +47,7 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView |
         user = update.callback_query.from_user
         chat_id = update.callback_query.message.chat.id if update.callback_query.message else user.id
     if chat_id is None:
-        return True
+        return UNHANDLED if retry else True
     text = i18n.gettext("Sorry, something went wrong. Please try again in a moment.", locale=user_locale(member, user))
     try:
         if update.callback_query is not None:
@@ -44,7 +56,7 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, member: MemberView |
             await bot.send_message(chat_id, text)
     except TelegramAPIError:
         log.warning("could not tell chat %s about the error", chat_id, exc_info=True)
-    return True
+    return UNHANDLED if retry else True
 
 
 def router() -> Router:

@@ -32,9 +32,20 @@ POOL_SIZE = 20
 """Connections a process keeps open; LOYALTY_DATABASE_POOL_SIZE."""
 POOL_OVERFLOW = 10
 """Extra connections for a burst beyond the pool, closed again when returned."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a PostgreSQL connection, or to wait for a pooled one; LOYALTY_DATABASE_CONNECT_TIMEOUT."""
+STATEMENT_TIMEOUT = 10.0
+"""Seconds one statement may take; LOYALTY_DATABASE_STATEMENT_TIMEOUT."""
 
 
-def make_engine(url: str, *, pool_size: int = POOL_SIZE, **kwargs: Any) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    statement_timeout: float = STATEMENT_TIMEOUT,
+    **kwargs: Any,
+) -> AsyncEngine:
     """An engine whose sessions read without a transaction and write only inside ``begin_write``.
 
     Most updates only read (who is this, what is their balance); sparing them BEGIN and ROLLBACK halves their
@@ -48,12 +59,23 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE, **kwargs: Any) -> Async
     kwargs = {"pool_size": pool_size, "max_overflow": POOL_OVERFLOW, **kwargs}
     if is_sqlite(url):
         return make_sqlite_engine(url, **kwargs)
+    # A server that accepts connections but never answers would otherwise hold every update for asyncpg's
+    # default 60 s, past the 55 s after which aiogram acknowledges a webhook unhandled: fail fast instead, so
+    # the member hears an apology and Telegram redelivers.
+    connect_args = {"timeout": connect_timeout, "command_timeout": statement_timeout}
     # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every update. A connection broken by
     # a server restart fails one unit of work instead, is invalidated, and the pool replaces it.
-    engine = create_async_engine(url, pool_recycle=1800, isolation_level="AUTOCOMMIT", **kwargs)
+    engine = create_async_engine(
+        url,
+        pool_recycle=1800,
+        pool_timeout=connect_timeout,
+        isolation_level="AUTOCOMMIT",
+        connect_args=connect_args,
+        **kwargs,
+    )
     # Single reads outside a unit of work (most of what updates read) get as many connections again, opened
     # as concurrent reads need them: a read that waits for a connection holds up its whole update.
-    attach_readers(engine.sync_engine, pool_size)
+    attach_readers(engine.sync_engine, pool_size, connect_args)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _writes_need_a_transaction(
@@ -64,6 +86,15 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE, **kwargs: Any) -> Async
             raise WriteOutsideTransaction(f"call begin_write() before writing: {statement[:80]}")
 
     return engine
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """The database (or the network to it) did not answer in time: worth trying again later, not a bug."""
+    if isinstance(error, TimeoutError | OSError | exc.TimeoutError):  # OSError: connection refused or reset
+        return True
+    if isinstance(error, exc.DBAPIError):
+        return error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError)
+    return False
 
 
 class WriteOutsideTransaction(RuntimeError):

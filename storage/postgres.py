@@ -49,9 +49,11 @@ class Readers:
     the statement: its reads run again through SQLAlchemy (``storage.database.PreparedRead``), as a lone read's.
     """
 
-    def __init__(self, engine: Engine, size: int) -> None:
+    def __init__(self, engine: Engine, size: int, connect_args: dict[str, Any] | None = None) -> None:
         # NullPool: the connections are kept here, not in a pool; one returned there is closed.
-        self._engine = create_async_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT").sync_engine
+        self._engine = create_async_engine(
+            engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=connect_args or {}
+        ).sync_engine
         self._idle: list[PoolProxiedConnection] = []
         self.size = size
         self._slots = asyncio.Semaphore(size)
@@ -175,13 +177,13 @@ class Readers:
         self._engine.dispose()
 
 
-def attach_readers(engine: Engine, size: int) -> None:
-    _READERS[engine] = Readers(engine, size)
+def attach_readers(engine: Engine, size: int, connect_args: dict[str, Any] | None = None) -> None:
+    _READERS[engine] = Readers(engine, size, connect_args)
 
     @event.listens_for(engine, "engine_disposed")
     def _renew(engine: Engine) -> None:  # a disposed engine stays usable with new connections, as its pool does
         _READERS[engine].close()
-        _READERS[engine] = Readers(engine, size)
+        _READERS[engine] = Readers(engine, size, connect_args)
 
 
 def readers(engine: Engine) -> Readers | None:

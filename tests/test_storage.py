@@ -26,6 +26,7 @@ from storage.database import (
     begin_snapshot,
     begin_write,
     make_engine,
+    make_session_factory,
     release_idle,
 )
 from storage.models import LedgerEntry, Member, Purchase
@@ -324,3 +325,23 @@ async def test_release_idle_never_commits_a_write_made_outside_a_unit_of_work(
         await session.rollback()
     async with sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Member))).scalar_one() == 0
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs LOYALTY_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_statement_slower_than_the_statement_timeout_fails_fast(database_url: str) -> None:
+    import time
+
+    from storage.database import is_unavailable
+
+    engine = make_engine(database_url, statement_timeout=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            async with make_session_factory(engine)() as session:
+                await session.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3 and is_unavailable(raised.value)
+        async with make_session_factory(engine)() as session:  # the pool recovers
+            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()

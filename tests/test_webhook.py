@@ -261,3 +261,44 @@ async def test_two_worker_processes_on_one_database_and_redis_share_a_conversati
             await redis.flushdb()
             await redis.aclose()
         tg.assert_clean()
+
+
+async def test_a_database_that_never_answers_fails_the_update_fast_and_telegram_redelivers(
+    harness: BotHarness,
+) -> None:
+    """PostgreSQL behind a proxy that accepts connections and then says nothing: the update fails within the
+    connect timeout, the member hears the apology, and the webhook answers 5xx so Telegram delivers it again."""
+    import asyncio
+    import time
+
+    from storage.database import make_engine, make_session_factory
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, reads, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test", connect_timeout=0.5)
+    try:
+        harness.services = compose(
+            harness.services.settings,
+            harness.services.program,
+            make_session_factory(engine),
+            harness.bot,
+            clock=harness.clock,
+            seen_updates=MemorySeenUpdates(),
+        )
+        harness.dp = harness.services.dispatcher
+        deps = deps_of(harness, webhook_url=URL, webhook_secret=SECRET)
+        async with TestClient(TestServer(make_http_app(deps, serve_updates=True))) as client:
+            update = harness.tg.message_update(harness.user(1001, "Ann"), "/balance")
+            for _ in range(2):  # Telegram's redelivery is not skipped as already handled
+                started = time.monotonic()
+                response = await client.post("/tg/hook", json=update, headers={HEADER: SECRET})
+                assert response.status >= 500
+                assert time.monotonic() - started < 10
+                assert harness.tg.last_text(1001) == "Sorry, something went wrong. Please try again in a moment."
+            assert len(harness.tg.sent(1001)) == 2
+    finally:
+        server.close()
+        await engine.dispose()
