@@ -73,8 +73,11 @@ def run(
 
     try:
         asyncio.run(main())
-    except (ProgramError, StartupError) as exc:
+    except ProgramError as exc:
         _fail(str(exc))
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         pass
 

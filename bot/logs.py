@@ -42,3 +42,5 @@ def setup_logging(level: str = "INFO", form: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic tells of every plugin and migration step at INFO: a wall of lines at each start, none of them news.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

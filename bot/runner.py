@@ -5,8 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramNotFound, TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from asyncpg import InvalidAuthorizationSpecificationError, InvalidCatalogNameError, InvalidPasswordError
+from redis.exceptions import RedisError
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
 from bot.heap import freeze_startup_heap
@@ -23,7 +29,68 @@ log = logging.getLogger(__name__)
 
 
 class StartupError(RuntimeError):
-    """Start-up cannot go on; the message says what to do."""
+    """Start-up cannot go on; the message says what to check. ``exit_code`` 2: a setting is wrong; 1: something
+    the bot depends on (the database, Redis, Telegram) cannot be reached."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _where(url: str) -> str:
+    """host:port/database of a URL, without its password."""
+    parts = make_url(url)
+    return f"{parts.host or 'localhost'}:{parts.port or 5432}/{parts.database or ''}"
+
+
+def database_problem(url: str, error: BaseException) -> StartupError:
+    if is_sqlite(url):
+        return StartupError(
+            f"cannot open the SQLite database {make_url(url).database}: {error}. Check "
+            "LOYALTY_DATABASE_URL and that the folder is writable",
+            2,
+        )
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    if isinstance(cause, InvalidAuthorizationSpecificationError | InvalidPasswordError | InvalidCatalogNameError):
+        return StartupError(f"PostgreSQL at {_where(url)} refused us: {cause}. Check LOYALTY_DATABASE_URL", 2)
+    reason = "it did not answer in time" if isinstance(cause, TimeoutError) else str(cause) or type(cause).__name__
+    return StartupError(
+        f"cannot connect to PostgreSQL at {_where(url)} ({reason}): is it running and reachable? "
+        "Check LOYALTY_DATABASE_URL"
+    )
+
+
+async def check_dependencies(services: Services) -> None:
+    """Redis and Telegram answer, and the bot token is accepted, before any update is taken."""
+    settings = services.settings
+    if services.redis is not None:
+        try:
+            async with asyncio.timeout(settings.database_connect_timeout):
+                await services.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StartupError(
+                f"cannot reach Redis at {settings.redis_url} ({exc or 'no answer'}): is it "
+                "running? Check LOYALTY_REDIS_URL"
+            ) from exc
+    try:
+        await services.bot.get_me()
+    except TelegramUnauthorizedError as exc:
+        raise StartupError(
+            "Telegram refused LOYALTY_BOT_TOKEN (401 Unauthorized): copy the token from @BotFather again", 2
+        ) from exc
+    except TelegramNotFound as exc:
+        raise StartupError(
+            f"the Bot API at {settings.telegram_api_url} does not know this bot (404): check "
+            "LOYALTY_BOT_TOKEN and LOYALTY_TELEGRAM_API_URL",
+            2,
+        ) from exc
+    except TelegramNetworkError as exc:
+        raise StartupError(
+            f"cannot reach the Bot API at {settings.telegram_api_url} ({exc.message}): check the "
+            "network (or LOYALTY_TELEGRAM_API_URL)"
+        ) from exc
+    except TelegramAPIError as exc:
+        raise StartupError(f"the Bot API at {settings.telegram_api_url} answered: {exc.message}") from exc
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -40,16 +107,22 @@ async def prepare_database(settings: Settings) -> None:
 
 async def build_services(settings: Settings) -> Services:
     program = load_program(settings.program_file)
-    await prepare_database(settings)
     engine = make_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         connect_timeout=settings.database_connect_timeout,
         statement_timeout=settings.database_statement_timeout,
     )
-    sessions = make_session_factory(engine)
-    async with sessions() as session:
-        await sync_catalog(session, program)
+    try:
+        async with engine.connect() as connection:  # one clear line now, rather than a traceback from Alembic
+            await connection.execute(text("SELECT 1"))
+        await prepare_database(settings)
+        sessions = make_session_factory(engine)
+        async with sessions() as session:
+            await sync_catalog(session, program)
+    except (OSError, TimeoutError, DBAPIError, sqlite3.Error) as exc:
+        await engine.dispose()
+        raise database_problem(settings.database_url, exc) from exc
     storage, isolation = make_fsm_storage(settings)
     redis = getattr(storage, "redis", None)
     # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; only a
@@ -142,9 +215,22 @@ async def run_role(services: Services, role: str) -> None:
     """``loyalty run --role``: the HTTP server always; updates by webhook or long polling for ``all`` and
     ``bot``; the scheduler for ``all`` and ``scheduler``."""
     serve_updates, with_scheduler = role != "scheduler", role != "bot"
-    http = await start_http(
-        make_http_app(services, serve_updates=serve_updates), services.settings.http_host, services.settings.http_port
-    )
+    settings = services.settings
+    try:
+        await check_dependencies(services)
+        try:
+            http = await start_http(
+                make_http_app(services, serve_updates=serve_updates), settings.http_host, settings.http_port
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve HTTP on {settings.http_host}:{settings.http_port} ({exc.strerror}): "
+                "choose another LOYALTY_HTTP_PORT or LOYALTY_HTTP_HOST",
+                2,
+            ) from exc
+    except StartupError:
+        await services.close()
+        raise
     freeze_startup_heap()
     try:
         if services.settings.webhook_url is None:

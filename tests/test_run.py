@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from emulator import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +160,56 @@ async def test_run_refuses_an_unknown_role() -> None:
     )
     _, stderr = await process.communicate()
     assert process.returncode == 2 and b"--role must be one of: all, bot, scheduler" in stderr
+
+
+async def _start_failure(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        cwd=tmp_path,
+        env=_env(
+            **{
+                "LOYALTY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+                "LOYALTY_DATABASE_CONNECT_TIMEOUT": "2",
+                "PYTHONPATH": str(ROOT),
+                **env,
+            }
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, [line for line in stderr.decode().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "says"),
+    [
+        ("wrong token", 2, "Telegram refused LOYALTY_BOT_TOKEN"),
+        ("no network", 1, "cannot reach the Bot API at http://127.0.0.1:9"),
+        ("postgresql not listening", 1, "cannot connect to PostgreSQL at 127.0.0.1:9/test"),
+        ("redis not listening", 1, "cannot reach Redis at redis://127.0.0.1:9/0"),
+    ],
+)
+async def test_start_up_failures_are_one_line_with_what_to_check(
+    tmp_path: Path, case: str, code: int, says: str
+) -> None:
+    async with FakeTelegram(token="4242:RUN-TEST") as tg:
+        env = {"LOYALTY_BOT_TOKEN": tg.token, "LOYALTY_TELEGRAM_API_URL": tg.base_url}
+        if case == "wrong token":
+            env["LOYALTY_BOT_TOKEN"] = "4242:SOMEONE-ELSES"
+        elif case == "no network":
+            env["LOYALTY_TELEGRAM_API_URL"] = "http://127.0.0.1:9"  # the discard port: nothing listens
+        elif case == "postgresql not listening":
+            env["LOYALTY_DATABASE_URL"] = "postgresql://postgres@127.0.0.1:9/test"
+        else:
+            env["LOYALTY_REDIS_URL"] = "redis://127.0.0.1:9/0"
+        returncode, lines = await _start_failure(tmp_path, **env)
+    assert returncode == code, lines
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0], lines
+    assert not any("Traceback" in line for line in lines), lines
+    assert len(lines) <= 3, lines  # the error, and at most the start-up's own log lines before it
