@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -11,10 +11,9 @@ from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import TelegramObject, Update, User
+from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n
 
-from handlers.ahead import ReadAhead
 from loyalty.members import identify
 from loyalty.roles import Role, StaticRoles
 from notifications.texts import user_locale
@@ -36,13 +35,10 @@ class UpdateContext(BaseMiddleware):
     One layer rather than a middleware each: aiogram wraps every layer around every update, and on the
     busiest commands the layers cost as much as the database reads."""
 
-    def __init__(
-        self, sessions: SessionFactory, roles: StaticRoles, i18n: I18n, reads_ahead: Sequence[ReadAhead] = ()
-    ) -> None:
+    def __init__(self, sessions: SessionFactory, roles: StaticRoles, i18n: I18n) -> None:
         self.sessions = sessions
         self.roles = roles
         self.i18n = i18n
-        self.reads_ahead = tuple(reads_ahead)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -53,11 +49,7 @@ class UpdateContext(BaseMiddleware):
             if user is None:
                 member, role = None, Role.MEMBER
             else:
-                read = await self._read_ahead(event, data)
-                rider = read.rider(data) if read else None
-                member, role = await identify(session, self.roles, user.id, rider)
-                if read and rider and rider.values is not None:
-                    data[read.key] = rider
+                member, role = await identify(session, self.roles, user.id)
             data["member"], data["role"] = member, role
             with self.i18n.context(), self.i18n.use_locale(user_locale(member, user)):
                 return await handler(event, data)
@@ -66,15 +58,6 @@ class UpdateContext(BaseMiddleware):
             # A session never used (reads outside a unit of work borrow a connection) has nothing to close.
             if session.in_transaction() or session.identity_map:
                 await session.__aexit__(None, None, None)  # shielded: a cancelled update still closes it
-
-    async def _read_ahead(self, event: TelegramObject, data: dict[str, Any]) -> ReadAhead | None:
-        message = event.message if isinstance(event, Update) else None
-        if message is None:
-            return None
-        for read in self.reads_ahead:
-            if await read.matches(message, data):
-                return read
-        return None
 
 
 class ReleaseBeforeSending(BaseRequestMiddleware):

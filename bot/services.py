@@ -172,7 +172,7 @@ def build_dispatcher(
     dp.update.outer_middleware(UpdateMetrics())
     if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
         dp.update.outer_middleware(DropRedelivered(seen_updates))
-    dp.update.outer_middleware(UpdateContext(services.sessions, services.roles, services.i18n, [account.read_ahead()]))
+    dp.update.outer_middleware(UpdateContext(services.sessions, services.roles, services.i18n))
     # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
     private = Router(name="private")
     private.message.filter(PrivateChat())

@@ -15,13 +15,13 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
-from handlers.ahead import ReadAhead
 from handlers.filters import IsMember, MenuButton
 from handlers.menu import BALANCE, HISTORY
 from handlers.ui import edit_or_keep
-from loyalty.account import EXPIRY_HORIZON_DAYS, HistoryPage, history, summary, summary_rider
+from loyalty.account import EXPIRY_HORIZON_DAYS, HistoryPage, history, summary
 from loyalty.ledger import Kind
-from loyalty.members import MemberView, Rider
+from loyalty.members import MemberView
+from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.tiers import TierProgress
 from notifications.texts import card_lines, day, money
@@ -38,19 +38,10 @@ KIND_LABELS: dict[str, LazyProxy] = {
 
 
 class HistoryCallback(CallbackData, prefix="hist"):
-    page: int
+    page: RowId
 
 
 BALANCE_TRIGGERS = (Command("balance"), MenuButton(BALANCE))
-
-
-def read_ahead() -> ReadAhead:
-    """/balance's one read rides along with who sent it: the busiest command then costs one round trip."""
-    return ReadAhead(
-        "balance_rider",
-        BALANCE_TRIGGERS,
-        lambda data: summary_rider(data["program"], data["clock"](), EXPIRY_HORIZON_DAYS),
-    )
 
 
 async def show_balance(
@@ -60,9 +51,8 @@ async def show_balance(
     program: Program,
     i18n: I18n,
     clock: Callable[[], datetime],
-    balance_rider: Rider | None = None,
 ) -> None:
-    overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS, balance_rider)
+    overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS)
     held, tier, cards = overview.balance, overview.tier, overview.cards
     lines = [
         _("⭐ <b>{points}</b> points").format(points=held.points),

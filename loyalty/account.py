@@ -16,7 +16,7 @@ from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key, open_lot
-from loyalty.members import Column, Rider
+from loyalty.members import Column
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
 from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
@@ -45,8 +45,7 @@ def _lots_columns() -> tuple[Column, ...]:
     # Built once: /balance is the hottest read, and building the expression cost more than running it.
     expires_at, remaining = col(LedgerEntry.expires_at), col(LedgerEntry.remaining)
     now, horizon = bindparam("now", type_=UTCDateTime), bindparam("horizon", type_=UTCDateTime)
-    # Scalar subqueries correlated with the member row, so the same columns serve the read by member id and
-    # the one riding along with who sent the update (``loyalty.members.Rider``).
+    # Scalar subqueries correlated with the member row: one statement reads the row and its lots.
     lots = (col(LedgerEntry.member_id) == col(Member.id), open_lot())
     return (
         col(Member.points),
@@ -101,11 +100,6 @@ def _params(program: Program, now: datetime, horizon_days: int) -> dict[str, Any
     return {"now": now, "horizon": now + timedelta(days=horizon_days), "since": window_start(program, now)}
 
 
-def summary_rider(program: Program, now: datetime, horizon_days: int = EXPIRY_HORIZON_DAYS) -> Rider:
-    """What ``summary`` reads, to ride along with who sent the update; pass it back to ``summary``."""
-    return Rider(_columns(program), _params(program, now, horizon_days))
-
-
 async def summary(
     session: AsyncSession,
     program: Program,
@@ -113,16 +107,14 @@ async def summary(
     tier: str | None,
     now: datetime,
     horizon_days: int = EXPIRY_HORIZON_DAYS,
-    rider: Rider | None = None,
 ) -> Summary:
-    """Balance, tier progress and punch cards together, as /balance shows them: one statement, or none when
-    ``rider`` (from ``summary_rider``) already carries its values."""
+    """Balance, tier progress and punch cards together, as /balance shows them, in one statement."""
 
     async def read() -> Sequence[Any] | None:
         params = {**_params(program, now, horizon_days), "member_id": member_id}
         return await _summary_statement(_columns(program)).first(session, params)
 
-    row = rider.values if rider is not None and rider.values is not None else await read()
+    row = await read()
     if row is not None and row[2]:  # points past their expiry that the job has not swept yet
         await begin_write(session)
         await expire_member(session, member_id, now)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, select
@@ -215,43 +213,21 @@ Column = ColumnElement[Any] | Mapped[Any]
 """A column expression; the ORM attributes of a table (``col(Member.points)``) count as one."""
 
 
-@dataclass
-class Rider:
-    """More of the sender's member row, read in the same statement as who sent the update (``identify``): what
-    the handler the update is bound for will read, so that /balance costs one round trip instead of two.
-
-    ``columns`` may refer to ``Member`` (correlated scalar subqueries, usually) and to ``params``.
-    """
-
-    columns: tuple[Column, ...]
-    params: Mapping[str, Any]
-    values: Sequence[Any] | None = None
-    """The columns' values, once ``identify`` found the sender a member."""
-
-
 _IDENTITY_WIDTH = len(MemberView.__slots__)
 
 
-@lru_cache(maxsize=32)
-def _member_and_grant(rider_columns: tuple[Column, ...] = ()) -> PreparedRead:
-    # Cached by the columns' identity: a rider's columns are built once per program shape.
-    return PreparedRead(
-        select(*[col(getattr(Member, name)) for name in MemberView.__slots__], col(StaffRole.role), *rider_columns)
-        .outerjoin(StaffRole, col(StaffRole.telegram_id) == col(Member.telegram_id))
-        .where(col(Member.telegram_id) == bindparam("telegram_id"), col(Member.erased_at).is_(None))
-    )
+_MEMBER_AND_GRANT = PreparedRead(
+    select(*[col(getattr(Member, name)) for name in MemberView.__slots__], col(StaffRole.role))
+    .outerjoin(StaffRole, col(StaffRole.telegram_id) == col(Member.telegram_id))
+    .where(col(Member.telegram_id) == bindparam("telegram_id"), col(Member.erased_at).is_(None))
+)
 
 
-async def identify(
-    session: AsyncSession, static: StaticRoles, telegram_id: int, rider: Rider | None = None
-) -> tuple[MemberView | None, Role]:
+async def identify(session: AsyncSession, static: StaticRoles, telegram_id: int) -> tuple[MemberView | None, Role]:
     """Who sent an update: the member (None before /start, or after they erased their data) and their role, in
-    one query for members; with a rider, its values too."""
-    columns, params = (rider.columns, rider.params) if rider is not None else ((), {})
-    row = await _member_and_grant(columns).first(session, {**params, "telegram_id": telegram_id})
+    one query for members."""
+    row = await _MEMBER_AND_GRANT.first(session, {"telegram_id": telegram_id})
     if row is None:
         return None, await role_of(session, static, telegram_id)
     fields, granted = row[:_IDENTITY_WIDTH], row[_IDENTITY_WIDTH]
-    if rider is not None:
-        rider.values = row[_IDENTITY_WIDTH + 1 :]
     return MemberView(*fields), merge(static, telegram_id, Role(granted) if granted is not None else None)

@@ -6,6 +6,10 @@ prints and no cashier means; every number a person or a till sends goes through 
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 
 def is_whole(text: str) -> bool:
     """A non-negative whole number written in ASCII digits."""
@@ -16,3 +20,8 @@ def whole(text: str, max_digits: int = 18) -> int | None:
     """The number, or None when ``text`` is not one (or has more digits than fit a 64-bit id)."""
     text = text.strip()
     return int(text) if is_whole(text) and len(text) <= max_digits else None
+
+
+# Row ids and counts in callback data and API paths fit a signed 64-bit column; anything larger is forged.
+MAX_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=0, le=MAX_ID)]

@@ -37,8 +37,8 @@ import scheduler.service
 import storage.postgres
 from bot.session import JsonSession, keeps_values
 from emulator import FakeTelegram
-from loyalty.account import _columns, _summary_statement, summary_rider
-from loyalty.members import _member_and_grant
+from loyalty.account import _columns, _params, _summary_statement
+from loyalty.members import _MEMBER_AND_GRANT
 from loyalty.program import Program
 from scheduler.service import Job, Scheduler
 from storage import fallbacks
@@ -331,12 +331,7 @@ async def test_without_dumps_json_requests_go_as_forms_and_still_arrive_whole(
 
 def _batched_statements(program: Program) -> dict[str, PreparedRead]:
     """The statements the bot reads through PreparedRead, as the program shapes them (those that batch)."""
-    rider = summary_rider(program, NOW)
-    return {
-        "identify": _member_and_grant(),
-        "identify with /balance's rider": _member_and_grant(rider.columns),
-        "summary": _summary_statement(_columns(program)),
-    }
+    return {"identify": _MEMBER_AND_GRANT, "summary": _summary_statement(_columns(program))}
 
 
 def test_sqlalchemy_still_compiles_the_batched_reads_to_numbered_placeholders_only(program: Program) -> None:
@@ -375,13 +370,13 @@ async def test_postgresql_still_batches_the_reads_the_bot_makes(
     sessions: SessionFactory, program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     members = await _join(sessions, program, 3)
-    rider = summary_rider(program, NOW)
+    summary_params = _params(program, NOW, 30)
     reads = _batched_statements(program)
-    keys = {"identify": "telegram_id", "identify with /balance's rider": "telegram_id", "summary": "member_id"}
+    keys = {"identify": "telegram_id", "summary": "member_id"}
     before = {path: _count(path) for path in (fallbacks.PG_READ_BATCH, fallbacks.PREPARED_READ)}
     for name, read in reads.items():
         ids = [1, 404, 3, 1] if keys[name] == "telegram_id" else [members[1].id, 404, members[3].id, members[1].id]
-        params = [{**rider.params, keys[name]: value} for value in ids]
+        params = [{**(summary_params if name == "summary" else {}), keys[name]: value} for value in ids]
         expected = await _expected(sessions, read, params)
         assert expected[0] is not None and expected[1] is None
         sent = _count_statements(monkeypatch)
