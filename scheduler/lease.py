@@ -1,7 +1,8 @@
 """The scheduler lease: one row naming the instance allowed to run jobs, until when.
 
-The holder renews it on every tick; another instance takes it only once it has expired, so a crashed scheduler
-is replaced within one lease period and two live ones never run jobs at the same time. (Every send is also
+The holder renews it on every tick; another instance takes it only once it has expired or been given back, so a
+crashed scheduler is replaced within one lease period, a stopped one at once, and two live ones never run jobs
+at the same time. (Every send is also
 guarded by a UNIQUE notice, so even a lease lost mid-job cannot send twice.)
 """
 
@@ -27,7 +28,7 @@ async def hold(session: AsyncSession, holder: str, now: datetime, ttl: timedelta
             update(SchedulerLease)
             .where(
                 col(SchedulerLease.name) == NAME,
-                or_(col(SchedulerLease.holder) == holder, col(SchedulerLease.expires_at) < now),
+                or_(col(SchedulerLease.holder) == holder, col(SchedulerLease.expires_at) <= now),
             )
             .values(holder=holder, expires_at=now + ttl)
         )
@@ -36,3 +37,14 @@ async def hold(session: AsyncSession, holder: str, now: datetime, ttl: timedelta
         renewed = await insert_once(session, SchedulerLease, name=NAME, holder=holder, expires_at=now + ttl)
     await session.commit()
     return bool(renewed)
+
+
+async def give_back(session: AsyncSession, holder: str, now: datetime) -> None:
+    """A graceful stop: the lease ends now, so the next scheduler need not wait for it to expire."""
+    await begin_write(session)
+    await session.execute(
+        update(SchedulerLease)
+        .where(col(SchedulerLease.name) == NAME, col(SchedulerLease.holder) == holder)
+        .values(expires_at=now)
+    )
+    await session.commit()

@@ -13,12 +13,12 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler.lease import hold
+from scheduler.lease import give_back, hold
 from storage.clock import utcnow
 from storage.database import SessionFactory
 from storage.fallbacks import APSCHEDULER_PENDING, library, took_fallback
@@ -52,10 +52,19 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._executor: AsyncIOExecutor | None = None
         self._running: set[asyncio.Task[object]] = set()
+        self._missed: set[str] = set()
+        """Jobs whose last run found the lease someone else's: run as soon as this instance takes it."""
 
     async def holds_lease(self, now: datetime) -> bool:
         async with self.sessions() as session:
-            return await hold(session, self.holder, now, LEASE)
+            held = await hold(session, self.holder, now, LEASE)
+        if held and self._missed and self._aps is not None:
+            # Just taken over (the holder stopped or died): what fell due meanwhile goes now, not an interval later.
+            missed, self._missed = sorted(self._missed), set()
+            log.info("took the scheduler lease; running %s now", ", ".join(missed))
+            for name in missed:  # APScheduler times runs by the wall clock, whatever clock the jobs are given
+                self._aps.modify_job(name, next_run_time=datetime.now(UTC))
+        return held
 
     async def holds_lease_now(self) -> bool:
         """The lease's renewal, a job of its own: tracked as a job's run is, so that ``stop`` waits for it."""
@@ -76,6 +85,7 @@ class Scheduler:
             self._running.add(task)
         try:
             if not await self.holds_lease(now):
+                self._missed.add(job.name)
                 return None
             done = await job.run(now)
         except Exception:  # a failing job must not stop the others; it runs again on its next interval
@@ -99,7 +109,7 @@ class Scheduler:
                 "interval",
                 args=[job],
                 seconds=job.every.total_seconds(),
-                next_run_time=self.clock(),
+                next_run_time=datetime.now(UTC),
                 id=job.name,
                 max_instances=1,
                 coalesce=True,
@@ -110,7 +120,7 @@ class Scheduler:
             "interval",
             seconds=LEASE.total_seconds() / 4,
             id="lease",
-            next_run_time=self.clock(),
+            next_run_time=datetime.now(UTC),
             max_instances=1,
             coalesce=True,
         )
@@ -128,6 +138,11 @@ class Scheduler:
             self._aps = self._executor = None
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+        try:
+            async with self.sessions() as session:
+                await give_back(session, self.holder, self.clock())
+        except Exception:  # the lease then simply expires, as a crashed holder's does
+            log.warning("could not give the scheduler lease back", exc_info=True)
 
     async def _submitted(self) -> list[asyncio.Future[object]]:
         """The runs the executor has started and not finished, including tasks that have not yet taken their

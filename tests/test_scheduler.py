@@ -229,3 +229,38 @@ async def test_tier_review_warns_then_demotes_with_messages(harness: BotHarness)
     assert "changed from Silver to member" in (harness.tg.last_text(ANN) or "")
     member = await harness.member(ANN)
     assert member is not None and member.tier is None
+
+
+async def test_a_stopped_scheduler_gives_the_lease_back_and_the_next_runs_what_is_due_at_once(
+    harness: BotHarness,
+) -> None:
+    """A deploy: the new scheduler starts while the old one still holds the lease. The old one stops gracefully
+    and gives the lease back; the new one takes it at its next renewal and runs the jobs that found it taken at
+    once, not an interval (5 minutes for birthdays) later."""
+    ann = await _join(harness)
+    await _birthday(harness, ann, 11, 23)
+    now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+    def birthdays() -> Job:
+        async def run(at: datetime) -> int:
+            return await reminders.send_birthday_offers(*_args(harness), at)  # type: ignore[arg-type]
+
+        return Job("birthdays", timedelta(minutes=5), run)
+
+    old = Scheduler(harness.sessions, [], holder="old", clock=lambda: now)
+    assert await old.holds_lease(now)
+    new = Scheduler(harness.sessions, [birthdays()], holder="new", clock=lambda: now)
+    new.start()
+    try:
+        await asyncio.sleep(0.5)  # its first runs find the lease taken
+        assert _birthday_texts(harness) == []
+        await old.stop()
+        assert await new.holds_lease_now()  # its next renewal (every 30 s) takes the lease...
+        async with asyncio.timeout(5):  # ...and the birthday goes out at once
+            while not _birthday_texts(harness):
+                await asyncio.sleep(0.05)
+    finally:
+        await new.stop()
+    assert len(_birthday_texts(harness)) == 1
+    # The new one gave the lease back in turn: a third takes it at once.
+    assert await Scheduler(harness.sessions, [], holder="third").holds_lease(now)
