@@ -11,6 +11,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from handlers.filters import HasPermission
 from loyalty.account import MAX_ADJUSTMENT, adjust
@@ -61,16 +62,22 @@ async def adjust_points(
         )
     except InsufficientPoints as short:
         await message.answer(
-            _("{name} has only {points} points; nothing was changed.").format(name=name, points=short.balance)
+            ngettext(
+                "{name} has only {points} point; nothing was changed.",
+                "{name} has only {points} points; nothing was changed.",
+                short.balance,
+            ).format(name=name, points=short.balance)
         )
         return
     if not result.created:
         await message.answer(_("This adjustment was already made. Balance: {balance}.").format(balance=result.balance))
         return
     await message.answer(
-        _("✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.").format(
-            delta=int(delta_text), name=name, code=code, balance=result.balance
-        )
+        ngettext(
+            "✅ {delta:+d} point for {name} (<code>{code}</code>). Balance: {balance}.",
+            "✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.",
+            abs(int(delta_text)),
+        ).format(delta=int(delta_text), name=name, code=code, balance=result.balance)
     )
 
 

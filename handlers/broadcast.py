@@ -16,7 +16,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.i18n import get_i18n
+from aiogram.utils.i18n import get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, IsMember, NotCommand
@@ -246,7 +246,9 @@ async def _preview(
     ]
     await bot.send_message(
         chat_id,
-        _("Audience: <b>{total}</b> members ({languages}).").format(total=total, languages=by_language or "—"),
+        ngettext(
+            "Audience: <b>{total}</b> member ({languages}).", "Audience: <b>{total}</b> members ({languages}).", total
+        ).format(total=total, languages=by_language or "—"),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons),
     )
 
@@ -300,9 +302,11 @@ async def _create(
     if send_at is None:
         text = progress_text(broadcast.id, await broadcasts.progress(session, broadcast.id), 0, final=False)
     else:
-        text = _("🕒 Broadcast #{id} to {total} members is scheduled for {when}.").format(
-            id=broadcast.id, total=broadcast.total, when=when(send_at, program.tz, get_i18n().current_locale)
-        )
+        text = ngettext(
+            "🕒 Broadcast #{id} to {total} member is scheduled for {when}.",
+            "🕒 Broadcast #{id} to {total} members is scheduled for {when}.",
+            broadcast.total,
+        ).format(id=broadcast.id, total=broadcast.total, when=when(send_at, program.tz, get_i18n().current_locale))
     status = await bot.send_message(chat_id, text)
     await broadcasts.set_status_message(session, broadcast.id, chat_id, status.message_id)
     if send_at is None:

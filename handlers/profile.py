@@ -22,6 +22,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand
 from handlers.menu import PROFILE, main_menu
@@ -79,7 +80,13 @@ def _view(member: Member, program: Program) -> tuple[str, InlineKeyboardMarkup]:
     if member.profile_completed_at is not None:
         lines.append(_("✅ Your profile is complete. Thank you!"))
     elif program.profile.bonus:
-        lines.append(_("Complete all three to get {points} bonus points, once.").format(points=program.profile.bonus))
+        lines.append(
+            ngettext(
+                "Complete all three to get {points} bonus point, once.",
+                "Complete all three to get {points} bonus points, once.",
+                program.profile.bonus,
+            ).format(points=program.profile.bonus)
+        )
     if birthday is not None:
         lines.append(_("To correct your birthday, please ask our staff."))
     buttons = []
@@ -116,7 +123,9 @@ def _locked() -> str:
 def _bonus_line(update: profile.Updated) -> str:
     if not update.bonus:
         return ""
-    return "\n" + _("🎉 Your profile is complete: +{points} points!").format(points=update.bonus)
+    return "\n" + ngettext(
+        "🎉 Your profile is complete: +{points} point!", "🎉 Your profile is complete: +{points} points!", update.bonus
+    ).format(points=update.bonus)
 
 
 async def profile_action(

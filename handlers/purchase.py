@@ -10,7 +10,7 @@ from datetime import datetime
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
@@ -60,7 +60,11 @@ def amount_problem(error: AmountError, program: Program, locale: str) -> str:
     if error.problem is AmountProblem.NOT_POSITIVE:
         return _("The amount must be more than zero.")
     if error.problem is AmountProblem.TOO_PRECISE:
-        return _("The amount can have at most {digits} decimal places.").format(digits=program.minor_digits)
+        return ngettext(
+            "The amount can have at most {digits} decimal place.",
+            "The amount can have at most {digits} decimal places.",
+            program.minor_digits,
+        ).format(digits=program.minor_digits)
     if error.problem is AmountProblem.TOO_LARGE and error.limit is not None:
         return _("The amount is above the limit of {limit} for one purchase. Please check it.").format(
             limit=money(error.limit, program.currency, locale)
@@ -122,7 +126,11 @@ async def purchase(
         await message.answer(_already_recorded(result, receipt, program, locale))
         return
     await message.answer(
-        _("✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} points, balance {balance}.").format(
+        ngettext(
+            "✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} point, balance {balance}.",
+            "✅ Recorded {amount} for {name} (<code>{code}</code>): +{points} points, balance {balance}.",
+            result.points,
+        ).format(
             amount=money(given.amount, program.currency, locale),
             name=html.escape(member.first_name),
             code=member.code,
@@ -143,12 +151,16 @@ def _already_recorded(result: PurchaseResult, receipt: str | None, program: Prog
         "points": recorded.points,
     }
     if receipt:
-        return _(
-            "Receipt {receipt} was already recorded on {when} ({amount}, {points} points). Nothing was added."
+        return ngettext(
+            "Receipt {receipt} was already recorded on {when} ({amount}, {points} point). Nothing was added.",
+            "Receipt {receipt} was already recorded on {when} ({amount}, {points} points). Nothing was added.",
+            recorded.points,
         ).format(receipt=html.escape(receipt), **details)
-    return _("This purchase was already recorded on {when} ({amount}, {points} points). Nothing was added.").format(
-        **details
-    )
+    return ngettext(
+        "This purchase was already recorded on {when} ({amount}, {points} point). Nothing was added.",
+        "This purchase was already recorded on {when} ({amount}, {points} points). Nothing was added.",
+        recorded.points,
+    ).format(**details)
 
 
 def router() -> Router:

@@ -11,7 +11,7 @@ from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import IsMember, MenuButton
@@ -42,18 +42,28 @@ def _rules_text(program: Program) -> str:
     lines = []
     if rules.friend_bonus:
         if rules.friend_bonus_on == "join":
-            lines.append(_("Your friend gets {points} points when they join.").format(points=rules.friend_bonus))
+            lines.append(
+                ngettext(
+                    "Your friend gets {points} point when they join.",
+                    "Your friend gets {points} points when they join.",
+                    rules.friend_bonus,
+                ).format(points=rules.friend_bonus)
+            )
         else:
             lines.append(
-                _("Your friend gets {points} points with their first purchase of {amount} or more.").format(
-                    points=rules.friend_bonus, amount=qualifying
-                )
+                ngettext(
+                    "Your friend gets {points} point with their first purchase of {amount} or more.",
+                    "Your friend gets {points} points with their first purchase of {amount} or more.",
+                    rules.friend_bonus,
+                ).format(points=rules.friend_bonus, amount=qualifying)
             )
     if rules.referrer_bonus:
         lines.append(
-            _("You get {points} points when they make their first purchase of {amount} or more.").format(
-                points=rules.referrer_bonus, amount=qualifying
-            )
+            ngettext(
+                "You get {points} point when they make their first purchase of {amount} or more.",
+                "You get {points} points when they make their first purchase of {amount} or more.",
+                rules.referrer_bonus,
+            ).format(points=rules.referrer_bonus, amount=qualifying)
         )
     return "\n".join(lines)
 
@@ -79,7 +89,13 @@ async def refer(message: Message, session: DbSession, member: MemberView, progra
         ),
     ]
     if program.referrals.enabled and program.referrals.monthly_cap:
-        lines.append(_("Up to {cap} paid referrals a month.").format(cap=program.referrals.monthly_cap))
+        lines.append(
+            ngettext(
+                "Up to {cap} paid referral a month.",
+                "Up to {cap} paid referrals a month.",
+                program.referrals.monthly_cap,
+            ).format(cap=program.referrals.monthly_cap)
+        )
     invitation = _("Join me at {program} and get rewarded for every purchase!").format(program=program.name)
     share = "https://t.me/share/url?" + urlencode({"url": link, "text": invitation})
     markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=_("📤 Share"), url=share)]])
@@ -116,10 +132,14 @@ async def after_join(
             staff_chats,
             i18n,
             program,
-            lambda: _(
+            lambda: ngettext(
+                "🚩 Referral held for review: more than {limit} friend joined through the link of {referrer} "
+                "(<code>{code}</code>) within an hour. New member: {friend} (<code>{friend_code}</code>). "
+                "Approve to pay the referral bonuses as usual, reject to pay none.",
                 "🚩 Referral held for review: more than {limit} friends joined through the link of {referrer} "
                 "(<code>{code}</code>) within an hour. New member: {friend} (<code>{friend_code}</code>). "
-                "Approve to pay the referral bonuses as usual, reject to pay none."
+                "Approve to pay the referral bonuses as usual, reject to pay none.",
+                program.referrals.burst_limit,
             ).format(
                 limit=program.referrals.burst_limit,
                 referrer=friend_name(referrer),
@@ -135,9 +155,12 @@ async def after_join(
             bot,
             i18n,
             referrer,
-            lambda: _(
+            lambda: ngettext(
+                "👋 {friend} joined through your link! You will get {points} point when they make their first "
+                "purchase of {amount} or more.",
                 "👋 {friend} joined through your link! You will get {points} points when they make their first "
-                "purchase of {amount} or more."
+                "purchase of {amount} or more.",
+                program.referrals.referrer_bonus,
             ).format(
                 friend=friend_name(friend),
                 points=program.referrals.referrer_bonus,

@@ -9,7 +9,7 @@ from datetime import datetime
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
@@ -68,9 +68,11 @@ async def refund_purchase(
     if not result.created:
         await message.answer(_("This refund was already made. Nothing was changed."))
         return
-    text = _("↩️ Refunded {amount} of receipt {receipt}: −{points} points, the member's balance is {balance}.").format(
-        amount=refunded, receipt=html.escape(args[0]), points=result.refund.points, balance=result.balance
-    )
+    text = ngettext(
+        "↩️ Refunded {amount} of receipt {receipt}: −{points} point, the member's balance is {balance}.",
+        "↩️ Refunded {amount} of receipt {receipt}: −{points} points, the member's balance is {balance}.",
+        result.refund.points,
+    ).format(amount=refunded, receipt=html.escape(args[0]), points=result.refund.points, balance=result.balance)
     await message.answer(text)
 
 

@@ -13,7 +13,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.card import qr_png
@@ -56,7 +56,7 @@ class RewardCallback(CallbackData, prefix="rw"):
 
 
 def _line(reward: Reward, language: str) -> str:
-    text = _("🎁 <b>{title}</b> — {cost} points").format(
+    text = ngettext("🎁 <b>{title}</b> — {cost} point", "🎁 <b>{title}</b> — {cost} points", reward.cost).format(
         title=html.escape(title_for(reward, language)), cost=reward.cost
     )
     if reward.stock is not None:
@@ -69,7 +69,12 @@ async def list_rewards(message: Message, session: DbSession, member: MemberView,
     if not rewards:
         await message.answer(_("There are no rewards yet. Check back soon!"))
         return
-    lines = [_("You have <b>{points}</b> points.").format(points=member.points), ""]
+    lines = [
+        ngettext("You have <b>{points}</b> point.", "You have <b>{points}</b> points.", member.points).format(
+            points=member.points
+        ),
+        "",
+    ]
     lines += [_line(reward, member.language) for reward in rewards]
     affordable = [r for r in rewards if r.cost <= member.points and r.stock != 0 and r.id is not None]
     buttons = [
@@ -113,9 +118,11 @@ async def pick_reward(
     if not isinstance(query.message, Message):
         return
     await query.message.answer(
-        _("Redeem <b>{title}</b> for {cost} points? You have {points}.").format(
-            title=html.escape(title_for(reward, member.language)), cost=reward.cost, points=member.points
-        ),
+        ngettext(
+            "Redeem <b>{title}</b> for {cost} point? You have {points}.",
+            "Redeem <b>{title}</b> for {cost} points? You have {points}.",
+            reward.cost,
+        ).format(title=html.escape(title_for(reward, member.language)), cost=reward.cost, points=member.points),
         reply_markup=markup,
     )
 
@@ -140,7 +147,9 @@ async def confirm_reward(
         )
     except InsufficientPoints as short:
         await query.answer(
-            _("You need {cost} points; you have {points}.").format(cost=short.needed, points=short.balance),
+            ngettext(
+                "You need {cost} point; you have {points}.", "You need {cost} points; you have {points}.", short.needed
+            ).format(cost=short.needed, points=short.balance),
             show_alert=True,
         )
         return
@@ -317,9 +326,11 @@ async def _add(message: Message, session: DbSession, program: Program, words: li
         min_tier=tier,
     )
     await message.answer(
-        _("✅ Added reward #{id}: {title} for {cost} points.").format(
-            id=reward.id, title=html.escape(reward.title), cost=reward.cost
-        )
+        ngettext(
+            "✅ Added reward #{id}: {title} for {cost} point.",
+            "✅ Added reward #{id}: {title} for {cost} points.",
+            reward.cost,
+        ).format(id=reward.id, title=html.escape(reward.title), cost=reward.cost)
     )
 
 

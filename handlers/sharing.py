@@ -12,7 +12,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import IsMember, MenuButton, NotCommand
@@ -40,8 +40,6 @@ REFUSALS = {
     sharing.Refusal.MONTHLY_CAP: N_("You have shared as much of this kind as you can this month."),
     sharing.Refusal.DUPLICATE: N_("That link was shared before, so it cannot earn points again."),
     sharing.Refusal.BAD_LINK: N_("Please send a public web link, like https://example.com/post/123."),
-    sharing.Refusal.TOO_SHORT: N_("Please write a little more: a review needs at least {min} characters."),
-    sharing.Refusal.TOO_LONG: N_("That review is too long: please keep it under {max} characters."),
 }
 
 
@@ -59,7 +57,20 @@ class ShareReview(CallbackData, prefix="sr"):
 
 
 def _refusal(refusal: sharing.Refusal) -> str:
-    return _(REFUSALS[refusal]).format(min=sharing.REVIEW_MIN, max=sharing.REVIEW_MAX)
+    # The two length refusals name a count, so they take the plural form that count needs.
+    if refusal is sharing.Refusal.TOO_SHORT:
+        return ngettext(
+            "Please write a little more: a review needs at least {min} character.",
+            "Please write a little more: a review needs at least {min} characters.",
+            sharing.REVIEW_MIN,
+        ).format(min=sharing.REVIEW_MIN)
+    if refusal is sharing.Refusal.TOO_LONG:
+        return ngettext(
+            "That review is too long: please keep it under {max} character.",
+            "That review is too long: please keep it under {max} characters.",
+            sharing.REVIEW_MAX,
+        ).format(max=sharing.REVIEW_MAX)
+    return _(REFUSALS[refusal])
 
 
 async def share(message: Message, program: Program, state: FSMContext) -> None:
@@ -70,7 +81,9 @@ async def share(message: Message, program: Program, state: FSMContext) -> None:
     await state.clear()
     lines = [_("📣 <b>Share and earn</b>"), _("Tell others about us and get points once our staff check it:"), ""]
     lines += [
-        _("{kind}: {points} points").format(kind=_(KIND_NAMES[kind]), points=program.sharing.kind(kind).points)
+        ngettext("{kind}: {points} point", "{kind}: {points} points", program.sharing.kind(kind).points).format(
+            kind=_(KIND_NAMES[kind]), points=program.sharing.kind(kind).points
+        )
         for kind in kinds
     ]
     buttons = [
@@ -99,7 +112,11 @@ async def choose_kind(
     await query.answer()
     prompts = {
         "link": _("Send me the link to your public post about us."),
-        "review": _("Write your review in one message (at least {min} characters).").format(min=sharing.REVIEW_MIN),
+        "review": ngettext(
+            "Write your review in one message (at least {min} character).",
+            "Write your review in one message (at least {min} characters).",
+            sharing.REVIEW_MIN,
+        ).format(min=sharing.REVIEW_MIN),
         "photo": _("Send me your photo."),
     }
     await bot.send_message(member.chat_id, prompts[callback_data.kind] + "\n" + _("Send /cancel to stop."))
@@ -153,12 +170,12 @@ async def receive_content(
 
 
 def _review_request(submission: Submission, member: MemberView, program: Program) -> str:
-    head = _("📣 {kind} from {name} (<code>{code}</code>) for {points} points:").format(
-        kind=_(KIND_NAMES[submission.kind]),
-        name=html.escape(member.first_name),
-        code=member.code,
-        points=program.sharing.kind(submission.kind).points,
-    )
+    points = program.sharing.kind(submission.kind).points
+    head = ngettext(
+        "📣 {kind} from {name} (<code>{code}</code>) for {points} point:",
+        "📣 {kind} from {name} (<code>{code}</code>) for {points} points:",
+        points,
+    ).format(kind=_(KIND_NAMES[submission.kind]), name=html.escape(member.first_name), code=member.code, points=points)
     if submission.kind == "photo":
         return head
     return f"{head}\n\n{html.escape(submission.content)}"
@@ -226,9 +243,11 @@ async def review_submission(
             bot,
             i18n,
             decision.member,
-            lambda: _("✅ Thank you for sharing! Our staff approved your {kind}: +{points} points.").format(
-                kind=_(KIND_NAMES[submission.kind]), points=points
-            ),
+            lambda: ngettext(
+                "✅ Thank you for sharing! Our staff approved your {kind}: +{points} point.",
+                "✅ Thank you for sharing! Our staff approved your {kind}: +{points} points.",
+                points,
+            ).format(kind=_(KIND_NAMES[submission.kind]), points=points),
         )
     else:
         await tell(

@@ -9,7 +9,7 @@ from datetime import datetime
 from aiogram import Bot, Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.menu import main_menu
@@ -54,14 +54,18 @@ async def start(
         if result.created:
             text = _("Welcome to <b>{program}</b>, {name}! 🎉").format(program=html.escape(program.name), name=name)
             if result.welcome_points:
-                text += "\n" + _("You got {points} welcome points.").format(points=result.welcome_points)
+                text += "\n" + ngettext(
+                    "You got {points} welcome point.", "You got {points} welcome points.", result.welcome_points
+                ).format(points=result.welcome_points)
             text += "\n\n" + _(
                 "Your member code is <code>{code}</code>. Show /card at the till to earn points."
             ).format(code=member.code)
         else:
-            text = _("Welcome back to <b>{program}</b>, {name}! You have {points} points.").format(
-                program=html.escape(program.name), name=name, points=member.points
-            )
+            text = ngettext(
+                "Welcome back to <b>{program}</b>, {name}! You have {points} point.",
+                "Welcome back to <b>{program}</b>, {name}! You have {points} points.",
+                member.points,
+            ).format(program=html.escape(program.name), name=name, points=member.points)
             if result.returned:
                 text += "\n" + _(
                     "Your personal data was erased earlier; your points and coupons are still yours. "
@@ -90,13 +94,17 @@ def _referral_note(result: JoinResult, program: Program) -> str:
             referrer=referrer
         )
     if linked.friend_points:
-        return _("You got {points} bonus points for joining through {referrer}'s invitation.").format(
-            points=linked.friend_points, referrer=referrer
-        )
+        return ngettext(
+            "You got {points} bonus point for joining through {referrer}'s invitation.",
+            "You got {points} bonus points for joining through {referrer}'s invitation.",
+            linked.friend_points,
+        ).format(points=linked.friend_points, referrer=referrer)
     rules = program.referrals
     if rules.friend_bonus:
-        return _(
-            "You were invited by {referrer}: your first purchase of {amount} or more earns you {points} bonus points."
+        return ngettext(
+            "You were invited by {referrer}: your first purchase of {amount} or more earns you {points} bonus point.",
+            "You were invited by {referrer}: your first purchase of {amount} or more earns you {points} bonus points.",
+            rules.friend_bonus,
         ).format(
             referrer=referrer,
             points=rules.friend_bonus,

@@ -15,7 +15,7 @@ from aiogram import Bot, Router
 from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, FSInputFile, InputMediaPhoto, Message
-from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
@@ -85,9 +85,11 @@ def card(board: Dashboard, program: Program) -> str:
             passives=nps.passives,
             detractors=nps.detractors,
         ),
-        _("💬 CSAT {csat} ({ratings} ratings) · median first response {wait}").format(
-            csat=_percent(s.csat), ratings=s.ratings, wait=_duration(s.median_first_response)
-        ),
+        ngettext(
+            "💬 CSAT {csat} ({ratings} rating) · median first response {wait}",
+            "💬 CSAT {csat} ({ratings} ratings) · median first response {wait}",
+            s.ratings,
+        ).format(csat=_percent(s.csat), ratings=s.ratings, wait=_duration(s.median_first_response)),
         _(
             "🪙 Points: earned {earned} · redeemed {redeemed} ({rate}) · expired {expired} · "
             "outstanding {outstanding} ({value})"
@@ -101,7 +103,13 @@ def card(board: Dashboard, program: Program) -> str:
         ),
     ]
     if board.effects:
-        lines += ["", _("📣 Bought within {days} days of the message:").format(days=program.analytics.effect_days)]
+        days = program.analytics.effect_days
+        lines += [
+            "",
+            ngettext(
+                "📣 Bought within {days} day of the message:", "📣 Bought within {days} days of the message:", days
+            ).format(days=days),
+        ]
         lines += [
             _("{campaign}: {rate} of {recipients} · others {baseline}").format(
                 campaign=_(EFFECT_NAMES[e.kind]),
@@ -212,7 +220,8 @@ async def export_data(message: Message, session: DbSession, program: Program) ->
     with tempfile.TemporaryDirectory() as directory:
         async for path, rows in export_all(session, Path(directory), program.minor_digits):
             await message.answer_document(
-                FSInputFile(path), caption=_("{file}: {rows} rows").format(file=path.name, rows=rows)
+                FSInputFile(path),
+                caption=ngettext("{file}: {rows} row", "{file}: {rows} rows", rows).format(file=path.name, rows=rows),
             )
 
 

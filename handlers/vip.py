@@ -12,7 +12,7 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Message, PreCheckoutQuery
-from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasContent, HasPermission, IsMember
@@ -44,13 +44,19 @@ def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, prog
         f"👑 <b>{html.escape(rules.title_in(language))}</b>",
         html.escape(rules.benefits_in(language)),
         "",
-        _("Price: ⭐ {price} Stars for {days} days.").format(price=rules.price_stars, days=rules.period_days),
+        # Two counts, each with its own noun: each part takes its own plural form.
+        _("Price: {price} for {days}.").format(
+            price=ngettext("⭐ {price} Star", "⭐ {price} Stars", rules.price_stars).format(price=rules.price_stars),
+            days=ngettext("{days} day", "{days} days", rules.period_days).format(days=rules.period_days),
+        ),
     ]
     if vip.is_vip(vip_until, now) and vip_until is not None:
         lines.append(
-            _("You are VIP until {date}. Paying now adds {days} days to that.").format(
-                date=_until(vip_until, program), days=rules.period_days
-            )
+            ngettext(
+                "You are VIP until {date}. Paying now adds {days} day to that.",
+                "You are VIP until {date}. Paying now adds {days} days to that.",
+                rules.period_days,
+            ).format(date=_until(vip_until, program), days=rules.period_days)
         )
     lines += [
         "",
@@ -81,7 +87,12 @@ async def show_vip(
         description=rules.benefits_in(member.language),
         payload=vip.payload_for(member.id, rules),
         currency=vip.CURRENCY,
-        prices=[LabeledPrice(label=_("VIP, {days} days").format(days=rules.period_days), amount=rules.price_stars)],
+        prices=[
+            LabeledPrice(
+                label=ngettext("VIP, {days} day", "VIP, {days} days", rules.period_days).format(days=rules.period_days),
+                amount=rules.price_stars,
+            )
+        ],
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[pay]]),
     )
 

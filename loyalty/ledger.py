@@ -3,7 +3,8 @@
 Invariants, kept inside every transaction that touches points:
 - ``sum(entry.points) == member.points`` and ``sum(lot.remaining) == max(member.points, 0)``: a balance is
   negative only after a refund took back points already spent (a debt), and then no lot has anything left;
-  the next credit repays the debt first and only the rest of it becomes a spendable lot;
+  the next credit repays the debt first and only the rest of it becomes a spendable lot; the repayment is a
+  draw of the debt's entry on the credit, so every negative entry's draws add up to it once its debt is repaid;
 - a spend never takes a balance below zero: the balance is decremented with a conditional UPDATE
   (``WHERE points >= cost``), which is atomic on SQLite and row-locking on PostgreSQL, so concurrent
   spends serialise on the member row;
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, literal_column, select, update
+from sqlalchemy import ColumnElement, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -91,7 +92,33 @@ async def credit(
     )
     session.add(entry)
     await session.flush()
+    repaid = points - entry.remaining
+    if repaid:
+        await _repay(session, member_id, entry, repaid)
     return entry, int(balance)
+
+
+async def _repay(session: AsyncSession, member_id: int, lot: LedgerEntry, points: int) -> None:
+    """Record which debts (refund entries not fully drawn, oldest first) a new credit repaid, and how much."""
+    assert lot.id is not None
+    drawn = func.coalesce(func.sum(col(LotDraw.points)), 0)
+    debts = (
+        await session.execute(
+            select(col(LedgerEntry.id), -col(LedgerEntry.points) - drawn)
+            .outerjoin(LotDraw, col(LotDraw.entry_id) == col(LedgerEntry.id))
+            .where(col(LedgerEntry.member_id) == member_id, col(LedgerEntry.points) < 0)
+            .group_by(col(LedgerEntry.id), col(LedgerEntry.points))
+            .having(-col(LedgerEntry.points) > drawn)
+            .order_by(col(LedgerEntry.id))
+        )
+    ).all()
+    for debt_id, owed in debts:
+        if points <= 0:
+            break
+        take = min(points, int(owed))
+        session.add(LotDraw(entry_id=int(debt_id), lot_id=lot.id, points=take))
+        points -= take
+    await session.flush()
 
 
 async def debit(

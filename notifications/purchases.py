@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 
 from aiogram import Bot
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from loyalty import referrals
@@ -29,7 +29,11 @@ def explanation(purchase: Purchase) -> str:
     """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons"."""
     if not purchase.promotion:
         return ""
-    return "\n" + _("{total} points: {base} base {detail} {promotion}").format(
+    return "\n" + ngettext(
+        "{total} point: {base} base {detail} {promotion}",
+        "{total} points: {base} base {detail} {promotion}",
+        purchase.points,
+    ).format(
         total=purchase.points,
         base=purchase.base_points,
         detail=purchase.promotion_detail or "",
@@ -44,15 +48,23 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
     def render() -> str:
         amount = money(from_minor(result.purchase.amount_minor, program), program.currency, locale)
         if result.points:
-            text: str = _("🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.").format(
-                amount=amount, points=result.points
-            )
+            text: str = ngettext(
+                "🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> point.",
+                "🧾 Thank you for your purchase of {amount}! You earned <b>{points}</b> points.",
+                result.points,
+            ).format(amount=amount, points=result.points)
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
         text += explanation(result.purchase)
         if result.winback_bonus:
-            text += "\n" + _("🎁 Welcome back! +{points} bonus points.").format(points=result.winback_bonus)
-        text += "\n" + _("Your balance: {balance} points.").format(balance=result.balance)
+            text += "\n" + ngettext(
+                "🎁 Welcome back! +{points} bonus point.",
+                "🎁 Welcome back! +{points} bonus points.",
+                result.winback_bonus,
+            ).format(points=result.winback_bonus)
+        text += "\n" + ngettext(
+            "Your balance: {balance} point.", "Your balance: {balance} points.", result.balance
+        ).format(balance=result.balance)
         text += "".join("\n" + line for line in card_lines(result.cards))
         if result.promoted is not None:
             text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
@@ -75,18 +87,23 @@ async def after_payout(bot: Bot, i18n: I18n, program: Program, payout: referrals
             bot,
             i18n,
             referrer,
-            lambda: _("🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!").format(
-                friend=friend_name(friend), points=payout.referrer_points
-            ),
+            lambda: ngettext(
+                "🎉 {friend} made their first purchase: you earned {points} referral point. Thank you!",
+                "🎉 {friend} made their first purchase: you earned {points} referral points. Thank you!",
+                payout.referrer_points,
+            ).format(friend=friend_name(friend), points=payout.referrer_points),
         )
     elif payout.capped:
         await tell(
             bot,
             i18n,
             referrer,
-            lambda: _(
+            lambda: ngettext(
+                "{friend} made their first purchase. You have reached this month's limit of {cap} paid referral, "
+                "so this one earns no points.",
                 "{friend} made their first purchase. You have reached this month's limit of {cap} paid referrals, "
-                "so this one earns no points."
+                "so this one earns no points.",
+                program.referrals.monthly_cap,
             ).format(friend=friend_name(friend), cap=program.referrals.monthly_cap),
         )
     if payout.friend_points:
@@ -94,7 +111,9 @@ async def after_payout(bot: Bot, i18n: I18n, program: Program, payout: referrals
             bot,
             i18n,
             friend,
-            lambda: _("🎁 You got {points} bonus points for joining through {referrer}'s invitation.").format(
-                points=payout.friend_points, referrer=friend_name(referrer)
-            ),
+            lambda: ngettext(
+                "🎁 You got {points} bonus point for joining through {referrer}'s invitation.",
+                "🎁 You got {points} bonus points for joining through {referrer}'s invitation.",
+                payout.friend_points,
+            ).format(points=payout.friend_points, referrer=friend_name(referrer)),
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiogram import Bot
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from loyalty import birthdays, digest, expiry, winback
@@ -38,7 +38,9 @@ async def send_birthday_offers(bot: Bot, sessions: SessionFactory, program: Prog
                     name=html.escape(member.first_name or ""), program=html.escape(program.name)
                 )
                 if gift.points:
-                    text += "\n" + _("Here are {points} bonus points for you.").format(points=gift.points)
+                    text += "\n" + ngettext(
+                        "Here is {points} bonus point for you.", "Here are {points} bonus points for you.", gift.points
+                    ).format(points=gift.points)
                 return Letter(text + await coupon_line(session, gift.coupon, member, program))
 
             claim = Notice(birthdays.KIND, member.telegram_id, year)
@@ -62,9 +64,11 @@ async def send_winback_nudges(bot: Bot, sessions: SessionFactory, program: Progr
                     program=html.escape(program.name), name=html.escape(member.first_name or "")
                 )
                 if nudge.bonus and nudge.bonus_until is not None:
-                    text += "\n" + _("Come by before {date} and get {points} extra points with your purchase.").format(
-                        date=day(nudge.bonus_until, program.tz, locale_of(member.language)), points=nudge.bonus
-                    )
+                    text += "\n" + ngettext(
+                        "Come by before {date} and get {points} extra point with your purchase.",
+                        "Come by before {date} and get {points} extra points with your purchase.",
+                        nudge.bonus,
+                    ).format(date=day(nudge.bonus_until, program.tz, locale_of(member.language)), points=nudge.bonus)
                 text += await coupon_line(session, nudge.coupon, member, program)
                 return Letter(text + "\n" + _("No more offers like this? Turn promotions off in /settings."))
 
@@ -101,9 +105,11 @@ async def send_expiry_warnings(bot: Bot, sessions: SessionFactory, program: Prog
 
             async def render(warning: expiry.Warning, member: Member = member) -> Letter:
                 return Letter(
-                    _("⏳ {points} of your points expire on {date}. Treat yourself before then: /rewards").format(
-                        points=warning.points, date=day(warning.first, program.tz, locale_of(member.language))
-                    )
+                    ngettext(
+                        "⏳ {points} of your points expires on {date}. Treat yourself before then: /rewards",
+                        "⏳ {points} of your points expire on {date}. Treat yourself before then: /rewards",
+                        warning.points,
+                    ).format(points=warning.points, date=day(warning.first, program.tz, locale_of(member.language)))
                 )
 
             claim = _ExpiringLots(program, member)
@@ -179,7 +185,9 @@ async def send_weekly_digest(
                 _("Points earned: {earned} · redeemed: {redeemed}").format(
                     earned=facts.points_earned, redeemed=facts.points_redeemed
                 ),
-                _("NPS: {score} ({answers} answers)").format(score=score, answers=facts.nps.answers),
+                ngettext(
+                    "NPS: {score} ({answers} answer)", "NPS: {score} ({answers} answers)", facts.nps.answers
+                ).format(score=score, answers=facts.nps.answers),
                 _("Open support threads: {count}").format(count=facts.open_threads),
             ]
             return Letter("\n".join(lines))

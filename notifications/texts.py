@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import User
-from aiogram.utils.i18n import I18n, get_i18n
+from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from babel import Locale
 from babel.dates import format_date, format_datetime
@@ -89,7 +89,9 @@ def card_lines(cards: list[CardProgress]) -> list[str]:
             for code in card.coupons
         ]
         lines.append(
-            _("☕ {card}: {stamps} of {total} stamps").format(card=name, stamps=card.stamps, total=card.rule.stamps)
+            ngettext(
+                "☕ {card}: {stamps} of {total} stamp", "☕ {card}: {stamps} of {total} stamps", card.rule.stamps
+            ).format(card=name, stamps=card.stamps, total=card.rule.stamps)
         )
     return lines
 

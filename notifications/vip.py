@@ -6,7 +6,7 @@ import html
 from datetime import datetime
 
 from aiogram import Bot
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from loyalty import vip
@@ -29,7 +29,9 @@ async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i
                     return None  # paid for, so given; but the member cannot be told
                 text = _("👑 Your VIP gift from {program} is here!").format(program=html.escape(program.name))
                 if gift.points:
-                    text += "\n" + _("Here are {points} bonus points for you.").format(points=gift.points)
+                    text += "\n" + ngettext(
+                        "Here is {points} bonus point for you.", "Here are {points} bonus points for you.", gift.points
+                    ).format(points=gift.points)
                 return Letter(text + await coupon_line(session, gift.coupon, due.member, program))
 
             claim = Notice(vip.GIFT_KIND, member.telegram_id, due.stretch, seq=due.number)
@@ -53,9 +55,11 @@ async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Progra
                 )
                 rules = program.vip_offer
                 if rules is not None:
-                    text += " " + _("Renew with /vip to keep your benefits: paying now adds {days} days.").format(
-                        days=rules.period_days
-                    )
+                    text += " " + ngettext(
+                        "Renew with /vip to keep your benefits: paying now adds {days} day.",
+                        "Renew with /vip to keep your benefits: paying now adds {days} days.",
+                        rules.period_days,
+                    ).format(days=rules.period_days)
                 return Letter(text)
 
             claim = Notice(vip.REMINDER_KIND, member.telegram_id, due.period)

@@ -173,7 +173,7 @@ async def test_segments_exclude_opted_out_blocked_and_erased_members(harness: Bo
         await session.execute(update(Member).where(col(Member.telegram_id) == 2004).values(erased_at=harness.clock()))
         await session.commit()
     admin = await _compose(harness)
-    assert "Audience: 1 members" in (harness.tg.last_text(ADMIN_ID) or "")
+    assert "Audience: 1 member (" in (harness.tg.last_text(ADMIN_ID) or "")
     await _send_now(harness, admin)
     assert len(_received(harness, 2001)) == 1
     assert not any(_received(harness, tid) for tid in (2002, 2003, 2004))
@@ -375,7 +375,7 @@ async def test_stop_promotions_turns_them_off(harness: BotHarness) -> None:
     assert (await harness.member(2001)).promotions is False  # type: ignore[union-attr]
     await harness.press(member, "🔕 Stop promotions")  # a replay is harmless
     await _compose(harness, "Second Friday")
-    assert "Audience: 1 members" in (harness.tg.last_text(ADMIN_ID) or "")
+    assert "Audience: 1 member (" in (harness.tg.last_text(ADMIN_ID) or "")
 
 
 def test_segment_words(program: Program) -> None:

@@ -62,11 +62,14 @@ async def _check_invariants(sessions: SessionFactory, member_id: int) -> int:
         ).all()
     assert points == total and remaining == max(points, 0), (points, total, remaining)
     assert negative_lots == 0
-    # Each negative entry is covered by its draws; only a refund may leave part of itself as debt.
+    # Each negative entry is covered by its draws; only a refund may leave part of itself as debt, and what the
+    # refunds still owe is exactly the debt: every credit that repaid one is recorded as the refund's draw on it.
     assert all(
         -entry_points == drawn or (kind == Kind.REFUND and drawn < -entry_points)
         for _, kind, entry_points, drawn in undrawn
     )
+    owed = sum(-entry_points - drawn for _, _, entry_points, drawn in undrawn)
+    assert owed == max(-points, 0), (owed, points)
     return int(points)
 
 
