@@ -10,7 +10,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
@@ -55,22 +55,33 @@ async def show_balance(
     overview = await summary(session, program, member.id, member.tier, clock(), EXPIRY_HORIZON_DAYS)
     held, tier, cards = overview.balance, overview.tier, overview.cards
     lines = [
-        _("⭐ <b>{points}</b> points").format(points=held.points),
+        ngettext("⭐ <b>{points}</b> point", "⭐ <b>{points}</b> points", held.points).format(points=held.points),
         _("Earned since joining: {points}").format(points=held.lifetime_points),
     ]
     if held.expiring_points and held.expiring_first:
         lines.append(
-            _("⏳ Next to expire: {points} points on {date}.").format(
-                points=held.next_points, date=day(held.expiring_first, program.tz, i18n.current_locale)
-            )
+            ngettext(
+                "⏳ Next to expire: {points} point on {date}.",
+                "⏳ Next to expire: {points} points on {date}.",
+                held.next_points,
+            ).format(points=held.next_points, date=day(held.expiring_first, program.tz, i18n.current_locale))
         )
         lines.append(
-            _("{points} points expire in the next {days} days in all.").format(
-                points=held.expiring_points, days=EXPIRY_HORIZON_DAYS
-            )
+            # The horizon is always several days: the number of points picks the form.
+            ngettext(
+                "{points} point expires in the next {days} days in all.",
+                "{points} points expire in the next {days} days in all.",
+                held.expiring_points,
+            ).format(points=held.expiring_points, days=EXPIRY_HORIZON_DAYS)
         )
     else:
-        lines.append(_("No points expire in the next {days} days.").format(days=EXPIRY_HORIZON_DAYS))
+        lines.append(
+            ngettext(
+                "No points expire in the next {days} day.",
+                "No points expire in the next {days} days.",
+                EXPIRY_HORIZON_DAYS,
+            ).format(days=EXPIRY_HORIZON_DAYS)
+        )
     if tier is not None:
         lines += _tier_lines(tier, program, member.language, i18n.current_locale)
     lines += card_lines(cards)
@@ -89,7 +100,7 @@ def _tier_lines(tier: TierProgress, program: Program, language: str, locale: str
         missing = (
             money(tier.missing, program.currency, locale)
             if program.tiers.basis == "spend"
-            else _("{points} points").format(points=int(tier.missing))
+            else ngettext("{points} point", "{points} points", int(tier.missing)).format(points=int(tier.missing))
         )
         target = html.escape(tier.next.name_in(language))
         if tier.by is not None:

@@ -21,12 +21,22 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, IsMember, NotCommand
 from handlers.language import NAMES
+from handlers.menu import refuse_button
+from handlers.ui import drop_keyboard
 from loyalty import broadcasts, privacy
 from loyalty.members import MemberView
+from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.roles import Permission
 from loyalty.segments import BadSegment, Segment, SegmentProblem, parse_segment
-from notifications.broadcasting import Broadcaster, StopPromotions, markup_for, progress_text, send_variant
+from notifications.broadcasting import (
+    Broadcaster,
+    ResendUnknown,
+    StopPromotions,
+    markup_for,
+    progress_text,
+    send_variant,
+)
 from notifications.texts import N_, when
 from storage.database import DbSession
 
@@ -63,7 +73,7 @@ class ComposeAction(CallbackData, prefix="bc"):
 
 
 class BroadcastControl(CallbackData, prefix="bcc"):
-    broadcast_id: int
+    broadcast_id: RowId
     to: broadcasts.Status  # paused, running or cancelled
 
 
@@ -388,6 +398,31 @@ async def control(
         broadcaster.kick(bot)
 
 
+async def resend_unknown(
+    query: CallbackQuery,
+    callback_data: ResendUnknown,
+    session: DbSession,
+    broadcaster: Broadcaster,
+    bot: Bot,
+    clock: Callable[[], datetime],
+) -> None:
+    count = await broadcasts.resend_unknown(session, callback_data.broadcast_id, clock())
+    if not count:  # a second tap, or another admin was quicker
+        await query.answer(_("Nothing left to resend for broadcast #{id}.").format(id=callback_data.broadcast_id))
+        return
+    await query.answer(
+        ngettext(
+            "Sending broadcast #{id} again to the {count} member whose copy was unknown.",
+            "Sending broadcast #{id} again to the {count} members whose copy was unknown.",
+            count,
+        ).format(id=callback_data.broadcast_id, count=count),
+        show_alert=True,
+    )
+    if isinstance(query.message, Message):
+        await drop_keyboard(query.message)
+    broadcaster.kick(bot)
+
+
 async def stop_promotions(query: CallbackQuery, session: DbSession, member: MemberView) -> None:
     await privacy.set_promotions(session, member.id, False)
     await query.answer(_("Promotions are off. You can turn them on again in /settings."), show_alert=True)
@@ -403,7 +438,13 @@ def router() -> Router:
     admins.message.register(list_broadcasts, Command("broadcasts"))
     admins.callback_query.register(compose_action, ComposeAction.filter())
     admins.callback_query.register(control, BroadcastControl.filter())
-    router.include_router(admins)
+    admins.callback_query.register(resend_unknown, ResendUnknown.filter())
+    # After the admins' router: the same buttons pressed by anyone else.
+    refusals = Router(name="broadcast-refusals")
+    refusals.callback_query.register(refuse_button, ComposeAction.filter())
+    refusals.callback_query.register(refuse_button, BroadcastControl.filter())
+    refusals.callback_query.register(refuse_button, ResendUnknown.filter())
+    router.include_routers(admins, refusals)
     return router
 
 

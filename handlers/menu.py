@@ -107,9 +107,18 @@ def router() -> Router:
     return router
 
 
-async def stale_button(query: CallbackQuery) -> None:
-    """A tap no feature took: a button from an older version of the bot, or callback data made up by hand."""
+async def stale_button(query: CallbackQuery, member: MemberView | None = None) -> None:
+    """A tap no feature took: a button from an older version of the bot, callback data made up by hand, or a
+    member's button pressed by someone who is not (or no longer) a member."""
+    if member is None:
+        await query.answer(_("You are not a member yet. Send /start to join."), show_alert=True)
+        return
     await query.answer(_("This button is no longer valid."), show_alert=True)
+
+
+async def refuse_button(query: CallbackQuery) -> None:
+    """A staff button (a broadcast's controls, say) pressed by someone without the role: answered, not ignored."""
+    await query.answer(_("Sorry, that button is only for the shop's staff."), show_alert=True)
 
 
 def fallback_router() -> Router:

@@ -19,6 +19,7 @@ from handlers.menu import INVITE
 from handlers.staff import StaffChats, ask_staff, close_review, refuse_non_moderator
 from loyalty import referrals
 from loyalty.members import MemberView
+from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.roles import Role
 from notifications.purchases import after_payout, friend_name
@@ -29,7 +30,7 @@ from storage.models import Member
 
 class ReferralReview(CallbackData, prefix="rr"):
     approve: bool
-    referral_id: int
+    referral_id: RowId
 
 
 def link_for(bot_username: str, code: str) -> str:

@@ -22,6 +22,7 @@ from handlers.menu import REWARDS
 from handlers.ui import drop_keyboard, edit_or_keep
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import MemberView
+from loyalty.numbers import RowId
 from loyalty.program import DEFAULT_VALIDITY_DAYS, MAX_REWARD_COST, MAX_VALIDITY_DAYS, Program
 from loyalty.rewards import (
     CouponProblem,
@@ -52,7 +53,7 @@ class RewardStep(StrEnum):
 
 class RewardCallback(CallbackData, prefix="rw"):
     action: RewardStep
-    reward_id: int
+    reward_id: RowId
 
 
 def _line(reward: Reward, language: str) -> str:

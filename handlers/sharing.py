@@ -20,6 +20,7 @@ from handlers.menu import SHARE
 from handlers.staff import StaffChats, ask_staff, close_review, refuse_non_moderator
 from loyalty import sharing
 from loyalty.members import MemberView
+from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.roles import Role
 from notifications.texts import N_, tell
@@ -52,7 +53,7 @@ class ShareKind(CallbackData, prefix="sk"):
 
 
 class ShareReview(CallbackData, prefix="sr"):
-    submission_id: int
+    submission_id: RowId
     reason: str  # "ok" to approve, else a rejection reason
 
 

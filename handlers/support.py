@@ -33,7 +33,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, NotCommand
 from loyalty import feedback
-from loyalty.numbers import is_whole
+from loyalty.numbers import RowId, is_whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.purchases import from_minor
@@ -76,7 +76,7 @@ class Desk:
 
 
 class Csat(CallbackData, prefix="csat"):
-    thread_id: int
+    thread_id: RowId
     rating: int
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from aiogram.utils.i18n import gettext as _
 
 from loyalty import broadcasts
 from loyalty.broadcasts import Item, Outcome, Result
+from loyalty.numbers import RowId
 from loyalty.program import Program
 from notifications.texts import speaking
 from storage.database import SessionFactory
@@ -46,6 +47,12 @@ FLOOD_RETRIES = 10
 
 class StopPromotions(CallbackData, prefix="nopromo"):
     pass
+
+
+class ResendUnknown(CallbackData, prefix="bcu"):
+    """The admin's choice, offered in a broadcast's final report after a crash left some copies unknown."""
+
+    broadcast_id: RowId
 
 
 class RateLimiter:
@@ -190,7 +197,7 @@ class Broadcaster:
             if broadcast is None:
                 return 0
             content = json.loads(broadcast.content)
-        run = _Run(broadcast_id, content, time.monotonic(), asyncio.Queue(maxsize=self.concurrency))
+        run = _Run(broadcast_id, content, time.monotonic(), asyncio.Queue(maxsize=self.concurrency), _Marks(self._mark))
         workers = [asyncio.create_task(self._work(run)) for _ in range(self.concurrency)]
         keeper = asyncio.create_task(self._keep_books(run))
         try:
@@ -255,6 +262,8 @@ class Broadcaster:
             try:
                 if run.stopping and not network_failures:
                     return None
+                if not network_failures and not floods:
+                    await run.marks.mark(item)  # from here on a crash leaves this row "unknown"
                 assert self.bot is not None
                 message_id = await send_variant(self.bot, item.chat_id, message, markup, **extra)
             except TelegramRetryAfter as exc:
@@ -302,6 +311,10 @@ class Broadcaster:
         async with self.sessions() as session:
             await broadcasts.record(session, results, self.clock())
 
+    async def _mark(self, items: list[Item]) -> None:
+        async with self.sessions() as session:
+            await broadcasts.mark_sending(session, items, self.clock())
+
     async def _release(self, items: list[Item]) -> None:
         async with self.sessions() as session:
             await broadcasts.release(session, items)
@@ -319,15 +332,48 @@ class Broadcaster:
             return
         with speaking(self.i18n, self.program.staff_language):
             text = progress_text(run.broadcast_id, progress, time.monotonic() - run.started, final=final)
+            unknown = progress.of(Outcome.UNKNOWN)
+            markup = resend_markup(run.broadcast_id, unknown) if final and unknown else None
         try:
             await self.bot.edit_message_text(
-                text, chat_id=broadcast.status_chat_id, message_id=broadcast.status_message_id
+                text, chat_id=broadcast.status_chat_id, message_id=broadcast.status_message_id, reply_markup=markup
             )
         except TelegramBadRequest as exc:
             if "message is not modified" not in exc.message:
                 log.warning("could not update broadcast %s progress: %s", run.broadcast_id, exc.message)
         except TelegramAPIError:
             log.warning("could not update broadcast %s progress", run.broadcast_id, exc_info=True)
+
+
+class _Marks:
+    """Marks rows "sending" for all workers together: each waits for the one write that carries its row, so at a
+    thousand messages a second the marks cost a write per batch in flight, not one per message."""
+
+    def __init__(self, write: Callable[[list[Item]], Awaitable[None]]) -> None:
+        self.write = write
+        self.waiting: list[tuple[Item, asyncio.Future[None]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def mark(self, item: Item) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((item, done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write_all())
+        await done
+
+    async def _write_all(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                await self.write([item for item, _ in batch])
+            except Exception as exc:  # each waiting send fails with it; nothing was sent
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
 
 @dataclass
@@ -338,6 +384,7 @@ class _Run:
     content: dict[str, Any]
     started: float
     queue: asyncio.Queue[Item]
+    marks: _Marks
     results: list[Result] = field(default_factory=list)
     unsent: list[Item] = field(default_factory=list)  # taken by a worker, never sent
     sent: int = 0
@@ -351,6 +398,14 @@ class _Run:
             items.append(self.queue.get_nowait())
             self.queue.task_done()
         return items
+
+
+def resend_markup(broadcast_id: int, unknown: int) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(
+        text=_("🔁 Send to the {count} unknown too (they may get it twice)").format(count=unknown),
+        callback_data=ResendUnknown(broadcast_id=broadcast_id).pack(),
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
 def progress_text(broadcast_id: int, progress: broadcasts.Progress, elapsed: float, *, final: bool) -> str:

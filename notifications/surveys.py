@@ -14,6 +14,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from loyalty import nps
+from loyalty.numbers import RowId
 from loyalty.program import Program
 from notifications.delivery import Letter, Outcome, send_once
 from storage.database import DbSession, SessionFactory
@@ -21,12 +22,12 @@ from storage.models import Survey
 
 
 class NpsScore(CallbackData, prefix="nps"):
-    survey_id: int
+    survey_id: RowId
     score: int
 
 
 class NpsSkip(CallbackData, prefix="npsx"):
-    survey_id: int
+    survey_id: RowId
 
 
 def question(program: Program) -> str:

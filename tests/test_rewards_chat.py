@@ -145,9 +145,27 @@ async def test_a_tap_no_feature_takes_is_still_answered(harness: BotHarness) -> 
     await harness.send(ann, "/rewards")
     message = harness.tg.last_message(1001)
     assert message is not None
-    # An action the enum does not know, another bot version's prefix, and a broadcast control a member cannot use.
-    for forged in ("rw:bogus:1", "zz:1", "pf:nowhere", "bcc:1:done"):
+    # An action the enum does not know, another bot version's prefix, ids beyond 64 bits (the database would
+    # refuse them), and a staff button pressed by a member.
+    huge = "99999999999999999999"
+    for forged, answer in (
+        ("rw:bogus:1", "This button is no longer valid."),
+        ("zz:1", "This button is no longer valid."),
+        ("pf:nowhere", "This button is no longer valid."),
+        (f"rw:pick:{huge}", "This button is no longer valid."),
+        (f"rw:confirm:{huge}", "This button is no longer valid."),
+        (f"hist:{huge}", "This button is no longer valid."),
+        (f"nps:{huge}:5", "This button is no longer valid."),
+        (f"csat:{huge}:5", "This button is no longer valid."),
+        ("bcc:1:paused", "Sorry, that button is only for the shop's staff."),
+        ("bc:send:", "Sorry, that button is only for the shop's staff."),
+        ("bcc:1:done", "Sorry, that button is only for the shop's staff."),
+    ):
         calls = await harness.feed(harness.tg.callback_update(ann, message, forged))
         answers = [c for c in calls if c.method == "answerCallbackQuery"]
-        assert len(answers) == 1 and answers[0].params["text"] == "This button is no longer valid.", forged
+        assert [a.params["text"] for a in answers] == [answer], forged
+    # Someone who never joined pressing a member's button is invited to join.
+    calls = await harness.feed(harness.tg.callback_update(harness.user(4242, "Zed"), message, "rw:pick:1"))
+    answers = [c for c in calls if c.method == "answerCallbackQuery"]
+    assert [a.params["text"] for a in answers] == ["You are not a member yet. Send /start to join."]
     assert await _balance(harness) == before
