@@ -255,10 +255,10 @@ async def test_a_stopped_scheduler_gives_the_lease_back_and_the_next_runs_what_i
         await asyncio.sleep(0.5)  # its first runs find the lease taken
         assert _birthday_texts(harness) == []
         await old.stop()
+        greeted = asyncio.Event()
+        harness.tg.listeners.append(lambda _call: greeted.set() if _birthday_texts(harness) else None)
         assert await new.holds_lease_now()  # its next renewal (every 30 s) takes the lease...
-        async with asyncio.timeout(5):  # ...and the birthday goes out at once
-            while not _birthday_texts(harness):
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(greeted.wait(), 5)  # ...and the birthday goes out at once
     finally:
         await new.stop()
     assert len(_birthday_texts(harness)) == 1
