@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,10 +14,13 @@ from storage.database import CONNECT_TIMEOUT, POOL_SIZE, STATEMENT_TIMEOUT
 TELEGRAM_API = "https://api.telegram.org"
 
 IdList = Annotated[frozenset[int], NoDecode]
-TokenList = Annotated[frozenset[str], NoDecode]
+TokenScopes = Annotated[dict[str, str], NoDecode]  # token -> the scope (name) its receipts and keys live in
 # Telegram accepts 1-256 of these characters as a webhook secret token.
 _SECRET = r"^[A-Za-z0-9_-]{1,256}$"
 MIN_API_TOKEN = 16
+_TOKEN_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
+UNNAMED_SCOPE = "api"  # every token given without a name shares it, as all tokens did before names
+RESERVED_SCOPES = frozenset({"chat"})
 
 
 class SettingsError(ValueError):
@@ -53,8 +57,9 @@ class Settings(BaseSettings):
     # With a webhook URL the bot is served Telegram's updates over HTTP instead of long polling.
     webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     webhook_secret: str | None = Field(default=None, pattern=_SECRET, validate_default=True)
-    # Bearer tokens for the purchases API (tills, online shops): comma-separated; no token, no API access.
-    api_tokens: TokenList = frozenset()
+    # Bearer tokens for the purchases API (tills, online shops): comma-separated ``name:token`` (or bare tokens,
+    # which share one scope); no token, no API access. Receipts and idempotency keys are scoped to the name.
+    api_tokens: TokenScopes = Field(default_factory=dict)
 
     @field_validator("admin_ids", "cashier_ids", "support_ids", mode="before")
     @classmethod
@@ -72,12 +77,24 @@ class Settings(BaseSettings):
     def _tokens(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list | set | frozenset | tuple):
+        if not isinstance(value, list | set | frozenset | tuple):
+            return value
+        scopes: dict[str, str] = {}
+        for entry in value:
+            if not isinstance(entry, str):
+                raise ValueError("expected comma-separated name:token pairs")
+            name, colon, token = entry.partition(":")
+            if not (colon and _TOKEN_NAME.match(name) and len(token) >= MIN_API_TOKEN):
+                name, token = UNNAMED_SCOPE, entry  # a bare token (which may itself hold a colon)
+            if name in RESERVED_SCOPES:
+                raise ValueError(f"{name!r} is the chat's own scope: give the token another name")
             # A short token can be guessed; a comma inside one could not be told from a separator.
-            if any(not isinstance(token, str) or len(token) < MIN_API_TOKEN for token in value):
+            if len(token) < MIN_API_TOKEN:
                 raise ValueError(f"each token needs at least {MIN_API_TOKEN} characters (comma-separated)")
-            return frozenset(value)
-        return value
+            if token in scopes:
+                raise ValueError("the same token is given twice")
+            scopes[token] = name
+        return scopes
 
     @field_validator("webhook_secret")
     @classmethod

@@ -69,6 +69,7 @@ MEMBER_COLUMNS = [
 PURCHASE_COLUMNS = [
     "id",
     "member_id",
+    "scope",
     "source",
     "external_id",
     "amount",
@@ -124,6 +125,7 @@ def _purchase_row(p: Purchase, digits: int) -> list[Any]:
     return [
         p.id,
         p.member_id,
+        p.scope,
         p.source,
         p.external_id,
         _money(p.amount_minor, digits),

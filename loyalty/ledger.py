@@ -116,7 +116,7 @@ async def _repay(session: AsyncSession, member_id: int, lot: LedgerEntry, points
         if points <= 0:
             break
         take = min(points, int(owed))
-        session.add(LotDraw(entry_id=int(debt_id), lot_id=lot.id, points=take))
+        session.add(LotDraw(entry_id=int(debt_id or 0), lot_id=lot.id, points=take))
         points -= take
     await session.flush()
 

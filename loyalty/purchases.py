@@ -28,6 +28,10 @@ RECEIPT_RE = re.compile(r"^[\w./:#-]{1,64}$")
 MAX_ITEMS = 999
 # A till's clock may run a little ahead; a purchase further in the future is a mistake.
 CLOCK_SKEW = timedelta(minutes=5)
+# Where a purchase came from decides where its receipt number is unique: the chat is one scope, each named API
+# token another; unnamed tokens share the scope "api".
+CHAT_SCOPE = "chat"
+API_SCOPE = "api"
 
 
 class AmountProblem(StrEnum):
@@ -147,9 +151,11 @@ class PurchaseResult:
     winback_bonus: int = 0  # points for coming back within a win-back offer's window
 
 
-async def find_purchase(session: AsyncSession, source: str, external_id: str) -> Purchase | None:
+async def find_purchase(session: AsyncSession, scope: str, source: str, external_id: str) -> Purchase | None:
     result = await session.execute(
-        select(Purchase).where(col(Purchase.source) == source, col(Purchase.external_id) == external_id)
+        select(Purchase).where(
+            col(Purchase.scope) == scope, col(Purchase.source) == source, col(Purchase.external_id) == external_id
+        )
     )
     return result.scalar_one_or_none()
 
@@ -167,14 +173,15 @@ async def record_purchase(
     items: int = 1,
     recorded_by: int | None = None,
     occurred_at: datetime | None = None,
+    scope: str = CHAT_SCOPE,
 ) -> PurchaseResult:
-    """Record a purchase and award its points, once per ``(source, external_id)``.
+    """Record a purchase and award its points, once per ``(scope, source, external_id)``.
 
     ``occurred_at`` (a till's own timestamp, sent later) sets which time-of-day promotions apply; the points are
     still credited, and expire, from ``now``.
     """
     await begin_write(session)
-    existing = await find_purchase(session, source, external_id)
+    existing = await find_purchase(session, scope, source, external_id)
     if existing is not None:
         return await _replayed(session, existing)
     member = await session.get(Member, member_id)
@@ -188,6 +195,7 @@ async def record_purchase(
     points = earning.total
     purchase = Purchase(
         member_id=member_id,
+        scope=scope,
         source=source,
         external_id=external_id,
         amount_minor=to_minor(amount, program),
@@ -227,7 +235,7 @@ async def record_purchase(
     except IntegrityError:
         # A concurrent delivery of the same purchase committed first: report that one.
         await session.rollback()
-        winner = await find_purchase(session, source, external_id)
+        winner = await find_purchase(session, scope, source, external_id)
         if winner is None:
             raise
         return await _replayed(session, winner)

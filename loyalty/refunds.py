@@ -6,7 +6,10 @@ Invariants this keeps (on top of the ledger's):
   several partial refunds take back exactly what one full refund would, with no rounding drift.
 - Points come from the purchase's own lot first, then the member's other lots; what the member already spent
   becomes a negative balance that the next earnings repay first (the merchant does not lose it).
-- Each refund carries a key (the Telegram message, or a given id); the same refund twice changes nothing.
+- Each refund carries a key (the Telegram message, or a given id scoped to its API token); the same refund twice
+  changes nothing, and the key reused for another refund (another purchase, another amount) is refused.
+- A receipt number identifies a purchase within its scope (``loyalty.purchases``); the API refunds only its own
+  scope's, the chat finds a receipt in every scope and asks which one when there are several.
 - A referred friend's qualifying purchase refunded below the qualifying amount takes back the referral bonuses
   it paid (see ``loyalty.referrals.on_refund``).
 """
@@ -36,6 +39,7 @@ class RefundProblem(StrEnum):
     UNKNOWN = "unknown"
     NOTHING_LEFT = "nothing_left"
     TOO_MUCH = "too_much"
+    CONFLICT = "conflict"  # the key was used for a different refund
 
 
 class RefundRefused(Exception):
@@ -53,29 +57,34 @@ class RefundResult:
     created: bool
 
 
+async def receipts(session: AsyncSession, receipt: str, scope: str | None = None) -> list[Purchase]:
+    """The purchases recorded with this receipt number: in ``scope`` only (an API token's), or in every scope."""
+    query = select(Purchase).where(col(Purchase.external_id) == receipt, col(Purchase.source).in_(("receipt", "api")))
+    if scope is not None:
+        query = query.where(col(Purchase.scope) == scope)
+    return list((await session.execute(query.order_by(col(Purchase.id)))).scalars())
+
+
 async def refund(
     session: AsyncSession,
     program: Program,
     *,
-    receipt: str,
+    purchase_id: int,
     amount: Decimal | None,
     key: str,
     actor_id: int,
     now: datetime,
 ) -> RefundResult:
-    """Refund ``amount`` (None: everything not yet refunded) of the purchase with this receipt."""
+    """Refund ``amount`` (None: everything not yet refunded) of the purchase."""
     await begin_write(session)
     if (done := await _by_key(session, key)) is not None:
-        return await _replayed(session, done)
+        return await _replayed(session, done, purchase_id, amount, program)
     purchase = (
-        await session.execute(
-            select(Purchase)
-            .where(col(Purchase.external_id) == receipt, col(Purchase.source).in_(("receipt", "api")))
-            .with_for_update()
-        )
+        await session.execute(select(Purchase).where(col(Purchase.id) == purchase_id).with_for_update())
     ).scalar_one_or_none()
     if purchase is None or purchase.id is None:
         raise RefundRefused(RefundProblem.UNKNOWN)
+    receipt = purchase.external_id
     left = purchase.amount_minor - purchase.refunded_minor
     if left <= 0:
         raise RefundRefused(RefundProblem.NOTHING_LEFT)
@@ -127,7 +136,7 @@ async def refund(
         await session.rollback()
         if (done := await _by_key(session, key)) is None:
             raise
-        return await _replayed(session, done)
+        return await _replayed(session, done, purchase_id, amount, program)
     return RefundResult(record, purchase, balance, created=True)
 
 
@@ -139,7 +148,13 @@ async def _balance(session: AsyncSession, member_id: int) -> int:
     return int((await session.execute(select(col(Member.points)).where(col(Member.id) == member_id))).scalar_one())
 
 
-async def _replayed(session: AsyncSession, done: Refund) -> RefundResult:
+async def _replayed(
+    session: AsyncSession, done: Refund, purchase_id: int, amount: Decimal | None, program: Program
+) -> RefundResult:
+    """The refund this key made already; a request that differs from it (another purchase, another amount) is a
+    conflict. Without an amount ("all that is left") any amount matches."""
+    if done.purchase_id != purchase_id or (amount is not None and to_minor(amount, program) != done.amount_minor):
+        raise RefundRefused(RefundProblem.CONFLICT)
     purchase = await session.get(Purchase, done.purchase_id)
     assert purchase is not None
     return RefundResult(done, purchase, await _balance(session, purchase.member_id), created=False)

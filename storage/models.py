@@ -62,7 +62,9 @@ class Member(SQLModel, table=True):
 
 class Purchase(SQLModel, table=True):
     __table_args__ = (
-        UniqueConstraint("source", "external_id", name="uq_purchase_source_external_id"),
+        # A receipt identifies one purchase within its scope: the chat, or the name of the API token that sent it.
+        UniqueConstraint("scope", "source", "external_id", name="uq_purchase_scope_receipt"),
+        Index("ix_purchase_external_id", "external_id"),  # /refund finds a receipt in every scope
         # Analytics read purchases by when they happened; on PostgreSQL the index alone answers them.
         Index(
             "ix_purchase_occurred", "occurred_at", "member_id", postgresql_include=["amount_minor", "refunded_minor"]
@@ -71,7 +73,8 @@ class Purchase(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="member.id", index=True)
-    source: str = Field(max_length=16)
+    scope: str = Field(default="chat", max_length=32, sa_column_kwargs={"server_default": "chat"})
+    source: str = Field(max_length=16)  # receipt or telegram (the chat: by receipt, or by the message), api
     external_id: str = Field(max_length=128)
     amount_minor: int
     currency: str = Field(max_length=3)

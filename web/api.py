@@ -23,6 +23,7 @@ from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.purchases import (
+    API_SCOPE,
     CATEGORY_RE,
     MAX_ITEMS,
     RECEIPT_RE,
@@ -38,7 +39,7 @@ from loyalty.purchases import (
     record_purchase,
     to_minor,
 )
-from loyalty.refunds import RefundProblem, RefundRefused, refund
+from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from notifications.purchases import announce_purchase
 from storage.database import DbSession
 from storage.models import LedgerEntry, Member, Purchase
@@ -51,6 +52,7 @@ API_REQUESTS = Counter(
 )
 
 PREFIX = "/api/v1"
+SCOPE = web.RequestKey("scope", str)  # the request's: the name of the token it came with
 MAX_BODY = 16 * 1024  # a purchase is a few hundred bytes; a bigger body is a mistake or an attack
 SOURCE = "api"
 KEY_HEADER = "Idempotency-Key"
@@ -203,12 +205,19 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     tokens = request.app[SERVICES].settings.api_tokens
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    presented = given.strip().encode("utf-8", "surrogateescape")
     # compare_digest against every token, so timing does not tell how much of a guess was right.
-    if scheme.lower() != "bearer" or not any(
-        hmac.compare_digest(given.strip().encode(), token.encode()) for token in tokens
-    ):
+    matches = [scope for token, scope in tokens.items() if hmac.compare_digest(presented, token.encode())]
+    if scheme.lower() != "bearer" or not matches:
         raise ApiError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+    request[SCOPE] = matches[0]
     return await handler(request)
+
+
+def _scoped(request: web.Request, key: str) -> str:
+    """An idempotency key in the token's scope. Unnamed tokens keep the keys they always had."""
+    scope = request[SCOPE]
+    return key if scope == API_SCOPE else f"{scope}:{key}"
 
 
 async def _read(request: web.Request, model: type[_M]) -> _M:
@@ -359,13 +368,13 @@ async def create_purchase(request: web.Request) -> web.Response:
             category=given.category,
             items=given.items,
             occurred_at=given.occurred_at,
+            scope=request[SCOPE],
         )
         recorded = result.purchase
-        if not result.created and (recorded.member_id, recorded.amount_minor, recorded.category, recorded.items) != (
-            member_id,
-            to_minor(given.amount, program),
-            given.category,
-            given.items,
+        if not result.created and (
+            (recorded.member_id, recorded.amount_minor, recorded.category, recorded.items)
+            != (member_id, to_minor(given.amount, program), given.category, given.items)
+            or (given.occurred_at is not None and recorded.occurred_at != given.occurred_at)
         ):
             raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different purchase")
         out = _purchase_out(recorded, ref, result.balance, program, replayed=not result.created)
@@ -391,18 +400,27 @@ async def create_refund(request: web.Request) -> web.Response:
     amount = _amount(body.amount, program) if body.amount is not None else None
     async with services.sessions() as session:
         try:
+            # Only this token's scope: another shop's receipt with the same number is not ours to refund.
+            found = await receipts(session, body.external_id, request[SCOPE])
+            purchase_id = found[0].id if found else None
+            if purchase_id is None:
+                raise RefundRefused(RefundProblem.UNKNOWN)
             result = await refund(
                 session,
                 program,
-                receipt=body.external_id,
+                purchase_id=purchase_id,
                 amount=amount,
-                key=f"api-refund:{key}",
+                key=f"api-refund:{_scoped(request, key)}",
                 actor_id=0,
                 now=services.clock(),
             )
         except RefundRefused as refused:
             if refused.problem is RefundProblem.UNKNOWN:
                 raise ApiError(404, "purchase_not_found", "no purchase with that external_id") from refused
+            if refused.problem is RefundProblem.CONFLICT:
+                raise ApiError(
+                    409, "idempotency_conflict", f"{key!r} was already used for a different refund"
+                ) from refused
             if refused.problem is RefundProblem.NOTHING_LEFT:
                 raise ApiError(409, "already_refunded", "the purchase is already fully refunded") from refused
             raise ApiError(
@@ -411,8 +429,6 @@ async def create_refund(request: web.Request) -> web.Response:
                 "the amount is more than can still be refunded",
                 refundable=_money(refused.refundable_minor, program),
             ) from refused
-        if result.purchase.external_id != body.external_id:
-            raise ApiError(409, "idempotency_conflict", f"{key!r} was already used for a different refund")
         assert result.refund.id is not None
         out = RefundOut(
             refund_id=result.refund.id,
@@ -463,7 +479,7 @@ async def create_adjustment(request: web.Request) -> web.Response:
                 delta=body.points,
                 reason=body.reason,
                 actor_id=0,
-                key=f"api-adjust:{key}",
+                key=f"api-adjust:{_scoped(request, key)}",
                 now=services.clock(),
             )
         except InsufficientPoints as short:

@@ -23,7 +23,7 @@ class WebSettings(Protocol):
     @property
     def webhook_secret(self) -> str | None: ...
     @property
-    def api_tokens(self) -> frozenset[str]: ...
+    def api_tokens(self) -> dict[str, str]: ...  # token -> scope name
 
 
 class WebServices(Protocol):
