@@ -24,6 +24,19 @@ from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 MEMBERS = range(2001, 2013)  # twelve members
 
 
+def _restarted(harness: BotHarness) -> Broadcaster:
+    """The sender of a new process, as after a restart."""
+    settings = harness.services.settings
+    return Broadcaster(
+        harness.sessions,
+        harness.services.program,
+        harness.services.i18n,
+        harness.clock,
+        rate=settings.broadcast_rate,
+        paid=settings.paid_broadcasts,
+    )
+
+
 def _broadcaster(harness: BotHarness) -> Broadcaster:
     broadcaster: Broadcaster = harness.dp["broadcaster"]
     return broadcaster
@@ -278,15 +291,7 @@ async def test_a_crash_mid_broadcast_loses_nothing_and_sends_nothing_twice(harne
     # A restart (a new process) a while later picks the broadcast up where it was.
     harness.tg.slow_sends(0)
     harness.clock.advance(seconds=61)
-    settings = harness.services.settings
-    restarted = Broadcaster(
-        harness.sessions,
-        harness.services.program,
-        harness.services.i18n,
-        harness.clock,
-        rate=settings.broadcast_rate,
-        paid=settings.paid_broadcasts,
-    )
+    restarted = _restarted(harness)
     await restarted.run_pending(harness.bot)
     final = await _deliveries(harness)
     assert final["unknown"] == crashed["sending"] and final["pending"] == final["sending"] == 0
@@ -530,15 +535,7 @@ async def test_a_hard_crash_leaves_only_the_sends_in_flight_unknown_and_the_admi
 
     harness.tg.slow_sends(0)
     harness.clock.advance(seconds=61)
-    settings = harness.services.settings
-    restarted = Broadcaster(
-        harness.sessions,
-        harness.services.program,
-        harness.services.i18n,
-        harness.clock,
-        rate=settings.broadcast_rate,
-        paid=settings.paid_broadcasts,
-    )
+    restarted = _restarted(harness)
     harness.services.broadcaster = restarted
     harness.dp["broadcaster"] = restarted
     await restarted.run_pending(harness.bot)
