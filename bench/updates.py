@@ -15,6 +15,10 @@ PostgreSQL is measured when it answers at --pg (a database ``loyalty_bench`` is 
 
 from __future__ import annotations
 
+# bot first, as in `loyalty run`: its __init__ imports aiogram with the models built on first use (bot.lazymodels)
+from bot.heap import freeze_startup_heap
+
+# isort: split
 import argparse
 import asyncio
 import gc
@@ -30,7 +34,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message
 
-from bot.heap import freeze_startup_heap
 from bot.services import compose, make_bot
 from bot.settings import Settings
 from emulator import FakeTelegram

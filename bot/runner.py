@@ -9,6 +9,8 @@ import sqlite3
 
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramNotFound, TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.methods import SendMessage
+from aiogram.types import Message, Update
 from asyncpg import InvalidAuthorizationSpecificationError, InvalidCatalogNameError, InvalidPasswordError
 from redis.exceptions import RedisError
 from sqlalchemy import make_url, text
@@ -17,12 +19,13 @@ from sqlalchemy.exc import DBAPIError
 from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
 from bot.heap import freeze_startup_heap
 from bot.services import Services, compose, set_command_menus
+from bot.session import response_model
 from bot.settings import Settings
 from loyalty.program import load_program
 from loyalty.rewards import sync_catalog
 from scheduler.jobs import make_scheduler
 from storage.database import is_sqlite, make_engine, make_session_factory
-from storage.migrate import current_and_head_async, upgrade_async
+from storage.migrate import MigrationFailed, current_and_head_in_child, upgrade_in_child
 from web.server import make_http_app, start_http
 
 log = logging.getLogger(__name__)
@@ -94,11 +97,15 @@ async def check_dependencies(services: Services) -> None:
 
 
 async def prepare_database(settings: Settings) -> None:
-    """SQLite migrates itself; a shared PostgreSQL is migrated on purpose, with ``loyalty migrate``."""
-    if is_sqlite(settings.database_url):
-        await upgrade_async(settings.database_url)
-        return
-    current, head = await current_and_head_async(settings.database_url)
+    """SQLite migrates itself; a shared PostgreSQL is migrated on purpose, with ``loyalty migrate``. Alembic runs in
+    a child process, so that it does not stay in this one's memory (``storage.migrate``)."""
+    try:
+        if is_sqlite(settings.database_url):
+            await upgrade_in_child(settings.database_url)
+            return
+        current, head = await current_and_head_in_child(settings.database_url)
+    except MigrationFailed as exc:
+        raise database_problem(settings.database_url, exc) from exc
     if current != head:
         raise StartupError(
             f"the database is at migration {current or 'none'}, the code needs {head}: run `loyalty migrate` first"
@@ -231,6 +238,7 @@ async def run_role(services: Services, role: str) -> None:
     except StartupError:
         await services.close()
         raise
+    warm_models()
     freeze_startup_heap()
     try:
         if services.settings.webhook_url is None:
@@ -242,6 +250,15 @@ async def run_role(services: Services, role: str) -> None:
         await run_webhook(services, serve_updates=serve_updates, with_scheduler=with_scheduler)
     finally:
         await http.cleanup()
+
+
+def warm_models() -> None:
+    """Build the models every update takes before the start-up heap is frozen: aiogram's are built on first use
+    (``bot.lazymodels``), and the first member to write should not wait for them."""
+    Update.model_rebuild()
+    SendMessage.model_rebuild()
+    response_model(list[Update])
+    response_model(Message)
 
 
 async def run_webhook(services: Services, *, serve_updates: bool, with_scheduler: bool) -> None:

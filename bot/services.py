@@ -8,14 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiogram.methods
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiogram.methods.base import Response, TelegramMethod
 from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -58,15 +56,6 @@ from notifications.broadcasting import Broadcaster
 from notifications.texts import make_i18n
 from storage.clock import utcnow
 from storage.database import SessionFactory
-
-# aiogram parses every reply as ``Response[<method's result type>]``. pydantic keeps parametrised generics only
-# weakly, so a garbage collection drops them and the next reply rebuilds the model: about 30 ms of CPU each
-# time, which dominated the cost of a busy bot. Holding them here keeps one model per result type.
-_RESPONSE_MODELS = [
-    Response[method.__returning__]  # type: ignore[name-defined]
-    for method in vars(aiogram.methods).values()
-    if isinstance(method, type) and issubclass(method, TelegramMethod) and method is not TelegramMethod
-]
 
 
 @dataclass(kw_only=True, eq=False)
