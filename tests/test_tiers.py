@@ -102,9 +102,11 @@ async def test_demotion_only_at_review_after_a_warning(sessions: SessionFactory)
 
 async def test_climbing_back_clears_the_warning_and_refunds_reduce_spend(sessions: SessionFactory) -> None:
     member_id = await _member(sessions)
-    await _buy(sessions, member_id, "600", "a", T0)
+    bought = await _buy(sessions, member_id, "600", "a", T0)
     async with sessions() as session:
-        await refund(session, PROGRAM, receipt="a", amount=Decimal("250"), key="r1", actor_id=1, now=T0)
+        purchase_id = bought.purchase.id
+        assert purchase_id is not None
+        await refund(session, PROGRAM, purchase_id=purchase_id, amount=Decimal("250"), key="r1", actor_id=1, now=T0)
         assert await qualifying(session, PROGRAM, member_id, T0) == Decimal("350")
         review = await review_tiers(session, PROGRAM, T0 + timedelta(days=1))
     assert len(review.warned) == 1
