@@ -13,7 +13,7 @@ import pytest
 from bot.services import set_command_menus
 from bot.settings import SettingsError, load_settings
 from loyalty.program import ProgramError, load_program, parse_program
-from storage.database import POOL_OVERFLOW, make_engine
+from storage.database import POOL_OVERFLOW, begin_write, make_engine
 from storage.models import StaffRole
 from storage.postgres import readers as pg_readers
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
@@ -179,6 +179,7 @@ def test_expiry_policies() -> None:
 async def test_an_admin_in_settings_and_a_cashier_in_the_database_is_an_admin_everywhere(harness: BotHarness) -> None:
     """The menu, /help and the permission check read one merged role (loyalty.roles.staff_roles / merge)."""
     async with harness.sessions() as session:
+        await begin_write(session)
         session.add(StaffRole(telegram_id=ADMIN_ID, role="cashier"))
         await session.commit()
     await set_command_menus(harness.services)
