@@ -130,6 +130,9 @@ async def build_services(settings: Settings) -> Services:
     except (OSError, TimeoutError, DBAPIError, sqlite3.Error) as exc:
         await engine.dispose()
         raise database_problem(settings.database_url, exc) from exc
+    except BaseException:  # a StartupError (migrations behind), or anything else: no connection left open
+        await engine.dispose()
+        raise
     storage, isolation = make_fsm_storage(settings)
     redis = getattr(storage, "redis", None)
     # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; only a
