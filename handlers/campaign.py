@@ -14,7 +14,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission
 from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_campaigns, start_campaign
-from loyalty.numbers import is_whole
+from loyalty.numbers import is_whole, whole
 from loyalty.program import Program
 from loyalty.purchases import CATEGORY_RE
 from loyalty.roles import Permission
@@ -52,10 +52,11 @@ async def campaign(
         ]
         await message.answer("\n".join(lines) or _("No campaigns are running."))
     elif action == "end":
-        if not is_whole(rest.strip()) or not await end_campaign(session, int(rest.strip()), now):
+        campaign_id = whole(rest)
+        if campaign_id is None or not await end_campaign(session, campaign_id, now):
             await message.answer(_("No running campaign {ref}.").format(ref=html.escape(rest.strip()[:16])))
         else:
-            await message.answer(_("Campaign #{id} has ended.").format(id=int(rest.strip())))
+            await message.answer(_("Campaign #{id} has ended.").format(id=campaign_id))
     elif action == "add":
         await _add(message, session, program, i18n, rest.split(), now, message.from_user.id if message.from_user else 0)
     else:

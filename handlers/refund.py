@@ -7,6 +7,7 @@ import html
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
@@ -14,11 +15,12 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
+from pydantic import Field
 
 from handlers.filters import HasPermission
 from handlers.purchase import amount_problem
 from handlers.ui import edit_or_keep
-from loyalty.numbers import RowId
+from loyalty.numbers import MAX_ID, RowId
 from loyalty.program import Program
 from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, parse_amount, to_minor
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
@@ -32,7 +34,7 @@ class RefundPick(CallbackData, prefix="rf"):
     """One of several purchases with the receipt number; ``amount_minor`` -1 refunds all that is left."""
 
     purchase_id: RowId
-    amount_minor: int
+    amount_minor: Annotated[int, Field(ge=-1, le=MAX_ID)]
 
 
 def _usage() -> str:
@@ -100,7 +102,7 @@ async def pick_purchase(
     i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    if not isinstance(query.message, Message) or not -1 <= callback_data.amount_minor <= 10**15:
+    if not isinstance(query.message, Message):
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     purchase = await session.get(Purchase, callback_data.purchase_id)

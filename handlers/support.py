@@ -33,7 +33,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, NotCommand
 from loyalty import feedback
-from loyalty.numbers import RowId, is_whole
+from loyalty.numbers import RowId, whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.purchases import from_minor
@@ -331,10 +331,11 @@ async def reply_command(
     message: Message, command: CommandObject, session: DbSession, bot: Bot, clock: Callable[[], datetime]
 ) -> None:
     parts = (command.args or "").split(maxsplit=1)
-    if len(parts) != 2 or not is_whole(parts[0].lstrip("#")):
+    thread_id = whole(parts[0].lstrip("#")) if len(parts) == 2 else None
+    if thread_id is None:
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/reply <thread> <text>"))))
         return
-    found = await feedback.get_thread(session, int(parts[0].lstrip("#")))
+    found = await feedback.get_thread(session, thread_id)
     if found is None:
         await message.answer(_("No thread #{thread}.").format(thread=html.escape(parts[0])))
         return
@@ -375,7 +376,8 @@ async def close_command(
     clock: Callable[[], datetime],
 ) -> None:
     ref = (command.args or "").strip().lstrip("#")
-    found = await feedback.get_thread(session, int(ref)) if is_whole(ref) and len(ref) <= 18 else None
+    thread_id = whole(ref)
+    found = await feedback.get_thread(session, thread_id) if thread_id is not None else None
     if found is None:
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/close <thread>"))))
         return

@@ -15,7 +15,7 @@ from sqlmodel import col
 from loyalty import referrals, winback
 from loyalty.codes import new_code, normalize_code
 from loyalty.ledger import Kind, credit
-from loyalty.numbers import is_whole
+from loyalty.numbers import whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.roles import Role, StaticRoles, merge, role_of
@@ -87,8 +87,8 @@ async def _find(session: AsyncSession, ref: str) -> Member | None:
             return None
         result = await session.execute(select(Member).where(col(Member.username) == name))
         return result.scalar_one_or_none()
-    if is_whole(ref) and len(ref) <= 19:
-        member = await get_by_telegram_id(session, int(ref))
+    if (telegram_id := whole(ref)) is not None:
+        member = await get_by_telegram_id(session, telegram_id)
         if member is not None:
             return member
     code = normalize_code(ref)

@@ -16,10 +16,13 @@ def is_whole(text: str) -> bool:
     return text.isascii() and text.isdecimal()
 
 
-def whole(text: str, max_digits: int = 18) -> int | None:
-    """The number, or None when ``text`` is not one (or has more digits than fit a 64-bit id)."""
+def whole(text: str) -> int | None:
+    """The number, or None when ``text`` is not one or does not fit a 64-bit column (an id made up by hand)."""
     text = text.strip()
-    return int(text) if is_whole(text) and len(text) <= max_digits else None
+    if not is_whole(text) or len(text) > len(str(MAX_ID)):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
 
 
 # Row ids and counts in callback data and API paths fit a signed 64-bit column; anything larger is forged.

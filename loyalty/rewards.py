@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from loyalty.codes import CODE_ALPHABET
 from loyalty.ledger import Kind, credit, debit, find_by_key
-from loyalty.numbers import is_whole
+from loyalty.numbers import whole
 from loyalty.program import Program, RewardRule, localized
 from loyalty.tiers import rank
 from storage.database import begin_write
@@ -98,9 +98,10 @@ async def catalog(session: AsyncSession, *, include_disabled: bool = False) -> l
 
 async def find_reward(session: AsyncSession, ref: str) -> Reward | None:
     """A reward by numeric id or key."""
+    reward_id = whole(ref)
     query = (
-        select(Reward).where(col(Reward.id) == int(ref))
-        if is_whole(ref) and len(ref) <= 18
+        select(Reward).where(col(Reward.id) == reward_id)
+        if reward_id is not None
         else select(Reward).where(col(Reward.key) == ref.lower())
     )
     return (await session.execute(query)).scalar_one_or_none()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, event, exc
+from sqlalchemy import Select, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -99,6 +99,12 @@ def is_unavailable(error: BaseException) -> bool:
 
 class WriteOutsideTransaction(RuntimeError):
     """A programming error: a write must be part of a unit of work opened with ``begin_write``."""
+
+
+async def ping(sessions: SessionFactory) -> None:
+    """The database answers (readiness probes)."""
+    async with sessions() as session:
+        await session.execute(text("SELECT 1"))
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,10 +14,9 @@ from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
-from sqlalchemy import text
 
 from loyalty.broadcasts import queued
-from storage.database import SessionFactory
+from storage.database import SessionFactory, ping
 from web.api import setup_api
 from web.services import SERVICES, WebServices, WebSettings
 
@@ -71,11 +71,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
 async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
 
-    async def database() -> None:
-        async with services.sessions() as session:
-            await session.execute(text("SELECT 1"))
-
-    probes: list[tuple[str, Any]] = [("database", database)]
+    probes: list[tuple[str, Any]] = [("database", partial(ping, services.sessions))]
     if services.redis is not None:
         probes.append(("redis", services.redis.ping))
     checks = dict(await asyncio.gather(*(_check(name, probe) for name, probe in probes)))
