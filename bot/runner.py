@@ -13,7 +13,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import Message, Update
 from asyncpg import InvalidAuthorizationSpecificationError, InvalidCatalogNameError, InvalidPasswordError
 from redis.exceptions import RedisError
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
@@ -24,7 +24,7 @@ from bot.settings import Settings
 from loyalty.program import load_program
 from loyalty.rewards import sync_catalog
 from scheduler.jobs import make_scheduler
-from storage.database import is_sqlite, make_engine, make_session_factory
+from storage.database import is_sqlite, make_engine, make_session_factory, ping
 from storage.migrate import MigrationFailed, current_and_head_in_child, upgrade_in_child
 from web.server import make_http_app, start_http
 
@@ -120,18 +120,16 @@ async def build_services(settings: Settings) -> Services:
         connect_timeout=settings.database_connect_timeout,
         statement_timeout=settings.database_statement_timeout,
     )
+    sessions = make_session_factory(engine)
     try:
-        async with engine.connect() as connection:  # one clear line now, rather than a traceback from Alembic
-            await connection.execute(text("SELECT 1"))
+        await ping(sessions)  # one clear line now, rather than a traceback from Alembic
         await prepare_database(settings)
-        sessions = make_session_factory(engine)
         async with sessions() as session:
             await sync_catalog(session, program)
-    except (OSError, TimeoutError, DBAPIError, sqlite3.Error) as exc:
+    except BaseException as exc:  # whatever stops the start-up leaves no connection open
         await engine.dispose()
-        raise database_problem(settings.database_url, exc) from exc
-    except BaseException:  # a StartupError (migrations behind), or anything else: no connection left open
-        await engine.dispose()
+        if isinstance(exc, OSError | TimeoutError | DBAPIError | sqlite3.Error):
+            raise database_problem(settings.database_url, exc) from exc
         raise
     storage, isolation = make_fsm_storage(settings)
     redis = getattr(storage, "redis", None)
