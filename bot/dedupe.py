@@ -1,8 +1,9 @@
 """Telegram redelivers an update its webhook did not acknowledge; one already handled is skipped here.
 
 An update is marked only once its handler finished, so a worker that died half-way leaves it unmarked and the
-redelivery is handled in full. Two deliveries racing on two workers both run; the database's natural keys (a
-purchase by its message, a join by the user) still change the data once.
+redelivery is handled in full. This is the one-process record (a webhook without Redis); with Redis the record is
+shared by every worker and kept by ``bot.gate``, in the round trips that take the conversation's lock. Either
+way the database's natural keys (a purchase by its message, a join by the user) change the data once.
 """
 
 from __future__ import annotations
@@ -42,19 +43,6 @@ class MemorySeenUpdates:
         self._keys[key] = None
         while len(self._keys) > self.size:
             self._keys.popitem(last=False)
-
-
-class RedisSeenUpdates:
-    """Every worker: update ids in Redis, expiring after a day."""
-
-    def __init__(self, redis: Any, prefix: str = "loyalty:update:") -> None:
-        self.redis, self.prefix = redis, prefix
-
-    async def seen(self, key: str) -> bool:
-        return bool(await self.redis.exists(self.prefix + key))
-
-    async def mark(self, key: str) -> None:
-        await self.redis.set(self.prefix + key, 1, ex=KEEP_SECONDS)
 
 
 class DropRedelivered(BaseMiddleware):

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramNotFound, TelegramUnauthorizedError
-from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.methods import SendMessage
 from aiogram.types import Message, Update
 from asyncpg import InvalidAuthorizationSpecificationError, InvalidCatalogNameError, InvalidPasswordError
@@ -16,7 +15,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bot.dedupe import MemorySeenUpdates, RedisSeenUpdates, SeenUpdates
+from bot.dedupe import MemorySeenUpdates
+from bot.gate import RedisGate
 from bot.heap import freeze_startup_heap
 from bot.services import Services, compose, set_command_menus
 from bot.session import response_model
@@ -131,39 +131,15 @@ async def build_services(settings: Settings) -> Services:
         if isinstance(exc, OSError | TimeoutError | DBAPIError | sqlite3.Error):
             raise database_problem(settings.database_url, exc) from exc
         raise
-    storage, isolation = make_fsm_storage(settings)
-    redis = getattr(storage, "redis", None)
-    # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; only a
-    # record shared in Redis (a restart between handling and acknowledging) or the webhook's redeliveries need it.
-    seen: SeenUpdates | None = (
-        RedisSeenUpdates(redis) if redis is not None else MemorySeenUpdates() if settings.webhook_url else None
-    )
-    return compose(
-        settings,
-        program,
-        sessions,
-        storage=storage,
-        events_isolation=isolation,
-        seen_updates=seen,
-        redis=redis,
-        engine=engine,
-    )
-
-
-def make_fsm_storage(settings: Settings) -> tuple[BaseStorage | None, BaseEventIsolation | None]:
-    """Conversation state in Redis when LOYALTY_REDIS_URL is set, so any worker can take any update; else in
-    memory (one process). None, None: the dispatcher's defaults."""
-    if not settings.redis_url:
-        return None, None
-    from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
-
-    # with_destiny: keys carry the FSM destiny, so scenes or a second FSM could never read each other's state.
-    storage = RedisStorage.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True))
-    # Isolation: a lock per chat and user across workers, so two updates of one conversation never interleave.
-    # A held lock is polled every 5 ms rather than redis-py's default 100 ms: a member's second tap would
-    # otherwise wait a tenth of a second for a handler that took ten milliseconds. It expires after 10 s rather
-    # than aiogram's 60: a worker killed mid-update leaves its locks behind, and its members wait that long.
-    return storage, storage.create_isolation(lock_kwargs={"timeout": 10, "sleep": 0.005})
+    if settings.redis_url:
+        # Conversation state, a lock per conversation and the record of handled updates in Redis, so that any
+        # worker can take any update.
+        gate = RedisGate.from_url(settings.redis_url)
+        return compose(settings, program, sessions, fsm=gate, redis=gate.redis, engine=engine)
+    # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; a webhook's
+    # redeliveries need the record.
+    seen = MemorySeenUpdates() if settings.webhook_url else None
+    return compose(settings, program, sessions, seen_updates=seen, engine=engine)
 
 
 async def run_polling(services: Services, *, handle_signals: bool = True, with_scheduler: bool = False) -> None:

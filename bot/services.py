@@ -12,8 +12,7 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -108,13 +107,14 @@ def compose(
     bot: Bot | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
-    storage: BaseStorage | None = None,
-    events_isolation: BaseEventIsolation | None = None,
+    fsm: FSMContextMiddleware | None = None,
     seen_updates: SeenUpdates | None = None,
     redis: Any | None = None,
     engine: AsyncEngine | None = None,
     i18n: I18n | None = None,
 ) -> Services:
+    """``fsm``: the FSM middleware in place of aiogram's in-memory one (``bot.gate.RedisGate`` on Redis, which also
+    skips handled updates); ``seen_updates``: the record of handled updates without Redis (a webhook)."""
     i18n = i18n or make_i18n()
     services = Services(
         settings=settings,
@@ -129,9 +129,7 @@ def compose(
         redis=redis,
         engine=engine,
     )
-    services.dispatcher = build_dispatcher(
-        services, storage=storage, events_isolation=events_isolation, seen_updates=seen_updates
-    )
+    services.dispatcher = build_dispatcher(services, fsm=fsm, seen_updates=seen_updates)
     return services
 
 
@@ -151,11 +149,13 @@ def make_bot(settings: Settings, token: str | None = None) -> Bot:
 def build_dispatcher(
     services: Services,
     *,
-    storage: BaseStorage | None = None,
-    events_isolation: BaseEventIsolation | None = None,
+    fsm: FSMContextMiddleware | None = None,
     seen_updates: SeenUpdates | None = None,
 ) -> Dispatcher:
-    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
+    dp = Dispatcher(disable_fsm=fsm is not None)
+    if fsm is not None:  # where aiogram's own would be: after its error and user-context layers, before ours
+        dp.fsm = fsm
+        dp.update.outer_middleware(fsm)
     dp.workflow_data.update(services.handler_data())
     # Metrics first: an update is counted, and its error seen, whatever the later middlewares do.
     dp.update.outer_middleware(UpdateMetrics())

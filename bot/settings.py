@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # With a webhook URL the bot is served Telegram's updates over HTTP instead of long polling.
     webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     webhook_secret: str | None = Field(default=None, pattern=_SECRET, validate_default=True)
+    # Updates one worker handles at once. Beyond it the webhook answers 503 at once and Telegram delivers the update
+    # again later, rather than every update in the worker waiting seconds for its share of the CPU.
+    max_updates_in_flight: int = Field(default=40, ge=1, le=10_000)
     # Bearer tokens for the purchases API (tills, online shops): comma-separated ``name:token`` (or bare tokens,
     # which share one scope); no token, no API access. Receipts and idempotency keys are scoped to the name.
     api_tokens: TokenScopes = Field(default_factory=dict)

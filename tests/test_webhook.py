@@ -14,11 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from bot.dedupe import MemorySeenUpdates
 from bot.services import compose
 from emulator import FakeTelegram
+from handlers import account
 from storage.models import LedgerEntry, Member, Purchase
 from tests.harness import CASHIER_ID, BotHarness
 from tests.test_http import deps_of
@@ -98,6 +100,56 @@ async def test_a_redelivered_update_changes_nothing(hook: TestClient, harness: B
     assert await _counts(harness) == state
     assert (await harness.member(1001)).points == points  # type: ignore[union-attr]
     assert len(harness.tg.calls) == sent, "nothing is said twice either"
+
+
+async def test_beyond_its_cap_a_worker_refuses_updates_at_once_and_handles_them_when_delivered_again(
+    harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.services = compose(
+        harness.services.settings,
+        harness.services.program,
+        harness.sessions,
+        harness.bot,
+        clock=harness.clock,
+        seen_updates=MemorySeenUpdates(),
+    )
+    harness.dp = harness.services.dispatcher
+    deps = deps_of(harness, webhook_url=URL, webhook_secret=SECRET, max_updates_in_flight=2)
+    async with TestClient(TestServer(make_http_app(deps, serve_updates=True))) as hook:
+        for uid, name in ((1001, "Ann"), (1002, "Ben"), (1003, "Cy")):
+            await hook.post(
+                "/tg/hook", json=harness.tg.message_update(harness.user(uid, name), "/start"), headers={HEADER: SECRET}
+            )
+        release = asyncio.Event()
+        real_summary = account.summary
+
+        async def slow_summary(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()  # the database is slow today
+            return await real_summary(*args, **kwargs)
+
+        monkeypatch.setattr(account, "summary", slow_summary)
+        held = [
+            asyncio.create_task(
+                hook.post(
+                    "/tg/hook",
+                    json=harness.tg.message_update(harness.user(uid, name), "/balance"),
+                    headers={HEADER: SECRET},
+                )
+            )
+            for uid, name in ((1001, "Ann"), (1002, "Ben"))
+        ]
+        await asyncio.sleep(0.2)
+        third = harness.tg.message_update(harness.user(1003, "Cy"), "/balance")
+        sent, refusals = len(harness.tg.calls), REGISTRY.get_sample_value("loyalty_webhook_refused_total") or 0
+        refused = await asyncio.wait_for(hook.post("/tg/hook", json=third, headers={HEADER: SECRET}), timeout=1)
+        assert refused.status == 503, "two in flight: the third is refused at once"
+        assert len(harness.tg.calls) == sent, "and nothing was done for it"
+        release.set()
+        assert [r.status for r in await asyncio.gather(*held)] == [200, 200]
+        calls_before = len(harness.tg.calls)
+        assert (await hook.post("/tg/hook", json=third, headers={HEADER: SECRET})).status == 200  # Telegram again
+        assert harness.texts(harness.tg.calls[calls_before:], 1003), "delivered again, it is handled"
+        assert REGISTRY.get_sample_value("loyalty_webhook_refused_total") == refusals + 1, "counted for /metrics"
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, generate_latest
 
 from loyalty.broadcasts import queued
 from storage.database import SessionFactory, ping
@@ -28,11 +28,37 @@ MAX_REQUEST = 1024 * 1024
 READY_TIMEOUT = 2.0
 
 BROADCAST_QUEUE = Gauge("loyalty_broadcast_queue_depth", "Broadcast deliveries waiting to be sent")
+IN_FLIGHT = Gauge("loyalty_updates_in_flight", "Webhook updates this worker is handling")
+REFUSED = Counter("loyalty_webhook_refused_total", "Webhook updates refused with 503: the worker was at its cap")
+# Telegram ignores it; a load balancer or another sender may not.
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 class WebhookHandler(SimpleRequestHandler):
-    """aiogram's webhook handler with a secret check that cannot fail: ``compare_digest`` raises on a header
-    with non-ASCII characters, which made a 500 (and Telegram's redelivery) out of a plain wrong secret."""
+    """aiogram's webhook handler with a cap on updates in flight and a secret check that cannot fail:
+    ``compare_digest`` raises on a header with non-ASCII characters, which made a 500 (and Telegram's redelivery)
+    out of a plain wrong secret.
+
+    Beyond the cap an update is refused before it costs anything (not even reading it): past capacity, updates
+    held in the worker only made every one of them late, for tens of seconds, until Telegram gave up on them.
+    Refused, it is delivered again later and handled then, once."""
+
+    def __init__(self, *args: Any, max_in_flight: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.in_flight >= self.max_in_flight:
+            REFUSED.inc()
+            return web.Response(status=503, text="busy, deliver again later", headers=RETRY_AFTER)
+        self.in_flight += 1
+        IN_FLIGHT.inc()
+        try:
+            return await super().handle(request)
+        finally:
+            self.in_flight -= 1
+            IN_FLIGHT.dec()
 
     def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
         if not self.secret_token:
@@ -111,6 +137,7 @@ def make_http_app(services: WebServices, *, serve_updates: bool) -> web.Applicat
                 services.bot,
                 handle_in_background=False,
                 secret_token=services.settings.webhook_secret,
+                max_in_flight=services.settings.max_updates_in_flight,
             ).register(app, path=path)
     return app
 

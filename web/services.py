@@ -24,6 +24,8 @@ class WebSettings(Protocol):
     def webhook_secret(self) -> str | None: ...
     @property
     def api_tokens(self) -> dict[str, str]: ...  # token -> scope name
+    @property
+    def max_updates_in_flight(self) -> int: ...
 
 
 class WebServices(Protocol):
