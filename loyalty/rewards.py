@@ -64,9 +64,24 @@ async def coupon_title(session: AsyncSession, coupon: Coupon, language: str) -> 
 
 
 async def sync_catalog(session: AsyncSession, program: Program) -> None:
-    """Create or update the program file's rewards; one removed from the file is disabled, not deleted."""
+    """Create or update the program file's rewards; one removed from the file is disabled, not deleted.
+
+    Workers started together on a fresh PostgreSQL database each find no rewards and each create them: all but
+    one fail on the unique key, try again, and then find the rows the first one made."""
+    try:
+        await _sync_catalog(session, program)
+    except IntegrityError:
+        await session.rollback()
+        await _sync_catalog(session, program)
+
+
+async def _existing_rewards(session: AsyncSession) -> dict[str, Reward]:
+    return {r.key: r for r in (await session.execute(select(Reward))).scalars()}
+
+
+async def _sync_catalog(session: AsyncSession, program: Program) -> None:
     await begin_write(session)
-    existing = {r.key: r for r in (await session.execute(select(Reward))).scalars()}
+    existing = await _existing_rewards(session)
     keys = set()
     for rule in program.rewards:
         keys.add(rule.key)

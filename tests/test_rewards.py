@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from loyalty import ledger
+from loyalty import ledger, rewards
 from loyalty.ledger import InsufficientPoints, Kind
 from loyalty.members import join
 from loyalty.program import Program, parse_program
@@ -189,6 +190,26 @@ async def test_catalog_follows_the_program_file(sessions: SessionFactory) -> Non
     assert active == {"latte": 120} and everything == {"latte", "mug"}
     async with sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Reward))).scalar_one() == 2
+
+
+async def test_workers_starting_together_on_a_fresh_database_both_sync_the_catalog(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sessions() as session:
+        await sync_catalog(session, PROGRAM)  # the first worker made the rewards
+    real = rewards._existing_rewards
+    reads: list[int] = []
+
+    async def read_before_the_first_committed(session: Any) -> dict[str, Reward]:
+        reads.append(1)
+        return {} if len(reads) == 1 else await real(session)
+
+    monkeypatch.setattr(rewards, "_existing_rewards", read_before_the_first_committed)
+    async with sessions() as session:
+        await sync_catalog(session, PROGRAM)  # the second read an empty catalog, and its inserts collide
+    assert len(reads) == 2, "it tried again"
+    async with sessions() as session:
+        assert sorted(r.key for r in await catalog(session)) == ["latte", "mug"]
 
 
 def test_coupon_codes_as_typed() -> None:
