@@ -15,7 +15,7 @@ from pathlib import Path
 PARTS: list[tuple[str, str]] = [
     ("secret check", r"verify_secret"),
     ("redelivery record", r"bot/dedupe\.py"),
-    ("conversation gate: record, lock, state in one round trip (bot.gate)", r"bot/gate\.py"),
+    ("conversation gate (bot.gate: record, lock, state)", r"bot/gate\.py"),
     (
         "event isolation (Redis lock)",
         r"redis/asyncio/lock\.py|RedisEventIsolation|fsm/storage/base\.py.*lock|isolation",

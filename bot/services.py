@@ -89,6 +89,7 @@ class Services:
             "broadcaster": self.broadcaster,
             "desk": support.Desk(self.settings.support_chat_id),
             "staff_chats": StaffChats(self.settings.support_chat_id, self.settings.admin_ids),
+            "card_photos": card.SentPhotos(),
         }
 
     async def close(self) -> None:

@@ -151,6 +151,21 @@ async def test_card_has_code_and_qr(harness: BotHarness) -> None:
     assert png.startswith(b"\x89PNG")
 
 
+async def test_a_card_shown_again_is_sent_by_its_file_id_not_uploaded_again(harness: BotHarness) -> None:
+    await _join(harness)
+    ann = harness.user(1001)
+    [first] = [c for c in await harness.send(ann, "/card") if c.method == "sendPhoto"]
+    assert first.files, "the first time the picture is uploaded"
+    uploaded = harness.tg.last_message(1001)["photo"][-1]["file_id"]
+    [again] = [c for c in await harness.send(ann, "/card") if c.method == "sendPhoto"]
+    assert again.params["photo"] == uploaded and not again.files
+    # Telegram forgot the file (say, the bot's files were reset): the card is uploaded again, not lost.
+    harness.tg.fail_next("sendPhoto", 400, "Bad Request: wrong file identifier/HTTP URL specified")
+    calls = [c for c in await harness.send(ann, "/card") if c.method == "sendPhoto"]
+    assert [bool(c.files) for c in calls] == [False, True]
+    assert harness.tg.last_message(1001)["caption"].startswith("💳")
+
+
 async def test_menu_buttons_work_in_any_language(harness: BotHarness) -> None:
     await _join(harness)
     ann = harness.user(1001)
