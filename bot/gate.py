@@ -30,6 +30,7 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.memory import DisabledEventIsolation
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import TelegramObject, Update
+from redis.exceptions import RedisError
 
 from bot.dedupe import KEEP_SECONDS
 
@@ -133,8 +134,15 @@ class RedisGate(FSMContextMiddleware):
                 handled = True
                 return result
             finally:
-                # An update whose handler raised stays unmarked: Telegram's redelivery gets a second chance.
-                await self._leave(keys=[lock, record], args=[token, KEEP_SECONDS, int(handled)])
+                await self._give_back(lock, record, token, handled)
+
+    async def _give_back(self, lock: str, record: str, token: str, handled: bool) -> None:
+        """An update whose handler raised stays unmarked: Telegram's redelivery gets a second chance. If Redis
+        fails here the update was still handled and is answered so: its lock expires by itself."""
+        try:
+            await self._leave(keys=[lock, record], args=[token, KEEP_SECONDS, int(handled)])
+        except (RedisError, OSError) as exc:
+            log.warning("could not give back %s or mark the update handled: %s", lock, exc)
 
     @staticmethod
     def _skipped(event: Update) -> Any:

@@ -14,6 +14,7 @@ import pytest
 from aiogram import Dispatcher
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.gate import LONGEST_PAUSE, RedisGate
 from bot.services import compose
@@ -174,4 +175,23 @@ async def test_an_update_whose_handler_failed_is_not_marked_and_gives_its_lock_b
     await harness.feed(update)
     assert not await redis.exists(f"loyalty:update:{harness.bot.id}:{update['update_id']}")
     assert not await redis.exists(_lock_key(ANN))
+    await _close(dp)
+
+
+async def test_an_update_handled_while_redis_failed_to_take_its_lock_back_is_still_answered(
+    harness: BotHarness, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dp, _ = _worker(harness)
+    harness.dp = dp
+    ann = harness.user(ANN, "Ann")
+    await harness.send(ann, "/start")
+    gate = dp.fsm
+    assert isinstance(gate, RedisGate)
+
+    async def redis_went_away(*args: Any, **kwargs: Any) -> Any:
+        raise RedisConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(gate, "_leave", redis_went_away)
+    calls = await harness.send(ann, "/balance")  # raises nothing: the member has her answer
+    assert "points" in harness.texts(calls, ANN)[-1]
     await _close(dp)
