@@ -22,7 +22,6 @@ from loyalty.punchcards import progress_of
 from notifications.texts import card_lines
 from storage.database import DbSession
 
-
 log = logging.getLogger(__name__)
 KEEP_PHOTOS = 4096
 
@@ -53,7 +52,6 @@ class SentPhotos:
 
     def forget(self, bot: Bot, code: str) -> None:
         self._ids.pop((bot.id, code), None)
-
 
 
 async def show_card(
