@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 from aiogram import Bot, Router
 from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
-from aiogram.types import BufferedInputFile, FSInputFile, InputMediaPhoto, Message
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    FSInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    Message,
+)
 from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
@@ -73,11 +82,17 @@ def card(board: Dashboard, program: Program) -> str:
         _("👥 Members: {total} (+{new} new) · active {active} ({rate})").format(
             total=m.total, new=m.new, active=m.active, rate=_percent(m.engagement_rate)
         ),
-        _("🔁 Retention {retention} · repeat purchase {repeat} · loyal {loyal} · churn {churn}").format(
-            retention=_percent(c.retention_rate),
+        _("🔁 Retention {retention} (of 12-month customers) · churn {churn}").format(
+            retention=_percent(c.retention_rate), churn=_percent(c.churn_rate)
+        ),
+        _(
+            "🛍 Customers in the last 12 months: {customers} · repeat purchase {repeat} · loyal {loyal} · "
+            "repeat within the period {period_repeat}"
+        ).format(
+            customers=c.customers,
             repeat=_percent(c.repeat_rate),
             loyal=_percent(c.loyal_rate),
-            churn=_percent(c.churn_rate),
+            period_repeat=_percent(c.period_repeat_rate),
         ),
         _("⭐ NPS {score} (promoters {promoters} · passives {passives} · detractors {detractors})").format(
             score="—" if nps.score is None else f"{nps.score:+.0f}",
@@ -91,10 +106,12 @@ def card(board: Dashboard, program: Program) -> str:
             s.ratings,
         ).format(csat=_percent(s.csat), ratings=s.ratings, wait=_duration(s.median_first_response)),
         _(
-            "🪙 Points: earned {earned} · redeemed {redeemed} ({rate}) · expired {expired} · "
-            "outstanding {outstanding} ({value})"
+            "🪙 Points: from purchases {purchases} · bonuses {bonuses} · adjustments {adjusted} · "
+            "redeemed {redeemed} ({rate}) · expired {expired} · outstanding {outstanding} ({value})"
         ).format(
-            earned=p.earned,
+            purchases=p.purchases,
+            bonuses=p.bonuses,
+            adjusted=f"{p.adjusted:+d}" if p.adjusted else "0",
             redeemed=p.redeemed,
             rate=_percent(p.redemption_rate),
             expired=p.expired,
@@ -133,6 +150,64 @@ def card(board: Dashboard, program: Program) -> str:
                 )
             )
     return "\n".join(lines)
+
+
+class StatsLegend(CallbackData, prefix="statlegend"):
+    pass
+
+
+def legend() -> str:
+    """What each figure of the card means, in the words of the articles merchants learn them from."""
+    return "\n\n".join(
+        [
+            _("<b>What these figures mean</b>"),
+            _(
+                "👥 <b>Members</b>: members at the period's end; erased members count in no figure. <b>New</b>: "
+                "joined in the period. <b>Active</b>: bought (a purchase not refunded in full, dated by when it "
+                "happened), redeemed points, completed their profile, shared content or referred a friend in the "
+                "period. The rate: active ÷ members."
+            ),
+            _(
+                "🔁 <b>Retention</b> (CRR): (customers at the end − new customers) ÷ customers at the start. A "
+                "customer is a member with a purchase in the 12 months before that moment, whatever the period: over "
+                "a short period retention reads high next to churn. <b>Churn</b>: buyers of the previous period of "
+                "the same length who bought nothing in this one."
+            ),
+            _(
+                "🛍 <b>Repeat purchase rate</b>: customers who bought more than once in the 12 months to the "
+                "period's end ÷ customers who bought in them. <b>Loyal</b>: more than 4 purchases in those 12 "
+                "months ÷ the same customers. <b>Repeat within the period</b>: buyers in the period who bought more "
+                "than once in it."
+            ),
+            _(
+                "⭐ <b>NPS</b>: % promoters (9–10) − % detractors (0–6); each member counts once, with their latest "
+                "answer in the period. 💬 <b>CSAT</b>: support ratings of 4 or 5 ÷ all ratings."
+            ),
+            _(
+                "🪙 <b>Points from purchases</b>: earned by purchases made in the period, less what their refunds "
+                "took back. <b>Bonuses</b> (welcome, referral, shared content, profile, birthday, win-back, VIP), "
+                "<b>adjustments</b> by staff, <b>redeemed</b> and <b>expired</b>: by when they were booked. The "
+                "redemption rate: redeemed ÷ (purchases + bonuses). <b>Outstanding</b>: all balances now, valued "
+                "at the program's point value."
+            ),
+            _(
+                "Purchases are dated by when they happened (a till's own time, an import's dates), not by when "
+                "they reached us."
+            ),
+        ]
+    )
+
+
+def _legend_button() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=_("ℹ️ What these mean"), callback_data=StatsLegend().pack())]]
+    )
+
+
+async def show_legend(query: CallbackQuery) -> None:
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(legend())
 
 
 def _labels() -> charts.Labels:
@@ -208,7 +283,7 @@ async def stats(
         text += "\n\n" + _("Figures as of {time}.").format(
             time=when(board.period.end, program.tz, get_i18n().current_locale)
         )
-    await message.answer(text)
+    await message.answer(text, reply_markup=_legend_button())
     images = await asyncio.to_thread(_charts, board, program, i18n)
     await message.answer_media_group(
         [InputMediaPhoto(media=BufferedInputFile(png, filename=name)) for name, png in images]
@@ -228,5 +303,6 @@ async def export_data(message: Message, session: DbSession, program: Program) ->
 def router() -> Router:
     router = Router(name="stats")
     router.message.register(stats, Command("stats"), HasPermission(Permission.VIEW_REPORTS))
+    router.callback_query.register(show_legend, StatsLegend.filter(), HasPermission(Permission.VIEW_REPORTS))
     router.message.register(export_data, Command("export"), HasPermission(Permission.EXPORT_DATA))
     return router

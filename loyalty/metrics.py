@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
-from sqlalchemy import and_, case, distinct, exists, func, or_, select, text
+from sqlalchemy import and_, case, distinct, exists, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -55,7 +55,10 @@ def nps_of(scores: Iterable[int]) -> Nps:
 
 # --------------------------------------------------------------------------- periods
 
-ACTIVITY_KINDS = (Kind.PURCHASE, Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL)  # what a member did
+# What a member did besides buying (a purchase counts by when it happened, from the purchases themselves).
+ACTIVITY_KINDS = (Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL)
+# Points given rather than earned by buying; adjustments by staff are a line of their own.
+BONUS_KINDS = (Kind.WELCOME, Kind.REFERRAL, Kind.SHARE, Kind.PROFILE, Kind.BIRTHDAY, Kind.WINBACK, Kind.VIP)
 CUSTOMER_WINDOW = timedelta(days=365)  # a customer: a member with a purchase in the last 12 months
 LOYAL_PURCHASES = 4  # loyal: more than this many purchases in the last 12 months
 PERIOD_RE = re.compile(r"^(?P<count>[1-9][0-9]{0,3})(?P<unit>[dm])$")
@@ -147,9 +150,12 @@ def _share(part: int, whole: int) -> float | None:
 
 @dataclass(frozen=True)
 class Members:
+    """Members at the period's end (joined before it, not erased by then), and of those, the ones who joined in
+    it and the ones who did something in it. Erased members count in none of the three."""
+
     total: int
     new: int
-    active: int  # earned or redeemed in the period by their own doing
+    active: int  # bought (a purchase not refunded in full, by when it happened), redeemed, shared or referred
 
     @property
     def engagement_rate(self) -> float | None:
@@ -157,51 +163,61 @@ class Members:
 
 
 async def members(session: AsyncSession, period: Period) -> Members:
-    total, new = (
+    start, end = period.start, period.end
+    bought = select(col(Purchase.member_id)).where(_between(col(Purchase.occurred_at), start, end), _valid())
+    did = select(col(LedgerEntry.member_id)).where(
+        _between(col(LedgerEntry.created_at), start, end), col(LedgerEntry.kind).in_(ACTIVITY_KINDS)
+    )
+    total, new, active = (
         await session.execute(
             select(
-                func.count().filter(_member_at(period.end)),
-                func.count().filter(_between(col(Member.joined_at), period.start, period.end)),
-            ).select_from(Member)
+                func.count(),
+                func.count().filter(_between(col(Member.joined_at), start, end)),
+                func.count().filter(or_(col(Member.id).in_(bought), col(Member.id).in_(did))),
+            )
+            .select_from(Member)
+            .where(_member_at(end))
         )
     ).one()
-    active = (
-        await session.execute(
-            select(func.count(distinct(col(LedgerEntry.member_id)))).where(
-                _between(col(LedgerEntry.created_at), period.start, period.end),
-                col(LedgerEntry.kind).in_(ACTIVITY_KINDS),
-            )
-        )
-    ).scalar_one()
     return Members(int(total), int(new), int(active))
 
 
 @dataclass(frozen=True)
 class Customers:
-    """Purchase behaviour. A customer at a moment: a member with a purchase in the 12 months before it."""
+    """Purchase behaviour, by when purchases happened; a purchase refunded in full counts nowhere. A customer at a
+    moment: a member with a purchase in the 12 months before it."""
 
     at_start: int
     at_end: int
     new: int  # customers at the end who were not customers at the start (first-timers and returning ones)
     buyers: int  # members with a purchase in the period
     repeat_buyers: int  # ... with two or more
-    loyal: int  # members with more than four purchases in the 12 months before the end
-    members: int  # members at the end, for the loyal share
+    customers: int  # members still members at the end (not erased) with a purchase in the 12 months before it
+    repeat_customers: int  # ... with more than one
+    loyal: int  # ... with more than four
     previous_buyers: int  # members with a purchase in the previous period
     churned: int  # ... and none in this one
 
     @property
     def retention_rate(self) -> float | None:
-        """(customers at end − new customers) / customers at start, as merchants learn it."""
+        """(customers at end − new customers) / customers at start, as merchants learn it. Customers are the
+        12-month ones whatever the period, so over a short period it reads high beside churn."""
         return _share(self.at_end - self.new, self.at_start)
 
     @property
     def repeat_rate(self) -> float | None:
+        """Customers who bought more than once in the 12 months to the period's end, of those who bought."""
+        return _share(self.repeat_customers, self.customers)
+
+    @property
+    def period_repeat_rate(self) -> float | None:
+        """Buyers in the period who bought more than once in it."""
         return _share(self.repeat_buyers, self.buyers)
 
     @property
     def loyal_rate(self) -> float | None:
-        return _share(self.loyal, self.members)
+        """Customers who bought more than four times in the 12 months to the period's end, of those who bought."""
+        return _share(self.loyal, self.customers)
 
     @property
     def churn_rate(self) -> float | None:
@@ -224,12 +240,15 @@ async def customers(session: AsyncSession, period: Period) -> Customers:
             func.sum(case((_between(at, start, end), 1), else_=0)).label("in_period"),
             func.sum(case((_between(at, end - CUSTOMER_WINDOW, end), 1), else_=0)).label("last_year"),
             flag(_between(at, previous, start)).label("before"),
+            flag(or_(col(Member.erased_at).is_(None), col(Member.erased_at) >= end)).label("present"),
         )
+        .join(Member, col(Member.id) == col(Purchase.member_id))
         .where(_between(at, earliest, end), _valid())
         .group_by(col(Purchase.member_id))
         .subquery()
     )
     c = per_member.c
+    customer = and_(c.present == 1, c.last_year >= 1)
     row = (
         await session.execute(
             select(
@@ -238,24 +257,40 @@ async def customers(session: AsyncSession, period: Period) -> Customers:
                 func.count().filter(c.at_end == 1, c.at_start == 0),
                 func.count().filter(c.in_period >= 1),
                 func.count().filter(c.in_period >= 2),
-                func.count().filter(c.last_year > LOYAL_PURCHASES),
+                func.count().filter(customer),
+                func.count().filter(customer, c.last_year > 1),
+                func.count().filter(customer, c.last_year > LOYAL_PURCHASES),
                 func.count().filter(c.before == 1),
                 func.count().filter(c.before == 1, c.in_period == 0),
             )
         )
     ).one()
-    total = (await session.execute(select(func.count()).select_from(Member).where(_member_at(end)))).scalar_one()
-    at_start, at_end, new, buyers, repeat, loyal, before, churned = (int(v) for v in row)
-    return Customers(at_start, at_end, new, buyers, repeat, loyal, int(total), before, churned)
+    return Customers(*(int(v) for v in row))
+
+
+def _latest_answers(*where: Any, bucket: Any = None) -> Any:
+    """(score, bucket): each respondent's latest answer among the surveys ``where`` selects (in each ``bucket``,
+    if given): a member answering three times is one voice, as NPS is counted."""
+    bucket = bucket if bucket is not None else literal(0)
+    order = func.row_number().over(
+        partition_by=(col(Survey.member_id), bucket), order_by=(col(Survey.scored_at).desc(), col(Survey.id).desc())
+    )
+    answers = (
+        select(col(Survey.score).label("score"), bucket.label("bucket"), order.label("n"))
+        .where(col(Survey.score).is_not(None), *where)
+        .subquery()
+    )
+    return select(answers.c.score, answers.c.bucket).where(answers.c.n == 1)
 
 
 async def nps(session: AsyncSession, since: datetime | None = None, until: datetime | None = None) -> Nps:
-    statement = select(col(Survey.score)).where(col(Survey.score).is_not(None))
+    where = []
     if since is not None:
-        statement = statement.where(col(Survey.scored_at) >= since)
+        where.append(col(Survey.scored_at) >= since)
     if until is not None:
-        statement = statement.where(col(Survey.scored_at) < until)
-    return nps_of(value for value in (await session.execute(statement)).scalars() if value is not None)
+        where.append(col(Survey.scored_at) < until)
+    rows = (await session.execute(_latest_answers(*where))).all()
+    return nps_of(int(score) for score, _ in rows if score is not None)
 
 
 @dataclass(frozen=True)
@@ -298,10 +333,18 @@ async def support(session: AsyncSession, period: Period) -> Support:
 
 @dataclass(frozen=True)
 class Points:
-    earned: int
+    """Purchase points by when the purchase happened, net of its refunds; the rest by when it was booked."""
+
+    purchases: int  # earned by purchases made in the period, less what their refunds took back
+    bonuses: int  # welcome, referral, shared content, profile, birthday, win-back and VIP points
+    adjusted: int  # staff adjustments, up and down
     redeemed: int
     expired: int
     outstanding: int  # the merchant's liability now
+
+    @property
+    def earned(self) -> int:
+        return self.purchases + self.bonuses
 
     @property
     def redemption_rate(self) -> float | None:
@@ -315,10 +358,20 @@ class Points:
 async def points(session: AsyncSession, period: Period) -> Points:
     points_ = col(LedgerEntry.points)
     kind = col(LedgerEntry.kind)
-    earned, redeemed, expired = (
+    # What refunds took back is the purchase's points times the share refunded, rounded down as refunds do.
+    taken_back = col(Purchase.points) * col(Purchase.refunded_minor) // col(Purchase.amount_minor)
+    purchases = (
+        await session.execute(
+            select(func.coalesce(func.sum(col(Purchase.points) - taken_back), 0)).where(
+                _between(col(Purchase.occurred_at), period.start, period.end), col(Purchase.amount_minor) > 0
+            )
+        )
+    ).scalar_one()
+    bonuses, adjusted, redeemed, expired = (
         await session.execute(
             select(
-                func.coalesce(func.sum(points_).filter(points_ > 0), 0),
+                func.coalesce(func.sum(points_).filter(kind.in_(BONUS_KINDS)), 0),
+                func.coalesce(func.sum(points_).filter(kind == Kind.ADJUST), 0),
                 func.coalesce(-func.sum(points_).filter(kind == Kind.SPEND), 0),
                 func.coalesce(-func.sum(points_).filter(kind == Kind.EXPIRE), 0),
             ).where(_between(col(LedgerEntry.created_at), period.start, period.end))
@@ -327,7 +380,7 @@ async def points(session: AsyncSession, period: Period) -> Points:
     outstanding = (
         await session.execute(select(func.coalesce(func.sum(col(Member.points)), 0)).where(col(Member.points) > 0))
     ).scalar_one()
-    return Points(int(earned), int(redeemed), int(expired), int(outstanding))
+    return Points(int(purchases), int(bonuses), int(adjusted), int(redeemed), int(expired), int(outstanding))
 
 
 @dataclass(frozen=True)
@@ -533,16 +586,12 @@ async def trend(session: AsyncSession, period: Period, tz: ZoneInfo) -> Trend:
     joined = await counts(col(Member.joined_at))
     purchases = await counts(col(Purchase.occurred_at), _valid())
     buyers = await counts(col(Purchase.occurred_at), _valid(), what=func.count(distinct(col(Purchase.member_id))))
-    index = _bucket_index(col(Survey.scored_at), edges).label("bucket")
-    score_rows = (
-        await session.execute(
-            select(index, col(Survey.score)).where(
-                col(Survey.score).is_not(None), _between(col(Survey.scored_at), period.start, period.end)
-            )
-        )
-    ).all()
+    # Each respondent once in each bucket: their latest answer in it.
+    answers = _latest_answers(
+        _between(col(Survey.scored_at), period.start, period.end), bucket=_bucket_index(col(Survey.scored_at), edges)
+    )
     scores: list[list[int]] = [[] for _ in edges]
-    for bucket, score in score_rows:
+    for score, bucket in (await session.execute(answers)).all():
         if 0 <= bucket < size and score is not None:
             scores[bucket].append(int(score))
     return Trend(edges, joined, purchases, buyers, [nps_of(s).score for s in scores])

@@ -78,7 +78,11 @@ def _fill(data: Data, seed: int = 7) -> None:
             if at >= NOW:
                 continue
             amount = rng.randint(500, 9000)
-            refunded = rng.choice([0, 0, 0, 0, amount, amount // 2])
+            refunded = rng.choice([0, 0, 0, 0, amount, amount // 2, amount // 3])
+            # One in five came in later than it happened: an import, a till that synced late.
+            recorded = (
+                min(NOW - timedelta(minutes=1), at + timedelta(days=rng.randint(1, 400))) if rng.random() < 0.2 else at
+            )
             data.purchases.append(
                 Purchase(
                     member_id=member.id,
@@ -89,20 +93,31 @@ def _fill(data: Data, seed: int = 7) -> None:
                     currency="CNY",
                     points=amount // 100,
                     occurred_at=at,
-                    created_at=at,
+                    created_at=recorded,
                 )
             )
             data.ledger.append(
-                LedgerEntry(member_id=member.id, kind="purchase", points=amount // 100, remaining=0, created_at=at)
+                LedgerEntry(
+                    member_id=member.id, kind="purchase", points=amount // 100, remaining=0, created_at=recorded
+                )
             )
-        for kind, sign in (("spend", -1), ("expire", -1), ("welcome", 1), ("adjust", 1), ("share", 1)):
+        for kind, sign in (
+            ("spend", -1),
+            ("expire", -1),
+            ("welcome", 1),
+            ("adjust", 1),
+            ("adjust", -1),
+            ("share", 1),
+            ("birthday", 1),
+            ("refund", -1),
+        ):
             if rng.random() < 0.3:
                 at = NOW - timedelta(days=rng.randint(0, 400))
                 data.ledger.append(
                     LedgerEntry(member_id=member.id, kind=kind, points=sign * rng.randint(1, 300), created_at=at)
                 )
-        if rng.random() < 0.4:
-            at = NOW - timedelta(days=rng.randint(0, 200))
+        for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):  # some members answer the survey after several purchases
+            at = NOW - timedelta(days=rng.randint(0, 200), minutes=rng.randint(0, 1440))
             data.surveys.append(Survey(member_id=member.id, sent_at=at, score=rng.randint(0, 10), scored_at=at))
         if rng.random() < 0.3:
             opened = NOW - timedelta(days=rng.randint(0, 200))
@@ -175,11 +190,13 @@ async def test_member_and_customer_figures(sessions: SessionFactory, data: Data,
         got = await metrics.customers(session, period)
 
     alive = [m for m in data.members if m.joined_at < end and (m.erased_at is None or m.erased_at >= end)]
+    present = {m.id for m in alive}
     assert got_members.total == len(alive)
-    assert got_members.new == sum(1 for m in data.members if _in(m.joined_at, start, end))
-    did = {"purchase", "spend", "share", "profile", "referral"}
+    assert got_members.new == sum(1 for m in alive if _in(m.joined_at, start, end))
+    did = {"spend", "share", "profile", "referral"}
     active = {e.member_id for e in data.ledger if e.kind in did and _in(e.created_at, start, end)}
-    assert got_members.active == len(active)
+    active |= {p.member_id for p in data.purchases if _valid(p) and _in(p.occurred_at, start, end)}
+    assert got_members.active == len(active & present)
 
     bought: dict[int, list[datetime]] = defaultdict(list)
     for p in data.purchases:
@@ -191,8 +208,11 @@ async def test_member_and_customer_figures(sessions: SessionFactory, data: Data,
     in_period = {m: sum(1 for t in times if _in(t, start, end)) for m, times in bought.items()}
     assert got.buyers == sum(1 for n in in_period.values() if n >= 1)
     assert got.repeat_buyers == sum(1 for n in in_period.values() if n >= 2)
-    assert got.loyal == sum(1 for times in bought.values() if sum(1 for t in times if _in(t, end - YEAR, end)) > 4)
-    assert got.members == len(alive)
+    last_year = {m: sum(1 for t in times if _in(t, end - YEAR, end)) for m, times in bought.items() if m in present}
+    assert got.customers == sum(1 for n in last_year.values() if n >= 1)
+    assert got.repeat_customers == sum(1 for n in last_year.values() if n > 1)
+    assert got.loyal == sum(1 for n in last_year.values() if n > 4)
+    assert got.loyal_rate == got.loyal / got.customers and got.repeat_rate == got.repeat_customers / got.customers
     previous = {m for m, times in bought.items() if any(_in(t, start - period.length, start) for t in times)}
     assert got.previous_buyers == len(previous)
     assert got.churned == sum(1 for m in previous if in_period.get(m, 0) == 0)
@@ -209,7 +229,14 @@ async def test_nps_support_points_and_tiers(sessions: SessionFactory, data: Data
         tiers = await metrics.by_tier(session, period)
         distribution = await metrics.tier_distribution(session)
 
-    scores = [s.score for s in data.surveys if s.score is not None and _in(s.scored_at, start, end)]
+    latest: dict[int, Survey] = {}
+    for survey in data.surveys:
+        if survey.score is not None and _in(survey.scored_at, start, end):
+            seen = latest.get(survey.member_id)
+            if seen is None or (survey.scored_at, survey.id or 0) > (seen.scored_at, seen.id or 0):
+                latest[survey.member_id] = survey
+    scores = [s.score for s in latest.values() if s.score is not None]
+    assert len(scores) < sum(1 for s in data.surveys if _in(s.scored_at, start, end)), "some answered twice"
     assert (nps.promoters, nps.passives, nps.detractors) == (
         sum(1 for s in scores if s >= 9),
         sum(1 for s in scores if 7 <= s <= 8),
@@ -230,7 +257,15 @@ async def test_nps_support_points_and_tiers(sessions: SessionFactory, data: Data
         assert support.median_first_response is None
 
     entries = [e for e in data.ledger if _in(e.created_at, start, end)]
-    assert points.earned == sum(e.points for e in entries if e.points > 0)
+    assert points.purchases == sum(
+        p.points - p.points * p.refunded_minor // p.amount_minor
+        for p in data.purchases
+        if _in(p.occurred_at, start, end)
+    )
+    bonus_kinds = {"welcome", "referral", "share", "profile", "birthday", "winback", "vip"}
+    assert points.bonuses == sum(e.points for e in entries if e.kind in bonus_kinds)
+    assert points.adjusted == sum(e.points for e in entries if e.kind == "adjust")
+    assert points.earned == points.purchases + points.bonuses
     assert points.redeemed == -sum(e.points for e in entries if e.kind == "spend")
     assert points.expired == -sum(e.points for e in entries if e.kind == "expire")
     assert points.outstanding == sum(m.points for m in data.members if m.points > 0)
@@ -326,6 +361,13 @@ async def test_trend_and_cohorts(sessions: SessionFactory, data: Data, period: P
     assert trend.new_members == joined and trend.purchases == purchases
     assert trend.buyers == [len(b) for b in buyers]
     assert sum(purchases) > 0
+    latest: list[dict[int, Survey]] = [{} for _ in edges]
+    for survey in data.surveys:
+        if survey.scored_at is not None and (i := where(survey.scored_at)) is not None:
+            seen = latest[i].get(survey.member_id)
+            if seen is None or (survey.scored_at, survey.id or 0) > (seen.scored_at, seen.id or 0):
+                latest[i][survey.member_id] = survey
+    assert trend.nps == [metrics.nps_of(s.score or 0 for s in bucket.values()).score for bucket in latest]
 
     # Cohorts by join month, in Shanghai time.
     def month_of(moment: datetime) -> tuple[int, int]:
@@ -405,3 +447,103 @@ def test_periods() -> None:
     assert 13 <= len(weeks) <= 14
     months = buckets(Period("12m", now - YEAR, now), SHANGHAI)
     assert len(months) == 13 and months[-1][0] == datetime(2026, 3, 1, tzinfo=SHANGHAI)
+
+
+async def _members(sessions: SessionFactory, count: int, joined: datetime = NOW - 2 * YEAR) -> list[Member]:
+    async with sessions() as session:
+        await begin_write(session)
+        made = [
+            Member(telegram_id=80_000 + i, chat_id=80_000 + i, code=f"S{i:05d}", joined_at=joined) for i in range(count)
+        ]
+        session.add_all(made)
+        await session.commit()
+        return made
+
+
+async def _add(sessions: SessionFactory, *rows: object) -> None:
+    async with sessions() as session:
+        await begin_write(session)
+        session.add_all(rows)
+        await session.commit()
+
+
+def _purchase(member: Member, n: int, at: datetime, *, refunded: int = 0, recorded: datetime | None = None) -> Purchase:
+    return Purchase(
+        member_id=member.id or 0,
+        source="receipt",
+        external_id=f"S{member.id}-{n}",
+        amount_minor=1000,
+        refunded_minor=refunded,
+        currency="CNY",
+        points=10,
+        occurred_at=at,
+        created_at=recorded or at,
+    )
+
+
+async def test_a_purchase_refunded_in_full_leaves_the_member_inactive(sessions: SessionFactory) -> None:
+    ann, ben = await _members(sessions, 2)
+    week_ago = NOW - timedelta(days=7)
+    await _add(
+        sessions,
+        _purchase(ann, 1, week_ago, refunded=1000),
+        LedgerEntry(member_id=ann.id or 0, kind="purchase", points=10, created_at=week_ago),
+        LedgerEntry(member_id=ann.id or 0, kind="refund", points=-10, created_at=week_ago),
+        _purchase(ben, 1, week_ago, refunded=500),  # half refunded: still a purchase
+    )
+    async with sessions() as session:
+        figures = await metrics.members(session, PERIODS[0])
+        points = await metrics.points(session, PERIODS[0])
+    assert (figures.total, figures.active) == (2, 1)
+    assert points.purchases == 5, "Ann's purchase earned nothing in the end; Ben kept half of his 10"
+
+
+async def test_a_member_answering_the_survey_three_times_counts_once(sessions: SessionFactory) -> None:
+    ann, ben = await _members(sessions, 2)
+    await _add(
+        sessions,
+        *(
+            Survey(member_id=ann.id or 0, sent_at=NOW - timedelta(days=d), score=10, scored_at=NOW - timedelta(days=d))
+            for d in (20, 10, 5)
+        ),
+        Survey(member_id=ben.id or 0, sent_at=NOW - timedelta(days=3), score=2, scored_at=NOW - timedelta(days=3)),
+    )
+    async with sessions() as session:
+        score = await metrics.nps(session, NOW - timedelta(days=30), NOW)
+        trend = await metrics.trend(session, PERIODS[0], SHANGHAI)
+    # One promoter and one detractor: 0, where counting every answer made it (3 − 1) / 4 = +50.
+    assert (score.promoters, score.detractors, score.score) == (1, 1, 0)
+    assert sum(1 for value in trend.nps if value is not None) == 4  # each answer on its own day
+
+
+async def test_a_year_of_purchases_imported_today_lands_where_it_happened(sessions: SessionFactory) -> None:
+    [ann] = await _members(sessions, 1)
+    today = NOW - timedelta(hours=1)
+    bought = [NOW - timedelta(days=30 * k + 45) for k in range(12)]  # monthly, the last six weeks ago
+    await _add(
+        sessions,
+        *(_purchase(ann, k, at, recorded=today) for k, at in enumerate(bought)),
+        *(LedgerEntry(member_id=ann.id or 0, kind="purchase", points=10, created_at=today) for _ in bought),
+    )
+    async with sessions() as session:
+        month = await metrics.members(session, PERIODS[0])
+        month_points = await metrics.points(session, PERIODS[0])
+        quarter = await metrics.points(session, PERIODS[1])
+        year = await metrics.customers(session, PERIODS[2])
+    assert month.active == 0 and month_points.purchases == 0, "nothing was bought in the last 30 days"
+    assert quarter.purchases == 20  # the purchases of 45 and 75 days ago
+    assert year.customers == 1 and year.repeat_customers == 1 and year.loyal == 1
+
+
+async def test_the_loyal_rate_counts_only_customers(sessions: SessionFactory) -> None:
+    members = await _members(sessions, 10)  # ten members; four of them buy
+    rows: list[object] = []
+    for i, member in enumerate(members[:4]):
+        times = 6 if i == 0 else 2 if i == 1 else 1  # one loyal, one repeat, two once
+        rows += [_purchase(member, k, NOW - timedelta(days=10 + 30 * k)) for k in range(times)]
+    await _add(sessions, *rows)
+    async with sessions() as session:
+        figures = await metrics.customers(session, PERIODS[0])
+    assert figures.customers == 4 and figures.loyal_rate == pytest.approx(1 / 4), "not 1 of all 10 members"
+    assert figures.repeat_rate == pytest.approx(2 / 4)
+    assert figures.period_repeat_rate == 0, "in the last 30 days nobody bought twice"

@@ -26,18 +26,27 @@ async def _shop(harness: BotHarness) -> None:
     harness.clock.advance(minutes=5)  # figures are asked for a little later
 
 
+def _card_id(harness: BotHarness) -> int:
+    """The /stats card (the charts come after it)."""
+    return next(m["message_id"] for m in reversed(harness.tg.messages(ADMIN_ID)) if m.get("reply_markup"))
+
+
 async def test_stats_card_and_charts(harness: BotHarness) -> None:
     await _shop(harness)
     admin = harness.user(ADMIN_ID, "Boss")
     calls = await harness.send(admin, "/stats 7d")
     [card] = [c.params["text"] for c in calls if c.method == "sendMessage"]
     assert "👥 Members: 3 (+3 new) · active 3 (100%)" in card
-    assert "repeat purchase 33%" in card  # one of three buyers bought twice
-    assert "🪙 Points: earned " in card and "outstanding " in card
+    assert "repeat purchase 33%" in card  # one of three customers bought twice
+    assert "🛍 Customers in the last 12 months: 3" in card and "repeat within the period 33%" in card
+    assert "🪙 Points: from purchases " in card and "bonuses 150" in card and "outstanding " in card
     [album] = [c for c in calls if c.method == "sendMediaGroup"]
     media = album.params["media"]
     assert len(media) == 4 and all(item["type"] == "photo" for item in media)
     assert len(album.files) == 4 and all(data.startswith(PNG) for data in album.files.values())
+    [legend] = harness.texts(await harness.press(admin, "ℹ️ What these mean", message_id=_card_id(harness)), ADMIN_ID)
+    assert "each member counts once, with their latest answer" in legend
+    assert "over a short period retention reads high next to churn" in legend
     harness.tg.assert_clean()
 
 
@@ -47,6 +56,8 @@ async def test_stats_in_chinese(harness: BotHarness) -> None:
     calls = await harness.send(admin, "/stats")
     [card] = [c.params["text"] for c in calls if c.method == "sendMessage"]
     assert "👥 会员：3（新增 3）" in card and "留存率" in card
+    [legend] = harness.texts(await harness.press(admin, "ℹ️ 这些数字的含义", message_id=_card_id(harness)), ADMIN_ID)
+    assert "净推荐值" in legend and "每位会员只计一次" in legend
     harness.tg.assert_clean()
 
 
@@ -108,7 +119,7 @@ async def test_report_in_the_terminal(harness: BotHarness, database_url: str) ->
     code, out, err = await report("--period", "120m", "--format", "json")
     assert code == 0, err
     figures = {(f["section"], f["figure"]): f["value"] for f in json.loads(out)["figures"]}
-    assert figures[("members", "total")] == 3 and figures[("customers", "repeat purchase rate")] == "33.3%"
+    assert figures[("members", "total")] == 3 and figures[("customers", "repeat purchase rate (12 months)")] == "33.3%"
     code, out, _ = await report("--format", "csv", "--period", "120m")
     assert code == 0 and "members,total,3" in out
     code, out, _ = await report("--period", "120m")

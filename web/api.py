@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from loyalty.program import Program
 from loyalty.purchases import (
     API_SCOPE,
     CATEGORY_RE,
+    CLOCK_SKEW,
     MAX_ITEMS,
     RECEIPT_RE,
     AmountError,
@@ -46,6 +47,7 @@ from storage.models import LedgerEntry, Member, Purchase
 from web.services import SERVICES, WebServices
 
 log = logging.getLogger(__name__)
+MINUTE = timedelta(minutes=1)
 
 API_REQUESTS = Counter(
     "loyalty_api_requests_total", "Purchases API requests, by operation and status", ["operation", "status"]
@@ -100,7 +102,11 @@ class PurchaseIn(_Model):
     external_id: str | None = Field(
         default=None, pattern=_ID, description="The receipt's id: the purchase's idempotency key"
     )
-    occurred_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset")
+    occurred_at: AwareDatetime | None = Field(
+        default=None,
+        description=f"when the purchase happened, ISO 8601 with a UTC offset: at most {CLOCK_SKEW // MINUTE} minutes "
+        "ahead of the bot's clock (a till's clock may run fast) and at most [api] backdate_days back",
+    )
 
 
 class MemberRef(_Model):
@@ -284,7 +290,9 @@ def _checked(body: PurchaseIn, program: Program, now: datetime) -> PurchaseInput
         if error.amount is not None:
             raise _amount_error(error.amount) from error
         if error.problem is InputProblem.IN_FUTURE:
-            raise ApiError(422, "occurred_in_future", "occurred_at is in the future") from error
+            raise ApiError(
+                422, "occurred_in_future", f"occurred_at is more than {CLOCK_SKEW // MINUTE} minutes ahead of our clock"
+            ) from error
         if error.problem is InputProblem.TOO_OLD:
             days = program.api.backdate_days
             raise ApiError(422, "occurred_too_long_ago", f"occurred_at is more than {days} days ago") from error
