@@ -297,7 +297,21 @@ async def test_a_crash_mid_broadcast_loses_nothing_and_sends_nothing_twice(harne
     assert final["unknown"] == crashed["sending"] and final["pending"] == final["sending"] == 0
     assert final["sent"] + final["unknown"] == len(MEMBERS)
     counts = {tid: len(_received(harness, tid)) for tid in MEMBERS}
-    assert set(counts.values()) == {1}, counts  # nobody skipped, nobody twice
+    async with harness.sessions() as session:
+        unknown = set(
+            (
+                await session.execute(
+                    select(col(Member.telegram_id))
+                    .join(Delivery, col(Delivery.member_id) == col(Member.id))
+                    .where(col(Delivery.status) == "unknown")
+                )
+            ).scalars()
+        )
+    assert max(counts.values()) == 1, counts  # nobody twice
+    # Nobody skipped either, but for the unknown: a send cut off in flight may or may not have reached its member
+    # (on a busy machine the crash can fall after its row was marked and before its request went out), which is
+    # why they are reported as unknown, with a button to resend them.
+    assert all(n == 1 for tid, n in counts.items() if tid not in unknown), (counts, unknown)
     report = harness.tg.messages(ADMIN_ID)[-1]["text"]
     assert f"Unknown (interrupted while sending, not resent): {final['unknown']}" in report
 
