@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import F, Router
-from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, ngettext
@@ -15,7 +14,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
-from handlers.filters import IsMember, MenuButton
+from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import BALANCE, HISTORY
 from handlers.ui import edit_or_keep
 from loyalty.account import EXPIRY_HORIZON_DAYS, HistoryPage, history, summary
@@ -34,14 +33,22 @@ KIND_LABELS: dict[str, LazyProxy] = {
     Kind.ADJUST: __("Adjustment"),
     Kind.SPEND: __("Redeemed"),
     Kind.EXPIRE: __("Expired"),
+    Kind.REFUND: __("Refund"),
+    Kind.REFERRAL: __("Referral bonus"),
+    Kind.SHARE: __("Shared content approved"),
+    Kind.PROFILE: __("Profile completed"),
+    Kind.BIRTHDAY: __("Birthday gift"),
+    Kind.WINBACK: __("Welcome-back bonus"),
+    Kind.VIP: __("VIP monthly gift"),
 }
+REFUND_REASON = "refund "  # loyalty.refunds writes "refund <receipt>"
 
 
 class HistoryCallback(CallbackData, prefix="hist"):
     page: RowId
 
 
-BALANCE_TRIGGERS = (Command("balance"), MenuButton(BALANCE))
+BALANCE_TRIGGERS = (slash("balance"), MenuButton(BALANCE))
 
 
 async def show_balance(
@@ -130,9 +137,13 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
 
 
 def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
-    label = str(KIND_LABELS.get(entry.kind, entry.kind))
-    if entry.reason and entry.kind == Kind.ADJUST:
-        label += f" ({html.escape(entry.reason)})"
+    label = str(KIND_LABELS.get(entry.kind) or _("Other"))
+    if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
+        label = _("Refund of receipt {receipt}").format(receipt=html.escape(entry.reason[len(REFUND_REASON) :]))
+    elif entry.kind == Kind.REFERRAL and entry.points < 0:
+        label = _("Referral bonus taken back (the friend's purchase was refunded)")
+    elif entry.reason and entry.kind in (Kind.ADJUST, Kind.SPEND):  # the staff's reason; the reward's title
+        label = _("{label} ({detail})").format(label=label, detail=html.escape(entry.reason))
     return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
 
 
@@ -162,7 +173,7 @@ def router() -> Router:
     router.callback_query.filter(IsMember())
     for trigger in BALANCE_TRIGGERS:
         router.message.register(show_balance, trigger)
-    router.message.register(show_history, Command("history"))
+    router.message.register(show_history, slash("history"))
     router.message.register(show_history, MenuButton(HISTORY))
     router.callback_query.register(page_history, HistoryCallback.filter(F.page >= 0))
     return router

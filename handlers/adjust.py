@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from handlers.filters import HasPermission
+from handlers.filters import HasPermission, slash
 from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
@@ -83,5 +83,5 @@ async def adjust_points(
 
 def router() -> Router:
     router = Router(name="adjust")
-    router.message.register(adjust_points, Command("adjust"), HasPermission(Permission.ADJUST_POINTS))
+    router.message.register(adjust_points, slash("adjust"), HasPermission(Permission.ADJUST_POINTS))
     return router

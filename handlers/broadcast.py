@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Any
 
 from aiogram import Bot, Router
-from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -19,7 +18,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import HasPermission, IsMember, NotCommand
+from handlers.filters import HasPermission, IsMember, NotCommand, slash
 from handlers.language import NAMES
 from handlers.menu import refuse_button
 from handlers.ui import drop_keyboard
@@ -434,8 +433,8 @@ def router() -> Router:
     admins = Router(name="broadcast-admin")
     admins.message.filter(HasPermission(Permission.BROADCAST))
     admins.callback_query.filter(HasPermission(Permission.BROADCAST))
-    admins.message.register(start, Command("broadcast"))
-    admins.message.register(list_broadcasts, Command("broadcasts"))
+    admins.message.register(start, slash("broadcast"))
+    admins.message.register(list_broadcasts, slash("broadcasts"))
     admins.callback_query.register(compose_action, ComposeAction.filter())
     admins.callback_query.register(control, BroadcastControl.filter())
     admins.callback_query.register(resend_unknown, ResendUnknown.filter())

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import HasPermission
+from handlers.filters import HasPermission, slash
 from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_campaigns, start_campaign
 from loyalty.numbers import is_whole, whole
 from loyalty.program import Program
@@ -102,5 +102,5 @@ async def _add(
 
 def router() -> Router:
     router = Router(name="campaign")
-    router.message.register(campaign, Command("campaign"), HasPermission(Permission.MANAGE_REWARDS))
+    router.message.register(campaign, slash("campaign"), HasPermission(Permission.MANAGE_REWARDS))
     return router

@@ -10,11 +10,10 @@ from functools import lru_cache
 import segno
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import IsMember, MenuButton
+from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import CARD
 from loyalty.members import MemberView
 from loyalty.program import Program
@@ -86,6 +85,6 @@ async def show_card(
 def router() -> Router:
     router = Router(name="card")
     router.message.filter(IsMember())
-    router.message.register(show_card, Command("card"))
+    router.message.register(show_card, slash("card"))
     router.message.register(show_card, MenuButton(CARD))
     return router

@@ -8,14 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, Router
-from aiogram.filters import Command, Filter
+from aiogram.filters import Filter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import IsMember, MenuButton, NotCommand
+from handlers.filters import IsMember, MenuButton, NotCommand, slash
 from handlers.menu import FEEDBACK
 from handlers.support import Csat, Desk, content_kind, relay_to_staff
 from handlers.ui import drop_keyboard
@@ -117,7 +117,7 @@ def router() -> Router:
     router = Router(name="feedback")
     router.message.filter(IsMember())
     router.callback_query.filter(IsMember())
-    router.message.register(start_feedback, Command("feedback"))
+    router.message.register(start_feedback, slash("feedback"))
     router.message.register(start_feedback, MenuButton(FEEDBACK))
     router.callback_query.register(rate, Csat.filter())
     return router

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiogram.filters import Filter
+from aiogram.filters import Command, Filter
 from aiogram.types import Message, TelegramObject
 from aiogram.utils.i18n import I18n
 
 from loyalty.roles import Permission, Role, can
+
+
+def slash(*names: str) -> Command:
+    """A command as people type it: a phone capitalises the first letter (/Balance), a group adds the bot's name
+    (/balance@our_bot, checked against ours)."""
+    return Command(*names, ignore_case=True)
 
 
 class HasPermission(Filter):

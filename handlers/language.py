@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import set_chat_menu
-from handlers.filters import IsMember, MenuButton
+from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import LANGUAGE, main_menu
 from handlers.ui import drop_keyboard
 from loyalty.members import LANGUAGES, MemberView, set_language
@@ -66,7 +65,7 @@ def router() -> Router:
     router = Router(name="language")
     router.message.filter(IsMember())
     router.callback_query.filter(IsMember())
-    router.message.register(choose_language, Command("language"))
+    router.message.register(choose_language, slash("language"))
     router.message.register(choose_language, MenuButton(LANGUAGE))
     router.callback_query.register(set_member_language, LanguageCallback.filter(F.code.in_(LANGUAGES)))
     router.callback_query.register(unknown_language, LanguageCallback.filter())

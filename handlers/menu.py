@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardM
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import command_names, commands_for
-from handlers.filters import MenuButton, SlashCommand
+from handlers.filters import MenuButton, SlashCommand, slash
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Role
@@ -101,9 +101,9 @@ async def anything_else(message: Message, member: MemberView | None) -> None:
 
 def router() -> Router:
     router = Router(name="menu")
-    router.message.register(help_command, Command("help"))
+    router.message.register(help_command, slash("help"))
     router.message.register(help_command, MenuButton(HELP))
-    router.message.register(cancel, Command("cancel"))
+    router.message.register(cancel, slash("cancel"))
     return router
 
 

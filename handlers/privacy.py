@@ -9,7 +9,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from aiogram import Bot, Router
-from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BufferedInputFile,
@@ -22,7 +21,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import IsMember, MenuButton
+from handlers.filters import IsMember, MenuButton, slash
 from handlers.language import choose_language
 from handlers.menu import SETTINGS
 from handlers.ui import drop_keyboard, edit_or_keep
@@ -164,10 +163,10 @@ def router() -> Router:
     router = Router(name="privacy")
     router.message.filter(IsMember())
     router.callback_query.filter(IsMember())
-    router.message.register(show_settings, Command("settings"))
+    router.message.register(show_settings, slash("settings"))
     router.message.register(show_settings, MenuButton(SETTINGS))
-    router.message.register(my_data, Command("mydata"))
-    router.message.register(delete_me, Command("deleteme"))
+    router.message.register(my_data, slash("mydata"))
+    router.message.register(delete_me, slash("deleteme"))
     router.callback_query.register(settings_action, SettingsAction.filter())
     router.callback_query.register(erase, EraseAction.filter())
     return router

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from aiogram import Bot, Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -24,7 +24,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand
+from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand, slash
 from handlers.menu import PROFILE, main_menu
 from handlers.ui import edit_or_keep
 from loyalty import profile
@@ -291,11 +291,11 @@ async def set_birthday_by_staff(
 
 def router() -> Router:
     router = Router(name="profile")
-    router.message.register(set_birthday_by_staff, Command("setbirthday"), HasPermission(Permission.EDIT_PROFILE))
+    router.message.register(set_birthday_by_staff, slash("setbirthday"), HasPermission(Permission.EDIT_PROFILE))
     members = Router(name="profile-members")
     members.message.filter(IsMember())
     members.callback_query.filter(IsMember())
-    members.message.register(show_profile, Command("profile"))
+    members.message.register(show_profile, slash("profile"))
     members.message.register(show_profile, MenuButton(PROFILE))
     members.message.register(receive_contact, HasContent("contact"))
     members.message.register(not_now, MenuButton(N_("Not now")))

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Bot, Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import HasPermission
+from handlers.filters import HasPermission, slash
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.purchases import (
@@ -165,5 +165,5 @@ def _already_recorded(result: PurchaseResult, receipt: str | None, program: Prog
 
 def router() -> Router:
     router = Router(name="purchase")
-    router.message.register(purchase, Command("purchase"), HasPermission(Permission.RECORD_PURCHASE))
+    router.message.register(purchase, slash("purchase"), HasPermission(Permission.RECORD_PURCHASE))
     return router

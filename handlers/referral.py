@@ -8,13 +8,12 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 from aiogram import Bot, Router
-from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import IsMember, MenuButton
+from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import INVITE
 from handlers.staff import StaffChats, ask_staff, close_review, refuse_non_moderator
 from loyalty import referrals
@@ -215,7 +214,7 @@ def _decision_name(review: str | None) -> str:
 def router() -> Router:
     router = Router(name="referral")
     router.message.filter(IsMember())
-    router.message.register(refer, Command("refer"))
+    router.message.register(refer, slash("refer"))
     router.message.register(refer, MenuButton(INVITE))
     return router
 

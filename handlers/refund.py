@@ -10,14 +10,14 @@ from decimal import Decimal
 from typing import Annotated
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 
-from handlers.filters import HasPermission
+from handlers.filters import HasPermission, slash
 from handlers.purchase import amount_problem
 from handlers.ui import edit_or_keep
 from loyalty.numbers import MAX_ID, RowId
@@ -165,6 +165,6 @@ async def _refund(
 
 def router() -> Router:
     router = Router(name="refund")
-    router.message.register(refund_purchase, Command("refund"), HasPermission(Permission.RECORD_PURCHASE))
+    router.message.register(refund_purchase, slash("refund"), HasPermission(Permission.RECORD_PURCHASE))
     router.callback_query.register(pick_purchase, RefundPick.filter(), HasPermission(Permission.RECORD_PURCHASE))
     return router

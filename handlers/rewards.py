@@ -10,14 +10,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.card import qr_png
-from handlers.filters import HasPermission, IsMember, MenuButton
+from handlers.filters import HasPermission, IsMember, MenuButton, slash
 from handlers.menu import REWARDS
 from handlers.ui import drop_keyboard, edit_or_keep
 from loyalty.ledger import InsufficientPoints
@@ -337,11 +337,11 @@ async def _add(message: Message, session: DbSession, program: Program, words: li
 
 def router() -> Router:
     router = Router(name="rewards")
-    router.message.register(redeem_coupon, Command("redeem"), HasPermission(Permission.REDEEM_COUPON))
-    router.message.register(manage_rewards, Command("reward"), HasPermission(Permission.MANAGE_REWARDS))
-    router.message.register(list_rewards, Command("rewards"), IsMember())
+    router.message.register(redeem_coupon, slash("redeem"), HasPermission(Permission.REDEEM_COUPON))
+    router.message.register(manage_rewards, slash("reward"), HasPermission(Permission.MANAGE_REWARDS))
+    router.message.register(list_rewards, slash("rewards"), IsMember())
     router.message.register(list_rewards, MenuButton(REWARDS), IsMember())
-    router.message.register(list_coupons, Command("coupons"), IsMember())
+    router.message.register(list_coupons, slash("coupons"), IsMember())
     router.callback_query.register(pick_reward, RewardCallback.filter(F.action == RewardStep.PICK), IsMember())
     router.callback_query.register(confirm_reward, RewardCallback.filter(F.action == RewardStep.CONFIRM), IsMember())
     router.callback_query.register(cancel_reward, RewardCallback.filter(F.action == RewardStep.CANCEL), IsMember())

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Bot, Router
-from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -15,7 +14,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import IsMember, MenuButton, NotCommand
+from handlers.filters import IsMember, MenuButton, NotCommand, slash
 from handlers.menu import SHARE
 from handlers.staff import StaffChats, ask_staff, close_review, refuse_non_moderator
 from loyalty import sharing
@@ -276,7 +275,7 @@ def router() -> Router:
     router = Router(name="sharing")
     router.message.filter(IsMember())
     router.callback_query.filter(IsMember())
-    router.message.register(share, Command("share"))
+    router.message.register(share, slash("share"))
     router.message.register(share, MenuButton(SHARE))
     router.callback_query.register(choose_kind, ShareKind.filter())
     return router

@@ -115,5 +115,5 @@ def _referral_note(result: JoinResult, program: Program) -> str:
 
 def router() -> Router:
     router = Router(name="start")
-    router.message.register(start, CommandStart())
+    router.message.register(start, CommandStart(ignore_case=True))
     return router

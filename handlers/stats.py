@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiogram import Bot, Router
 from aiogram.enums import ChatAction
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BufferedInputFile,
@@ -27,7 +27,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import HasPermission
+from handlers.filters import HasPermission, slash
 from loyalty import metrics
 from loyalty.exports import export_all
 from loyalty.metrics import Dashboard, Period, parse_period
@@ -302,7 +302,7 @@ async def export_data(message: Message, session: DbSession, program: Program) ->
 
 def router() -> Router:
     router = Router(name="stats")
-    router.message.register(stats, Command("stats"), HasPermission(Permission.VIEW_REPORTS))
+    router.message.register(stats, slash("stats"), HasPermission(Permission.VIEW_REPORTS))
     router.callback_query.register(show_legend, StatsLegend.filter(), HasPermission(Permission.VIEW_REPORTS))
-    router.message.register(export_data, Command("export"), HasPermission(Permission.EXPORT_DATA))
+    router.message.register(export_data, slash("export"), HasPermission(Permission.EXPORT_DATA))
     return router

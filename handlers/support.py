@@ -25,13 +25,13 @@ from enum import StrEnum
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command, CommandObject, Filter
+from aiogram.filters import CommandObject, Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import HasPermission, NotCommand
+from handlers.filters import HasPermission, NotCommand, slash
 from loyalty import feedback
 from loyalty.numbers import RowId, whole
 from loyalty.privacy import can_message
@@ -388,7 +388,7 @@ def staff_chat_router() -> Router:
     """Messages in the support chat: answers and /close from support roles; everyone else is ignored."""
     router = Router(name="support-chat")
     router.message.filter(InStaffChat(), HasPermission(Permission.ANSWER_FEEDBACK))
-    router.message.register(close_here, Command("close"))
+    router.message.register(close_here, slash("close"))
     router.message.register(staff_answers, NotCommand())
     return router
 
@@ -397,7 +397,7 @@ def router() -> Router:
     """The private-chat inbox for support users (the only way to answer when there is no support chat)."""
     router = Router(name="support-inbox")
     router.message.filter(HasPermission(Permission.ANSWER_FEEDBACK))
-    router.message.register(inbox, Command("inbox"))
-    router.message.register(reply_command, Command("reply"))
-    router.message.register(close_command, Command("close"))
+    router.message.register(inbox, slash("inbox"))
+    router.message.register(reply_command, slash("reply"))
+    router.message.register(close_command, slash("close"))
     return router

@@ -10,12 +10,12 @@ from datetime import datetime
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Message, PreCheckoutQuery
 from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.filters import HasContent, HasPermission, IsMember
+from handlers.filters import HasContent, HasPermission, IsMember, slash
 from loyalty import vip
 from loyalty.members import MemberView, find_member
 from loyalty.program import Program, VipRules
@@ -287,9 +287,9 @@ async def refund_vip(
 
 def router() -> Router:
     router = Router(name="vip")
-    router.message.register(show_vip, Command("vip"), IsMember())
-    router.message.register(pay_support, Command("paysupport"))
-    router.message.register(refund_vip, Command("vip_refund"), HasPermission(Permission.REFUND_PAYMENTS))
+    router.message.register(show_vip, slash("vip"), IsMember())
+    router.message.register(pay_support, slash("paysupport"))
+    router.message.register(refund_vip, slash("vip_refund"), HasPermission(Permission.REFUND_PAYMENTS))
     router.message.register(successful_payment, HasContent("successful_payment"))
     router.message.register(refunded_payment, HasContent("refunded_payment"))
     router.pre_checkout_query.register(pre_checkout)

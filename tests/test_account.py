@@ -133,6 +133,47 @@ async def test_history_pages_with_buttons(harness: BotHarness) -> None:
         assert all("something went wrong" not in (c.params.get("text") or "") for c in calls)
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "en",
+            ["Refund of receipt R-1", "Referral bonus", "Shared content approved", "Birthday gift", "Redeemed (Latte)"],
+        ),
+        ("zh-hans", ["收据 R-1 退款", "推荐奖励", "分享内容已通过", "生日礼物", "已兑换（Latte）"]),
+        ("zh-hant", ["收據 R-1 退款", "推薦獎勵", "分享內容已通過", "生日禮物", "已兌換（Latte）"]),
+    ],
+)
+async def test_history_says_what_each_entry_was_in_the_members_language(
+    harness: BotHarness, language: str, expected: list[str]
+) -> None:
+    member = await _join(harness, language=language)
+    assert member.id is not None
+    now = harness.clock()
+    async with harness.sessions() as session:
+        for kind, points, reason in [
+            (Kind.REFUND, -10, "refund R-1"),
+            (Kind.REFERRAL, 100, None),
+            (Kind.REFERRAL, -100, "referral refunded"),
+            (Kind.SHARE, 30, None),
+            (Kind.PROFILE, 20, None),
+            (Kind.BIRTHDAY, 50, None),
+            (Kind.WINBACK, 40, None),
+            (Kind.VIP, 60, None),
+            (Kind.SPEND, -5, "Latte"),
+        ]:
+            if points > 0:
+                await ledger.credit(session, member.id, points, kind=kind, now=now, expires_at=None, reason=reason)
+            else:
+                await ledger.debit(session, member.id, -points, kind=kind, now=now, reason=reason)
+        await session.commit()
+    [text] = harness.texts(await harness.send(harness.user(1001, language_code=language), "/history"))
+    for phrase in expected:
+        assert phrase in text, phrase
+    for raw in ("· refund", "· referral", "· share", "· profile", "· birthday", "· winback", "· vip", "· spend"):
+        assert raw not in text, raw
+
+
 async def test_history_when_empty(harness: BotHarness) -> None:
     from loyalty.program import Program
 

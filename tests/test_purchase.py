@@ -38,6 +38,23 @@ async def test_cashier_records_a_purchase_by_any_member_reference(harness: BotHa
     assert await _points(harness) == 86
 
 
+@pytest.mark.parametrize(
+    "typed", ["/Purchase", "/PURCHASE", "/purchase@loyalty_test_bot", "/Purchase@Loyalty_Test_Bot"]
+)
+async def test_a_command_capitalised_by_a_phone_or_naming_the_bot_still_works(harness: BotHarness, typed: str) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"{typed} {member.code} 10 coffee")
+    assert "+10 points" in harness.texts(calls, CASHIER_ID)[0]
+    [balance] = harness.texts(await harness.send(harness.user(1001, "Ann"), "/Balance"), 1001)
+    assert "<b>60</b> points" in balance
+
+
+async def test_a_command_for_another_bot_is_not_ours(harness: BotHarness) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase@other_bot {member.code} 10 coffee")
+    assert await _count(harness, Purchase) == 0 and not any("Recorded" in t for t in harness.texts(calls))
+
+
 async def test_members_cannot_record_purchases_and_learn_nothing(harness: BotHarness) -> None:
     member = await _join(harness)
     stranger = harness.user(5555, "Eve")
