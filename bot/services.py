@@ -25,6 +25,7 @@ from bot.settings import Settings
 from handlers import (
     account,
     adjust,
+    audit,
     broadcast,
     campaign,
     card,
@@ -177,6 +178,7 @@ def build_dispatcher(
         purchase.router(),
         refund.router(),
         adjust.router(),
+        audit.router(),
         rewards.router(),
         vip.router(),
         campaign.router(),

@@ -13,8 +13,10 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
+from handlers.audit import own_account_refused
 from handlers.filters import HasPermission, slash
 from loyalty.account import MAX_ADJUSTMENT, adjust
+from loyalty.audit import OwnAccount
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
 from loyalty.program import Program
@@ -60,6 +62,9 @@ async def adjust_points(
             key=f"adjust:{message.chat.id}:{message.message_id}",
             now=clock(),
         )
+    except OwnAccount:
+        await message.answer(own_account_refused())
+        return
     except InsufficientPoints as short:
         await message.answer(
             ngettext(

@@ -43,6 +43,7 @@ _SUPPORT = [
 ]
 _ADMIN = [
     ("adjust", __("Add or remove a member's points")),
+    ("audit", __("What staff did to points, newest first")),
     ("reward", __("Add, list or disable rewards")),
     ("campaign", __("Start, list or end a points campaign")),
     ("broadcast", __("Send a promotion to members")),

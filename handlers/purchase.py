@@ -13,7 +13,9 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
+from handlers.audit import own_account_refused
 from handlers.filters import HasPermission, slash
+from loyalty.audit import OwnAccount
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.purchases import (
@@ -110,18 +112,22 @@ async def purchase(
     # Without a receipt the Telegram message itself is the key, so a redelivered update awards nothing twice.
     source, external_id = ("receipt", receipt) if receipt else ("telegram", f"{message.chat.id}:{message.message_id}")
     assert member.id is not None
-    result = await record_purchase(
-        session,
-        program,
-        member_id=member.id,
-        amount=given.amount,
-        source=source,
-        external_id=external_id,
-        now=clock(),
-        category=given.category,
-        items=given.items,
-        recorded_by=message.from_user.id if message.from_user else None,
-    )
+    try:
+        result = await record_purchase(
+            session,
+            program,
+            member_id=member.id,
+            amount=given.amount,
+            source=source,
+            external_id=external_id,
+            now=clock(),
+            category=given.category,
+            items=given.items,
+            recorded_by=message.from_user.id if message.from_user else None,
+        )
+    except OwnAccount:
+        await message.answer(own_account_refused())
+        return
     if not result.created:
         await message.answer(_already_recorded(result, receipt, program, locale))
         return

@@ -17,9 +17,11 @@ from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 
+from handlers.audit import own_account_refused
 from handlers.filters import HasPermission, slash
 from handlers.purchase import amount_problem
 from handlers.ui import edit_or_keep
+from loyalty.audit import OwnAccount
 from loyalty.numbers import MAX_ID, RowId
 from loyalty.program import Program
 from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, parse_amount, to_minor
@@ -143,6 +145,8 @@ async def _refund(
         result = await refund(
             session, program, purchase_id=purchase_id, amount=amount, actor_id=actor, key=key, now=now
         )
+    except OwnAccount:
+        return own_account_refused()
     except RefundRefused as refused:
         if refused.problem is RefundProblem.UNKNOWN:
             return _("No purchase with receipt {receipt}.").format(receipt=receipt)

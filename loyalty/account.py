@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from loyalty.audit import refuse_own_account
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key, open_lot
 from loyalty.members import Column
 from loyalty.program import Program
@@ -198,6 +199,12 @@ async def adjust(
         member = await session.get(Member, done.member_id)
         assert member is not None
         return Adjustment(done, member.points, created=False)
+    target = await session.get(Member, member_id)
+    if target is None:
+        raise LookupError(member_id)
+    await refuse_own_account(
+        session, actor_id=actor_id, member=target, action="adjust", detail=f"{delta:+d} {reason}", now=now
+    )
     try:
         if delta > 0:
             entry, new_balance = await credit(

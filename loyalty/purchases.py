@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty import referrals, vip, winback
+from loyalty.audit import refuse_own_account
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program, TierLevel
@@ -187,6 +188,9 @@ async def record_purchase(
     member = await session.get(Member, member_id)
     if member is None:
         raise LookupError(member_id)
+    await refuse_own_account(
+        session, actor_id=recorded_by, member=member, action="purchase", detail=f"{amount} {external_id}", now=now
+    )
     occurred = occurred_at or now
     # VIP as of recording: a till may send a purchase late, but VIP counts for what is earned now.
     multiplier = vip.earn_multiplier(program, tier_multiplier(program, member.tier), member.vip_until, now)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty import referrals
+from loyalty.audit import refuse_own_account
 from loyalty.ledger import claw_back
 from loyalty.program import Program
 from loyalty.punchcards import unstamp
@@ -85,6 +86,11 @@ async def refund(
     if purchase is None or purchase.id is None:
         raise RefundRefused(RefundProblem.UNKNOWN)
     receipt = purchase.external_id
+    owner = await session.get(Member, purchase.member_id)
+    if owner is not None:
+        await refuse_own_account(
+            session, actor_id=actor_id, member=owner, action="refund", detail=f"{receipt} {amount or 'all'}", now=now
+        )
     left = purchase.amount_minor - purchase.refunded_minor
     if left <= 0:
         raise RefundRefused(RefundProblem.NOTHING_LEFT)

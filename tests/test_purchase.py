@@ -201,3 +201,35 @@ async def test_digits_of_other_scripts_are_refused(harness: BotHarness, command:
     assert harness.texts(calls, ADMIN_ID) == [reply]
     assert await _points(harness) == 50
     assert await _count(harness, Purchase) == 0
+
+
+async def test_staff_cannot_record_purchases_refunds_or_adjustments_on_their_own_account(harness: BotHarness) -> None:
+    friend = await _join(harness)
+    cashier = harness.user(CASHIER_ID, "Cass")
+    await harness.send(cashier, "/start")  # the cashier is a member too
+    admin = harness.user(ADMIN_ID, "Boss")
+    await harness.send(admin, "/start")
+    # The friend's purchase, refunded by the cashier: fine. The cashier's own: refused.
+    await harness.send(cashier, f"/purchase {friend.code} 10 coffee R-FRIEND")
+    own = harness.texts(await harness.send(cashier, f"/purchase {CASHIER_ID} 500 coffee R-OWN"), CASHIER_ID)
+    assert own == [
+        "That is your own member account: a colleague has to do this for you. Nothing was changed, and the "
+        "attempt is in the audit log."
+    ]
+    assert await _points(harness, CASHIER_ID) == 50 and await _count(harness, Purchase) == 1
+    await harness.send(admin, f"/purchase {CASHIER_ID} 20 coffee R-CASS")  # a colleague records it
+    refused = harness.texts(await harness.send(cashier, "/refund R-CASS"), CASHIER_ID)
+    assert refused and refused[0].startswith("That is your own member account")
+    assert await _points(harness, CASHIER_ID) == 70
+    adjusted = harness.texts(await harness.send(admin, f"/adjust {ADMIN_ID} +1000 bonus for me"), ADMIN_ID)
+    assert adjusted[0].startswith("That is your own member account") and await _points(harness, ADMIN_ID) == 50
+    async with harness.sessions() as session:
+        actions = [a for (a,) in (await session.execute(select(AuditLog.action).order_by(AuditLog.id))).all()]
+    assert actions == ["own_purchase", "own_refund", "own_adjust"]
+    [log] = harness.texts(await harness.send(admin, "/audit"), ADMIN_ID)
+    assert log.count("refused, own account") == 3 and f"{CASHIER_ID}" in log and "R-OWN" in log
+
+
+async def test_the_audit_log_is_for_admins(harness: BotHarness) -> None:
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), "/audit")
+    assert harness.texts(calls) == ["Sorry, that command is only for the shop's staff."]
