@@ -162,24 +162,42 @@ class Members:
         return _share(self.active, self.total)
 
 
+def _gone_by(end: datetime) -> Any:
+    """Members erased before ``end``: few, so the figures count everyone, then take them off by index lookups."""
+    return and_(col(Member.erased_at).is_not(None), col(Member.erased_at) < end)
+
+
 async def members(session: AsyncSession, period: Period) -> Members:
     start, end = period.start, period.end
-    bought = select(col(Purchase.member_id)).where(_between(col(Purchase.occurred_at), start, end), _valid())
-    did = select(col(LedgerEntry.member_id)).where(
+    bought = select(col(Purchase.member_id).label("member_id")).where(
+        _between(col(Purchase.occurred_at), start, end), _valid()
+    )
+    did = select(col(LedgerEntry.member_id).label("member_id")).where(
         _between(col(LedgerEntry.created_at), start, end), col(LedgerEntry.kind).in_(ACTIVITY_KINDS)
     )
-    total, new, active = (
+    total, new = (
         await session.execute(
-            select(
-                func.count(),
-                func.count().filter(_between(col(Member.joined_at), start, end)),
-                func.count().filter(or_(col(Member.id).in_(bought), col(Member.id).in_(did))),
-            )
+            select(func.count(), func.count().filter(col(Member.joined_at) >= start))
             .select_from(Member)
             .where(_member_at(end))
         )
     ).one()
-    return Members(int(total), int(new), int(active))
+    anyone = (await session.execute(select(func.count()).select_from(bought.union(did).subquery()))).scalar_one()
+    # An erased member's activity before they left: counted above, taken off here.
+    gone = (
+        await session.execute(
+            select(func.count())
+            .select_from(Member)
+            .where(
+                _gone_by(end),
+                or_(
+                    exists(bought.where(col(Purchase.member_id) == col(Member.id))),
+                    exists(did.where(col(LedgerEntry.member_id) == col(Member.id))),
+                ),
+            )
+        )
+    ).scalar_one()
+    return Members(int(total), int(new), int(anyone) - int(gone))
 
 
 @dataclass(frozen=True)
@@ -225,7 +243,8 @@ class Customers:
 
 
 async def customers(session: AsyncSession, period: Period) -> Customers:
-    """One pass over the purchases of the window every figure needs, one row per member, then sums."""
+    """One pass over the purchases of the window every figure needs, one row per member, then sums; the 12-month
+    customer figures then leave out members erased by the end (a second, small pass over theirs)."""
     start, end, previous = period.start, period.end, period.previous.start
     earliest = min(start - CUSTOMER_WINDOW, previous)
     at = col(Purchase.occurred_at)
@@ -233,22 +252,28 @@ async def customers(session: AsyncSession, period: Period) -> Customers:
     def flag(condition: Any) -> Any:
         return func.max(case((condition, 1), else_=0))
 
-    per_member = (
-        select(
-            flag(_between(at, start - CUSTOMER_WINDOW, start)).label("at_start"),
-            flag(_between(at, end - CUSTOMER_WINDOW, end)).label("at_end"),
-            func.sum(case((_between(at, start, end), 1), else_=0)).label("in_period"),
-            func.sum(case((_between(at, end - CUSTOMER_WINDOW, end), 1), else_=0)).label("last_year"),
-            flag(_between(at, previous, start)).label("before"),
-            flag(or_(col(Member.erased_at).is_(None), col(Member.erased_at) >= end)).label("present"),
+    def per_member(*where: Any) -> Any:
+        return (
+            select(
+                flag(_between(at, start - CUSTOMER_WINDOW, start)).label("at_start"),
+                flag(_between(at, end - CUSTOMER_WINDOW, end)).label("at_end"),
+                func.sum(case((_between(at, start, end), 1), else_=0)).label("in_period"),
+                func.sum(case((_between(at, end - CUSTOMER_WINDOW, end), 1), else_=0)).label("last_year"),
+                flag(_between(at, previous, start)).label("before"),
+            )
+            .where(_between(at, earliest, end), _valid(), *where)
+            .group_by(col(Purchase.member_id))
+            .subquery()
         )
-        .join(Member, col(Member.id) == col(Purchase.member_id))
-        .where(_between(at, earliest, end), _valid())
-        .group_by(col(Purchase.member_id))
-        .subquery()
-    )
-    c = per_member.c
-    customer = and_(c.present == 1, c.last_year >= 1)
+
+    def last_year_counts(c: Any) -> list[Any]:
+        return [
+            func.count().filter(c.last_year >= 1),
+            func.count().filter(c.last_year > 1),
+            func.count().filter(c.last_year > LOYAL_PURCHASES),
+        ]
+
+    c = per_member().c
     row = (
         await session.execute(
             select(
@@ -257,15 +282,19 @@ async def customers(session: AsyncSession, period: Period) -> Customers:
                 func.count().filter(c.at_end == 1, c.at_start == 0),
                 func.count().filter(c.in_period >= 1),
                 func.count().filter(c.in_period >= 2),
-                func.count().filter(customer),
-                func.count().filter(customer, c.last_year > 1),
-                func.count().filter(customer, c.last_year > LOYAL_PURCHASES),
+                *last_year_counts(c),
                 func.count().filter(c.before == 1),
                 func.count().filter(c.before == 1, c.in_period == 0),
             )
         )
     ).one()
-    return Customers(*(int(v) for v in row))
+    gone = per_member(col(Purchase.member_id).in_(select(col(Member.id)).where(_gone_by(end)))).c
+    gone_counts = (await session.execute(select(*last_year_counts(gone)))).one()
+    at_start, at_end, new, buyers, repeat, customers_, repeat_customers, loyal, before, churned = (int(v) for v in row)
+    customers_, repeat_customers, loyal = (
+        n - int(g) for n, g in zip((customers_, repeat_customers, loyal), gone_counts, strict=True)
+    )
+    return Customers(at_start, at_end, new, buyers, repeat, customers_, repeat_customers, loyal, before, churned)
 
 
 def _latest_answers(*where: Any, bucket: Any = None) -> Any:

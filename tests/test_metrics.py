@@ -217,6 +217,7 @@ async def test_member_and_customer_figures(sessions: SessionFactory, data: Data,
     assert got.previous_buyers == len(previous)
     assert got.churned == sum(1 for m in previous if in_period.get(m, 0) == 0)
     assert got.buyers > 0 and got.previous_buyers > 0  # the data set exercises the figures
+    assert any(m.id not in present and m.id in bought for m in data.members), "and erased customers"
 
 
 @pytest.mark.parametrize("period", PERIODS, ids=lambda p: p.label)
