@@ -169,10 +169,10 @@ def _gone_by(end: datetime) -> Any:
 
 async def members(session: AsyncSession, period: Period) -> Members:
     start, end = period.start, period.end
-    bought = select(col(Purchase.member_id).label("member_id")).where(
+    bought: Any = select(col(Purchase.member_id).label("member_id")).where(
         _between(col(Purchase.occurred_at), start, end), _valid()
     )
-    did = select(col(LedgerEntry.member_id).label("member_id")).where(
+    did: Any = select(col(LedgerEntry.member_id).label("member_id")).where(
         _between(col(LedgerEntry.created_at), start, end), col(LedgerEntry.kind).in_(ACTIVITY_KINDS)
     )
     total, new = (
