@@ -31,6 +31,7 @@ from handlers import (
     card,
     errors,
     feedback,
+    ids,
     language,
     menu,
     nps,
@@ -174,6 +175,7 @@ def build_dispatcher(
         start.router(),
         menu.router(),
         card.router(),
+        ids.router(),
         language.router(),
         purchase.router(),
         refund.router(),
@@ -206,6 +208,7 @@ def build_dispatcher(
     dp.include_routers(
         private,
         support.staff_chat_router(),
+        ids.router(),  # /id in groups, for LOYALTY_SUPPORT_CHAT_ID (private chats have their own, above)
         referral.review_router(),
         sharing.review_router(),
         privacy.chat_member_router(),

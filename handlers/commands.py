@@ -28,6 +28,7 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
     ("mydata", __("Download your data")),
     ("deleteme", __("Erase your data")),
     ("paysupport", __("Help with payments and refunds")),
+    ("id", __("Your Telegram id")),
     ("help", __("What I can do")),
 ]
 _CASHIER = [

@@ -193,3 +193,14 @@ async def test_an_admin_in_settings_and_a_cashier_in_the_database_is_an_admin_ev
     assert "adjust" in menu and "/adjust" in help_text and "/stats" in help_text
     calls = await harness.send(boss, "/adjust @nobody +5 gift")
     assert harness.texts(calls, ADMIN_ID) == ["No member found for @nobody."]  # allowed, not refused
+
+
+async def test_id_tells_anyone_their_id_and_in_a_group_the_groups(harness: BotHarness) -> None:
+    stranger = harness.user(4242, "Newcomer")
+    [private] = harness.texts(await harness.send(stranger, "/id"), 4242)
+    assert private == "Your Telegram id: <code>4242</code>"
+    group = {"id": -1001234567890, "type": "supergroup", "title": "Staff"}
+    update = harness.tg.message_update(stranger, "/id@loyalty_test_bot", chat=group)
+    [in_group] = harness.texts(await harness.feed(update), -1001234567890)
+    assert "Your Telegram id: <code>4242</code>" in in_group
+    assert "This group's id: <code>-1001234567890</code>" in in_group
