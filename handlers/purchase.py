@@ -27,7 +27,10 @@ from loyalty.purchases import (
     PurchaseResult,
     check_purchase,
     from_minor,
+    is_currency_mark,
+    parse_amount,
     record_purchase,
+    typed_amount,
 )
 from loyalty.roles import Permission
 from notifications.purchases import announce_purchase, explanation
@@ -52,6 +55,13 @@ def input_problem(error: PurchaseInputError, program: Program, locale: str) -> s
         return _("The number of items must be a whole number from 1 to {max}.").format(max=MAX_ITEMS)
     if error.problem is InputProblem.CATEGORY:
         return _("The category may use letters, digits, - and _ (up to 32).")
+    if error.problem is InputProblem.UNKNOWN_CATEGORY:
+        known = ", ".join(sorted(program.categories()))
+        if error.suggestion:
+            return _("Unknown category. Did you mean {suggestion}? The categories are: {known}.").format(
+                suggestion=error.suggestion, known=known
+            )
+        return _("Unknown category. The categories are: {known}.").format(known=known)
     if error.problem is InputProblem.RECEIPT:
         return _("The receipt number may use letters, digits and . / : # - _ (up to 64).")
     assert error.amount is not None  # the chat gives no time, so the only other problem is the amount
@@ -61,6 +71,8 @@ def input_problem(error: PurchaseInputError, program: Program, locale: str) -> s
 def amount_problem(error: AmountError, program: Program, locale: str) -> str:
     if error.problem is AmountProblem.NOT_POSITIVE:
         return _("The amount must be more than zero.")
+    if error.problem is AmountProblem.DECIMAL_COMMA:
+        return _("Is that a decimal comma? Please write the amount with a dot, like 12.50.")
     if error.problem is AmountProblem.TOO_PRECISE:
         return ngettext(
             "The amount can have at most {digits} decimal place.",
@@ -83,18 +95,22 @@ async def purchase(
     bot: Bot,
     clock: Callable[[], datetime],
 ) -> None:
-    words = (command.args or "").split()
+    # A currency written apart ("12 元") belongs to the amount, not in the category's place.
+    words = [w for w in (command.args or "").split() if not is_currency_mark(w, program)]
     # "items=3" may stand anywhere after the member; it feeds item-count promotions.
     counts = [w for w in words if w.lower().startswith("items=")]
     args = [w for w in words if w not in counts]
     if not 2 <= len(args) <= 4 or len(counts) > 1:
         await message.answer(_usage())
         return
+    if _is_amount(args[0], program) and not _is_amount(args[1], program):
+        args[0], args[1] = args[1], args[0]  # "/purchase 12.50 EABCYQBT": the amount came first
     ref = args[0]
     locale = i18n.current_locale
     try:
         given = check_purchase(
             program,
+            typed=True,
             amount=args[1],
             now=clock(),
             category=args[2] if len(args) > 2 else None,
@@ -147,6 +163,14 @@ async def purchase(
     )
     if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
+
+
+def _is_amount(word: str, program: Program) -> bool:
+    try:
+        parse_amount(typed_amount(word, program), program)
+    except AmountError:
+        return False
+    return True
 
 
 def _already_recorded(result: PurchaseResult, receipt: str | None, program: Program, locale: str) -> str:

@@ -24,7 +24,7 @@ from handlers.ui import edit_or_keep
 from loyalty.audit import OwnAccount
 from loyalty.numbers import MAX_ID, RowId
 from loyalty.program import Program
-from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, parse_amount, to_minor
+from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, parse_amount, to_minor, typed_amount
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from loyalty.roles import Permission
 from notifications.texts import day, money
@@ -59,7 +59,7 @@ async def refund_purchase(
     amount = None
     if len(args) == 2:
         try:
-            amount = parse_amount(args[1], program)
+            amount = parse_amount(typed_amount(args[1], program), program)
         except AmountError as error:
             await message.answer(amount_problem(error, program, locale))
             return

@@ -705,6 +705,9 @@ async def dashboard(sessions: SessionFactory, program: Program, period: Period, 
                 await session.execute(text("SET work_mem = '64MB'"))
             try:
                 return await compute(session)
+            except BaseException:
+                await session.rollback()  # so that the reset can run, and the error raised is the query's own
+                raise
             finally:
                 if postgres:
                     await session.execute(text("RESET ALL"))

@@ -10,7 +10,7 @@ import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import get_currency_precision
@@ -38,6 +38,8 @@ class EarnRules(_Section):
     rounding: Literal["down", "nearest", "up"] = "down"
     minimum_amount: Decimal = Field(default=Decimal(0), ge=0)
     maximum_amount: Decimal = Field(default=Decimal(100000), gt=0)
+    # Purchase categories a cashier may type besides those promotions, punch cards and favourites name.
+    categories: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]] = Field(default_factory=list)
 
     def points_for(self, amount: Decimal, multiplier: Decimal = Decimal(1)) -> int:
         if amount < self.minimum_amount:
@@ -443,6 +445,15 @@ class Program(_Section):
     def minor_digits(self) -> int:
         """Decimal places of the currency's minor unit (2 for CNY, 0 for JPY)."""
         return int(get_currency_precision(self.currency))
+
+    def categories(self) -> set[str]:
+        """Purchase categories the program names: promotions', punch cards', favourites' and ``[earn]``'s."""
+        named = set(self.earn.categories)
+        for promotion in self.promotions:
+            named.update(c.lower() for c in promotion.categories or ())
+        named.update(card.category.lower() for card in self.punch_cards)
+        named.update(category.key for category in self.profile.categories)
+        return named
 
 
 def _describe(error: ValidationError) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cache
 
+from babel.numbers import get_currency_symbol
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +43,7 @@ class AmountProblem(StrEnum):
     NOT_POSITIVE = "not_positive"
     TOO_PRECISE = "too_precise"
     TOO_LARGE = "too_large"
+    DECIMAL_COMMA = "decimal_comma"  # "12,50": twelve and a half, or 1,250 with a digit missing?
 
 
 class AmountError(ValueError):
@@ -70,20 +74,68 @@ def parse_amount(text: str, program: Program) -> Decimal:
     return amount
 
 
+# How people write the program's currency next to an amount at a till, besides its code and Babel's symbols.
+LOCAL_UNITS: dict[str, tuple[str, ...]] = {
+    "CNY": ("元", "块", "塊", "RMB", "rmb", "¥", "￥"),
+    "JPY": ("円", "¥", "￥"),
+    "TWD": ("元", "NT$"),
+    "HKD": ("元", "HK$"),
+    "USD": ("$", "US$"),
+    "EUR": ("€",),
+    "GBP": ("£",),
+}
+_THOUSANDS = re.compile(r"^[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$")
+_DECIMAL_COMMA = re.compile(r"^[0-9]+,[0-9]{1,2}$")
+
+
+@cache
+def currency_marks(currency: str) -> tuple[str, ...]:
+    """The ways an amount in this currency may be marked as typed (¥12, 12元, CNY 12), longest first."""
+    marks = {currency, currency.lower(), *LOCAL_UNITS.get(currency, ())}
+    for locale in ("en", "zh_Hans_CN", "zh_Hant_TW", "zh_Hant_HK"):
+        marks.add(get_currency_symbol(currency, locale))
+    return tuple(sorted((m for m in marks if m and not m[0].isdigit()), key=len, reverse=True))
+
+
+def typed_amount(text: str, program: Program) -> str:
+    """An amount as a person types it in chat, as the plain decimal ``parse_amount`` takes: the program's
+    currency mark before or after it (¥12, 12元, CNY 12) and thousands separators (1,200) go. "12,50" is
+    refused (DECIMAL_COMMA) rather than guessed. The purchases API takes plain decimals only."""
+    value = text.strip()
+    for mark in currency_marks(program.currency):
+        if value.startswith(mark):
+            value = value[len(mark) :].strip()
+            break
+        if value.endswith(mark):
+            value = value[: -len(mark)].strip()
+            break
+    if _THOUSANDS.match(value):
+        return value.replace(",", "")
+    if _DECIMAL_COMMA.match(value):
+        raise AmountError(AmountProblem.DECIMAL_COMMA)
+    return value
+
+
+def is_currency_mark(word: str, program: Program) -> bool:
+    return word in currency_marks(program.currency)
+
+
 class InputProblem(StrEnum):
     AMOUNT = "amount"  # see the AmountError
     ITEMS = "items"
     CATEGORY = "category"
+    UNKNOWN_CATEGORY = "unknown_category"  # well formed, but not one the program names
     RECEIPT = "receipt"
     IN_FUTURE = "occurred_in_future"
     TOO_OLD = "occurred_too_long_ago"  # before the program's [api] backdate_days
 
 
 class PurchaseInputError(ValueError):
-    def __init__(self, problem: InputProblem, amount: AmountError | None = None) -> None:
+    def __init__(self, problem: InputProblem, amount: AmountError | None = None, suggestion: str | None = None) -> None:
         super().__init__(problem.value)
         self.problem = problem
         self.amount = amount
+        self.suggestion = suggestion  # for an unknown category: the closest one the program names
 
 
 @dataclass(frozen=True)
@@ -104,11 +156,16 @@ def check_purchase(
     items: str | int = 1,
     receipt: str | None = None,
     occurred_at: datetime | None = None,
+    typed: bool = False,
 ) -> PurchaseInput:
     """A purchase as a cashier types it or a till sends it, checked by the same rules: /purchase and the
-    purchases API both come through here. Raises PurchaseInputError naming the first problem."""
+    purchases API both come through here. Raises PurchaseInputError naming the first problem.
+
+    ``typed`` (the chat): the amount as people write it (``typed_amount``), and the category one the program
+    names, if it names any: a mistyped one ("cofee") would lose its stamp and promotion without a word. A till
+    (the API) sends its own categories and plain decimals."""
     try:
-        value = parse_amount(amount, program)
+        value = parse_amount(typed_amount(amount, program) if typed else amount, program)
     except AmountError as error:
         raise PurchaseInputError(InputProblem.AMOUNT, error) from error
     if isinstance(items, str):
@@ -119,6 +176,9 @@ def check_purchase(
         raise PurchaseInputError(InputProblem.ITEMS)
     if category is not None and not CATEGORY_RE.match(category):
         raise PurchaseInputError(InputProblem.CATEGORY)
+    if typed and category is not None and (known := program.categories()) and category.lower() not in known:
+        close = difflib.get_close_matches(category.lower(), sorted(known), n=1, cutoff=0.6)
+        raise PurchaseInputError(InputProblem.UNKNOWN_CATEGORY, suggestion=close[0] if close else None)
     if receipt is not None and not RECEIPT_RE.match(receipt):
         raise PurchaseInputError(InputProblem.RECEIPT)
     if occurred_at is not None:

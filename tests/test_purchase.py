@@ -81,7 +81,9 @@ async def test_cashiers_cannot_adjust(harness: BotHarness) -> None:
         ("0.00", "more than zero"),
         ("-5", "more than zero"),
         ("abc", "a number like 12.50"),
-        ("12,50", "a number like 12.50"),
+        ("12,50", "Please write the amount with a dot, like 12.50"),
+        ("1,2345", "a number like 12.50"),
+        ("¥", "Usage: /purchase"),
         ("1e3", "a number like 12.50"),
         ("NaN", "a number like 12.50"),
         ("Infinity", "a number like 12.50"),
@@ -233,3 +235,42 @@ async def test_staff_cannot_record_purchases_refunds_or_adjustments_on_their_own
 async def test_the_audit_log_is_for_admins(harness: BotHarness) -> None:
     calls = await harness.send(harness.user(CASHIER_ID, "Cass"), "/audit")
     assert harness.texts(calls) == ["Sorry, that command is only for the shop's staff."]
+
+
+@pytest.mark.parametrize(
+    ("typed", "points"),
+    [("¥12", 12), ("12元", 12), ("12 元", 12), ("1,200", 1200), ("12.5元", 12), ("CNY 36.50", 36), ("￥8", 8)],
+)
+async def test_amounts_as_people_write_them_are_understood(harness: BotHarness, typed: str, points: int) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} {typed} coffee")
+    [reply] = harness.texts(calls, CASHIER_ID)
+    assert f"+{points} point" in reply, reply
+    assert await _points(harness) == 50 + points
+
+
+async def test_a_decimal_comma_is_refused_with_a_hint_and_records_nothing(harness: BotHarness) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase {member.code} 12,50 coffee")
+    assert harness.texts(calls) == ["Is that a decimal comma? Please write the amount with a dot, like 12.50."]
+    assert await _count(harness, Purchase) == 0
+
+
+async def test_the_amount_typed_before_the_member_is_understood(harness: BotHarness) -> None:
+    member = await _join(harness)
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), f"/purchase 12.50 {member.code} coffee")
+    [reply] = harness.texts(calls, CASHIER_ID)
+    assert "Recorded CN¥12.50 for Ann" in reply and "+12 points" in reply
+
+
+async def test_a_mistyped_category_is_refused_with_a_suggestion(harness: BotHarness) -> None:
+    member = await _join(harness)
+    cashier = harness.user(CASHIER_ID, "Cass")
+    [reply] = harness.texts(await harness.send(cashier, f"/purchase {member.code} 12 cofee"))
+    assert reply.startswith("Unknown category. Did you mean coffee? The categories are: ")
+    assert "tea" in reply and "pastry" in reply and "private-label" in reply
+    [unknown] = harness.texts(await harness.send(cashier, f"/purchase {member.code} 12 xyz"))
+    assert unknown.startswith("Unknown category. The categories are: ")
+    assert await _count(harness, Purchase) == 0
+    [ok] = harness.texts(await harness.send(cashier, f"/purchase {member.code} 12 Coffee"), CASHIER_ID)
+    assert "+12 points" in ok
