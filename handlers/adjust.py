@@ -7,11 +7,11 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import ngettext
 
 from handlers.audit import own_account_refused
 from handlers.filters import HasPermission, slash
@@ -21,18 +21,24 @@ from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
+from notifications.purchases import notify_adjustment
 from storage.database import DbSession
 
 _DELTA = re.compile(r"^[+-][0-9]{1,7}$")
 
 
+SILENT = "--silent"  # the member is not told (a correction of a mistake they never saw, say)
+
+
 def _usage() -> str:
-    return _("Usage: {usage}").format(usage=html.escape(_("/adjust <member> <+/-points> <reason>")))
+    return _("Usage: {usage}").format(usage=html.escape(_("/adjust <member> <+/-points> <reason> [--silent]")))
 
 
 async def adjust_points(
     message: Message,
     command: CommandObject,
+    bot: Bot,
+    i18n: I18n,
     session: DbSession,
     program: Program,
     clock: Callable[[], datetime],
@@ -42,6 +48,12 @@ async def adjust_points(
         await message.answer(_usage())
         return
     ref, delta_text, reason = parts
+    silent = reason.split()[-1] == SILENT
+    if silent:
+        reason = reason[: reason.rindex(SILENT)].strip()
+    if not reason:
+        await message.answer(_usage())
+        return
     if not _DELTA.match(delta_text) or int(delta_text) == 0 or abs(int(delta_text)) > MAX_ADJUSTMENT:
         await message.answer(_("Points must be a signed whole number like +50 or -20, not zero."))
         return
@@ -83,7 +95,10 @@ async def adjust_points(
             "✅ {delta:+d} points for {name} (<code>{code}</code>). Balance: {balance}.",
             abs(int(delta_text)),
         ).format(delta=int(delta_text), name=name, code=code, balance=result.balance)
+        + ("\n" + _("The member was not told (--silent).") if silent else "")
     )
+    if not silent:
+        await notify_adjustment(bot, i18n, member, int(delta_text), reason[:256], result.balance)
 
 
 def router() -> Router:

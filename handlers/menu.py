@@ -13,6 +13,7 @@ from aiogram.utils.i18n import gettext as _
 from handlers.commands import command_names, commands_for
 from handlers.filters import MenuButton, SlashCommand, slash
 from loyalty.members import MemberView
+from loyalty.profile import normalize_phone
 from loyalty.program import Program
 from loyalty.roles import Role
 from notifications.texts import N_
@@ -42,6 +43,24 @@ def main_menu() -> ReplyKeyboardMarkup:
         resize_keyboard=True,
         is_persistent=True,
     )
+
+
+def share_phone_keyboard() -> ReplyKeyboardMarkup:
+    """Telegram's own button for a member's phone number: it sends this account's number, so nobody can type
+    in someone else's."""
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)],
+            [KeyboardButton(text=_("Not now"))],
+        ],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def _looks_like_a_phone(text: str) -> bool:
+    digits = sum(ch.isdigit() for ch in text)
+    return 7 <= digits <= 15 and normalize_phone(text) is not None
 
 
 async def help_command(message: Message, role: Role, program: Program) -> None:
@@ -78,6 +97,14 @@ async def unknown_command(message: Message) -> None:
 async def anything_else(message: Message, member: MemberView | None) -> None:
     if member is None:
         await message.answer(_("You are not a member yet. Send /start to join."))
+    elif message.text and _looks_like_a_phone(message.text):
+        await message.answer(
+            _(
+                "To save your phone number, tap 📱 Share my phone number below: Telegram sends the number of "
+                "this account."
+            ),
+            reply_markup=share_phone_keyboard(),
+        )
     else:
         await message.answer(_("Please use the menu below or send /help."), reply_markup=main_menu())
 

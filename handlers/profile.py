@@ -17,15 +17,13 @@ from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    KeyboardButton,
     Message,
-    ReplyKeyboardMarkup,
 )
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
 from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand, slash
-from handlers.menu import PROFILE, main_menu
+from handlers.menu import PROFILE, main_menu, share_phone_keyboard
 from handlers.ui import edit_or_keep
 from loyalty import profile
 from loyalty.members import MemberView, find_member
@@ -153,16 +151,8 @@ async def profile_action(
     elif callback_data.action is ProfileStep.FAVOURITES:
         await _show_favourites(query, current, program)
     elif callback_data.action is ProfileStep.PHONE:
-        keyboard = ReplyKeyboardMarkup(
-            keyboard=[
-                [KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)],
-                [KeyboardButton(text=_("Not now"))],
-            ],
-            resize_keyboard=True,
-            one_time_keyboard=True,
-        )
         await bot.send_message(
-            member.chat_id, _("Tap the button below to share your phone number."), reply_markup=keyboard
+            member.chat_id, _("Tap the button below to share your phone number."), reply_markup=share_phone_keyboard()
         )
     elif callback_data.action is ProfileStep.BACK and isinstance(query.message, Message):
         text, markup = _view(current, program)

@@ -106,6 +106,10 @@ async def purchase(
     if _is_amount(args[0], program) and not _is_amount(args[1], program):
         args[0], args[1] = args[1], args[0]  # "/purchase 12.50 EABCYQBT": the amount came first
     ref = args[0]
+    category = args[2] if len(args) > 2 else None
+    receipt = args[3] if len(args) > 3 else None
+    if receipt is None and category is not None and _receipt_not_category(category, program):
+        category, receipt = None, category  # "/purchase EABCYQBT 10 R-9": a receipt, not a category
     locale = i18n.current_locale
     try:
         given = check_purchase(
@@ -113,9 +117,9 @@ async def purchase(
             typed=True,
             amount=args[1],
             now=clock(),
-            category=args[2] if len(args) > 2 else None,
+            category=category,
             items=counts[0].split("=", 1)[1] if counts else 1,
-            receipt=args[3] if len(args) > 3 else None,
+            receipt=receipt,
         )
     except PurchaseInputError as error:
         await message.answer(input_problem(error, program, locale))
@@ -163,6 +167,13 @@ async def purchase(
     )
     if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))
+
+
+def _receipt_not_category(word: str, program: Program) -> bool:
+    """A lone word after the amount that the program does not name as a category, with a digit in it, is a
+    receipt number: categories are words ("coffee"), receipts carry numbers ("R-118")."""
+    known = program.categories()
+    return bool(known) and word.lower() not in known and any(ch.isdigit() for ch in word)
 
 
 def _is_amount(word: str, program: Program) -> bool:

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -27,6 +27,7 @@ from loyalty.program import Program
 from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, parse_amount, to_minor, typed_amount
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from loyalty.roles import Permission
+from notifications.purchases import notify_refund
 from notifications.texts import day, money
 from storage.database import DbSession
 from storage.models import Purchase
@@ -46,6 +47,7 @@ def _usage() -> str:
 async def refund_purchase(
     message: Message,
     command: CommandObject,
+    bot: Bot,
     session: DbSession,
     program: Program,
     i18n: I18n,
@@ -75,7 +77,7 @@ async def refund_purchase(
     purchase_id = found[0].id if found else None
     key = f"refund:{message.chat.id}:{message.message_id}"
     actor = message.from_user.id if message.from_user else 0
-    await message.answer(await _refund(session, program, locale, purchase_id, args[0], amount, key, actor, clock()))
+    await message.answer(await _refund(session, program, bot, i18n, purchase_id, args[0], amount, key, actor, clock()))
 
 
 def _choices(found: list[Purchase], amount: Decimal | None, program: Program, locale: str) -> InlineKeyboardMarkup:
@@ -99,6 +101,7 @@ def _choices(found: list[Purchase], amount: Decimal | None, program: Program, lo
 async def pick_purchase(
     query: CallbackQuery,
     callback_data: RefundPick,
+    bot: Bot,
     session: DbSession,
     program: Program,
     i18n: I18n,
@@ -115,7 +118,8 @@ async def pick_purchase(
     text = await _refund(
         session,
         program,
-        i18n.current_locale,
+        bot,
+        i18n,
         callback_data.purchase_id,
         receipt,
         amount,
@@ -130,7 +134,8 @@ async def pick_purchase(
 async def _refund(
     session: DbSession,
     program: Program,
-    locale: str,
+    bot: Bot,
+    i18n: I18n,
     purchase_id: int | None,
     receipt_text: str,
     amount: Decimal | None,
@@ -138,7 +143,7 @@ async def _refund(
     actor: int,
     now: datetime,
 ) -> str:
-    receipt = html.escape(receipt_text)
+    receipt, locale = html.escape(receipt_text), i18n.current_locale
     try:
         if purchase_id is None:
             raise RefundRefused(RefundProblem.UNKNOWN)
@@ -159,6 +164,16 @@ async def _refund(
         )
     if not result.created:
         return _("This refund was already made. Nothing was changed.")
+    if result.member is not None:
+        await notify_refund(
+            bot,
+            i18n,
+            result.member,
+            result.refund.amount_minor,
+            result.refund.points,
+            result.balance,
+            program,
+        )
     refunded = money(from_minor(result.refund.amount_minor, program), program.currency, locale)
     return ngettext(
         "↩️ Refunded {amount} of receipt {receipt}: −{points} point, the member's balance is {balance}.",

@@ -226,10 +226,13 @@ async def redeem_coupon(
     i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    typed = command.args or ""
-    code = normalize_coupon_code(typed)
-    if code is None:
+    typed = (command.args or "").strip()
+    if not typed:
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/redeem <coupon code>"))))
+        return
+    code = normalize_coupon_code(typed)
+    if code is None:  # not even the shape of one: no such coupon, whatever was meant
+        await message.answer(_("No coupon {code}. Please check the code.").format(code=html.escape(typed[:40])))
         return
     result = await use_coupon(session, code, cashier_id=message.from_user.id if message.from_user else 0, now=clock())
     coupon, reward, locale = result.coupon, result.reward, i18n.current_locale
@@ -245,8 +248,14 @@ async def redeem_coupon(
     elif result.problem is CouponProblem.DISABLED:
         await message.answer(_("Coupon {code} is for a reward that has been withdrawn.").format(code=code))
     else:
+        owner = result.owner
         await message.answer(
-            _("✅ Coupon {code} accepted: <b>{title}</b>.").format(code=code, title=html.escape(reward.title))
+            _("✅ Coupon {code} accepted: <b>{title}</b>, {name}'s (<code>{member}</code>).").format(
+                code=code,
+                title=html.escape(reward.title),
+                name=html.escape(owner.first_name) if owner else "?",
+                member=owner.code if owner else "?",
+            )
         )
 
 

@@ -56,6 +56,7 @@ class RefundResult:
     purchase: Purchase
     balance: int
     created: bool
+    member: Member | None = None  # whose purchase it was (a new refund): they are told
 
 
 async def receipts(session: AsyncSession, receipt: str, scope: str | None = None) -> list[Purchase]:
@@ -143,7 +144,7 @@ async def refund(
         if (done := await _by_key(session, key)) is None:
             raise
         return await _replayed(session, done, purchase_id, amount, program)
-    return RefundResult(record, purchase, balance, created=True)
+    return RefundResult(record, purchase, balance, created=True, member=owner)
 
 
 async def _by_key(session: AsyncSession, key: str) -> Refund | None:

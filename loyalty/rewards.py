@@ -317,6 +317,7 @@ class CouponUse:
     coupon: Coupon | None
     reward: Reward | None
     problem: CouponProblem | None
+    owner: Member | None = None  # whose coupon it is: the cashier says whose they accepted
 
 
 async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: datetime) -> CouponUse:
@@ -324,13 +325,16 @@ async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: 
     await begin_write(session)
     row = (
         await session.execute(
-            select(Coupon, Reward).join(Reward, col(Reward.id) == col(Coupon.reward_id)).where(col(Coupon.code) == code)
+            select(Coupon, Reward, Member)
+            .join(Reward, col(Reward.id) == col(Coupon.reward_id))
+            .join(Member, col(Member.id) == col(Coupon.member_id))
+            .where(col(Coupon.code) == code)
         )
     ).first()
     if row is None:
         await session.commit()
         return CouponUse(None, None, CouponProblem.UNKNOWN)
-    coupon, reward = row
+    coupon, reward, owner = row
     problem = None
     if coupon.used_at is not None:
         problem = CouponProblem.USED
@@ -349,4 +353,4 @@ async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: 
         else:
             coupon.used_at, coupon.used_by = now, cashier_id
     await session.commit()
-    return CouponUse(coupon, reward, problem)
+    return CouponUse(coupon, reward, problem, owner)

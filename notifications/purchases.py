@@ -1,5 +1,6 @@
-"""What a purchase tells people on its own: the member what it earned, a referrer what it paid them. Shared by
-/purchase and the purchases API, so both notify alike."""
+"""What a purchase tells people on its own: the member what it earned, a referrer what it paid them; and what
+the member is told when staff adjust their points or refund a purchase. Shared by the chat and the purchases API,
+so both notify alike."""
 
 from __future__ import annotations
 
@@ -71,6 +72,52 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
                 tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks)
             )
         return text
+
+    return await tell(bot, i18n, member, render)
+
+
+async def notify_adjustment(bot: Bot, i18n: I18n, member: Member, delta: int, reason: str, balance: int) -> bool:
+    """Tell the member that staff changed their points, and why (their reason, as they wrote it)."""
+
+    def render() -> str:
+        text: str = ngettext(
+            "🪙 {delta:+d} point from our team: {reason}", "🪙 {delta:+d} points from our team: {reason}", abs(delta)
+        ).format(delta=delta, reason=html.escape(reason))
+        return (
+            text
+            + "\n"
+            + ngettext("Your balance: {balance} point.", "Your balance: {balance} points.", balance).format(
+                balance=balance
+            )
+        )
+
+    return await tell(bot, i18n, member, render)
+
+
+async def notify_refund(
+    bot: Bot, i18n: I18n, member: Member, refunded_minor: int, points: int, balance: int, program: Program
+) -> bool:
+    """Tell the member that a purchase of theirs was refunded, and what it took back."""
+    locale = locale_of(member.language)
+
+    def render() -> str:
+        amount = money(from_minor(refunded_minor, program), program.currency, locale)
+        text: str = (
+            ngettext(
+                "↩️ Your purchase was refunded ({amount}): −{points} point.",
+                "↩️ Your purchase was refunded ({amount}): −{points} points.",
+                points,
+            ).format(amount=amount, points=points)
+            if points
+            else _("↩️ Your purchase was refunded ({amount}).").format(amount=amount)
+        )
+        return (
+            text
+            + "\n"
+            + ngettext("Your balance: {balance} point.", "Your balance: {balance} points.", balance).format(
+                balance=balance
+            )
+        )
 
     return await tell(bot, i18n, member, render)
 

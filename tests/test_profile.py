@@ -141,3 +141,17 @@ async def test_unknown_favourite_is_refused(harness: BotHarness) -> None:
     assert "not available" in calls[-1].params["text"]
     member = await harness.member(ANN)
     assert member is not None and member.favourites == ""
+
+
+async def test_a_phone_number_typed_as_text_is_answered_with_the_share_button(harness: BotHarness) -> None:
+    ann = harness.user(1001, "Ann")
+    await harness.send(ann, "/start")
+    calls = await harness.send(ann, "+86 138 0013 8000")
+    [reply] = [c for c in calls if c.method == "sendMessage"]
+    assert "tap 📱 Share my phone number below" in reply.params["text"]
+    [[button], _not_now] = reply.params["reply_markup"]["keyboard"]
+    assert button == {"text": "📱 Share my phone number", "request_contact": True}
+    member = await harness.member(1001)
+    assert member is not None and member.phone is None, "typed, it is not taken: anyone could type anyone's"
+    [other] = harness.texts(await harness.send(ann, "see you at 5"))
+    assert other.startswith("Please use the menu")

@@ -274,3 +274,29 @@ async def test_a_mistyped_category_is_refused_with_a_suggestion(harness: BotHarn
     assert await _count(harness, Purchase) == 0
     [ok] = harness.texts(await harness.send(cashier, f"/purchase {member.code} 12 Coffee"), CASHIER_ID)
     assert "+12 points" in ok
+
+
+async def test_members_are_told_of_adjustments_with_the_reason_unless_silent(harness: BotHarness) -> None:
+    member = await _join(harness)
+    admin = harness.user(ADMIN_ID, "Boss")
+    calls = await harness.send(admin, f"/adjust {member.code} +30 sorry for the wait")
+    [note] = harness.texts(calls, 1001)
+    assert note == "🪙 +30 points from our team: sorry for the wait\nYour balance: 80 points."
+    calls = await harness.send(admin, f"/adjust {member.code} -10 typo fix --silent")
+    assert harness.texts(calls, 1001) == [], "a silent adjustment tells the member nothing"
+    assert "The member was not told (--silent)." in harness.texts(calls, ADMIN_ID)[0]
+    async with harness.sessions() as session:
+        reasons = [
+            r for (r,) in (await session.execute(select(LedgerEntry.reason).where(LedgerEntry.kind == "adjust")))
+        ]
+    assert reasons == ["sorry for the wait", "typo fix"]
+
+
+async def test_a_member_is_told_in_their_language_when_a_purchase_is_refunded(harness: BotHarness) -> None:
+    await harness.send(harness.user(1001, "Ann", language_code="zh-hans"), "/start")
+    cashier = harness.user(CASHIER_ID, "Cass")
+    await harness.send(cashier, "/purchase 1001 40 coffee R-40")
+    calls = await harness.send(cashier, "/refund R-40 10")
+    [note] = harness.texts(calls, 1001)
+    assert note.startswith("↩️ 您的消费已退款（") and "−10 积分" in note
+    assert "Refunded" in harness.texts(calls, CASHIER_ID)[0]

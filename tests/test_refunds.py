@@ -26,20 +26,20 @@ async def _setup(harness: BotHarness) -> tuple[dict, dict]:
 
 async def test_partial_refunds_add_up_to_a_full_one(harness: BotHarness) -> None:
     cashier, _ann = await _setup(harness)
-    reply = harness.texts(await harness.send(cashier, "/refund R-1 33.33"))[0]
+    reply = harness.texts(await harness.send(cashier, "/refund R-1 33.33"), CASHIER_ID)[0]
     assert "Refunded CN¥33.33 of receipt R-1: −33 points" in reply and "balance is 117" in reply
     await harness.send(cashier, "/refund R-1 33.33")
-    reply = harness.texts(await harness.send(cashier, "/refund R-1"))[0]  # the rest: 33.34
+    reply = harness.texts(await harness.send(cashier, "/refund R-1"), CASHIER_ID)[0]  # the rest: 33.34
     assert "CN¥33.34" in reply and "−34 points" in reply
     assert (await _state(harness))[0] == 50
-    assert "already fully refunded" in harness.texts(await harness.send(cashier, "/refund R-1"))[0]
+    assert "already fully refunded" in harness.texts(await harness.send(cashier, "/refund R-1"), CASHIER_ID)[0]
     assert (await _state(harness))[0] == 50
 
 
 async def test_spent_points_become_a_debt_the_next_purchase_repays(harness: BotHarness) -> None:
     cashier, _ann = await _setup(harness)
     await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 -140 spent it")  # 10 left
-    reply = harness.texts(await harness.send(cashier, "/refund R-1"))[0]
+    reply = harness.texts(await harness.send(cashier, "/refund R-1"), CASHIER_ID)[0]
     assert "−100 points" in reply and "balance is -90" in reply
     assert await _state(harness) == (-90, -90, 0)
     calls = await harness.send(cashier, "/purchase 1001 120 tea R-2")
@@ -62,7 +62,7 @@ async def test_refund_replays_and_bad_input_change_nothing(harness: BotHarness) 
         ("/refund R-1 1.234", "decimal places"),
         ("/refund R-1 90.01", "Only CN¥90.00"),
     ):
-        assert expected in harness.texts(await harness.send(cashier, command))[0], command
+        assert expected in harness.texts(await harness.send(cashier, command), CASHIER_ID)[0], command
     refused = harness.texts(await harness.send(ann, "/refund R-1"))
     assert refused == ["Sorry, that command is only for the shop's staff."]
     assert (await _state(harness))[0] == 140

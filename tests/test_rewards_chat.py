@@ -56,10 +56,15 @@ async def test_browse_confirm_and_receive_a_coupon(harness: BotHarness) -> None:
 
     cashier = harness.user(CASHIER_ID, "Cass")
     typed = code.lower()[:5] + " " + code.lower()[5:]
-    assert "accepted: <b>Free latte</b>" in harness.texts(await harness.send(cashier, f"/redeem {typed}"))[0]
+    member = await harness.member(1001)
+    assert member is not None
+    [accepted] = harness.texts(await harness.send(cashier, f"/redeem {typed}"))
+    assert f"accepted: <b>Free latte</b>, Ann's (<code>{member.code}</code>)" in accepted, "whose coupon it was"
     assert "was already used on" in harness.texts(await harness.send(cashier, f"/redeem {code}"))[0]
     assert "No coupon" in harness.texts(await harness.send(cashier, "/redeem ZZZZZZZZZZ"))[0]
-    assert "Usage" in harness.texts(await harness.send(cashier, "/redeem <b>"))[0]
+    # A code that is not even the shape of one is no such coupon too, not a lesson in the command's syntax.
+    assert harness.texts(await harness.send(cashier, "/redeem <b>")) == ["No coupon &lt;b&gt;. Please check the code."]
+    assert "Usage" in harness.texts(await harness.send(cashier, "/redeem"))[0]
     assert "You have no coupons" in harness.texts(await harness.send(ann, "/coupons"))[0]
 
 
@@ -77,8 +82,10 @@ async def test_expired_coupon_and_short_balance(harness: BotHarness) -> None:
     await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 +300 top up")
     await harness.send(ann, "/rewards")
     await harness.press(ann, "Redeem: Free latte")
-    await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 -300 undo")
-    calls = await harness.press(ann, "✅ Confirm")
+    confirmation = harness.tg.last_message(1001)
+    assert confirmation is not None
+    await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 -300 undo")  # Ann is told: a message after it
+    calls = await harness.press(ann, "✅ Confirm", message_id=confirmation["message_id"])
     alert = next(c for c in calls if c.method == "answerCallbackQuery")
     assert alert.params["text"] == "You need 300 points; you have 0." and alert.params["show_alert"] is True
     harness.clock.advance(days=31)

@@ -106,7 +106,7 @@ async def test_climbing_back_clears_the_warning_and_refunds_reduce_spend(session
     async with sessions() as session:
         purchase_id = bought.purchase.id
         assert purchase_id is not None
-        await refund(session, PROGRAM, purchase_id=purchase_id, amount=Decimal("250"), key="r1", actor_id=1, now=T0)
+        await refund(session, PROGRAM, purchase_id=purchase_id, amount=Decimal("250"), key="r1", actor_id=9, now=T0)
         assert await qualifying(session, PROGRAM, member_id, T0) == Decimal("350")
         review = await review_tiers(session, PROGRAM, T0 + timedelta(days=1))
     assert len(review.warned) == 1
