@@ -85,11 +85,15 @@ def run(
 @app.command()
 def migrate() -> None:
     """Apply pending database migrations (needed before `run` on PostgreSQL)."""
-    from storage.migrate import upgrade
+    from storage.migrate import current_and_head_async, upgrade
 
     settings = _settings()
+    before, head = asyncio.run(current_and_head_async(settings.database_url))
+    if before == head:
+        typer.echo(f"the database is up to date (migration {head}): nothing to do")
+        return
     upgrade(settings.database_url)
-    typer.echo("database is up to date")
+    typer.echo(f"migrated the database: {before or 'empty'} → {head}")
 
 
 @app.command()
@@ -111,12 +115,17 @@ def report(
     async def main() -> None:
         from loyalty.metrics import dashboard, parse_period
         from storage.clock import utcnow
-        from storage.database import make_engine, make_session_factory
+        from storage.database import make_engine, make_session_factory, missing_sqlite_file
         from storage.migrate import current_and_head_async
 
         chosen = parse_period(period, utcnow(), program.tz)
         if chosen is None:
             _fail(f"--period {period!r}: use a number of days or months, like 7d, 30d, 90d or 12m")
+        if (missing := missing_sqlite_file(settings.database_url)) is not None:
+            _fail(
+                f"no database at {missing}: start the bot once (or run `loyalty migrate`), "
+                "or check LOYALTY_DATABASE_URL"
+            )
         current, head = await current_and_head_async(settings.database_url)
         if current != head:
             _fail(f"the database is at migration {current or 'none'}, the code needs {head}: run `loyalty migrate`")

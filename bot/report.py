@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,8 +20,31 @@ from loyalty.purchases import from_minor
 FORMATS = ("table", "json", "csv")
 
 
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.1%}"
+@dataclass(frozen=True)
+class Share:
+    """A rate: 0.8 in JSON, "80.0%" in the table and CSV; None (no data) is null, or blank."""
+
+    value: float | None
+
+
+def _percent(value: float | None) -> Share:
+    return Share(value)
+
+
+def _shown(value: Any) -> str:
+    """A figure as the table and the CSV show it."""
+    if isinstance(value, Share):
+        return "" if value.value is None else f"{value.value:.1%}"
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> Any:
+    """A figure as JSON carries it: numbers as numbers, nothing as null."""
+    if isinstance(value, Share):
+        return value.value
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
 
 
 def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
@@ -43,13 +66,13 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
         ("customers", "repeat purchase rate within the period", _percent(c.period_repeat_rate)),
         ("customers", "loyal customer rate (12 months)", _percent(c.loyal_rate)),
         ("customers", "churn rate", _percent(c.churn_rate)),
-        ("nps", "score", "" if nps.score is None else round(nps.score, 1)),
+        ("nps", "score", None if nps.score is None else round(nps.score, 1)),
         ("nps", "promoters", nps.promoters),
         ("nps", "passives", nps.passives),
         ("nps", "detractors", nps.detractors),
         ("support", "csat", _percent(s.csat)),
         ("support", "ratings", s.ratings),
-        ("support", "median first response (min)", "" if wait is None else round(wait.total_seconds() / 60, 1)),
+        ("support", "median first response (min)", None if wait is None else round(wait.total_seconds() / 60, 1)),
         ("points", "from purchases (net of refunds)", p.purchases),
         ("points", "bonuses", p.bonuses),
         ("points", "adjustments", p.adjusted),
@@ -59,7 +82,7 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
         (
             "points",
             f"outstanding value ({program.currency})",
-            str(value.quantize(Decimal(1).scaleb(-program.minor_digits))),
+            value.quantize(Decimal(1).scaleb(-program.minor_digits)),
         ),
         ("points", "redemption rate", _percent(p.redemption_rate)),
     ]
@@ -78,9 +101,9 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
             (
                 f"tier: {name}",
                 f"average order ({program.currency})",
-                "" if average is None else str(from_minor(round(average), program)),
+                None if average is None else from_minor(round(average), program),
             ),
-            (f"tier: {name}", "purchases per buyer", "" if t.frequency is None else round(t.frequency, 2)),
+            (f"tier: {name}", "purchases per buyer", None if t.frequency is None else round(t.frequency, 2)),
         ]
     return out
 
@@ -104,8 +127,13 @@ def print_report(board: Dashboard, program: Program, form: str) -> None:
     if form == "json":
         document = {
             "program": program.name,
-            "period": _plain(board.period),
-            "figures": [{"section": a, "figure": b, "value": v} for a, b, v in figures],
+            "period": {
+                "label": board.period.label,
+                "start": board.period.start.astimezone(program.tz).isoformat(),
+                "end": board.period.end.astimezone(program.tz).isoformat(),
+                "timezone": program.timezone,
+            },
+            "figures": [{"section": a, "figure": b, "value": _number(v)} for a, b, v in figures],
             "trend": _plain(board.trend),
             "cohorts": _plain(board.cohorts),
             "tiers": board.tiers,
@@ -115,15 +143,16 @@ def print_report(board: Dashboard, program: Program, form: str) -> None:
     elif form == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(["section", "figure", "value"])
-        writer.writerows(figures)
+        writer.writerows((a, b, _shown(v)) for a, b, v in figures)
     else:
         period = board.period
-        table = Table(title=f"{program.name} · {period.start:%Y-%m-%d %H:%M} – {period.end:%Y-%m-%d %H:%M} UTC")
+        start, end = period.start.astimezone(program.tz), period.end.astimezone(program.tz)
+        table = Table(title=f"{program.name} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} ({program.timezone})")
         for column in ("section", "figure"):
             table.add_column(column)
         table.add_column("value", justify="right")
         last = ""
         for section, figure, value in figures:
-            table.add_row(section if section != last else "", figure, str(value))
+            table.add_row(section if section != last else "", figure, _shown(value))
             last = section
         Console().print(table)

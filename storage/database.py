@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, event, exc, text
+from sqlalchemy import Select, event, exc, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -22,6 +23,16 @@ from storage.sqlite import reader as sqlite_reader
 SessionFactory = async_sessionmaker[AsyncSession]
 # What handlers hold and pass to loyalty/ functions, named so they never need to import SQLAlchemy.
 DbSession = AsyncSession
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database that does not exist yet (opening it would create an empty one), else None."""
+    if not is_sqlite(url):
+        return None
+    path = make_url(url).database
+    if not path or path == ":memory:" or Path(path).exists():
+        return None
+    return path
 
 
 def is_sqlite(url: str) -> bool:

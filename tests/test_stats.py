@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from loyalty import metrics
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
@@ -118,16 +120,41 @@ async def test_report_in_the_terminal(harness: BotHarness, database_url: str) ->
     # The report reads the real clock; the shop's purchases were made at the harness's (fixed) time.
     code, out, err = await report("--period", "120m", "--format", "json")
     assert code == 0, err
-    figures = {(f["section"], f["figure"]): f["value"] for f in json.loads(out)["figures"]}
-    assert figures[("members", "total")] == 3 and figures[("customers", "repeat purchase rate (12 months)")] == "33.3%"
+    document = json.loads(out)
+    figures = {(f["section"], f["figure"]): f["value"] for f in document["figures"]}
+    assert figures[("members", "total")] == 3
+    # Numbers as numbers: a share as a fraction, nothing as null; the period in the program's timezone.
+    assert figures[("customers", "repeat purchase rate (12 months)")] == pytest.approx(1 / 3)
+    assert figures[("support", "csat")] is None and figures[("nps", "score")] is None
+    assert isinstance(figures[("points", "outstanding value (CNY)")], float)
+    assert document["period"]["timezone"] == "Asia/Shanghai" and document["period"]["end"].endswith("+08:00")
     code, out, _ = await report("--format", "csv", "--period", "120m")
     assert code == 0 and "members,total,3" in out
     code, out, _ = await report("--period", "120m")
     assert code == 0 and "repeat purchase rate" in out and "33.3%" in out
+    assert code == 0 and "(Asia/Shanghai)" in out
     code, _, err = await report("--period", "soon")
     assert code == 2 and "--period 'soon'" in err and "Traceback" not in err
     code, _, err = await report("--format", "xml")
     assert code == 2 and "--format must be one of" in err
+
+
+async def test_report_without_a_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing-here.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    env.update(LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{missing}", PYTHONPATH=str(ROOT))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "report",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2 and f"no database at {missing}" in err.decode()
+    assert not missing.exists(), "no empty database was made"
 
 
 async def test_stats_uses_the_schedulers_fresh_snapshot(harness: BotHarness) -> None:
@@ -160,3 +187,20 @@ async def test_a_snapshot_reads_back_as_it_was_computed(harness: BotHarness) -> 
         await metrics.save_snapshot(session, board, now)
         assert await metrics.fresh_snapshot(session, "30d", now) == board
         assert await metrics.fresh_snapshot(session, "30d", now + metrics.SNAPSHOT_MAX_AGE * 2) is None
+
+
+async def test_migrate_says_what_it_applied_or_that_there_was_nothing_to_do(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    env.update(LOYALTY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}", PYTHONPATH=str(ROOT))
+
+    async def migrate() -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "migrate", env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0
+        return out.decode().strip()
+
+    first = await migrate()
+    assert first.startswith("migrated the database: empty → 00"), first
+    assert (await migrate()).startswith("the database is up to date (migration 00"), "and nothing to do"
