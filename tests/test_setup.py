@@ -204,3 +204,24 @@ async def test_id_tells_anyone_their_id_and_in_a_group_the_groups(harness: BotHa
     [in_group] = harness.texts(await harness.feed(update), -1001234567890)
     assert "Your Telegram id: <code>4242</code>" in in_group
     assert "This group's id: <code>-1001234567890</code>" in in_group
+
+
+def test_env_example_names_every_setting_with_its_default() -> None:
+    """A newcomer copies .env.example: it must not miss a setting, nor keep a default the code no longer has."""
+    from bot.settings import Settings
+
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    lines = {line.lstrip("# ").split("=", 1)[0]: line.split("=", 1)[1] for line in text.splitlines() if "=" in line}
+    for name, field in Settings.model_fields.items():
+        key = f"LOYALTY_{name.upper()}"
+        assert key in lines, f"{key} is missing from .env.example"
+        default = field.default
+        if isinstance(default, bool):
+            expected = str(default).lower()
+        elif isinstance(default, float):
+            expected = f"{default:g}"
+        elif isinstance(default, int | str):
+            expected = str(default)
+        else:  # None or empty: the example shows a placeholder or nothing
+            continue
+        assert lines[key] == expected, f"{key}: .env.example says {lines[key]!r}, the code {expected!r}"
