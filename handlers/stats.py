@@ -223,6 +223,10 @@ def _labels() -> charts.Labels:
         cohorts=_("Members buying again, by join month"),
         months_after_joining=_("Months after joining"),
         join_month=_("Joined (members)"),
+        count=_("Count"),
+        date=_("Date"),
+        nps_axis=_("NPS (−100 to +100)"),
+        no_data=_("No data yet"),
     )
 
 
