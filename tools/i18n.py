@@ -26,6 +26,8 @@ COUNTED = re.compile(
 # Only Telegram's HTML tags: usage strings legitimately show "<member>", and translators translate those.
 TAG = re.compile(r"</?(?:b|strong|i|em|u|ins|s|strike|del|span|tg-spoiler|a|tg-emoji|code|pre|blockquote)\b[^>]*>")
 FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+# One register in Chinese: the polite "you" a shop uses with its customers, never the familiar one beside it.
+POLITE, FAMILIAR = "您", "你"
 
 
 def po_path(lang: str) -> Path:
@@ -130,6 +132,8 @@ def problems() -> list[str]:
                 found.append(f"{lang}: placeholders differ in {msgid!r}")
             if any(sorted(TAG.findall(text)) != sorted(TAG.findall(msgid)) for text in msgids + tuple(texts)):
                 found.append(f"{lang}: HTML tags differ in {msgid!r}")
+            if lang.startswith("zh") and any(FAMILIAR in text for text in texts):
+                found.append(f"{lang}: {FAMILIAR} in {msgid!r}: members are addressed as {POLITE} throughout")
         mo = po_path(lang).with_suffix(".mo")
         if not mo.exists() or mo.read_bytes() != compiled(lang):
             found.append(f"{lang}: {mo.name} is stale; run python tools/i18n.py compile")
