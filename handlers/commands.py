@@ -38,6 +38,7 @@ _CASHIER = [
 ]
 _SUPPORT = [
     ("inbox", __("Open feedback threads, longest waiting first")),
+    ("thread", __("A whole feedback thread")),
     ("reply", __("Answer a thread: thread, text")),
     ("close", __("Close a thread")),
     ("setbirthday", __("Correct a member's birthday")),

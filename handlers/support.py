@@ -39,7 +39,7 @@ from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
 from notifications.support import INBOX_LINES, waited
-from notifications.texts import day, locale_of, money, speaking, tell
+from notifications.texts import day, locale_of, money, speaking, tell, when
 from storage.database import DbSession
 from storage.models import Member, Thread
 
@@ -323,8 +323,44 @@ async def inbox(message: Message, session: DbSession, program: Program, clock: C
         )
     if len(lines) > INBOX_LINES:
         text.append(_("…and {count} more.").format(count=len(lines) - INBOX_LINES))
-    text += ["", html.escape(_("Answer with /reply <thread> <text>, close with /close <thread>."))]
+    text += ["", html.escape(_("See a whole thread with /thread <thread>; answer with /reply <thread> <text>."))]
     await message.answer("\n".join(text))
+
+
+THREAD_MESSAGES = 20  # the latest, as much as one Telegram message holds
+
+
+async def show_thread(
+    message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n
+) -> None:
+    """/thread <id>: the whole conversation (its latest messages), where /inbox shows only the last one."""
+    thread_id = whole((command.args or "").strip().lstrip("#"))
+    found = await feedback.get_thread(session, thread_id) if thread_id is not None else None
+    if thread_id is None or found is None:
+        await message.answer(
+            _("No thread #{thread}.").format(thread=html.escape((command.args or "").strip()[:20]))
+            if command.args
+            else _("Usage: {usage}").format(usage=html.escape(_("/thread <thread>")))
+        )
+        return
+    _thread, member = found
+    shown, total = await feedback.messages_of(session, thread_id, THREAD_MESSAGES)
+    lines = [
+        _("💬 <b>Thread #{thread}</b> with {name} (<code>{code}</code>)").format(
+            thread=thread_id, name=html.escape(member.first_name or "—"), code=member.code
+        )
+    ]
+    if total > len(shown):
+        lines.append(_("(the latest {shown} of {total} messages)").format(shown=len(shown), total=total))
+    locale = i18n.current_locale
+    for item in shown:
+        who = html.escape(member.first_name or "—") if item.direction == "in" else _("Staff")
+        body = html.unescape(TAGS.sub("", item.text)) if item.text else f"[{item.kind}]"
+        if len(body) > feedback.PREVIEW * 3:
+            body = body[: feedback.PREVIEW * 3] + "…"
+        lines.append(f"{when(item.created_at, program.tz, locale)} · <b>{who}</b>: {html.escape(body)}")
+    lines += ["", html.escape(_("Answer with /reply <thread> <text>, close with /close <thread>."))]
+    await message.answer("\n".join(lines))
 
 
 async def reply_command(
@@ -398,6 +434,7 @@ def router() -> Router:
     router = Router(name="support-inbox")
     router.message.filter(HasPermission(Permission.ANSWER_FEEDBACK))
     router.message.register(inbox, slash("inbox"))
+    router.message.register(show_thread, slash("thread"))
     router.message.register(reply_command, slash("reply"))
     router.message.register(close_command, slash("close"))
     return router

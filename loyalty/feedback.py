@@ -310,6 +310,20 @@ async def get_thread(session: AsyncSession, thread_id: int) -> tuple[Thread, Mem
     return (row[0], row[1]) if row else None
 
 
+async def messages_of(session: AsyncSession, thread_id: int, limit: int) -> tuple[list[ThreadMessage], int]:
+    """The thread's latest ``limit`` messages, oldest first, and how many there are in all."""
+    total = (await session.execute(select(func.count()).where(col(ThreadMessage.thread_id) == thread_id))).scalar_one()
+    latest = (
+        await session.execute(
+            select(ThreadMessage)
+            .where(col(ThreadMessage.thread_id) == thread_id)
+            .order_by(col(ThreadMessage.id).desc())
+            .limit(limit)
+        )
+    ).scalars()
+    return list(reversed(list(latest))), int(total)
+
+
 @dataclass(frozen=True)
 class MemberFacts:
     """What support sees about a member when a thread opens."""

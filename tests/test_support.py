@@ -235,6 +235,13 @@ class TestNoSupportChat:
         assert "Sent to Ann" in harness.texts(calls, SUPPORT_ID)[-1]
         calls = await harness.send(sue, "/inbox")
         assert "answered" in harness.texts(calls, SUPPORT_ID)[-1] and "⚠️" not in harness.texts(calls, SUPPORT_ID)[-1]
+        # The whole thread, not just its last message, oldest first.
+        [whole] = harness.texts(await harness.send(sue, f"/thread {thread_id}"), SUPPORT_ID)
+        assert f"Thread #{thread_id}</b> with Ann" in whole
+        asked, voice, answer = (whole.index(part) for part in ("Is the &lt;i&gt;oat", "[voice]", "<b>Staff</b>: Yes"))
+        assert asked < voice < answer
+        assert "No thread #42" in harness.texts(await harness.send(sue, "/thread 42"), SUPPORT_ID)[-1]
+        assert "only for the shop's staff" in harness.texts(await harness.send(ann, f"/thread {thread_id}"), ANN)[-1]
         # Members cannot use the desk.
         calls = await harness.send(ann, "/inbox")
         assert "only for the shop's staff" in harness.texts(calls, ANN)[-1]
