@@ -11,7 +11,7 @@ from aiogram import Bot, Router
 from aiogram.filters import Filter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, ReactionTypeEmoji
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
@@ -37,6 +37,9 @@ async def start_feedback(message: Message, session: DbSession, member: MemberVie
     await message.answer(
         _("💬 Write your message to our team: text, a photo or a voice message.") + "\n" + _("Send /cancel to stop.")
     )
+
+
+RECEIVED = "👌"  # one of the reactions Telegram allows
 
 
 class Writing(Filter):
@@ -74,6 +77,9 @@ async def relay(
         await message.answer(_("I can pass on text, photos, voice messages, videos and files."))
         return
     now = clock()
+    if await feedback.just_thanks(session, member.id, message.text):
+        await message.answer(_("You're welcome! 😊 Write any time if there is anything else."))
+        return
     received = await feedback.member_says(
         session,
         member.id,
@@ -86,8 +92,12 @@ async def relay(
     await state.clear()
     if received.message is None:
         return  # a redelivered update
-    if received.opened:
+    if received.reopened:
+        await message.answer(_("✅ Your conversation with our team is open again; they will answer you here."))
+    elif received.opened:
         await message.answer(_("✅ Thank you! Your message reached our team; they will answer you here."))
+    else:  # a follow-up in an open thread: a reaction says it arrived, without another message
+        await message.react([ReactionTypeEmoji(emoji=RECEIVED)])
     await relay_to_staff(bot, desk, session, i18n, program, received, source=message, now=now)
 
 

@@ -9,6 +9,7 @@ is made once per wait.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -42,6 +43,24 @@ class Received:
     thread: Thread
     message: ThreadMessage | None  # None: a replay of a message already stored
     opened: bool  # this message opened (or reopened) the thread
+    reopened: bool = False  # ... within REOPEN_WINDOW of the member's last thread closing: the same conversation
+
+
+# A member's short thanks after a thread was closed and rated ends the conversation; it does not start another.
+THANKS = re.compile(
+    r"^\W*(thanks?( you)?( so much| a lot)?|thx|ty|ok(ay)?|great|perfect|谢谢|謝謝|多谢|多謝|感谢|感謝|好的)\W*$",
+    re.IGNORECASE,
+)
+
+
+async def just_thanks(session: AsyncSession, member_id: int, text: str | None) -> bool:
+    """Whether the message only thanks staff for a thread already closed and rated (nothing to open one for)."""
+    if not text or len(text) > 40 or not THANKS.match(text.strip()):
+        return False
+    if await open_thread_of(session, member_id) is not None:
+        return False
+    last = await latest_thread_of(session, member_id)
+    return last is not None and last.rating is not None
 
 
 async def member_of(session: AsyncSession, thread: Thread) -> Member:
@@ -95,8 +114,10 @@ async def member_says(
     # Messages of one album arrive together: the member's row serialises them, so one thread opens.
     await session.execute(select(col(Member.id)).where(col(Member.id) == member_id).with_for_update())
     thread = await open_thread_of(session, member_id)
-    opened = thread is None
+    opened, reopened = thread is None, False
     if thread is None:
+        last = await latest_thread_of(session, member_id)
+        reopened = last is not None and last.closed_at is not None and now - last.closed_at < REOPEN_WINDOW
         # Writing after a close starts a new thread (its own response time and rating); in a forum it
         # reopens the member's topic, so to staff it is the same conversation continued.
         thread = Thread(member_id=member_id, opened_at=now)
@@ -123,7 +144,7 @@ async def member_says(
         replayed = await latest_thread_of(session, member_id)
         assert replayed is not None
         return Received(replayed, None, opened=False)
-    return Received(thread, message, opened)
+    return Received(thread, message, opened, reopened)
 
 
 async def _by_source(session: AsyncSession, source_key: str) -> ThreadMessage | None:

@@ -216,6 +216,30 @@ class TestNoSupportChat:
     def support_chat(self) -> None:
         return None
 
+    async def test_follow_ups_are_acknowledged_thanks_close_and_writing_again_reopens(
+        self, harness: BotHarness
+    ) -> None:
+        ann, sue = harness.user(ANN, "Ann"), harness.user(SUPPORT_ID, "Sue")
+        await harness.send(ann, "/start")
+        await harness.send(ann, "/feedback")
+        assert "reached our team" in harness.texts(await _ann_writes(harness, "My coupon is missing"), ANN)[0]
+        calls = await _ann_writes(harness, "It was the latte one")
+        [reaction] = [c for c in calls if c.method == "setMessageReaction"]
+        assert reaction.params["reaction"] == [{"type": "emoji", "emoji": "👌"}] and not harness.texts(calls, ANN)
+        thread = await _thread(harness)
+        await harness.send(sue, f"/reply {thread.id} Found it, it is back in /coupons")
+        await harness.send(sue, f"/close {thread.id}")
+        await harness.press(ann, "⭐⭐⭐⭐")
+        # "Thanks!" after the rating is the end of the conversation, not a new one.
+        assert harness.texts(await _ann_writes(harness, "Thanks!"), ANN) == [
+            "You're welcome! 😊 Write any time if there is anything else."
+        ]
+        assert (await _thread(harness)).id == thread.id, "no thread was opened"
+        # Anything else within the reopen window continues the conversation, and says so.
+        [reopened] = harness.texts(await _ann_writes(harness, "One more thing: is the mug back?"), ANN)
+        assert reopened == "✅ Your conversation with our team is open again; they will answer you here."
+        assert (await _thread(harness)).id != thread.id
+
     async def test_inbox_reply_and_close_in_private(self, harness: BotHarness) -> None:
         ann, sue = harness.user(ANN, "Ann"), harness.user(SUPPORT_ID, "Sue")
         await harness.send(ann, "/start")
