@@ -89,7 +89,7 @@ class Services:
             "clock": self.clock,
             "i18n": self.i18n,
             "broadcaster": self.broadcaster,
-            "desk": support.Desk(self.settings.support_chat_id),
+            "desk": support.Desk(self.settings.support_chat_id, self.roles),
             "staff_chats": StaffChats(self.settings.support_chat_id, self.settings.admin_ids),
             "card_photos": card.SentPhotos(),
         }
@@ -198,6 +198,7 @@ def build_dispatcher(
         profile.input_router(),
         sharing.input_router(),
         nps.input_router(),
+        support.input_router(),
         broadcast.input_router(),
         feedback.input_router(),
         menu.fallback_router(),

@@ -8,8 +8,8 @@ Three set-ups, chosen by ``LOYALTY_SUPPORT_CHAT_ID``:
   the topic closes the thread and the topic; the member writing again reopens both.
 - an ordinary group: each member message is posted with a header naming the member; a staff reply to it (or to
   the header) is relayed. ``/close`` as a reply closes that thread.
-- none: threads stay in the database; support uses ``/inbox``, ``/reply <thread> <text>`` and
-  ``/close <thread>`` in the private chat.
+- none: each member message is sent to the support staff and admins in their private chats, with a button to
+  answer it; ``/inbox``, ``/thread <thread>``, ``/reply <thread> <text>`` and ``/close <thread>`` work there too.
 
 Only support, admin and owner roles answer or close; anyone else in the staff chat is ignored.
 """
@@ -27,7 +27,9 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import CommandObject, Filter
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
@@ -37,7 +39,7 @@ from loyalty.numbers import RowId, whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.purchases import from_minor
-from loyalty.roles import Permission
+from loyalty.roles import Permission, StaticRoles, can, staff_roles
 from notifications.support import INBOX_LINES, waited
 from notifications.texts import day, locale_of, money, speaking, tell, when
 from storage.database import DbSession
@@ -57,10 +59,12 @@ class Mode(StrEnum):
 
 
 class Desk:
-    """Where threads go, found out once from Telegram (whether the support chat is a forum)."""
+    """Where threads go, found out once from Telegram (whether the support chat is a forum); without a support
+    chat, to the private chats of whoever may answer (``roles``: settings, and grants in the database)."""
 
-    def __init__(self, chat_id: int | None) -> None:
+    def __init__(self, chat_id: int | None, roles: StaticRoles | None = None) -> None:
         self.chat_id = chat_id
+        self.roles = roles or StaticRoles()
         self._mode: Mode | None = None if self.chat_id is not None else Mode.NONE
 
     async def mode(self, bot: Bot) -> Mode:
@@ -78,6 +82,14 @@ class Desk:
 class Csat(CallbackData, prefix="csat"):
     thread_id: RowId
     rating: int
+
+
+class AnswerThread(CallbackData, prefix="ans"):
+    thread_id: RowId
+
+
+class SupportInput(StatesGroup):
+    answering = State()  # the next message is the answer to the thread in the state's data
 
 
 def content_kind(message: Message) -> str | None:
@@ -161,7 +173,10 @@ async def relay_to_staff(
 ) -> None:
     """Show staff a member's message (``source``, copied) or a bot-written ``note`` about the thread."""
     mode = await desk.mode(bot)
-    if mode is Mode.NONE or received.message is None:
+    if received.message is None:
+        return
+    if mode is Mode.NONE:
+        await _tell_staff_privately(bot, desk, session, i18n, program, received, note)
         return
     assert desk.chat_id is not None
     thread = received.thread
@@ -190,6 +205,80 @@ async def relay_to_staff(
     except TelegramAPIError:
         # The thread is stored either way; /inbox still shows it.
         log.exception("could not relay thread %s to the support chat", thread.id)
+
+
+async def _tell_staff_privately(
+    bot: Bot,
+    desk: Desk,
+    session: DbSession,
+    i18n: I18n,
+    program: Program,
+    received: feedback.Received,
+    note: str | None,
+) -> None:
+    """No support chat: whoever may answer learns of the message in their private chat, with a button to answer,
+    so nothing waits unseen until someone thinks of /inbox."""
+    thread, message = received.thread, received.message
+    assert message is not None and thread.id is not None
+    member = await feedback.member_of(session, thread)
+    staff = [
+        tid for tid, role in (await staff_roles(session, desk.roles)).items() if can(role, Permission.ANSWER_FEEDBACK)
+    ]
+    body = html.unescape(TAGS.sub("", message.text)) if message.text else f"[{message.kind}]"
+    if note is not None:
+        body = html.unescape(TAGS.sub("", note))
+    preview = body if len(body) <= feedback.PREVIEW * 3 else body[: feedback.PREVIEW * 3] + "…"
+    with speaking(i18n, program.staff_language):
+        first = _("🆕 New thread") if received.opened else _("💬 In an open thread")
+        text = "\n".join(
+            [
+                _("{what} #{thread} from {name} (<code>{code}</code>):").format(
+                    what=first, thread=thread.id, name=html.escape(member.first_name or "—"), code=member.code
+                ),
+                html.escape(preview),
+                "",
+                html.escape(_("See a whole thread with /thread <thread>; answer with /reply <thread> <text>.")),
+            ]
+        )
+        markup = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [InlineKeyboardButton(text=_("✍️ Answer"), callback_data=AnswerThread(thread_id=thread.id).pack())]
+            ]
+        )
+    for telegram_id in staff:
+        try:
+            await bot.send_message(telegram_id, text, reply_markup=markup)
+        except TelegramAPIError:  # one unreachable staff member must not keep the others from hearing
+            log.warning("could not tell staff %s about thread %s", telegram_id, thread.id, exc_info=True)
+
+
+async def start_answer(
+    query: CallbackQuery, callback_data: AnswerThread, session: DbSession, state: FSMContext
+) -> None:
+    found = await feedback.get_thread(session, callback_data.thread_id)
+    if found is None or not isinstance(query.message, Message):
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    _thread, member = found
+    await state.set_state(SupportInput.answering)
+    await state.update_data(thread_id=callback_data.thread_id)
+    await query.answer()
+    await query.message.answer(
+        _("Type your answer to {name} (thread #{thread}). /cancel to stop.").format(
+            name=html.escape(member.first_name or "—"), thread=callback_data.thread_id
+        )
+    )
+
+
+async def typed_answer(
+    message: Message, session: DbSession, bot: Bot, state: FSMContext, clock: Callable[[], datetime]
+) -> None:
+    thread_id = (await state.get_data()).get("thread_id")
+    await state.clear()
+    if not isinstance(thread_id, int) or not message.text:
+        await message.answer(_("Please type the answer as text, or /cancel."))
+        return
+    await _send_reply(message, session, bot, clock, thread_id, message.text)
 
 
 class InStaffChat(Filter):
@@ -371,9 +460,22 @@ async def reply_command(
     if thread_id is None:
         await message.answer(_("Usage: {usage}").format(usage=html.escape(_("/reply <thread> <text>"))))
         return
+    await _send_reply(message, session, bot, clock, thread_id, parts[1], typed_ref=parts[0])
+
+
+async def _send_reply(
+    message: Message,
+    session: DbSession,
+    bot: Bot,
+    clock: Callable[[], datetime],
+    thread_id: int,
+    answer: str,
+    typed_ref: str | None = None,
+) -> None:
+    """Store staff's answer in the thread and deliver it to the member (/reply, and the ✍️ Answer button)."""
     found = await feedback.get_thread(session, thread_id)
     if found is None:
-        await message.answer(_("No thread #{thread}.").format(thread=html.escape(parts[0])))
+        await message.answer(_("No thread #{thread}.").format(thread=html.escape(typed_ref or str(thread_id))))
         return
     thread, member = found
     assert thread.id is not None and message.from_user is not None
@@ -382,7 +484,7 @@ async def reply_command(
         thread.id,
         source_key=f"s:{message.chat.id}:{message.message_id}",
         kind="text",
-        text=html.escape(parts[1]),
+        text=html.escape(answer),
         author_id=message.from_user.id,
         now=clock(),
     )
@@ -392,7 +494,7 @@ async def reply_command(
         await message.answer(_("⚠️ Not delivered: the member blocked the bot or erased their data."))
         return
     try:
-        await bot.send_message(member.chat_id, "💬 " + html.escape(parts[1]))
+        await bot.send_message(member.chat_id, "💬 " + html.escape(answer))
     except TelegramAPIError:
         log.warning("could not deliver a reply to member %s", member.id, exc_info=True)
         await message.answer(_("⚠️ Not delivered: Telegram refused the message to the member."))
@@ -437,4 +539,13 @@ def router() -> Router:
     router.message.register(show_thread, slash("thread"))
     router.message.register(reply_command, slash("reply"))
     router.message.register(close_command, slash("close"))
+    router.callback_query.register(start_answer, AnswerThread.filter())
+    return router
+
+
+def input_router() -> Router:
+    """Staff typing an answer after the ✍️ Answer button (with the other pending questions, after the commands)."""
+    router = Router(name="support-answer")
+    router.message.filter(HasPermission(Permission.ANSWER_FEEDBACK), NotCommand())
+    router.message.register(typed_answer, SupportInput.answering)
     return router

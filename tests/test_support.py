@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from notifications.support import report_overdue
 from storage.models import Thread
-from tests.harness import SUPPORT_CHAT_ID, SUPPORT_ID, BotHarness
+from tests.harness import ADMIN_ID, SUPPORT_CHAT_ID, SUPPORT_ID, BotHarness
 
 ANN = 1001
 PHOTO = [{"file_id": "ann-photo", "file_unique_id": "ap", "width": 640, "height": 480}]
@@ -240,12 +240,35 @@ class TestNoSupportChat:
         assert reopened == "✅ Your conversation with our team is open again; they will answer you here."
         assert (await _thread(harness)).id != thread.id
 
+    async def test_the_answer_button_sends_what_support_types_next(self, harness: BotHarness) -> None:
+        ann, sue = harness.user(ANN, "Ann"), harness.user(SUPPORT_ID, "Sue")
+        await harness.send(ann, "/start")
+        await harness.send(ann, "/feedback")
+        calls = await _ann_writes(harness, "Do you have oat milk?")
+        [note] = [c for c in calls if c.params.get("chat_id") == SUPPORT_ID]
+        follow_up = await _ann_writes(harness, "And soy?")
+        assert any("In an open thread #1" in (c.params.get("text") or "") for c in follow_up)
+        prompt = harness.texts(await harness.press(sue, "✍️ Answer", message_id=note.response["result"]["message_id"]))
+        assert prompt == ["Type your answer to Ann (thread #1). /cancel to stop."]
+        calls = await harness.send(sue, "Both, every day")
+        assert harness.texts(calls, ANN) == ["💬 Both, every day"]
+        assert "Sent to Ann (thread #1)" in harness.texts(calls, SUPPORT_ID)[-1]
+        # The answer was one message: the next one is not sent to Ann.
+        assert harness.texts(await harness.send(sue, "hello?"), ANN) == []
+
     async def test_inbox_reply_and_close_in_private(self, harness: BotHarness) -> None:
         ann, sue = harness.user(ANN, "Ann"), harness.user(SUPPORT_ID, "Sue")
         await harness.send(ann, "/start")
         await harness.send(ann, "/feedback")
         calls = await _ann_writes(harness, "Is the <i>oat</i> milk vegan?")
-        assert [c.params.get("chat_id") for c in calls] == [ANN]  # stored only: there is no staff chat
+        # No staff chat: support and admins hear of it in their private chats, with a button to answer.
+        assert sorted(c.params.get("chat_id") for c in calls) == [ANN, ADMIN_ID, SUPPORT_ID]
+        [to_sue] = [c for c in calls if c.params.get("chat_id") == SUPPORT_ID]
+        assert (
+            "New thread #1 from Ann" in to_sue.params["text"]
+            and "Is the &lt;i&gt;oat&lt;/i&gt; milk" in to_sue.params["text"]
+        )
+        assert to_sue.params["reply_markup"]["inline_keyboard"][0][0]["text"] == "✍️ Answer"
         await _ann_writes(harness, voice=VOICE)
         harness.clock.advance(minutes=75)
         calls = await harness.send(sue, "/inbox")
