@@ -308,3 +308,21 @@ async def test_openapi_document_describes_every_endpoint(api: TestClient) -> Non
     }
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "PurchaseIn" in document["components"]["schemas"]
+
+
+async def test_members_are_told_of_api_refunds_and_adjustments_once(api: TestClient, harness: BotHarness) -> None:
+    member = await _join(harness)
+    await api.post("/api/v1/purchases", json=purchase(member.code, amount="40.00"), headers=AUTH)
+    before = len(harness.tg.calls)
+    body = {"external_id": "R-1", "amount": "20.00", "refund_id": "RF-1"}
+    for _ in range(2):  # the till retries: the member hears once
+        await api.post("/api/v1/refunds", json=body, headers=AUTH)
+    [refunded] = harness.texts(harness.tg.calls[before:], 1001)
+    assert refunded.startswith("↩️ Your purchase was refunded (CN¥20.00)")
+    path = f"/api/v1/members/{member.code}/adjustments"
+    before = len(harness.tg.calls)
+    await api.post(path, json={"points": 7, "reason": "goodwill", "adjustment_id": "A-1"}, headers=AUTH)
+    await api.post(path, json={"points": 3, "reason": "typo", "adjustment_id": "A-2", "silent": True}, headers=AUTH)
+    assert harness.texts(harness.tg.calls[before:], 1001) == [
+        f"🪙 +7 points from our team: goodwill\nYour balance: {member.points + 40 - 20 + 7} points."
+    ]

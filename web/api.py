@@ -41,7 +41,7 @@ from loyalty.purchases import (
     to_minor,
 )
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
-from notifications.purchases import announce_purchase
+from notifications.purchases import announce_purchase, notify_adjustment, notify_refund
 from storage.database import DbSession
 from storage.models import LedgerEntry, Member, Purchase
 from web.services import SERVICES, WebServices
@@ -162,6 +162,9 @@ class AdjustmentIn(_Model):
     points: int = Field(ge=-MAX_ADJUSTMENT, le=MAX_ADJUSTMENT, description="Signed, not zero")
     reason: str = Field(min_length=1, max_length=256)
     adjustment_id: str | None = Field(default=None, pattern=_ID, description="Idempotency key (or the header)")
+    silent: bool = Field(
+        default=False, description="true: the member is not told (they are, with the reason, by default)"
+    )
 
 
 class AdjustmentOut(_Model):
@@ -391,6 +394,15 @@ async def create_purchase(request: web.Request) -> web.Response:
     return _json(out, 201 if result.created else 200)
 
 
+async def _tell(services: WebServices, member: Member, notify: Callable[..., Awaitable[bool]], *args: Any) -> None:
+    """Tell the member of a refund or an adjustment; as with purchases, a failed notice is only logged."""
+    try:
+        if not await notify(services.bot, services.i18n, member, *args):
+            log.info("member %s was not told of a %s", member.id, notify.__name__)
+    except Exception:
+        log.warning("telling member %s (%s) failed", member.id, notify.__name__, exc_info=True)
+
+
 async def _announce(services: WebServices, member: Member, result: PurchaseResult) -> None:
     # The purchase is recorded whatever Telegram says; a failed notification is only logged.
     try:
@@ -448,6 +460,9 @@ async def create_refund(request: web.Request) -> web.Response:
             balance=result.balance,
             replayed=not result.created,
         )
+    if result.created and result.member is not None:  # told once the connection is back in the pool
+        refunded, points = result.refund.amount_minor, result.refund.points
+        await _tell(services, result.member, notify_refund, refunded, points, result.balance, program)
     return _json(out, 201 if result.created else 200)
 
 
@@ -501,6 +516,8 @@ async def create_adjustment(request: web.Request) -> web.Response:
         out = AdjustmentOut(
             adjustment_id=entry.id, member=ref, points=entry.points, balance=result.balance, replayed=not result.created
         )
+    if result.created and not body.silent:
+        await _tell(services, member, notify_adjustment, body.points, body.reason, result.balance)
     return _json(out, 201 if result.created else 200)
 
 
