@@ -25,6 +25,8 @@ from loyalty.members import MemberView
 from loyalty.numbers import RowId
 from loyalty.program import DEFAULT_VALIDITY_DAYS, MAX_REWARD_COST, MAX_VALIDITY_DAYS, Program
 from loyalty.rewards import (
+    MAX_TITLE,
+    TITLE_COLUMNS,
     CouponProblem,
     RewardUnavailable,
     Unavailable,
@@ -35,6 +37,7 @@ from loyalty.rewards import (
     normalize_coupon_code,
     redeem,
     set_active,
+    set_title,
     tier_allows,
     title_for,
     use_coupon,
@@ -267,7 +270,7 @@ def _reward_usage() -> str:
         usage=html.escape(
             _(
                 "/reward add <cost> [stock=N] [limit=N] [days=N] [tier=NAME] <title> | /reward list | "
-                "/reward disable <id>"
+                "/reward disable <id> | /reward title <id> <en|zh-Hans|zh-Hant> <title>"
             )
         )
     )
@@ -284,6 +287,8 @@ async def manage_rewards(message: Message, command: CommandObject, session: DbSe
         await message.answer("\n".join(lines) or _("There are no rewards yet. Check back soon!"))
     elif action == "add":
         await _add(message, session, program, rest.split())
+    elif action == "title":
+        await _title(message, session, rest.split(maxsplit=2))
     elif action in ("disable", "enable") and rest.strip():
         reward = await find_reward(session, rest.strip())
         if reward is None or reward.id is None:
@@ -299,6 +304,31 @@ async def manage_rewards(message: Message, command: CommandObject, session: DbSe
         )
     else:
         await message.answer(_reward_usage())
+
+
+async def _title(message: Message, session: DbSession, words: list[str]) -> None:
+    """/reward title <id or key> <en|zh-Hans|zh-Hant> <title>: a chat-made reward's title for members reading
+    another language."""
+    if len(words) < 3 or words[1].lower() not in TITLE_COLUMNS or not words[2].strip():
+        await message.answer(_reward_usage())
+        return
+    reward = await find_reward(session, words[0])
+    if reward is None or reward.id is None:
+        await message.answer(_("No reward {ref}.").format(ref=html.escape(words[0][:32])))
+        return
+    if reward.from_file:
+        await message.answer(
+            _("Reward #{id} comes from the program file: set its titles there (title_zh_hans, title_zh_hant).").format(
+                id=reward.id
+            )
+        )
+        return
+    await set_title(session, reward, words[1], words[2].strip())
+    await message.answer(
+        _("Reward #{id} is now called {title} in {language}.").format(
+            id=reward.id, title=html.escape(words[2].strip()[:MAX_TITLE]), language=words[1]
+        )
+    )
 
 
 async def _add(message: Message, session: DbSession, program: Program, words: list[str]) -> None:

@@ -153,6 +153,22 @@ async def set_active(session: AsyncSession, reward_id: int, active: bool) -> Non
     await session.commit()
 
 
+# A reward's title in each language members read: the column that holds it.
+TITLE_COLUMNS = {"en": "title", "zh-hans": "title_zh_hans", "zh-hant": "title_zh_hant"}
+MAX_TITLE = 64
+
+
+async def set_title(session: AsyncSession, reward: Reward, language: str, title: str) -> None:
+    """Give a reward made in chat its title in one language (``TITLE_COLUMNS``; a file's rewards take theirs from
+    the file at every start, so they are not changed here)."""
+    column = TITLE_COLUMNS[language.lower()]
+    if reward.from_file:
+        raise ValueError("a program file's reward takes its titles from the file")
+    await begin_write(session)
+    await session.execute(update(Reward).where(col(Reward.id) == reward.id).values({column: title[:MAX_TITLE]}))
+    await session.commit()
+
+
 @dataclass(frozen=True)
 class Redemption:
     coupon: Coupon

@@ -121,6 +121,29 @@ async def test_admin_manages_the_catalog_and_others_are_refused(harness: BotHarn
         assert reply == "Sorry, that command is only for the shop's staff."
 
 
+async def test_a_reward_made_in_chat_can_be_given_its_chinese_titles(harness: BotHarness) -> None:
+    admin = harness.user(ADMIN_ID, "Boss")
+    await harness.send(harness.user(1002, "Mei", language_code="zh-hans"), "/start")
+    added = harness.texts(await harness.send(admin, "/reward add 40 Cookie box"))[0]
+    reward_id = re.search(r"#(\d+)", added).group(1)  # type: ignore[union-attr]
+    reply = harness.texts(await harness.send(admin, f"/reward title {reward_id} zh-Hans 曲奇礼盒"))[0]
+    assert reply == f"Reward #{reward_id} is now called 曲奇礼盒 in zh-Hans."
+    await harness.send(admin, f"/reward title {reward_id} zh-Hant 曲奇禮盒")
+    assert (
+        "曲奇礼盒"
+        in harness.texts(await harness.send(harness.user(1002, "Mei", language_code="zh-hans"), "/rewards"))[0]
+    )
+    # The program file's rewards take their titles from the file, at every start: refused, with where to go.
+    refused = harness.texts(await harness.send(admin, "/reward title latte zh-Hans 拿铁"))[0]
+    assert "comes from the program file" in refused
+    for bad in (
+        f"/reward title {reward_id} fr Biscuits",
+        f"/reward title {reward_id} zh-Hans",
+        "/reward title 999 en X",
+    ):
+        assert harness.texts(await harness.send(admin, bad))[0].startswith(("Usage", "No reward")), bad
+
+
 async def test_tier_restricted_rewards_and_forged_callbacks(harness: BotHarness) -> None:
     await _member_with_points(harness, 1000)
     admin = harness.user(ADMIN_ID, "Boss")
