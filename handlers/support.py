@@ -52,6 +52,12 @@ TAGS = re.compile(r"<[^>]+>")
 RELAYABLE = ("text", "photo", "voice", "video", "video_note", "document", "audio", "sticker", "animation")
 
 
+def _preview(text: str | None, kind: str, limit: int) -> str:
+    """A stored message (HTML) as plain text cut to ``limit`` characters, or its kind ("[voice]") if it has none."""
+    body = html.unescape(TAGS.sub("", text)) if text else f"[{kind}]"
+    return body if len(body) <= limit else body[:limit] + "…"
+
+
 class Mode(StrEnum):
     FORUM = "forum"
     GROUP = "group"
@@ -224,10 +230,7 @@ async def _tell_staff_privately(
     staff = [
         tid for tid, role in (await staff_roles(session, desk.roles)).items() if can(role, Permission.ANSWER_FEEDBACK)
     ]
-    body = html.unescape(TAGS.sub("", message.text)) if message.text else f"[{message.kind}]"
-    if note is not None:
-        body = html.unescape(TAGS.sub("", note))
-    preview = body if len(body) <= feedback.PREVIEW * 3 else body[: feedback.PREVIEW * 3] + "…"
+    preview = _preview(note if note is not None else message.text, message.kind, feedback.PREVIEW * 3)
     with speaking(i18n, program.staff_language):
         first = _("🆕 New thread") if received.opened else _("💬 In an open thread")
         text = "\n".join(
@@ -404,8 +407,7 @@ async def inbox(message: Message, session: DbSession, program: Program, clock: C
         preview = ""
         if line.last is not None:
             # Stored as HTML: shown as plain text, cut to a preview.
-            body = html.unescape(TAGS.sub("", line.last.text)) if line.last.text else f"[{line.last.kind}]"
-            preview = " — " + html.escape(body if len(body) <= feedback.PREVIEW else body[: feedback.PREVIEW] + "…")
+            preview = " — " + html.escape(_preview(line.last.text, line.last.kind, feedback.PREVIEW))
         text.append(
             f"{flag}#{thread.id} {html.escape(line.member.first_name or '—')} "
             f"(<code>{line.member.code}</code>) · {state}{preview}"
@@ -444,9 +446,7 @@ async def show_thread(
     locale = i18n.current_locale
     for item in shown:
         who = html.escape(member.first_name or "—") if item.direction == "in" else _("Staff")
-        body = html.unescape(TAGS.sub("", item.text)) if item.text else f"[{item.kind}]"
-        if len(body) > feedback.PREVIEW * 3:
-            body = body[: feedback.PREVIEW * 3] + "…"
+        body = _preview(item.text, item.kind, feedback.PREVIEW * 3)
         lines.append(f"{when(item.created_at, program.tz, locale)} · <b>{who}</b>: {html.escape(body)}")
     lines += ["", html.escape(_("Answer with /reply <thread> <text>, close with /close <thread>."))]
     await message.answer("\n".join(lines))

@@ -63,9 +63,7 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
                 "🎁 Welcome back! +{points} bonus points.",
                 result.winback_bonus,
             ).format(points=result.winback_bonus)
-        text += "\n" + ngettext(
-            "Your balance: {balance} point.", "Your balance: {balance} points.", result.balance
-        ).format(balance=result.balance)
+        text += "\n" + _balance_line(result.balance)
         text += "".join("\n" + line for line in card_lines(result.cards))
         if result.promoted is not None:
             text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
@@ -76,6 +74,12 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
     return await tell(bot, i18n, member, render)
 
 
+def _balance_line(balance: int) -> str:
+    return ngettext("Your balance: {balance} point.", "Your balance: {balance} points.", balance).format(
+        balance=balance
+    )
+
+
 async def notify_adjustment(bot: Bot, i18n: I18n, member: Member, delta: int, reason: str, balance: int) -> bool:
     """Tell the member that staff changed their points, and why (their reason, as they wrote it)."""
 
@@ -83,13 +87,7 @@ async def notify_adjustment(bot: Bot, i18n: I18n, member: Member, delta: int, re
         text: str = ngettext(
             "🪙 {delta:+d} point from our team: {reason}", "🪙 {delta:+d} points from our team: {reason}", abs(delta)
         ).format(delta=delta, reason=html.escape(reason))
-        return (
-            text
-            + "\n"
-            + ngettext("Your balance: {balance} point.", "Your balance: {balance} points.", balance).format(
-                balance=balance
-            )
-        )
+        return text + "\n" + _balance_line(balance)
 
     return await tell(bot, i18n, member, render)
 
@@ -111,13 +109,7 @@ async def notify_refund(
             if points
             else _("↩️ Your purchase was refunded ({amount}).").format(amount=amount)
         )
-        return (
-            text
-            + "\n"
-            + ngettext("Your balance: {balance} point.", "Your balance: {balance} points.", balance).format(
-                balance=balance
-            )
-        )
+        return text + "\n" + _balance_line(balance)
 
     return await tell(bot, i18n, member, render)
 
