@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # Bearer tokens for the purchases API (tills, online shops): comma-separated ``name:token`` (or bare tokens,
     # which share one scope); no token, no API access. Receipts and idempotency keys are scoped to the name.
     api_tokens: TokenScopes = Field(default_factory=dict)
+    # The Mini App: its public HTTPS URL (served by this HTTP server at the URL's path, e.g. /app/); unset, chat only.
+    webapp_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    # Seconds a Mini App session (Telegram's signed initData) is accepted after Telegram signed it.
+    webapp_auth_max_age: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
 
     @field_validator("admin_ids", "cashier_ids", "support_ids", mode="before")
     @classmethod

@@ -11,37 +11,19 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import lazy_gettext as __
-from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
 from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import BALANCE, HISTORY
 from handlers.ui import edit_or_keep
 from loyalty.account import EXPIRY_HORIZON_DAYS, HistoryPage, history, summary
-from loyalty.ledger import Kind
 from loyalty.members import MemberView
 from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.tiers import TierProgress
+from notifications.ledger import entry_label
 from notifications.texts import card_lines, day, money
 from storage.database import DbSession
 from storage.models import LedgerEntry
-
-KIND_LABELS: dict[str, LazyProxy] = {
-    Kind.WELCOME: __("Welcome bonus"),
-    Kind.PURCHASE: __("Purchase"),
-    Kind.ADJUST: __("Adjustment"),
-    Kind.SPEND: __("Redeemed"),
-    Kind.EXPIRE: __("Expired"),
-    Kind.REFUND: __("Refund"),
-    Kind.REFERRAL: __("Referral bonus"),
-    Kind.SHARE: __("Shared content approved"),
-    Kind.PROFILE: __("Profile completed"),
-    Kind.BIRTHDAY: __("Birthday gift"),
-    Kind.WINBACK: __("Welcome-back bonus"),
-    Kind.VIP: __("VIP monthly gift"),
-}
-REFUND_REASON = "refund "  # loyalty.refunds writes "refund <receipt>"
 
 
 class HistoryCallback(CallbackData, prefix="hist"):
@@ -137,13 +119,7 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
 
 
 def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
-    label = str(KIND_LABELS.get(entry.kind) or _("Other"))
-    if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
-        label = _("Refund of receipt {receipt}").format(receipt=html.escape(entry.reason[len(REFUND_REASON) :]))
-    elif entry.kind == Kind.REFERRAL and entry.points < 0:
-        label = _("Referral bonus taken back (the friend's purchase was refunded)")
-    elif entry.reason and entry.kind in (Kind.ADJUST, Kind.SPEND):  # the staff's reason; the reward's title
-        label = _("{label} ({detail})").format(label=label, detail=html.escape(entry.reason))
+    label = entry_label(entry)
     return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
 
 

@@ -13,7 +13,6 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from handlers.audit import own_account_refused
 from handlers.filters import HasPermission, slash
 from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.audit import OwnAccount
@@ -22,6 +21,7 @@ from loyalty.members import find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
 from notifications.purchases import notify_adjustment
+from notifications.refusals import own_account_refused
 from storage.database import DbSession
 
 _DELTA = re.compile(r"^[+-][0-9]{1,7}$")

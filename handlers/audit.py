@@ -19,14 +19,6 @@ from storage.database import DbSession
 SHOWN = 20
 
 
-def own_account_refused() -> str:
-    """What a staff member is told who tried to record on their own member account."""
-    return _(
-        "That is your own member account: a colleague has to do this for you. Nothing was changed, and the "
-        "attempt is in the audit log."
-    )
-
-
 async def show_audit(message: Message, session: DbSession, program: Program, i18n: I18n) -> None:
     lines = await latest(session, SHOWN)
     if not lines:

@@ -17,9 +17,7 @@ from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 
-from handlers.audit import own_account_refused
 from handlers.filters import HasPermission, slash
-from handlers.purchase import amount_problem
 from handlers.ui import edit_or_keep
 from loyalty.audit import OwnAccount
 from loyalty.numbers import MAX_ID, RowId
@@ -28,6 +26,7 @@ from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, p
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from loyalty.roles import Permission
 from notifications.purchases import notify_refund
+from notifications.refusals import amount_problem, own_account_refused
 from notifications.texts import day, money
 from storage.database import DbSession
 from storage.models import Purchase

@@ -325,3 +325,17 @@ async def _replayed(session: AsyncSession, purchase: Purchase) -> PurchaseResult
     return PurchaseResult(
         purchase, created=False, points=purchase.points, balance=await _balance(session, purchase.member_id)
     )
+
+
+async def recorded_by(
+    session: AsyncSession, actor_id: int, since: datetime, limit: int = 50
+) -> list[tuple[Purchase, Member]]:
+    """The purchases one cashier recorded since ``since`` (their shift, their till), newest first, with whose."""
+    rows = await session.execute(
+        select(Purchase, Member)
+        .join(Member, col(Member.id) == col(Purchase.member_id))
+        .where(col(Purchase.recorded_by) == actor_id, col(Purchase.created_at) >= since)
+        .order_by(col(Purchase.created_at).desc(), col(Purchase.id).desc())
+        .limit(limit)
+    )
+    return [(purchase, member) for purchase, member in rows]

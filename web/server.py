@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from datetime import timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, gen
 
 from loyalty.broadcasts import queued
 from storage.database import SessionFactory, ping
+from web import miniapp
 from web.api import setup_api
+from web.miniapp.core import TELEGRAM_SCRIPT, AppConfig
 from web.services import SERVICES, WebServices, WebSettings
 
 log = logging.getLogger(__name__)
@@ -119,8 +122,21 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-def make_http_app(services: WebServices, *, serve_updates: bool) -> web.Application:
-    """``serve_updates``: this process answers Telegram (the bot roles), so it serves the webhook and the API."""
+def webapp_config(settings: WebSettings, telegram_script: str | None = None) -> AppConfig | None:
+    """Where the Mini App is served: the path of LOYALTY_WEBAPP_URL; None without one (chat only)."""
+    if not settings.webapp_url:
+        return None
+    path = urlsplit(settings.webapp_url).path or "/"
+    return AppConfig(
+        base=path if path.endswith("/") else path + "/",
+        telegram_script=telegram_script or TELEGRAM_SCRIPT,
+        max_age=timedelta(seconds=settings.webapp_auth_max_age),
+    )
+
+
+def make_http_app(services: WebServices, *, serve_updates: bool, telegram_script: str | None = None) -> web.Application:
+    """``serve_updates``: this process answers Telegram (the bot roles), so it serves the webhook, the API and the
+    Mini App. ``telegram_script``: the demo's stand-in for Telegram's ``telegram-web-app.js``."""
     app = web.Application(client_max_size=MAX_REQUEST)
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
@@ -128,6 +144,9 @@ def make_http_app(services: WebServices, *, serve_updates: bool) -> web.Applicat
     app.router.add_get("/metrics", metrics)
     if serve_updates:
         setup_api(app)
+        config = webapp_config(services.settings, telegram_script)
+        if config is not None:
+            miniapp.setup(app, config)
         path = webhook_path(services.settings)
         if path is not None:
             # handle_in_background=False: Telegram hears 200 only once the update is handled, so an update a

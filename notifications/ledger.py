@@ -1,0 +1,41 @@
+"""How a ledger entry reads to the member, in their language: the chat's /history and the Mini App's history."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.i18n.lazy_proxy import LazyProxy
+
+from loyalty.ledger import Kind
+from storage.models import LedgerEntry
+
+KIND_LABELS: dict[str, LazyProxy] = {
+    Kind.WELCOME: __("Welcome bonus"),
+    Kind.PURCHASE: __("Purchase"),
+    Kind.ADJUST: __("Adjustment"),
+    Kind.SPEND: __("Redeemed"),
+    Kind.EXPIRE: __("Expired"),
+    Kind.REFUND: __("Refund"),
+    Kind.REFERRAL: __("Referral bonus"),
+    Kind.SHARE: __("Shared content approved"),
+    Kind.PROFILE: __("Profile completed"),
+    Kind.BIRTHDAY: __("Birthday gift"),
+    Kind.WINBACK: __("Welcome-back bonus"),
+    Kind.VIP: __("VIP monthly gift"),
+}
+REFUND_REASON = "refund "  # loyalty.refunds writes "refund <receipt>"
+
+
+def entry_label(entry: LedgerEntry, *, escape: bool = True) -> str:
+    """What the entry was, in the current locale; ``escape``: for a Telegram HTML message (the web escapes itself)."""
+    quote = html.escape if escape else str
+    label = str(KIND_LABELS.get(entry.kind) or _("Other"))
+    if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
+        return _("Refund of receipt {receipt}").format(receipt=quote(entry.reason[len(REFUND_REASON) :]))
+    if entry.kind == Kind.REFERRAL and entry.points < 0:
+        return _("Referral bonus taken back (the friend's purchase was refunded)")
+    if entry.reason and entry.kind in (Kind.ADJUST, Kind.SPEND):  # the staff's reason; the reward's title
+        return _("{label} ({detail})").format(label=label, detail=quote(entry.reason))
+    return label

@@ -1,0 +1,45 @@
+"""The Telegram Mini App: the member's card and account, and the cashier's till, served beside the purchases API.
+
+``setup`` mounts it at ``AppConfig.base``: the page (``<base>``), its assets (``<base>static/``), the screens
+(``<base>view/…``, HTML) and the JSON API (``<base>api/…``, in the OpenAPI document)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from loyalty.roles import Permission, can
+from web.miniapp import member, till
+from web.miniapp.auth import Viewer
+from web.miniapp.core import CONFIG, ENV, HERE, AppConfig, Screen, add_start, page_headers
+
+STATIC = HERE / "static"
+
+
+def setup(app: web.Application, config: AppConfig) -> None:
+    app[CONFIG] = config
+    base = config.base
+    shell = ENV.get_template("index.html").render(base=base, telegram_script=config.telegram_script)
+    headers = page_headers(config)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=shell, content_type="text/html", headers=headers)
+
+    app.router.add_get(base, page)
+    if base != "/":
+
+        async def to_base(request: web.Request) -> web.Response:
+            raise web.HTTPPermanentRedirect(base)
+
+        app.router.add_get(base.rstrip("/"), to_base)
+    app.router.add_static(f"{base}static/", STATIC, append_version=False)
+    member.setup(app, base)
+    till.setup(app, base)
+    add_start(app, base, first_screen)
+
+
+def first_screen(viewer: Viewer) -> Screen:
+    if can(viewer.role, Permission.RECORD_PURCHASE) or (
+        viewer.member is None and can(viewer.role, Permission.REDEEM_COUPON)
+    ):
+        return till.SCREENS[0]
+    return member.SCREENS[0]
