@@ -42,6 +42,7 @@ from handlers import (
     refund,
     rewards,
     sharing,
+    staffing,
     start,
     stats,
     support,
@@ -92,6 +93,7 @@ class Services:
             "desk": support.Desk(self.settings.support_chat_id, self.roles),
             "staff_chats": StaffChats(self.settings.support_chat_id, self.settings.admin_ids),
             "card_photos": card.SentPhotos(),
+            "static_roles": self.roles,  # roles from settings, for /staff and invitation links
         }
 
     async def close(self) -> None:
@@ -172,6 +174,7 @@ def build_dispatcher(
     # message, so among them the order only sets the cost: the busiest, account (/balance), goes first.
     private.include_routers(
         account.router(),
+        staffing.router(),  # an invitation link (/start staff_…) before start, which would join the program
         start.router(),
         menu.router(),
         card.router(),

@@ -53,6 +53,7 @@ _ADMIN = [
     ("stats", __("Program figures and charts: 7d, 30d, 90d, 12m")),
     ("export", __("Members, purchases and points as CSV files")),
     ("vip_refund", __("Refund a VIP payment: member, charge id")),
+    ("staff", __("Invite staff, list them, remove a role")),
 ]
 
 _BY_ROLE = {

@@ -32,6 +32,7 @@ class Permission(StrEnum):
     VIEW_REPORTS = "view_reports"  # /stats
     EXPORT_DATA = "export_data"  # /export: members' personal data as CSV
     REFUND_PAYMENTS = "refund_payments"  # give back members' Telegram Stars payments (VIP)
+    MANAGE_STAFF = "manage_staff"  # /staff: invite staff, list them, remove roles granted in the database
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
@@ -47,6 +48,11 @@ _RANK = [Role.OWNER, Role.ADMIN, Role.CASHIER, Role.SUPPORT, Role.MEMBER]
 
 def can(role: Role, permission: Permission) -> bool:
     return permission in _GRANTS[role]
+
+
+def covers(held: Role, wanted: Role) -> bool:
+    """Whether someone with ``held`` may already do everything ``wanted`` allows."""
+    return _GRANTS[wanted] <= _GRANTS[held]
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,11 @@ class StaticRoles:
     def staff_ids(self) -> dict[int, Role]:
         ids = self.admins | self.cashiers | self.support
         return {telegram_id: highest(self.roles_of(telegram_id)) for telegram_id in ids}
+
+
+def rank(role: Role) -> int:
+    """0 for the most powerful role: for sorting staff."""
+    return _RANK.index(role)
 
 
 def highest(roles: set[Role]) -> Role:

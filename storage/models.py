@@ -145,6 +145,22 @@ class StaffRole(SQLModel, table=True):
     granted_at: datetime = Field(default_factory=utcnow)
 
 
+class StaffInvite(SQLModel, table=True):
+    """A one-time link that makes whoever opens it staff (``/staff invite``). Only the token's SHA-256 is kept: the
+    link itself lives in the admin's chat. ``used_by`` is set once, by a conditional update."""
+
+    __tablename__ = "staff_invite"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(max_length=16)
+    created_by: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    used_at: datetime | None = None
+
+
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
 
