@@ -100,7 +100,7 @@ def _tier_lines(tier: TierProgress, program: Program, language: str, locale: str
     if tier.current is not None:
         lines.append(
             _("🏅 Tier: <b>{tier}</b> — {perks}").format(
-                tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks)
+                tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks_in(language))
             )
         )
     if tier.next is not None:
@@ -125,7 +125,7 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
     if not page.entries:
         return _("No points history yet."), None
     lines = [_("📜 <b>Points history</b> (page {page} of {pages})").format(page=page.page + 1, pages=page.pages), ""]
-    lines += [_entry_line(entry, program, locale) for entry in page.entries]
+    lines += [_entry_line(entry, page, program, locale) for entry in page.entries]
     buttons = []
     if page.page > 0:
         newer = HistoryCallback(page=page.page - 1).pack()
@@ -136,9 +136,14 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
 
 
-def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
+def _entry_line(entry: LedgerEntry, page: HistoryPage, program: Program, locale: str) -> str:
     label = str(KIND_LABELS.get(entry.kind) or _("Other"))
-    if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
+    promotion = page.promotions.get(entry.purchase_id) if entry.purchase_id else None
+    if promotion is not None:  # "Purchase (×2 Double Afternoons)", the promotion in the member's language
+        name, detail = promotion
+        named = html.escape(program.promotion_name(name, locale.replace("_", "-")))
+        label = _("{label} ({detail})").format(label=label, detail=f"{detail} {named}".strip())
+    elif entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
         label = _("Refund of receipt {receipt}").format(receipt=html.escape(entry.reason[len(REFUND_REASON) :]))
     elif entry.kind == Kind.REFERRAL and entry.points < 0:
         label = _("Referral bonus taken back (the friend's purchase was refunded)")
