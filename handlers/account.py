@@ -82,7 +82,7 @@ def _tier_lines(tier: TierProgress, program: Program, language: str, locale: str
     if tier.current is not None:
         lines.append(
             _("🏅 Tier: <b>{tier}</b> — {perks}").format(
-                tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks)
+                tier=html.escape(tier.current.name_in(language)), perks=html.escape(tier.current.perks_in(language))
             )
         )
     if tier.next is not None:
@@ -107,7 +107,7 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
     if not page.entries:
         return _("No points history yet."), None
     lines = [_("📜 <b>Points history</b> (page {page} of {pages})").format(page=page.page + 1, pages=page.pages), ""]
-    lines += [_entry_line(entry, program, locale) for entry in page.entries]
+    lines += [_entry_line(entry, page, program, locale) for entry in page.entries]
     buttons = []
     if page.page > 0:
         newer = HistoryCallback(page=page.page - 1).pack()
@@ -118,8 +118,9 @@ def _render(page: HistoryPage, program: Program, locale: str) -> tuple[str, Inli
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
 
 
-def _entry_line(entry: LedgerEntry, program: Program, locale: str) -> str:
-    label = entry_label(entry)
+def _entry_line(entry: LedgerEntry, page: HistoryPage, program: Program, locale: str) -> str:
+    promotion = page.promotions.get(entry.purchase_id) if entry.purchase_id else None
+    label = entry_label(entry, program, promotion)
     return f"{day(entry.created_at, program.tz, locale)} · <b>{entry.points:+d}</b> · {label}"
 
 

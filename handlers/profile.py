@@ -19,23 +19,23 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import ngettext
 
 from handlers.filters import HasContent, HasPermission, IsMember, MenuButton, NotCommand, slash
 from handlers.menu import PROFILE, main_menu, share_phone_keyboard
-from handlers.ui import edit_or_keep
+from handlers.ui import drop_keyboard, edit_or_keep
 from loyalty import profile
 from loyalty.members import MemberView, find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
-from notifications.texts import N_
+from notifications.texts import N_, birthday_text, locale_of
 from storage.database import DbSession
 from storage.models import Member
 
 PROBLEMS = {
     profile.BirthdayProblem.FORMAT: N_(
-        "Please type your birthday as YYYY-MM-DD (like 1990-07-14) or MM-DD (like 07-14)."
+        "Please type your birthday like 1990-07-14, 07-14 (month first), 14 July, 14 July 1990 or 7月14日."
     ),
     profile.BirthdayProblem.NO_SUCH_DAY: N_("That day does not exist. Please check the month and the day."),
     profile.BirthdayProblem.FUTURE: N_("That date is in the future."),
@@ -45,6 +45,19 @@ PROBLEMS = {
 
 class ProfileInput(StatesGroup):
     birthday = State()
+    confirm = State()  # a date was understood and shown; ✅ Confirm stores it, ✏️ Change asks again
+
+
+class BirthdayAnswer(StrEnum):
+    CONFIRM = "ok"
+    CHANGE = "change"
+
+
+class BirthdayChoice(CallbackData, prefix="bd"):
+    answer: BirthdayAnswer
+    # The date as shown ("1990-05-03" or "05-03"): Confirm stores exactly what the member saw, and a tap on an
+    # older question (the member typed another date since) is refused instead of storing that one.
+    birthday: str
 
 
 class ProfileStep(StrEnum):
@@ -70,7 +83,9 @@ def _view(member: Member, program: Program) -> tuple[str, InlineKeyboardMarkup]:
     lines = [
         _("👤 <b>Your profile</b>"),
         "",
-        _("🎂 Birthday: {value}").format(value=str(birthday) if birthday else missing),
+        _("🎂 Birthday: {value}").format(
+            value=birthday_text(birthday, locale_of(member.language)) if birthday else missing
+        ),
         _("❤️ Favourites: {value}").format(value=html.escape(", ".join(names)) if names else missing),
         _("📱 Phone: {value}").format(value=html.escape(member.phone) if member.phone else missing),
         "",
@@ -118,6 +133,27 @@ def _locked() -> str:
     return _("Your birthday is already set. To correct it, please ask our staff.")
 
 
+def _ask_birthday() -> str:
+    return (
+        _(
+            "When is your birthday? Type it like 1990-07-14, 07-14 (month first), 14 July, 14 July 1990 or "
+            "7月14日. You will see it before it is saved: you can set it only once."
+        )
+        + "\n"
+        + _("Send /cancel to stop.")
+    )
+
+
+def _problem(bad: profile.BadBirthday, locale: str) -> str:
+    if bad.readings is not None:
+        day_month, month_day = bad.readings
+        return _(
+            "That could be {one} or {other}. Please write the month as a word (like 14 July) or put the year "
+            "first (like 1990-07-14)."
+        ).format(one=birthday_text(day_month, locale), other=birthday_text(month_day, locale))
+    return _(PROBLEMS[bad.problem])
+
+
 def _bonus_line(update: profile.Updated) -> str:
     if not update.bonus:
         return ""
@@ -142,12 +178,7 @@ async def profile_action(
             await bot.send_message(member.chat_id, _locked())
             return
         await state.set_state(ProfileInput.birthday)
-        await bot.send_message(
-            member.chat_id,
-            _("When is your birthday? Type it as YYYY-MM-DD or MM-DD. You can set it only once, so please check it.")
-            + "\n"
-            + _("Send /cancel to stop."),
-        )
+        await bot.send_message(member.chat_id, _ask_birthday())
     elif callback_data.action is ProfileStep.FAVOURITES:
         await _show_favourites(query, current, program)
     elif callback_data.action is ProfileStep.PHONE:
@@ -208,21 +239,90 @@ async def receive_birthday(
     member: MemberView,
     program: Program,
     state: FSMContext,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    now = clock()
+    """A typed birthday is only shown back with ✅ Confirm / ✏️ Change: nothing is stored until Confirm."""
     try:
-        birthday = profile.parse_birthday(message.text or "", now.astimezone(program.tz).date())
-        update = await profile.set_birthday(session, program, member.id, birthday, now)
+        birthday = profile.parse_birthday(message.text or "", clock().astimezone(program.tz).date())
     except profile.BadBirthday as bad:
-        await message.answer(_(PROBLEMS[bad.problem]) + "\n" + _("Send /cancel to stop."))
+        await message.answer(_problem(bad, i18n.current_locale) + "\n" + _("Send /cancel to stop."))
         return
-    except profile.BirthdayLocked:
+    if profile.birthday_of(await profile.get_profile(session, member.id)) is not None:
         await state.clear()
         await message.answer(_locked())
         return
+    await state.set_state(ProfileInput.confirm)
+    await state.update_data(birthday=str(birthday))
+    buttons = [
+        InlineKeyboardButton(
+            text=_("✅ Confirm"),
+            callback_data=BirthdayChoice(answer=BirthdayAnswer.CONFIRM, birthday=str(birthday)).pack(),
+        ),
+        InlineKeyboardButton(
+            text=_("✏️ Change"),
+            callback_data=BirthdayChoice(answer=BirthdayAnswer.CHANGE, birthday=str(birthday)).pack(),
+        ),
+    ]
+    await message.answer(
+        _("🎂 Your birthday: <b>{birthday}</b>. Is that right? You can set it only once.").format(
+            birthday=birthday_text(birthday, i18n.current_locale)
+        ),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[buttons]),
+    )
+
+
+async def answer_birthday(
+    query: CallbackQuery,
+    callback_data: BirthdayChoice,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    state: FSMContext,
+    i18n: I18n,
+    bot: Bot,
+    clock: Callable[[], datetime],
+) -> None:
+    try:
+        shown = profile.Birthday.from_key(callback_data.birthday)
+    except ValueError:
+        await query.answer(_("This question has expired. Please open /profile again."), show_alert=True)
+        return
+    stored = profile.birthday_of(await profile.get_profile(session, member.id))
+    message = query.message if isinstance(query.message, Message) else None
+    if stored is not None:
+        # A second tap on Confirm, or a button left over from before the birthday was set: nothing changes.
+        await query.answer(_("Your birthday is saved.") if stored == shown else _locked(), show_alert=stored != shown)
+        if message is not None:
+            await drop_keyboard(message)
+        await state.clear()
+        return
+    if callback_data.answer is BirthdayAnswer.CHANGE:
+        await query.answer()
+        await state.set_state(ProfileInput.birthday)
+        if message is not None:
+            await drop_keyboard(message)
+        await bot.send_message(member.chat_id, _ask_birthday())
+        return
+    if await state.get_state() != ProfileInput.confirm.state or (await state.get_data()).get("birthday") != str(shown):
+        # The member typed another date since, cancelled, or the question is from an older visit.
+        await query.answer(_("This question has expired. Please open /profile again."), show_alert=True)
+        if message is not None:
+            await drop_keyboard(message)
+        return
+    try:
+        update = await profile.set_birthday(session, program, member.id, shown, clock())
+    except profile.BirthdayLocked:
+        await state.clear()
+        await query.answer(_locked(), show_alert=True)
+        return
     await state.clear()
-    await message.answer(_("🎂 Birthday saved: {birthday}.").format(birthday=birthday) + _bonus_line(update))
+    await query.answer()
+    saved = _("🎂 Birthday saved: {birthday}.").format(birthday=birthday_text(shown, i18n.current_locale))
+    if message is not None:
+        await edit_or_keep(message, saved + _bonus_line(update), None)
+    else:
+        await bot.send_message(member.chat_id, saved + _bonus_line(update))
 
 
 async def receive_contact(
@@ -251,6 +351,7 @@ async def set_birthday_by_staff(
     command: CommandObject,
     session: DbSession,
     program: Program,
+    i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
     args = (command.args or "").split()
@@ -269,7 +370,7 @@ async def set_birthday_by_staff(
         try:
             birthday = profile.parse_birthday(args[1], now.astimezone(program.tz).date())
         except profile.BadBirthday as bad:
-            await message.answer(_(PROBLEMS[bad.problem]))
+            await message.answer(_problem(bad, i18n.current_locale))
             return
     await profile.set_birthday(session, program, target.id, birthday, now, by_staff=True)
     await message.answer(
@@ -291,6 +392,7 @@ def router() -> Router:
     members.message.register(not_now, MenuButton(N_("Not now")))
     members.callback_query.register(profile_action, ProfileAction.filter())
     members.callback_query.register(choose_favourite, Favourite.filter())
+    members.callback_query.register(answer_birthday, BirthdayChoice.filter())
     router.include_router(members)
     return router
 
@@ -300,4 +402,5 @@ def input_router() -> Router:
     router = Router(name="profile-input")
     router.message.filter(IsMember(), NotCommand())
     router.message.register(receive_birthday, ProfileInput.birthday)
+    router.message.register(receive_birthday, ProfileInput.confirm)  # another date replaces the one shown
     return router

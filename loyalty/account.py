@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -22,7 +22,7 @@ from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
 from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
 from storage.database import PreparedRead, begin_write
-from storage.models import AuditLog, LedgerEntry, Member
+from storage.models import AuditLog, LedgerEntry, Member, Purchase
 
 HISTORY_PAGE_SIZE = 10
 # /balance tells the points that expire within this many days.
@@ -156,6 +156,8 @@ class HistoryPage:
     entries: list[LedgerEntry]
     page: int
     pages: int
+    # The promotion a purchase on this page earned with, by purchase id: (its name, the key into the program; "×2")
+    promotions: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 async def history(session: AsyncSession, member_id: int, page: int, size: int = HISTORY_PAGE_SIZE) -> HistoryPage:
@@ -170,7 +172,17 @@ async def history(session: AsyncSession, member_id: int, page: int, size: int = 
         .offset(page * size)
         .limit(size)
     )
-    return HistoryPage(list(result.scalars()), page, pages)
+    entries = list(result.scalars())
+    purchase_ids = [entry.purchase_id for entry in entries if entry.kind == Kind.PURCHASE and entry.purchase_id]
+    promotions: dict[int, tuple[str, str]] = {}
+    if purchase_ids:
+        rows = await session.execute(
+            select(col(Purchase.id), col(Purchase.promotion), col(Purchase.promotion_detail)).where(
+                col(Purchase.id).in_(purchase_ids), col(Purchase.promotion).is_not(None)
+            )
+        )
+        promotions = {purchase_id: (name, detail or "") for purchase_id, name, detail in rows if purchase_id and name}
+    return HistoryPage(entries, page, pages, promotions)
 
 
 @dataclass(frozen=True)

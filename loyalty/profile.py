@@ -21,26 +21,43 @@ from storage.database import begin_write
 from storage.models import Member
 
 OLDEST_AGE = 120
-_FULL = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$", re.ASCII)
-_SHORT = re.compile(r"^(\d{1,2})-(\d{1,2})$", re.ASCII)
-_LEAP_YEAR = 2000  # validates MM-DD so that 02-29 is a real day
+_LEAP_YEAR = 2000  # validates a day without a year so that Feb 29 is a real day
+# Year first, with any separator: 1990-07-14, 1990/7/14, 1990.7.14. Never ambiguous.
+_YEAR_FIRST = re.compile(r"^(\d{4})([-/.])(\d{1,2})\2(\d{1,2})$", re.ASCII)
+# The documented short form, month first: 07-14. A dash means MM-DD, as the prompt says.
+_MONTH_DAY = re.compile(r"^(\d{1,2})-(\d{1,2})$", re.ASCII)
+# Two numbers with a slash or a dot, and optionally a year last: 05/03, 5.3, 14/07/1990. The order is guessed
+# only where one reading is not a date; otherwise the member is asked to write it unmistakably.
+_EITHER_ORDER = re.compile(r"^(\d{1,2})([/.])(\d{1,2})(?:\2(\d{4}))?$", re.ASCII)
+# Chinese: 5月3日, 1990年5月3日 (日, or 号/號 as people say it).
+_CHINESE = re.compile(r"^(?:([0-9]{4})\s*年\s*)?([0-9]{1,2})\s*月\s*([0-9]{1,2})\s*[日号號]?$")
+_ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?"
+_MONTH_NAME = r"([a-z]{3,9})\.?"
+# A month name makes the order plain: 3 May, May 3, 3 May 1990, May 3, 1990, 3rd of May.
+_DAY_NAME = re.compile(rf"^{_ORDINAL}\s+(?:of\s+)?{_MONTH_NAME},?(?:\s+(\d{{4}}))?$", re.ASCII)
+_NAME_DAY = re.compile(rf"^{_MONTH_NAME}\s+{_ORDINAL},?(?:\s+(\d{{4}}))?$", re.ASCII)
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 
 
 class BirthdayProblem(StrEnum):
     FORMAT = "format"
+    AMBIGUOUS = "ambiguous"  # both day-month and month-day readings are dates: ``readings`` holds them
     NO_SUCH_DAY = "no_such_day"
     FUTURE = "future"
     TOO_OLD = "too_old"
-
-
-class BadBirthday(ValueError):
-    def __init__(self, problem: BirthdayProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
-
-
-class BirthdayLocked(Exception):
-    """The member already set a birthday; only staff can change it."""
 
 
 @dataclass(frozen=True)
@@ -53,21 +70,85 @@ class Birthday:
         short = f"{self.month:02d}-{self.day:02d}"
         return f"{self.year:04d}-{short}" if self.year else short
 
+    @classmethod
+    def from_key(cls, key: str) -> Birthday:
+        """The inverse of ``str()``: "1990-07-14" or "07-14". Raises ValueError for anything else or no such day."""
+        if full := re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", key, re.ASCII):
+            year, month, day = (int(part) for part in full.groups())
+        elif short := re.fullmatch(r"(\d{2})-(\d{2})", key, re.ASCII):
+            year, (month, day) = 0, (int(part) for part in short.groups())
+        else:
+            raise ValueError(key)
+        date(year or _LEAP_YEAR, month, day)  # raises ValueError for a day that does not exist
+        return cls(month, day, year or None)
+
+    def as_date(self) -> date:
+        """The birthday as a date, in a leap year when no year is known (so Feb 29 is a date too)."""
+        return date(self.year or _LEAP_YEAR, self.month, self.day)
+
+
+class BadBirthday(ValueError):
+    def __init__(self, problem: BirthdayProblem, readings: tuple[Birthday, Birthday] | None = None) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.readings = readings  # for AMBIGUOUS: day-month first, then month-day
+
+
+class BirthdayLocked(Exception):
+    """The member already set a birthday; only staff can change it."""
+
+
+def _month(name: str) -> int:
+    """A month's English name or its abbreviation of at least three letters ("Sept" too)."""
+    found = [number for number, month in enumerate(_MONTHS, 1) if month.startswith(name)]
+    if len(name) < 3 or len(found) != 1:
+        raise BadBirthday(BirthdayProblem.FORMAT)
+    return found[0]
+
+
+def _exists(year: int, month: int, day: int) -> bool:
+    try:
+        date(year or _LEAP_YEAR, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _read(text: str) -> tuple[int, int, int]:
+    """(year or 0, month, day) as written, before checking that the day exists."""
+    if match := _YEAR_FIRST.match(text):
+        return int(match[1]), int(match[3]), int(match[4])
+    if match := _MONTH_DAY.match(text):
+        return 0, int(match[1]), int(match[2])
+    if match := _CHINESE.match(text):
+        return int(match[1] or 0), int(match[2]), int(match[3])
+    if match := _DAY_NAME.match(text.lower()):
+        return int(match[3] or 0), _month(match[2]), int(match[1])
+    if match := _NAME_DAY.match(text.lower()):
+        return int(match[3] or 0), _month(match[1]), int(match[2])
+    if match := _EITHER_ORDER.match(text):
+        first, second, year = int(match[1]), int(match[3]), int(match[4] or 0)
+        day_month, month_day = _exists(year, second, first), _exists(year, first, second)
+        if day_month and month_day and first != second:
+            raise BadBirthday(
+                BirthdayProblem.AMBIGUOUS,
+                (Birthday(second, first, year or None), Birthday(first, second, year or None)),
+            )
+        return (year, second, first) if day_month else (year, first, second)
+    raise BadBirthday(BirthdayProblem.FORMAT)
+
 
 def parse_birthday(text: str, today: date) -> Birthday:
-    """YYYY-MM-DD or MM-DD as a member types it; Feb 29 is a birthday like any other."""
+    """A birthday as a member types it: 1990-07-14, 07-14 (month first, the documented short form), 1990/7/14,
+    14 July, July 14, 14 July 1990, 7月14日, 1990年7月14日; 14/07 or 7.14 where only one order is a date.
+    Where both orders are dates (05/03) BadBirthday(AMBIGUOUS) says so: the member writes the month's name or the
+    year first. Feb 29 is a birthday like any other."""
     # NFKC turns the full-width digits and dashes of Chinese keyboards ("０７－１４") into ASCII.
-    text = unicodedata.normalize("NFKC", text).strip().replace("/", "-").replace(".", "-")
-    if full := _FULL.match(text):
-        year, month, day = (int(part) for part in full.groups())
-    elif short := _SHORT.match(text):
-        year, (month, day) = 0, (int(part) for part in short.groups())
-    else:
-        raise BadBirthday(BirthdayProblem.FORMAT)
-    try:
-        born = date(year or _LEAP_YEAR, month, day)
-    except ValueError as exc:
-        raise BadBirthday(BirthdayProblem.NO_SUCH_DAY) from exc
+    text = " ".join(unicodedata.normalize("NFKC", text).split())
+    year, month, day = _read(text)
+    if not _exists(year, month, day):
+        raise BadBirthday(BirthdayProblem.NO_SUCH_DAY)
+    born = date(year or _LEAP_YEAR, month, day)
     if year and born > today:
         raise BadBirthday(BirthdayProblem.FUTURE)
     if year and year < today.year - OLDEST_AGE:
@@ -95,9 +176,9 @@ class Updated:
     bonus: int  # the completion bonus this change paid, usually 0
 
 
-async def _load(session: AsyncSession, member_id: int) -> Member:
+async def _load(session: AsyncSession, member_id: int, *, lock: bool = False) -> Member:
     await begin_write(session)
-    member = await session.get(Member, member_id, populate_existing=True)
+    member = await session.get(Member, member_id, populate_existing=True, with_for_update=lock)
     if member is None:
         raise LookupError(member_id)
     return member
@@ -134,8 +215,9 @@ async def set_birthday(
     *,
     by_staff: bool = False,
 ) -> Updated:
-    """Set (staff: also change or clear) a member's birthday. Raises BirthdayLocked for a member's second try."""
-    member = await _load(session, member_id)
+    """Set (staff: also change or clear) a member's birthday. Raises BirthdayLocked for a member's second try;
+    the row lock makes two concurrent first tries (a double tap on ✅ Confirm) store it once."""
+    member = await _load(session, member_id, lock=not by_staff)
     if not by_staff and birthday_of(member) is not None:
         await session.rollback()
         raise BirthdayLocked

@@ -99,7 +99,11 @@ class PromotionRule(_Section):
     categories, minimum amount, minimum items, and the per-member limit for the period.
     """
 
+    # The name is also the promotion's key: a purchase records it, per-member limits count by it and members read
+    # it in their language through ``name_in`` (so a member sees today's translation of an old purchase too).
     name: str = Field(min_length=1, max_length=48)
+    name_zh_hans: str | None = Field(default=None, min_length=1, max_length=48)
+    name_zh_hant: str | None = Field(default=None, min_length=1, max_length=48)
     multiplier: Decimal | None = Field(default=None, gt=1, le=100)
     bonus: int | None = Field(default=None, gt=0, le=1_000_000)
     starts: date | None = None
@@ -124,6 +128,9 @@ class PromotionRule(_Section):
         if self.starts is not None and self.ends is not None and self.starts > self.ends:
             raise ValueError("starts must not be after ends")
         return self
+
+    def name_in(self, language: str) -> str:
+        return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
 
 
 class RewardRule(_Section):
@@ -165,6 +172,8 @@ class TierLevel(_Section):
     keep: Decimal | None = Field(default=None, gt=0)  # to stay at the review; default: the same as enter
     multiplier: Decimal = Field(default=Decimal(1), ge=1, le=10)
     perks: str = Field(default="", max_length=200)
+    perks_zh_hans: str | None = Field(default=None, min_length=1, max_length=200)
+    perks_zh_hant: str | None = Field(default=None, min_length=1, max_length=200)
 
     @property
     def keep_threshold(self) -> Decimal:
@@ -172,6 +181,9 @@ class TierLevel(_Section):
 
     def name_in(self, language: str) -> str:
         return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
+
+    def perks_in(self, language: str) -> str:
+        return localized(language, self.perks, self.perks_zh_hans, self.perks_zh_hant)
 
 
 class TierRules(_Section):
@@ -412,6 +424,15 @@ class Program(_Section):
             raise ValueError("punch card keys must be unique")
         return self
 
+    @field_validator("promotions")
+    @classmethod
+    def _unique_promotions(cls, promotions: list[PromotionRule]) -> list[PromotionRule]:
+        # The name is the key a purchase records; two alike would share their limits and their translations.
+        names = [promotion.name for promotion in promotions]
+        if len(names) != len(set(names)):
+            raise ValueError("promotion names must be unique")
+        return promotions
+
     @field_validator("rewards")
     @classmethod
     def _unique_keys(cls, rewards: list[RewardRule]) -> list[RewardRule]:
@@ -445,6 +466,12 @@ class Program(_Section):
     def minor_digits(self) -> int:
         """Decimal places of the currency's minor unit (2 for CNY, 0 for JPY)."""
         return int(get_currency_precision(self.currency))
+
+    def promotion_name(self, name: str, language: str) -> str:
+        """A purchase's promotion (recorded by its name, the promotion's key) as a member reads it: the program's
+        translation when the promotion is in the file, else the name as recorded (a campaign started in chat)."""
+        rule = next((promotion for promotion in self.promotions if promotion.name == name), None)
+        return rule.name_in(language) if rule is not None else name
 
     def categories(self) -> set[str]:
         """Purchase categories the program names: promotions', punch cards', favourites' and ``[earn]``'s."""

@@ -26,8 +26,9 @@ async def announce_purchase(bot: Bot, i18n: I18n, member: Member, result: Purcha
     return notified
 
 
-def explanation(purchase: Purchase) -> str:
-    """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons"."""
+def explanation(purchase: Purchase, program: Program, language: str, *, escape: bool = True) -> str:
+    """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons", with the promotion's
+    name in ``language``; ``escape``: for a Telegram HTML message (the Mini App shows it as plain text)."""
     if not purchase.promotion:
         return ""
     return "\n" + ngettext(
@@ -38,7 +39,7 @@ def explanation(purchase: Purchase) -> str:
         total=purchase.points,
         base=purchase.base_points,
         detail=purchase.promotion_detail or "",
-        promotion=html.escape(purchase.promotion),
+        promotion=(html.escape if escape else str)(program.promotion_name(purchase.promotion, language)),
     )
 
 
@@ -56,7 +57,7 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
             ).format(amount=amount, points=result.points)
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
-        text += explanation(result.purchase)
+        text += explanation(result.purchase, program, member.language)
         if result.winback_bonus:
             text += "\n" + ngettext(
                 "🎁 Welcome back! +{points} bonus point.",
@@ -67,7 +68,8 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
         text += "".join("\n" + line for line in card_lines(result.cards))
         if result.promoted is not None:
             text += "\n" + _("🏅 Congratulations, you are now {tier}! {perks}").format(
-                tier=html.escape(result.promoted.name_in(member.language)), perks=html.escape(result.promoted.perks)
+                tier=html.escape(result.promoted.name_in(member.language)),
+                perks=html.escape(result.promoted.perks_in(member.language)),
             )
         return text
 

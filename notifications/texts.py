@@ -18,11 +18,12 @@ from aiogram.types import User
 from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from babel import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_skeleton
 from babel.numbers import format_currency
 
 from loyalty.members import MemberView, map_language
 from loyalty.privacy import can_message
+from loyalty.profile import Birthday
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress
 from loyalty.rewards import coupon_title
@@ -72,6 +73,17 @@ def money(amount: Decimal, currency: str, locale: str) -> str:
 
 def day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
     return format_date(moment.astimezone(tz).date(), format="medium", locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+# A birthday reads day first in English, "3 May" (CLDR's international English; "May 3" is American), so that
+# it cannot be mistaken for another date; Chinese writes "5月3日" in its own order.
+_BIRTHDAY_LOCALES = {**_BABEL, "en": Locale.parse("en_001")}
+
+
+def birthday_text(birthday: Birthday, locale: str) -> str:
+    """ "3 May" / "3 May 1990", "5月3日" / "1990年5月3日"."""
+    skeleton = "yMMMMd" if birthday.year else "MMMMd"
+    return format_skeleton(skeleton, birthday.as_date(), locale=_BIRTHDAY_LOCALES.get(locale, _BIRTHDAY_LOCALES["en"]))
 
 
 def when(moment: datetime, tz: ZoneInfo, locale: str) -> str:

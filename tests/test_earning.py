@@ -10,7 +10,7 @@ import pytest
 from loyalty.campaigns import end_campaign, parse_effect, start_campaign
 from loyalty.earning import Basket, earning_for, period_start
 from loyalty.members import join
-from loyalty.program import ProgramError, parse_program
+from loyalty.program import ProgramError, load_program, parse_program
 from loyalty.purchases import record_purchase
 from storage.database import SessionFactory
 
@@ -177,3 +177,69 @@ def test_campaign_effects_as_typed() -> None:
 def test_malformed_promotions_name_the_problem(section: str, message: str) -> None:
     with pytest.raises(ProgramError, match=message):
         parse_program(f'name = "X"\n[[promotions]]\n{section}\n')
+
+
+def test_promotions_and_tier_perks_read_in_the_members_language() -> None:
+    program = parse_program("""
+name = "X"
+[[promotions]]
+name = "Double Afternoons"
+name_zh_hans = "下午双倍积分"
+name_zh_hant = "下午雙倍積分"
+multiplier = "2"
+[[promotions]]
+name = "Only English"
+bonus = 5
+[[tiers.levels]]
+name = "Silver"
+enter = "500"
+perks = "1.25× points"
+perks_zh_hans = "1.25倍积分"
+perks_zh_hant = "1.25倍積分"
+""")
+    double, english = program.promotions
+    assert [double.name_in(language) for language in ("en", "zh-Hans", "zh-Hant")] == [
+        "Double Afternoons",
+        "下午双倍积分",
+        "下午雙倍積分",
+    ]
+    assert english.name_in("zh-Hans") == "Only English"  # no translation: the name as written
+    # A purchase records the promotion's name; members read it through the program, in their language.
+    assert program.promotion_name("Double Afternoons", "zh-Hant") == "下午雙倍積分"
+    assert program.promotion_name("Rainy week", "zh-Hans") == "Rainy week"  # a campaign's, or one since removed
+    [silver] = program.tiers.levels
+    assert (silver.perks_in("en"), silver.perks_in("zh-Hans"), silver.perks_in("zh-Hant")) == (
+        "1.25× points",
+        "1.25倍积分",
+        "1.25倍積分",
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[promotions]]\nname = "P"\nname_zh_hans = ""\nbonus = 5', "promotions.0.name_zh_hans"),
+        ('[[promotions]]\nname = "P"\nname_zh_hant = "' + "長" * 49 + '"\nbonus = 5', "promotions.0.name_zh_hant"),
+        (
+            '[[promotions]]\nname = "P"\nbonus = 5\n[[promotions]]\nname = "P"\nbonus = 6',
+            "promotion names must be unique",
+        ),
+        ('[[tiers.levels]]\nname = "S"\nenter = "1"\nperks_zh_hans = ""', "perks_zh_hans"),
+        ('[[tiers.levels]]\nname = "S"\nenter = "1"\nperks_zh = "x"', "unknown key"),
+    ],
+)
+def test_malformed_translations_name_the_problem(toml: str, message: str) -> None:
+    with pytest.raises(ProgramError, match=message):
+        parse_program(f'name = "X"\n{toml}\n')
+
+
+def test_the_example_program_speaks_both_chinese_scripts() -> None:
+    program = load_program()
+    for promotion in program.promotions:
+        assert promotion.name_zh_hans and promotion.name_zh_hant, promotion.name
+    for card in program.punch_cards:
+        assert card.name_zh_hans and card.name_zh_hant, card.key
+    for level in program.tiers.levels:
+        assert level.name_zh_hans and level.name_zh_hant and level.perks_zh_hans and level.perks_zh_hant, level.name
+    for reward in program.rewards:
+        assert reward.title_zh_hans and reward.title_zh_hant, reward.key

@@ -147,7 +147,12 @@ async def test_a_cashier_records_a_purchase_once_however_often_the_page_retries(
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [("0", "invalid_purchase"), ("12,50", "invalid_purchase"), ("99999999", "invalid_purchase"), ("abc", "invalid_purchase")],
+    [
+        ("0", "invalid_purchase"),
+        ("12,50", "invalid_purchase"),
+        ("99999999", "invalid_purchase"),
+        ("abc", "invalid_purchase"),
+    ],
 )
 async def test_bad_amounts_are_refused_with_a_readable_message(
     app: TestClient, harness: BotHarness, amount: str, code: str
@@ -161,7 +166,7 @@ async def test_bad_amounts_are_refused_with_a_readable_message(
     )
     assert response.status == 422
     error = (await response.json())["error"]
-    assert error["code"] == code and error["message"]
+    assert error["code"] == "invalid_purchase" and error["message"]
     assert await counts(harness) == before
 
 

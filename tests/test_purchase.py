@@ -300,3 +300,26 @@ async def test_a_member_is_told_in_their_language_when_a_purchase_is_refunded(ha
     [note] = harness.texts(calls, 1001)
     assert note.startswith("↩️ 您的消费已退款（") and "−10 积分" in note
     assert "Refunded" in harness.texts(calls, CASHIER_ID)[0]
+
+
+async def test_a_member_reads_the_promotion_in_their_language_in_the_notice_and_history(harness: BotHarness) -> None:
+    mei, ann = harness.user(1001, "Mei", language_code="zh-hans"), harness.user(1002, "Ann")
+    await harness.send(mei, "/start")
+    await harness.send(ann, "/start")
+    harness.clock.advance(days=2, hours=3)  # Tuesday 15:00 in Shanghai: Double Afternoons
+    cashier = harness.user(CASHIER_ID, "Cass")
+    calls = await harness.send(cashier, "/purchase 1001 40 tea R-1")
+    [notice] = harness.texts(calls, 1001)
+    assert "共 80 积分：基础 40 ×2 下午双倍积分" in notice
+    assert "×2 Double Afternoons" in harness.texts(calls, CASHIER_ID)[0], "the cashier reads their own language"
+    [history] = harness.texts(await harness.send(mei, "/history"), 1001)
+    assert "×2 下午双倍积分" in history and "Double Afternoons" not in history
+    calls = await harness.send(cashier, "/purchase 1002 40 private-label R-2")
+    assert "120 points: 40 base ×3 Our own beans" in harness.texts(calls, 1002)[0]
+    [history] = harness.texts(await harness.send(ann, "/history"), 1002)
+    assert "<b>+120</b> · Purchase (×3 Our own beans)" in history
+    # The purchase keeps the promotion's key, not a translation: in Traditional Chinese it reads in that script.
+    await harness.send(mei, "/language")
+    await harness.press(mei, "繁體中文")
+    [history] = harness.texts(await harness.send(mei, "/history"), 1001)
+    assert "×2 下午雙倍積分" in history

@@ -125,3 +125,13 @@ async def test_balance_shows_tier_and_progress(harness: BotHarness) -> None:
     assert "Congratulations, you are now Silver! 1.25× points" in harness.texts(calls, 1001)[0]
     [text] = harness.texts(await harness.send(harness.user(1001), "/balance"))
     assert "Tier: <b>Silver</b>" in text and "Spend CN¥1,480.00 more by Nov 22, 2027 to reach Gold." in text
+
+
+async def test_tier_perks_in_the_members_language(harness: BotHarness) -> None:
+    wen = harness.user(1001, "Wen", language_code="zh-hant")
+    await harness.send(wen, "/start")
+    calls = await harness.send(harness.user(CASHIER_ID, "Cass"), "/purchase 1001 520 tea R-1")
+    [notice] = harness.texts(calls, 1001)
+    assert "銀卡" in notice and "1.25倍積分" in notice and "points" not in notice
+    [text] = harness.texts(await harness.send(wen, "/balance"))
+    assert "<b>銀卡</b> — 1.25倍積分" in text

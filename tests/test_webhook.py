@@ -4,6 +4,7 @@ process (role all or scheduler) registers the webhook; no worker deletes it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -247,7 +248,7 @@ async def test_two_worker_processes_on_one_database_and_redis_share_a_conversati
     database, one Redis. The member's updates alternate between them; the conversation goes on regardless."""
     from redis.asyncio import Redis
 
-    redis_url = "redis://127.0.0.1:6379/3"
+    redis_url = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")  # flushed: see test_redis
     redis = Redis.from_url(redis_url)
     await redis.flushdb()
     async with FakeTelegram(token="4245:TWO-WORKERS") as tg:
@@ -303,10 +304,17 @@ async def test_two_worker_processes_on_one_database_and_redis_share_a_conversati
                 assert "When is your birthday?" in (tg.last_text(601) or "")
                 birthday = tg.message_update(ann, "07-14")
                 await deliver(birthday, 1)  # the other process takes the answer
-                assert "Birthday saved: 07-14" in (tg.last_text(601) or "")
+                assert "Your birthday: 14 July. Is that right?" in (tg.last_text(601) or "")
                 replies = len(tg.messages(601))
                 await deliver(birthday, 0)  # Telegram redelivers it to the first: nothing happens
                 assert len(tg.messages(601)) == replies
+                question = tg.last_message(601)
+                assert question is not None
+                confirm = next(
+                    b for row in question["reply_markup"]["inline_keyboard"] for b in row if b["text"] == "✅ Confirm"
+                )
+                await deliver(tg.callback_update(ann, question, confirm["callback_data"]), 0)  # and back again
+                assert "Birthday saved: 14 July" in (tg.last_text(601) or "")
         finally:
             for worker in workers:
                 await _stop(worker)

@@ -129,7 +129,7 @@ def _tier(progress: TierProgress, program: Program, language: str, locale: str) 
         share = float((upcoming.enter - progress.missing - floor) / (upcoming.enter - floor))
     return TierOut(
         name=current.name_in(language) if current else None,
-        perks=current.perks if current else None,
+        perks=current.perks_in(language) if current else None,
         next_name=upcoming.name_in(language) if upcoming else None,
         missing=missing,
         progress=min(max(share, 0.0), 1.0),
@@ -190,7 +190,7 @@ async def load_history(request: web.Request) -> HistoryOut:
             EntryOut(
                 date=day(e.created_at, services.program.tz, locale),
                 points=e.points,
-                label=entry_label(e, escape=False),
+                label=entry_label(e, services.program, found.promotions.get(e.purchase_id or 0), escape=False),
             )
             for e in found.entries
         ],

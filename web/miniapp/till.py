@@ -27,7 +27,7 @@ from loyalty.purchases import (
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from loyalty.rewards import CouponProblem, normalize_coupon_code, title_for, use_coupon
 from loyalty.roles import Permission
-from notifications.purchases import announce_purchase, notify_refund
+from notifications.purchases import announce_purchase, explanation, notify_refund
 from notifications.refusals import input_problem, own_account_refused
 from notifications.texts import day, locale_of, money, when
 from storage.models import Member, Purchase
@@ -207,7 +207,7 @@ async def record(request: web.Request) -> web.Response:
         message = _("This purchase was already recorded. Nothing was added.")
     out = RecordedOut(
         message=message,
-        why=_why(result.purchase),
+        why=explanation(result.purchase, program, request[LANGUAGE], escape=False).strip(),
         points=result.purchase.points,
         balance=result.balance,
         replayed=not result.created,
@@ -218,21 +218,6 @@ async def record(request: web.Request) -> web.Response:
         except Exception:  # recorded whatever Telegram says; the cashier sees the result either way
             log.warning("notifying member %s of an app purchase failed", member.id, exc_info=True)
     return json_of(out, 201 if result.created else 200)
-
-
-def _why(purchase: Purchase) -> str:
-    if not purchase.promotion:
-        return ""
-    return ngettext(
-        "{total} point: {base} base {detail} {promotion}",
-        "{total} points: {base} base {detail} {promotion}",
-        purchase.points,
-    ).format(
-        total=purchase.points,
-        base=purchase.base_points,
-        detail=purchase.promotion_detail or "",
-        promotion=purchase.promotion,
-    )
 
 
 class CouponIn(Model):
