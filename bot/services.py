@@ -13,7 +13,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.middleware import FSMContextMiddleware
-from aiogram.types import LinkPreviewOptions
+from aiogram.types import LinkPreviewOptions, MenuButtonDefault, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -94,6 +94,7 @@ class Services:
             "staff_chats": StaffChats(self.settings.support_chat_id, self.settings.admin_ids),
             "card_photos": card.SentPhotos(),
             "static_roles": self.roles,  # roles from settings, for /staff and invitation links
+            "webapp_url": self.settings.webapp_url,  # "Open app" buttons; None: chat only
         }
 
     async def close(self) -> None:
@@ -231,4 +232,9 @@ async def set_command_menus(services: Services) -> None:
             member = await get_by_telegram_id(session, telegram_id)
             languages[telegram_id] = member.language if member else None
     await set_default_menus(services.bot, services.i18n)
+    # The button beside the message field opens the Mini App (the shop's name reads right in any language);
+    # without one, the command list again, should an earlier start have set the app.
+    url = services.settings.webapp_url
+    button = MenuButtonWebApp(text=services.program.name[:64], web_app=WebAppInfo(url=url)) if url else None
+    await services.bot.set_chat_menu_button(menu_button=button or MenuButtonDefault())
     await set_staff_menus(services.bot, services.i18n, {tid: (role, languages[tid]) for tid, role in staff.items()})

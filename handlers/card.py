@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import CARD
+from handlers.ui import app_markup
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.punchcards import progress_of
@@ -54,7 +55,13 @@ class SentPhotos:
 
 
 async def show_card(
-    message: Message, session: DbSession, member: MemberView, program: Program, bot: Bot, card_photos: SentPhotos
+    message: Message,
+    session: DbSession,
+    member: MemberView,
+    program: Program,
+    bot: Bot,
+    card_photos: SentPhotos,
+    webapp_url: str | None = None,
 ) -> None:
     # The QR holds just the code, so a till's scanner types exactly what a cashier would.
     caption = "\n".join(
@@ -71,13 +78,13 @@ async def show_card(
     file_id = card_photos.get(bot, member.code)
     if file_id is not None:
         try:
-            await message.answer_photo(file_id, caption=caption)
+            await message.answer_photo(file_id, caption=caption, reply_markup=app_markup(webapp_url, "card"))
             return
         except TelegramBadRequest as exc:  # Telegram no longer knows it: upload the picture again
             log.info("card photo %s was refused (%s); uploading it again", file_id, exc.message)
             card_photos.forget(bot, member.code)
     photo = BufferedInputFile(qr_png(member.code), filename=f"card-{member.code}.png")
-    sent = await message.answer_photo(photo, caption=caption)
+    sent = await message.answer_photo(photo, caption=caption, reply_markup=app_markup(webapp_url, "card"))
     if sent.photo:
         card_photos.keep(bot, member.code, sent.photo[-1].file_id)
 

@@ -12,10 +12,11 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import command_names, commands_for
 from handlers.filters import MenuButton, SlashCommand, slash
+from handlers.ui import app_markup
 from loyalty.members import MemberView
 from loyalty.profile import normalize_phone
 from loyalty.program import Program
-from loyalty.roles import Role
+from loyalty.roles import Permission, Role, can
 from notifications.texts import N_
 
 BALANCE = N_("⭐ Balance")
@@ -63,10 +64,12 @@ def _looks_like_a_phone(text: str) -> bool:
     return 7 <= digits <= 15 and normalize_phone(text) is not None
 
 
-async def help_command(message: Message, role: Role, program: Program) -> None:
+async def help_command(message: Message, role: Role, program: Program, webapp_url: str | None = None) -> None:
     lines = [_("<b>{program}</b> — what I can do for you:").format(program=html.escape(program.name)), ""]
     lines += [f"/{command} — {description}" for command, description in commands_for(role)]
-    await message.answer("\n".join(lines))
+    # Staff at the till get the app's till (scan a member, record, redeem) a tap away.
+    till = webapp_url if can(role, Permission.RECORD_PURCHASE) else None
+    await message.answer("\n".join(lines), reply_markup=app_markup(till, "till"))
 
 
 # Every command in a staff menu and in no member's: the one list of commands is handlers.commands.

@@ -19,7 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from handlers.card import qr_png
 from handlers.filters import HasPermission, IsMember, MenuButton, slash
 from handlers.menu import REWARDS
-from handlers.ui import drop_keyboard, edit_or_keep
+from handlers.ui import app_markup, app_rows, drop_keyboard, edit_or_keep
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import MemberView
 from loyalty.numbers import RowId
@@ -68,10 +68,12 @@ def _line(reward: Reward, language: str) -> str:
     return text
 
 
-async def list_rewards(message: Message, session: DbSession, member: MemberView, program: Program) -> None:
+async def list_rewards(
+    message: Message, session: DbSession, member: MemberView, program: Program, webapp_url: str | None = None
+) -> None:
     rewards = [r for r in await catalog(session) if tier_allows(program, r, member.tier)]
     if not rewards:
-        await message.answer(_("There are no rewards yet. Check back soon!"))
+        await message.answer(_("There are no rewards yet. Check back soon!"), reply_markup=app_markup(webapp_url))
         return
     lines = [
         ngettext("You have <b>{points}</b> point.", "You have <b>{points}</b> points.", member.points).format(
@@ -89,7 +91,7 @@ async def list_rewards(message: Message, session: DbSession, member: MemberView,
             )
         ]
         for reward in affordable
-    ]
+    ] + app_rows(webapp_url, "rewards")
     if not affordable:
         lines += ["", _("Keep collecting points to unlock a reward.")]
     await message.answer(

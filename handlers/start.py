@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from handlers.menu import main_menu
 from handlers.referral import after_join
 from handlers.staff import StaffChats
+from handlers.ui import app_markup
 from loyalty.members import JoinResult, join
 from loyalty.program import Program
 from loyalty.referrals import LinkProblem
@@ -31,6 +32,7 @@ async def start(
     bot: Bot,
     staff_chats: StaffChats,
     clock: Callable[[], datetime],
+    webapp_url: str | None = None,
 ) -> None:
     user = message.from_user
     if user is None:  # a channel post or an anonymous admin: nobody to register
@@ -74,6 +76,10 @@ async def start(
         if note := _referral_note(result, program):
             text += "\n\n" + note
         await message.answer(text, reply_markup=main_menu())
+        if webapp_url:  # the menu is a reply keyboard: the app's inline button needs a message of its own
+            await message.answer(
+                _("Your card, rewards and history are also in the app:"), reply_markup=app_markup(webapp_url)
+            )
     if result.referral is not None:
         await after_join(bot, i18n, staff_chats, program, result.referral, member)
 

@@ -295,3 +295,46 @@ async def test_delete_my_data_in_the_app_erases_the_member(app: TestClient, harn
     assert erased is not None and erased.erased_at is not None and erased.first_name == ""
     gone = await app.get("/app/api/home", headers=headers)
     assert gone.status == 403
+
+
+async def test_with_an_app_url_the_chat_offers_the_app(harness: BotHarness) -> None:
+    harness.services.settings = harness.services.settings.model_copy(update={"webapp_url": APP})
+    harness.dp.workflow_data.update(harness.services.handler_data())
+    member = await join(harness)
+    await harness.purchase(member.code, "100", "R-1")
+
+    def app_urls(calls: list[Any]) -> list[str]:
+        markups = [call.params.get("reply_markup") or {} for call in calls]
+        return [
+            button["web_app"]["url"]
+            for markup in markups
+            for row in markup.get("inline_keyboard", [])
+            for button in row
+            if "web_app" in button
+        ]
+
+    assert app_urls(await harness.send(harness.user(MEMBER_ID), "/start")) == [APP]
+    assert app_urls(await harness.send(harness.user(MEMBER_ID), "/card")) == [APP + "?screen=card"]
+    assert app_urls(await harness.send(harness.user(MEMBER_ID), "/rewards")) == [APP + "?screen=rewards"]
+    assert app_urls(await harness.send(harness.user(MEMBER_ID), "/help")) == []  # a member's /help: no till
+    assert app_urls(await harness.send(harness.user(CASHIER_ID, "Cass"), "/help")) == [APP + "?screen=till"]
+
+
+async def test_without_an_app_url_the_chat_has_no_app_buttons(harness: BotHarness) -> None:
+    member = await join(harness)
+    await harness.purchase(member.code, "100", "R-1")
+    for text in ("/start", "/card", "/rewards"):
+        calls = await harness.send(harness.user(MEMBER_ID), text)
+        assert "web_app" not in str([call.params.get("reply_markup") for call in calls])
+
+
+async def test_the_menu_button_opens_the_app(harness: BotHarness) -> None:
+    from bot.services import set_command_menus
+
+    harness.services.settings = harness.services.settings.model_copy(update={"webapp_url": APP})
+    before = len(harness.tg.calls)
+    await set_command_menus(harness.services)
+    [call] = [c for c in harness.tg.calls[before:] if c.method == "setChatMenuButton"]
+    button = call.params["menu_button"]
+    assert button["type"] == "web_app" and button["web_app"]["url"] == APP
+    assert button["text"] == harness.services.program.name
