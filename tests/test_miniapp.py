@@ -338,3 +338,15 @@ async def test_the_menu_button_opens_the_app(harness: BotHarness) -> None:
     button = call.params["menu_button"]
     assert button["type"] == "web_app" and button["web_app"]["url"] == APP
     assert button["text"] == harness.services.program.name
+
+
+async def test_the_apps_json_endpoints_are_in_the_openapi_document(app: TestClient) -> None:
+    document = await (await app.get("/api/v1/openapi.json")).json()
+    paths = document["paths"]
+    assert "/api/v1/purchases" in paths
+    for path in ("/app/api/home", "/app/api/till", "/app/api/till/member"):
+        assert "get" in paths[path], path
+    for path in ("/app/api/rewards/redeem", "/app/api/till/purchases", "/app/api/till/coupons"):
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert body.rsplit("/", 1)[1] in document["components"]["schemas"]
+    assert document["components"]["securitySchemes"]["telegramInitData"]["in"] == "header"

@@ -44,6 +44,8 @@ from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from notifications.purchases import announce_purchase, notify_adjustment, notify_refund
 from storage.database import DbSession
 from storage.models import LedgerEntry, Member, Purchase
+from web.miniapp import openapi_paths
+from web.miniapp.core import CONFIG as APP_CONFIG
 from web.services import SERVICES, WebServices
 
 log = logging.getLogger(__name__)
@@ -522,7 +524,8 @@ async def create_adjustment(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[SERVICES].program))
+    app = request.app.get(APP_CONFIG)
+    return web.json_response(openapi_document(request.app[SERVICES].program, app.base if app else None))
 
 
 def setup_api(app: web.Application) -> None:
@@ -548,9 +551,9 @@ _MODELS: list[type[BaseModel]] = [
 ]
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in _MODELS:
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -586,7 +589,9 @@ def _ok(name: str, created: bool) -> dict[str, Any]:
     }
 
 
-def openapi_document(program: Program) -> dict[str, Any]:
+def openapi_document(program: Program, app_base: str | None = None) -> dict[str, Any]:
+    """The purchases API, and the Mini App's JSON endpoints when the app is served (at ``app_base``)."""
+    app_paths, app_models = openapi_paths(app_base) if app_base else ({}, [])
     key_header = {
         "name": KEY_HEADER,
         "in": "header",
@@ -603,7 +608,7 @@ def openapi_document(program: Program) -> dict[str, Any]:
     }
     body = lambda name: {"required": True, "content": {"application/json": {"schema": _ref(name)}}}  # noqa: E731
     writes = (400, 401, 404, 409, 413, 422)
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Loyalty Assistant purchases API",
@@ -649,5 +654,18 @@ def openapi_document(program: Program) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": _schemas(), "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": _schemas(_MODELS + app_models),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "telegramInitData": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "The Mini App's Telegram initData: `Authorization: tma <initData>`",
+                },
+            },
+        },
     }
+    document["paths"].update(app_paths)
+    return document

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from pydantic import BaseModel
 
 from loyalty.roles import Permission, can
 from web.miniapp import member, till
@@ -43,3 +46,46 @@ def first_screen(viewer: Viewer) -> Screen:
     ):
         return till.SCREENS[0]
     return member.SCREENS[0]
+
+
+def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
+    """The app's JSON endpoints for the OpenAPI document: each screen's ``GET`` and each action's ``POST``."""
+    auth: list[dict[str, list[str]]] = [{"telegramInitData": []}]
+    errors = {
+        str(status): {"description": text, "content": {"application/json": {"schema": _ref("ErrorOut")}}}
+        for status, text in ((400, "Bad input"), (401, "No valid initData"), (403, "Not allowed for this role"))
+    }
+    paths: dict[str, Any] = {}
+    models: list[type[BaseModel]] = []
+    for screen in [*member.SCREENS, *till.SCREENS]:
+        models.append(screen.out)
+        paths[f"{base}api/{screen.name}"] = {
+            "get": {
+                "operationId": "app_" + screen.name.replace("/", "_"),
+                "summary": screen.summary,
+                "tags": ["Mini App"],
+                "security": auth,
+                "responses": {"200": _content(screen.out.__name__), **errors},
+            }
+        }
+    for action in [*member.ACTIONS, *till.ACTIONS]:
+        models += [action.body, action.out]
+        paths[f"{base}api/{action.name}"] = {
+            "post": {
+                "operationId": "app_" + action.name.replace("/", "_"),
+                "summary": action.summary,
+                "tags": ["Mini App"],
+                "security": auth,
+                "requestBody": {"required": True, **_content(action.body.__name__)},
+                "responses": {"200": _content(action.out.__name__), **errors},
+            }
+        }
+    return paths, models
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(name: str) -> dict[str, Any]:
+    return {"description": "OK", "content": {"application/json": {"schema": _ref(name)}}}

@@ -209,6 +209,8 @@ class Screen:
     name: str
     load: Loader
     template: str
+    out: type[BaseModel]
+    summary: str
 
 
 def json_of(model: BaseModel, status: int = 200) -> web.Response:
@@ -244,8 +246,19 @@ def add_start(app: web.Application, base: str, pick: Callable[[Viewer], Screen])
     app.router.add_get(f"{base}view/start", authenticated(start))
 
 
-def add_action(app: web.Application, base: str, name: str, handler: Handler) -> None:
-    app.router.add_post(f"{base}api/{name}", authenticated(handler))
+@dataclass(frozen=True)
+class Action:
+    """``POST <base>api/<name>``: a JSON body (``body``) in, a JSON answer (``out``) with a ``message`` back."""
+
+    name: str
+    handle: Handler
+    body: type[BaseModel]
+    out: type[BaseModel]
+    summary: str
+
+
+def add_action(app: web.Application, base: str, action: Action) -> None:
+    app.router.add_post(f"{base}api/{action.name}", authenticated(action.handle))
 
 
 def page_headers(config: AppConfig) -> dict[str, str]:

@@ -29,6 +29,7 @@ from notifications.texts import day, locale_of, money
 from web.miniapp.core import (
     LANGUAGE,
     VIEWER,
+    Action,
     Model,
     Refused,
     Screen,
@@ -535,23 +536,27 @@ async def load_data(request: web.Request) -> DataOut:
 
 
 SCREENS = [
-    Screen("home", load_home, "home.html"),
-    Screen("card", load_card, "card.html"),
-    Screen("history", load_history, "history.html"),
-    Screen("rewards", load_rewards, "rewards.html"),
-    Screen("invite", load_invite, "invite.html"),
-    Screen("profile", load_profile, "profile.html"),
-    Screen("settings", load_settings, "settings.html"),
-    Screen("data", load_data, "data.html"),
+    Screen("home", load_home, "home.html", HomeOut, "Points, tier progress, expiring points, punch cards, VIP"),
+    Screen("card", load_card, "card.html", MemberCardOut, "The member card: code and its QR"),
+    Screen("history", load_history, "history.html", HistoryOut, "One page of the points history (?page=N)"),
+    Screen("rewards", load_rewards, "rewards.html", RewardsOut, "Rewards (affordable first) and coupons"),
+    Screen("invite", load_invite, "invite.html", InviteOut, "The referral link and its results"),
+    Screen("profile", load_profile, "profile.html", ProfileOut, "Birthday, favourites, phone"),
+    Screen("settings", load_settings, "settings.html", SettingsOut, "Language and promotions"),
+    Screen("data", load_data, "data.html", DataOut, "Export or delete my data"),
+]
+ACTIONS = [
+    Action("rewards/redeem", redeem_reward, RedeemIn, RedeemOut, "Redeem a reward (once per key)"),
+    Action("profile/birthday", save_birthday, BirthdayIn, Saved, "Set the birthday (once)"),
+    Action("profile/favourite", save_favourite, FavouriteIn, Saved, "Choose or drop a favourite category"),
+    Action("settings", save_settings, SettingsIn, Saved, "Change language or promotions"),
+    Action("data/delete", delete_data, DeleteIn, Saved, "Erase my personal data"),
 ]
 
 
 def setup(app: web.Application, base: str) -> None:
     for screen in SCREENS:
         add_screen(app, base, screen)
-    add_action(app, base, "rewards/redeem", redeem_reward)
-    add_action(app, base, "profile/birthday", save_birthday)
-    add_action(app, base, "profile/favourite", save_favourite)
-    add_action(app, base, "settings", save_settings)
-    add_action(app, base, "data/delete", delete_data)
+    for action in ACTIONS:
+        add_action(app, base, action)
     app.router.add_get(f"{base}api/data/export", authenticated(export_data))

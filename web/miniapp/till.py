@@ -31,7 +31,19 @@ from notifications.purchases import announce_purchase, explanation, notify_refun
 from notifications.refusals import input_problem, own_account_refused
 from notifications.texts import day, locale_of, money, when
 from storage.models import Member, Purchase
-from web.miniapp.core import LANGUAGE, VIEWER, Model, Refused, Screen, add_action, add_screen, json_of, read, require
+from web.miniapp.core import (
+    LANGUAGE,
+    VIEWER,
+    Action,
+    Model,
+    Refused,
+    Screen,
+    add_action,
+    add_screen,
+    json_of,
+    read,
+    require,
+)
 from web.miniapp.member import KEY
 from web.services import SERVICES, WebServices
 
@@ -140,7 +152,7 @@ async def load_member(request: web.Request) -> TillMemberOut:
     )
 
 
-class PurchaseIn(Model):
+class TillPurchaseIn(Model):
     member: str = Field(min_length=1, max_length=MAX_REF)
     amount: str = Field(min_length=1, max_length=32)
     category: str | None = Field(default=None, max_length=32)
@@ -161,7 +173,7 @@ async def record(request: web.Request) -> web.Response:
     require(request, Permission.RECORD_PURCHASE)
     services = request.app[SERVICES]
     program, locale = services.program, locale_of(request[LANGUAGE])
-    body = await read(request, PurchaseIn)
+    body = await read(request, TillPurchaseIn)
     now = services.clock()
     try:
         given = check_purchase(
@@ -260,7 +272,7 @@ async def accept_coupon(request: web.Request) -> web.Response:
     return json_of(CouponUsedOut(message=message, title=title, member=name, member_code=owner.code if owner else ""))
 
 
-class RefundIn(Model):
+class TillRefundIn(Model):
     purchase_id: int | None = Field(default=None, ge=1, le=2**62)
     receipt: str | None = Field(default=None, min_length=1, max_length=64)
     key: str = Field(pattern=KEY)
@@ -277,7 +289,7 @@ async def make_refund(request: web.Request) -> web.Response:
     require(request, Permission.RECORD_PURCHASE)
     services = request.app[SERVICES]
     program, locale = services.program, locale_of(request[LANGUAGE])
-    body = await read(request, RefundIn)
+    body = await read(request, TillRefundIn)
     cashier = request[VIEWER].telegram_id
     async with services.sessions() as session:
         purchase_id = body.purchase_id
@@ -338,14 +350,18 @@ def _refusal(no: RefundRefused) -> str:
 
 
 SCREENS = [
-    Screen("till", load_till, "till.html"),
-    Screen("till/member", load_member, "till_member.html"),
+    Screen("till", load_till, "till.html", TillOut, "The till: categories and this cashier's recent purchases"),
+    Screen("till/member", load_member, "till_member.html", TillMemberOut, "A member by code or @username (?ref=)"),
+]
+ACTIONS = [
+    Action("till/purchases", record, TillPurchaseIn, RecordedOut, "Record a purchase (once per key or receipt)"),
+    Action("till/coupons", accept_coupon, CouponIn, CouponUsedOut, "Accept a coupon at the till, once"),
+    Action("till/refunds", make_refund, TillRefundIn, RefundedOut, "Refund a purchase fully (once per key)"),
 ]
 
 
 def setup(app: web.Application, base: str) -> None:
     for screen in SCREENS:
         add_screen(app, base, screen)
-    add_action(app, base, "till/purchases", record)
-    add_action(app, base, "till/coupons", accept_coupon)
-    add_action(app, base, "till/refunds", make_refund)
+    for action in ACTIONS:
+        add_action(app, base, action)
