@@ -25,7 +25,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from loyalty.members import map_language
-from loyalty.roles import Permission, Role, StaticRoles, can
+from loyalty.roles import Permission, StaticRoles, can
 from notifications.texts import locale_of, speaking
 from web.miniapp.auth import NotAuthenticated, Viewer, verified, viewer_of
 from web.services import SERVICES, WebServices
@@ -282,7 +282,3 @@ def page_headers(config: AppConfig) -> dict[str, str]:
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-cache",
     }
-
-
-def role_name(role: Role) -> str:
-    return role.value
