@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -435,16 +437,31 @@ async def open_demo(console: Console, workdir: Path) -> AsyncIterator[Demo]:
         handled = Handled()
         app.dispatcher.update.outer_middleware(handled)
         scheduler = make_scheduler(app)
+        started = asyncio.Event()
+
+        async def on_startup() -> None:
+            started.set()
+
+        app.dispatcher.startup.register(on_startup)
         polling = asyncio.create_task(run_polling(app, handle_signals=False))
         scheduler.start()
         demo = Demo(tg, app, console, workdir, clock, scheduler, handled)
         try:
+            # Polling under way before anything is typed: a Ctrl-C during the bot's start-up must find it stoppable.
+            waiting = asyncio.create_task(started.wait())
+            await asyncio.wait({polling, waiting}, timeout=REPLY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if polling.done():
+                polling.result()  # the start-up failed: its error, not a chat with no bot
             yield demo
         finally:
             await scheduler.stop()
-            await app.dispatcher.stop_polling()
-            with contextlib.suppress(asyncio.CancelledError):
-                await polling
+            if polling.done():
+                await polling  # nothing to stop; an error from the start-up comes out here
+            else:
+                await app.dispatcher.stop_polling()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
             demo.flush()
 
 
@@ -481,8 +498,8 @@ ReadLine = Callable[[str], Awaitable[str | None]]
 async def read_line(prompt: str) -> str | None:
     """One line from the terminal; None at its end (EOF).
 
-    A daemon thread, not ``asyncio.to_thread``: a thread left blocked in ``input()`` after /quit or Ctrl-C must not
-    keep the process from exiting (``asyncio.run`` waits for its executor's threads)."""
+    A daemon thread, not ``asyncio.to_thread``: a thread left blocked reading after /quit or Ctrl-C must not keep
+    the process from exiting (``asyncio.run`` waits for its executor's threads)."""
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[str | None] = loop.create_future()
 
@@ -491,15 +508,30 @@ async def read_line(prompt: str) -> str | None:
             answer.set_result(line)
 
     def read() -> None:
-        try:
-            line: str | None = input(prompt)
-        except EOFError:
-            line = None
+        line = _input(prompt)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(settle, line)
 
     threading.Thread(target=read, name="demo-input", daemon=True).start()
     return await answer
+
+
+def _input(prompt: str) -> str | None:
+    if sys.stdin.isatty():
+        try:
+            return input(prompt)  # with line editing and history
+        except EOFError:
+            return None
+    # From a pipe, input() would hold sys.stdin's lock while it waits, and a daemon thread holding that lock makes
+    # the interpreter abort at exit; reading the descriptor itself takes no lock.
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    line = bytearray()
+    while (byte := os.read(sys.stdin.fileno(), 1)) not in (b"", b"\n"):
+        line += byte
+    if not line and byte == b"":
+        return None
+    return line.decode(errors="replace").removesuffix("\r")
 
 
 async def read_message(read: ReadLine, prompt: str) -> str | None:
