@@ -313,9 +313,13 @@ class Demo:
         return any(self._visible(call) for call in self.tg.calls[self.shown :])
 
     def flush(self) -> None:
-        """Print every request not printed yet."""
-        calls, self.shown = self.tg.calls[self.shown :], len(self.tg.calls)
-        for call in calls:
+        """Print the requests not printed yet, in order, up to one still being answered."""
+        calls = self.tg.calls
+        while self.shown < len(calls):
+            call = calls[self.shown]
+            if self._visible(call) and not call.response:
+                break  # the emulator records a request before answering it; its turn comes at the next flush
+            self.shown += 1
             self._show(call)
 
     def _visible(self, call: Call) -> bool:
