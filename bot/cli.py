@@ -170,7 +170,7 @@ def demo(
         code = asyncio.run(run_demo(scripted=script, keep=keep))
     except ProgramError as exc:
         _fail(str(exc))
-    except (KeyboardInterrupt, EOFError):
+    except (KeyboardInterrupt, EOFError, asyncio.CancelledError):  # Ctrl-C, or a hang-up or kill: cleaned up
         code = 0
     raise typer.Exit(code=code)
 

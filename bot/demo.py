@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -460,12 +461,12 @@ async def open_demo(console: Console, workdir: Path) -> AsyncIterator[Demo]:
             yield demo
         finally:
             await scheduler.stop()
-            if polling.done():
-                await polling  # nothing to stop; an error from the start-up comes out here
-            else:
+            if started.is_set() and not polling.done():
                 await app.dispatcher.stop_polling()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await polling
+            else:
+                polling.cancel()  # ended during the bot's start-up (Ctrl-C, a hang-up): nothing to stop yet
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling  # an error from the start-up comes out here
             demo.flush()
 
 
@@ -584,6 +585,11 @@ async def _watch(demo: Demo) -> None:
 async def run_demo(*, scripted: bool, keep: bool = False) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="loyalty-demo-"))
+    # A closed terminal window (SIGHUP) or a kill ends the demo as Ctrl-C does: through the clean-up below.
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+    if main is not None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, main.cancel)
     try:
         async with open_demo(console, workdir) as demo:
             console.print(
