@@ -143,16 +143,34 @@ def report(
 def demo(
     script: bool = typer.Option(False, "--script", help="Play a guided tour without input and exit."),
     verbose: bool = typer.Option(False, "--verbose", help="Show the bot's logs."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep the demo's folder (database, saved photos and files) and print where it is."
+    ),
 ) -> None:
-    """The whole bot offline: a local Telegram emulator and a chat in this terminal."""
+    """The whole bot offline: a local Telegram emulator and a chat in this terminal.
+
+    \b
+    You are Ann, a member: type as in Telegram. Demo commands:
+      /as member|cashier|admin  be Ann, Cass the cashier or Boss the admin
+      <number>                  press that button of the last message
+      /contact                  share your phone number (Telegram's button)
+      /photo <file> <caption>   send a photo from a file (caption optional)
+      /clock                    show the demo's time
+      /clock +1d                move it on (+2h, +30d, +1d12h): the scheduler
+                                sends what fell due (birthday greetings,
+                                win-back nudges, surveys, broadcasts)
+      /quit                     leave (or Ctrl-D, Ctrl-C)
+    A line ending in \\ goes on onto the next line. Photos, charts and
+    files the bot sends are saved in the demo's temporary folder, which is
+    removed at the end unless --keep is given."""
     from bot.demo import run_demo
 
     _logging("INFO" if verbose else "ERROR")
     try:
-        code = asyncio.run(run_demo(scripted=script))
+        code = asyncio.run(run_demo(scripted=script, keep=keep))
     except ProgramError as exc:
         _fail(str(exc))
-    except (KeyboardInterrupt, EOFError):
+    except (KeyboardInterrupt, EOFError, asyncio.CancelledError):  # Ctrl-C, or a hang-up or kill: cleaned up
         code = 0
     raise typer.Exit(code=code)
 

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import sqlite3
+from collections.abc import Callable
+from datetime import datetime
 
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramNotFound, TelegramUnauthorizedError
 from aiogram.methods import SendMessage
@@ -24,6 +26,7 @@ from bot.settings import Settings
 from loyalty.program import load_program
 from loyalty.rewards import sync_catalog
 from scheduler.jobs import make_scheduler
+from storage.clock import utcnow
 from storage.database import is_sqlite, make_engine, make_session_factory, ping
 from storage.migrate import MigrationFailed, current_and_head_in_child, upgrade_in_child
 from web.server import make_http_app, start_http
@@ -112,7 +115,8 @@ async def prepare_database(settings: Settings) -> None:
         )
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Services:
+    """``clock``: what handlers, the broadcaster and the scheduler take as "now" (the demo's can be moved on)."""
     program = load_program(settings.program_file)
     engine = make_engine(
         settings.database_url,
@@ -135,11 +139,11 @@ async def build_services(settings: Settings) -> Services:
         # Conversation state, a lock per conversation and the record of handled updates in Redis, so that any
         # worker can take any update.
         gate = RedisGate.from_url(settings.redis_url)
-        return compose(settings, program, sessions, fsm=gate, redis=gate.redis, engine=engine)
+        return compose(settings, program, sessions, clock=clock, fsm=gate, redis=gate.redis, engine=engine)
     # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; a webhook's
     # redeliveries need the record.
     seen = MemorySeenUpdates() if settings.webhook_url else None
-    return compose(settings, program, sessions, seen_updates=seen, engine=engine)
+    return compose(settings, program, sessions, clock=clock, seen_updates=seen, engine=engine)
 
 
 async def run_polling(services: Services, *, handle_signals: bool = True, with_scheduler: bool = False) -> None:

@@ -76,6 +76,8 @@ class Call:
     response: JSONDict = field(default_factory=dict)
     content_type: str = ""
     """How the request came: application/json, a form, multipart, or "" for a GET without a body."""
+    file_names: dict[str, str] = field(default_factory=dict)
+    """The file name each uploaded part carried (``files`` has their content under the same part names)."""
 
     @property
     def ok(self) -> bool:
@@ -310,6 +312,10 @@ class FakeTelegram:
         value = msg.get("text", msg.get("caption"))
         return value if isinstance(value, str) else None
 
+    def file(self, file_id: str) -> bytes | None:
+        """The content of a file the bot uploaded or a user sent (see :meth:`photo`), by its file_id."""
+        return self._files.get(file_id)
+
     def reply_keyboard(self, chat_id: ChatId) -> JSONDict | None:
         """The ReplyKeyboardMarkup currently shown in a chat (None if never sent or removed)."""
         return copy.deepcopy(self._reply_keyboards.get(str(self._resolve_chat_id(chat_id))))
@@ -472,6 +478,23 @@ class FakeTelegram:
         message.update(copy.deepcopy(extra))
         self._store(message)
         return {"update_id": self._next_update_id(), "message": copy.deepcopy(message)}
+
+    def photo(self, data: bytes, width: int = 800, height: int = 800) -> list[JSONDict]:
+        """The PhotoSize list of a photo a user sends (``message_update(user, photo=...)``); the bot can getFile it
+        and send it on by its file_id."""
+        file_id = f"AgACAgUser-{next(self._seq)}"
+        self._files[file_id] = data
+        large: JSONDict = {
+            "file_id": file_id,
+            "file_unique_id": _unique_id(file_id),
+            "width": width,
+            "height": height,
+            "file_size": len(data),
+        }
+        # Telegram's smaller sizes are other files; one thumbnail of the same content is enough here.
+        small = dict(large, file_id=file_id + "-s", file_unique_id=_unique_id(file_id + "-s"), width=90, height=90)
+        self._files[small["file_id"]] = data
+        return [small, large]
 
     def callback_update(self, user: JSONDict, message: JSONDict, data: str) -> JSONDict:
         """An Update with a callback query from pressing a button of ``message``."""
@@ -719,7 +742,12 @@ class FakeTelegram:
         method = self.spec.method_name(raw_method)
         params, errors = self.spec.parse_request(raw_method, raw_params, set(files))
         call = Call(
-            method or raw_method, params, {k: data for k, (_, data) in files.items()}, errors, content_type=content_type
+            method or raw_method,
+            params,
+            {k: data for k, (_, data) in files.items()},
+            errors,
+            content_type=content_type,
+            file_names={k: name for k, (name, _) in files.items() if name},
         )
         self.calls.append(call)
         if errors:

@@ -41,6 +41,8 @@ class JobServices(Protocol):
     def support_chat_id(self) -> int | None: ...
     @property
     def broadcaster(self) -> Broadcaster: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
 
 def counted_job(name: str, run: Callable[[datetime], Awaitable[int]]) -> Callable[[datetime], Awaitable[int]]:
@@ -89,4 +91,5 @@ def _jobs(services: JobServices) -> list[Job]:
 
 
 def make_scheduler(services: JobServices) -> Scheduler:
-    return Scheduler(services.sessions, jobs(services))
+    # The handlers' clock, so that a clock the demo moves forward moves the jobs' "now" with it.
+    return Scheduler(services.sessions, jobs(services), clock=services.clock)

@@ -414,6 +414,32 @@ async def test_send_photo_upload(fake: FakeTelegram, bot: Bot) -> None:
     buffer = io.BytesIO()
     await bot.download_file(file.file_path, buffer)
     assert buffer.getvalue() == b"\x89PNG qr"
+    # What the demo saves: the upload's file name, and the content by file_id (also when sent again by it).
+    assert list(call.file_names.values()) == ["qr.png"] and fake.file(msg.photo[-1].file_id) == b"\x89PNG qr"
+
+
+async def test_uploaded_albums_and_documents_keep_names_and_content(fake: FakeTelegram, bot: Bot) -> None:
+    album = await bot.send_media_group(
+        USER_ID, [InputMediaPhoto(media=BufferedInputFile(f"png {i}".encode(), f"chart-{i}.png")) for i in (1, 2)]
+    )
+    document = await bot.send_document(USER_ID, BufferedInputFile(b"a,b\n1,2\n", "members.csv"))
+    fake.assert_clean()
+    assert [fake.file(m.photo[-1].file_id) for m in album if m.photo] == [b"png 1", b"png 2"]
+    assert sorted(fake.calls_of("sendMediaGroup")[0].file_names.values()) == ["chart-1.png", "chart-2.png"]
+    assert document.document is not None and document.document.file_name == "members.csv"
+    assert fake.file(document.document.file_id) == b"a,b\n1,2\n"
+
+
+async def test_a_users_photo_can_be_fetched_and_sent_on(fake: FakeTelegram, bot: Bot) -> None:
+    ann = fake.user(USER_ID, "Ann")
+    update = fake.message_update(ann, photo=fake.photo(b"\x89PNG latte"), caption="My latte")
+    assert load_spec().check_object(update, "Update") == []
+    largest = update["message"]["photo"][-1]["file_id"]
+    buffer = io.BytesIO()
+    await bot.download(largest, buffer)
+    assert buffer.getvalue() == b"\x89PNG latte"
+    sent = await bot.send_photo(USER_ID + 1, largest)
+    assert sent.photo is not None and fake.file(sent.photo[-1].file_id) == b"\x89PNG latte"
 
 
 @pytest.mark.asyncio
