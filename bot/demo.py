@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -25,11 +26,14 @@ from bot.runner import build_services, run_polling
 from bot.services import Services
 from bot.settings import load_settings
 from emulator import Call, FakeTelegram
+from emulator.webapp import init_data, launch_url
 from loyalty.members import get_by_telegram_id
 from scheduler.jobs import make_scheduler
 from scheduler.service import Scheduler
 from storage.clock import utcnow
+from web.server import make_http_app, start_http
 
+STAND_IN = "/app/static/telegram-stand-in.js"  # served by the app itself; the demo's only, never production's
 REPLY_TIMEOUT = 30.0  # drawing /stats charts takes a few seconds on a slow machine
 QUIET_SECONDS = 0.3
 """After the update is handled: how long without a request before the answer counts as complete (a handler may
@@ -69,6 +73,7 @@ Demo commands:
   /clock                                 show the demo's time
   /clock +1d | +2h | +30d | +1d12h       move the clock forward; the scheduler then sends what fell due
                                          (birthday greetings, win-back nudges, surveys, scheduled broadcasts)
+  /app                                   links that open the Mini App in your browser as Ann, Cass or Boss
   (empty line)                           show what arrived meanwhile
   /quit                                  leave (the demo's folder is removed unless you started with --keep)"""
 
@@ -187,6 +192,8 @@ class Demo:
             self.become(rest.lower())
         elif command == "/clock":
             await self.move_clock(rest)
+        elif command == "/app":
+            self.show_app_links()
         elif command == "/photo":
             await self.send_photo(rest)
         elif command == "/contact":
@@ -261,6 +268,32 @@ class Demo:
         local = self.clock().astimezone(tz)
         ahead = f"{_span(self.clock.ahead)} ahead of real time" if self.clock.ahead else "real time"
         return f"Demo time: {local:%a %Y-%m-%d %H:%M} ({self.app.program.timezone}), {ahead}."
+
+    def app_links(self) -> dict[str, str]:
+        """The Mini App as each persona opens it, signed now by the demo clock (a /clock jump ages old links)."""
+        url = self.app.settings.webapp_url
+        assert url is not None
+        links = {}
+        for persona in PERSONAS.values():
+            user = {
+                "id": persona.user_id,
+                "first_name": persona.first_name,
+                "username": persona.username,
+                "language_code": persona.language_code,
+            }
+            signed = init_data(self.tg.token, user, auth_date=int(self.clock().timestamp()))
+            links[persona.key] = launch_url(url, signed)
+        return links
+
+    def show_app_links(self) -> None:
+        self.console.print(
+            "The Mini App, in any browser on this computer (Telegram's scanner asks for the text to scan; what you do "
+            "there shows up in this chat, and the other way round):",
+            highlight=False,
+        )
+        for key, link in self.app_links().items():
+            name = PERSONAS[key].first_name
+            self.console.print(f"  {name} ({key}): {link}", markup=False, highlight=False, soft_wrap=True)
 
     async def move_clock(self, arg: str) -> None:
         if not arg:
@@ -437,8 +470,17 @@ async def open_demo(console: Console, workdir: Path) -> AsyncIterator[Demo]:
                 "cashier_ids": frozenset({CASHIER.user_id}),
             }
         )
+        # The Mini App on a free local port, opened in an ordinary browser through the demo's stand-in for
+        # Telegram's telegram-web-app.js.
+        port = _free_port()
+        settings = settings.model_copy(
+            update={"webapp_url": f"http://127.0.0.1:{port}/app/", "http_host": "127.0.0.1", "http_port": port}
+        )
         clock = DemoClock()
         app = await build_services(settings, clock=clock)
+        http = await start_http(
+            make_http_app(app, serve_updates=True, telegram_script=STAND_IN), settings.http_host, settings.http_port
+        )
         handled = Handled()
         app.dispatcher.update.outer_middleware(handled)
         scheduler = make_scheduler(app)
@@ -460,6 +502,7 @@ async def open_demo(console: Console, workdir: Path) -> AsyncIterator[Demo]:
                 polling.result()  # the start-up failed: its error, not a chat with no bot
             yield demo
         finally:
+            await http.cleanup()
             await scheduler.stop()
             if started.is_set() and not polling.done():
                 await app.dispatcher.stop_polling()
@@ -468,6 +511,12 @@ async def open_demo(console: Console, workdir: Path) -> AsyncIterator[Demo]:
             with contextlib.suppress(asyncio.CancelledError):
                 await polling  # an error from the start-up comes out here
             demo.flush()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def tour(demo: Demo) -> None:
@@ -599,6 +648,7 @@ async def run_demo(*, scripted: bool, keep: bool = False) -> int:
                 + (" (kept after the demo)." if keep else " (removed when the demo ends; --keep keeps it)."),
                 highlight=False,
             )
+            demo.show_app_links()
             await (tour(demo) if scripted else chat(demo))
             tg = demo.tg
     finally:

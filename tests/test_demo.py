@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 import segno
 from rich.console import Console
@@ -60,6 +62,8 @@ async def test_moving_the_clock_brings_the_birthday_greeting(demo: Demo) -> None
     await demo.handle("1")  # 🎂 Set birthday
     before = Since(demo)
     await demo.handle(noon.strftime("%m-%d"))
+    assert "Is that right?" in str(before)
+    await demo.handle("1")  # ✅ Confirm
     assert "Birthday saved" in str(before) and "Happy birthday" not in str(before)
 
     await demo.handle("/clock")
@@ -263,3 +267,30 @@ async def test_ctrl_c_removes_the_folder_and_exits_at_once(no_leftovers: list[Pa
     assert process.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr, stderr.decode()
     assert not folder.exists()
+
+
+async def test_the_demo_serves_the_mini_app_and_what_the_till_does_shows_in_the_chat(demo: Demo) -> None:
+    await demo.handle("/start")
+    links = demo.app_links()
+    assert set(links) == {"member", "cashier", "admin"}
+
+    def authorization(link: str) -> dict[str, str]:
+        return {"Authorization": "tma " + parse_qs(urlsplit(link).fragment)["tgWebAppData"][0]}
+
+    page_url = links["member"].split("#", 1)[0]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(page_url) as page:
+            assert page.status == 200 and "telegram-stand-in.js" in await page.text()
+        async with http.get(page_url.replace("/app/", "/app/api/home"), headers=authorization(links["member"])) as home:
+            assert home.status == 200
+            code, points = (await home.json())["code"], (await home.json())["points"]
+        since = Since(demo)
+        purchase = {"member": code, "amount": "25", "key": "demo-key-0001"}
+        url = page_url.replace("/app/", "/app/api/till/purchases")
+        async with http.post(url, json=purchase, headers=authorization(links["cashier"])) as recorded:
+            assert recorded.status == 201, await recorded.text()
+            earned = (await recorded.json())["points"]
+    await demo.handle("")  # shows what arrived meanwhile
+    assert "Thank you for your purchase" in str(since)
+    await demo.handle("/balance")
+    assert str(points + earned) in str(since)
