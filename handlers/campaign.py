@@ -9,11 +9,22 @@ from datetime import datetime
 from aiogram import Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, slash
-from loyalty.campaigns import MAX_DAYS, end_campaign, parse_effect, running_campaigns, start_campaign
+from loyalty.campaigns import (
+    MAX_DAYS,
+    MAX_NAME,
+    NameProblem,
+    NameRefused,
+    end_campaign,
+    name_in,
+    parse_effect,
+    running_campaigns,
+    set_name,
+    start_campaign,
+)
 from loyalty.numbers import is_whole, whole
 from loyalty.program import Program
 from loyalty.purchases import CATEGORY_RE
@@ -24,7 +35,12 @@ from storage.database import DbSession
 
 def _usage() -> str:
     return _("Usage: {usage}").format(
-        usage=html.escape(_("/campaign add <x2|+50> <days> <name> [category=…] | /campaign list | /campaign end <id>"))
+        usage=html.escape(
+            _(
+                "/campaign add <x2|+50> <days> <name> [category=…] | /campaign list | /campaign end <id> | "
+                "/campaign name <id> <en|zh-Hans|zh-Hant> <name>"
+            )
+        )
     )
 
 
@@ -40,10 +56,11 @@ async def campaign(
     now = clock()
     if action == "list":
         running = await running_campaigns(session, now)
+        language = i18n.current_locale.replace("_", "-")
         lines = [
             _("#{id} {name} ({effect}{category}) until {until}").format(
                 id=c.id,
-                name=html.escape(c.name),
+                name=html.escape(name_in(c, language)),
                 effect=f"×{c.multiplier}" if c.multiplier else f"+{c.bonus}",
                 category=f", {c.category}" if c.category else "",
                 until=when(c.ends_at, program.tz, i18n.current_locale),
@@ -57,10 +74,48 @@ async def campaign(
             await message.answer(_("No running campaign {ref}.").format(ref=html.escape(rest.strip()[:16])))
         else:
             await message.answer(_("Campaign #{id} has ended.").format(id=campaign_id))
+    elif action == "name":
+        await _name(message, session, rest.split(maxsplit=2))
     elif action == "add":
         await _add(message, session, program, i18n, rest.split(), now, message.from_user.id if message.from_user else 0)
     else:
         await message.answer(_usage())
+
+
+async def _name(message: Message, session: DbSession, words: list[str]) -> None:
+    """/campaign name <id> <en|zh-Hans|zh-Hant> <name>: the campaign's name for members reading that language."""
+    if len(words) < 3:
+        await message.answer(_usage())
+        return
+    campaign_id = whole(words[0])
+    try:
+        if campaign_id is None:
+            raise NameRefused(NameProblem.NO_CAMPAIGN)
+        named = await set_name(session, campaign_id, words[1], words[2])
+    except NameRefused as refused:
+        await message.answer(_name_refused(refused.problem, words))
+        return
+    await message.answer(
+        _("Campaign #{id} is now called {name} in {language}.").format(
+            id=campaign_id, name=html.escape(named), language=html.escape(words[1])
+        )
+    )
+
+
+def _name_refused(problem: NameProblem, words: list[str]) -> str:
+    if problem is NameProblem.NO_CAMPAIGN:
+        return _("No campaign {ref}.").format(ref=html.escape(words[0][:16]))
+    if problem is NameProblem.LANGUAGE:
+        return _("Campaigns can be named in en, zh-Hans or zh-Hant, not {language}.").format(
+            language=html.escape(words[1][:16])
+        )
+    if problem is NameProblem.TOO_LONG:
+        return ngettext(
+            "A campaign's name may be up to {max} character.",
+            "A campaign's name may be up to {max} characters.",
+            MAX_NAME,
+        ).format(max=MAX_NAME)
+    return _usage()
 
 
 async def _add(

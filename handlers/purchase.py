@@ -124,7 +124,7 @@ async def purchase(
             points=result.points,
             balance=result.balance,
         )
-        + explanation(result.purchase, program, locale.replace("_", "-"))
+        + explanation(result, program, locale.replace("_", "-"))
     )
     if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, bindparam, func, select
@@ -22,7 +22,7 @@ from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
 from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
 from storage.database import PreparedRead, begin_write
-from storage.models import AuditLog, LedgerEntry, Member, Purchase
+from storage.models import AuditLog, Campaign, LedgerEntry, Member, Purchase
 
 HISTORY_PAGE_SIZE = 10
 # /balance tells the points that expire within this many days.
@@ -151,13 +151,22 @@ async def _next_expiring(session: AsyncSession, member_id: int, now: datetime, f
     )
 
 
+class PurchasePromotion(NamedTuple):
+    """The promotion a purchase earned with: its name as recorded (the key into the program), how it applied
+    ("×2") and, when it was a campaign started in chat, that campaign (whose name members read in their language)."""
+
+    name: str
+    detail: str
+    campaign: Campaign | None = None
+
+
 @dataclass(frozen=True)
 class HistoryPage:
     entries: list[LedgerEntry]
     page: int
     pages: int
-    # The promotion a purchase on this page earned with, by purchase id: (its name, the key into the program; "×2")
-    promotions: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # The promotion a purchase on this page earned with, by purchase id
+    promotions: dict[int, PurchasePromotion] = field(default_factory=dict)
 
 
 async def history(session: AsyncSession, member_id: int, page: int, size: int = HISTORY_PAGE_SIZE) -> HistoryPage:
@@ -174,14 +183,18 @@ async def history(session: AsyncSession, member_id: int, page: int, size: int = 
     )
     entries = list(result.scalars())
     purchase_ids = [entry.purchase_id for entry in entries if entry.kind == Kind.PURCHASE and entry.purchase_id]
-    promotions: dict[int, tuple[str, str]] = {}
+    promotions: dict[int, PurchasePromotion] = {}
     if purchase_ids:
         rows = await session.execute(
-            select(col(Purchase.id), col(Purchase.promotion), col(Purchase.promotion_detail)).where(
-                col(Purchase.id).in_(purchase_ids), col(Purchase.promotion).is_not(None)
-            )
+            select(col(Purchase.id), col(Purchase.promotion), col(Purchase.promotion_detail), Campaign)
+            .outerjoin(Campaign, col(Campaign.id) == col(Purchase.campaign_id))
+            .where(col(Purchase.id).in_(purchase_ids), col(Purchase.promotion).is_not(None))
         )
-        promotions = {purchase_id: (name, detail or "") for purchase_id, name, detail in rows if purchase_id and name}
+        promotions = {
+            purchase_id: PurchasePromotion(name, detail or "", campaign)
+            for purchase_id, name, detail, campaign in rows
+            if purchase_id and name
+        }
     return HistoryPage(entries, page, pages, promotions)
 
 

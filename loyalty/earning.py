@@ -29,6 +29,7 @@ class Offer:
     rule: PromotionRule
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    campaign: Campaign | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Earning:
     total: int
     promotion: str | None = None
     detail: str | None = None  # "×2" or "+50", for the member's explanation
+    campaign: Campaign | None = None  # the campaign started in chat that applied, if one did
 
     @property
     def extra(self) -> int:
@@ -104,7 +106,7 @@ async def active_offers(session: AsyncSession, program: Program, now: datetime) 
     campaigns = await session.execute(
         select(Campaign).where(col(Campaign.ended_at).is_(None), col(Campaign.ends_at) > now).order_by(col(Campaign.id))
     )
-    offers += [Offer(campaign_rule(c), c.starts_at, c.ends_at) for c in campaigns.scalars()]
+    offers += [Offer(campaign_rule(c), c.starts_at, c.ends_at, c) for c in campaigns.scalars()]
     return offers
 
 
@@ -112,7 +114,7 @@ async def earning_for(session: AsyncSession, program: Program, member_id: int, b
     base = program.earn.points_for(basket.amount, basket.tier_multiplier)
     if basket.amount < program.earn.minimum_amount:  # below the qualifying amount nothing applies
         return Earning(0, 0)
-    best: tuple[int, PromotionRule] | None = None
+    best: tuple[int, Offer] | None = None
     for offer in await active_offers(session, program, basket.at):
         if not _matches(offer, basket, program):
             continue
@@ -123,11 +125,11 @@ async def earning_for(session: AsyncSession, program: Program, member_id: int, b
             session, program, member_id, offer.rule, basket.at
         ):
             continue
-        best = (extra, offer.rule)
+        best = (extra, offer)
     if best is None:
         return Earning(base, base)
-    extra, rule = best
-    return Earning(base, base + extra, rule.name, _detail(rule))
+    extra, chosen = best
+    return Earning(base, base + extra, chosen.rule.name, _detail(chosen.rule), chosen.campaign)
 
 
 async def _limit_reached(

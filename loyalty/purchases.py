@@ -25,7 +25,7 @@ from loyalty.punchcards import CardProgress, stamp
 from loyalty.tiers import multiplier as tier_multiplier
 from loyalty.tiers import promote_if_earned
 from storage.database import begin_write
-from storage.models import Member, Purchase
+from storage.models import Campaign, Member, Purchase
 
 CATEGORY_RE = re.compile(r"^[\w-]{1,32}$")
 RECEIPT_RE = re.compile(r"^[\w./:#-]{1,64}$")
@@ -210,6 +210,7 @@ class PurchaseResult:
     promoted: TierLevel | None = None
     referral: referrals.Payout | None = None  # what a referred friend's first qualifying purchase paid
     winback_bonus: int = 0  # points for coming back within a win-back offer's window
+    campaign: Campaign | None = None  # the campaign the purchase earned with: members read its name in their language
 
 
 async def find_purchase(session: AsyncSession, scope: str, source: str, external_id: str) -> Purchase | None:
@@ -270,6 +271,7 @@ async def record_purchase(
         points=points,
         promotion=earning.promotion,
         promotion_detail=earning.detail,
+        campaign_id=earning.campaign.id if earning.campaign is not None else None,
         recorded_by=recorded_by,
         occurred_at=occurred,
         created_at=now,
@@ -314,6 +316,7 @@ async def record_purchase(
         promoted=promoted,
         referral=payout,
         winback_bonus=welcome_back,
+        campaign=earning.campaign,
     )
 
 
@@ -322,8 +325,13 @@ async def _balance(session: AsyncSession, member_id: int) -> int:
 
 
 async def _replayed(session: AsyncSession, purchase: Purchase) -> PurchaseResult:
+    campaign = await session.get(Campaign, purchase.campaign_id) if purchase.campaign_id is not None else None
     return PurchaseResult(
-        purchase, created=False, points=purchase.points, balance=await _balance(session, purchase.member_id)
+        purchase,
+        created=False,
+        points=purchase.points,
+        balance=await _balance(session, purchase.member_id),
+        campaign=campaign,
     )
 
 

@@ -9,6 +9,8 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
+from loyalty.account import PurchasePromotion
+from loyalty.campaigns import promotion_name
 from loyalty.ledger import Kind
 from loyalty.program import Program
 from storage.models import LedgerEntry
@@ -31,15 +33,16 @@ REFUND_REASON = "refund "  # loyalty.refunds writes "refund <receipt>"
 
 
 def entry_label(
-    entry: LedgerEntry, program: Program, promotion: tuple[str, str] | None = None, *, escape: bool = True
+    entry: LedgerEntry, program: Program, promotion: PurchasePromotion | None = None, *, escape: bool = True
 ) -> str:
-    """What the entry was, in the current locale; ``promotion``: the name and detail of the purchase's promotion.
+    """What the entry was, in the current locale; ``promotion``: the promotion the purchase earned with.
     ``escape``: for a Telegram HTML message (a web template escapes by itself)."""
     quote = html.escape if escape else str
     label = str(KIND_LABELS.get(entry.kind) or _("Other"))
     if promotion is not None:  # "Purchase (×2 Double Afternoons)", the promotion in the member's language
-        name, detail = promotion
-        named = quote(program.promotion_name(name, get_i18n().current_locale.replace("_", "-")))
+        language = get_i18n().current_locale.replace("_", "-")
+        named = quote(promotion_name(program, promotion.name, promotion.campaign, language))
+        detail = promotion.detail
         return _("{label} ({detail})").format(label=label, detail=f"{detail} {named}".strip())
     if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
         return _("Refund of receipt {receipt}").format(receipt=quote(entry.reason[len(REFUND_REASON) :]))

@@ -11,10 +11,11 @@ from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from loyalty import referrals
+from loyalty.campaigns import promotion_name
 from loyalty.program import Program
 from loyalty.purchases import PurchaseResult, from_minor
 from notifications.texts import card_lines, locale_of, money, tell
-from storage.models import Member, Purchase
+from storage.models import Member
 
 
 async def announce_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
@@ -26,9 +27,11 @@ async def announce_purchase(bot: Bot, i18n: I18n, member: Member, result: Purcha
     return notified
 
 
-def explanation(purchase: Purchase, program: Program, language: str, *, escape: bool = True) -> str:
+def explanation(result: PurchaseResult, program: Program, language: str, *, escape: bool = True) -> str:
     """Why the purchase earned what it did, e.g. "64 points: 32 base ×2 Double Afternoons", with the promotion's
-    name in ``language``; ``escape``: for a Telegram HTML message (the Mini App shows it as plain text)."""
+    (the file's or a campaign's) name in ``language``; ``escape``: for a Telegram HTML message (the Mini App shows
+    it as plain text)."""
+    purchase = result.purchase
     if not purchase.promotion:
         return ""
     return "\n" + ngettext(
@@ -39,7 +42,9 @@ def explanation(purchase: Purchase, program: Program, language: str, *, escape: 
         total=purchase.points,
         base=purchase.base_points,
         detail=purchase.promotion_detail or "",
-        promotion=(html.escape if escape else str)(program.promotion_name(purchase.promotion, language)),
+        promotion=(html.escape if escape else str)(
+            promotion_name(program, purchase.promotion, result.campaign, language)
+        ),
     )
 
 
@@ -57,7 +62,7 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
             ).format(amount=amount, points=result.points)
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
-        text += explanation(result.purchase, program, member.language)
+        text += explanation(result, program, member.language)
         if result.winback_bonus:
             text += "\n" + ngettext(
                 "🎁 Welcome back! +{points} bonus point.",

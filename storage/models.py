@@ -86,6 +86,9 @@ class Purchase(SQLModel, table=True):
     # The promotion that applied (its name counts towards per-member limits) and how: "×2" or "+50".
     promotion: str | None = Field(default=None, max_length=48, index=True)
     promotion_detail: str | None = Field(default=None, max_length=16)
+    # The campaign started in chat that applied, if one did: members read its name in their language through it.
+    # No foreign key: campaigns are never deleted, and adding one would rebuild this table on SQLite (migration 0015).
+    campaign_id: int | None = None
     recorded_by: int | None = Field(default=None, sa_column=Column(BigInteger))
     occurred_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow, index=True)  # surveys select recent purchases by it
@@ -212,6 +215,9 @@ class Campaign(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=48)
+    # Its name for members reading Chinese (/campaign name), else they read ``name``.
+    name_zh_hans: str | None = Field(default=None, max_length=48)
+    name_zh_hant: str | None = Field(default=None, max_length=48)
     multiplier: str | None = Field(default=None, max_length=8)  # a decimal as text, e.g. "2" or "1.5"
     bonus: int | None = None
     category: str | None = Field(default=None, max_length=32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from storage.models import Member
+from storage.models import Campaign, Member
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
 
@@ -60,3 +60,41 @@ async def test_admin_runs_a_campaign(harness: BotHarness) -> None:
     assert "<b>10</b> points" in harness.texts(calls, 1001)[0]
     cashier_reply = harness.texts(await harness.send(harness.user(CASHIER_ID, "Cass"), "/campaign list"))[0]
     assert cashier_reply == "Sorry, that command is only for the shop's staff."
+
+
+async def test_a_campaign_is_named_in_chinese_and_members_read_it_in_their_language(harness: BotHarness) -> None:
+    admin = harness.user(ADMIN_ID, "Boss")
+    mei = harness.user(1002, "Mei", language_code="zh-hans")
+    await harness.send(mei, "/start")
+    code = await _join(harness)
+    assert "Campaign #1" in harness.texts(await harness.send(admin, "/campaign add x4 3 Rainy week"))[0]
+    reply = harness.texts(await harness.send(admin, "/campaign name 1 zh-Hans 雨天  双倍"))[0]
+    assert reply == "Campaign #1 is now called 雨天 双倍 in zh-Hans."
+    async with harness.sessions() as session:
+        mei_code = (await session.execute(select(Member.code).where(Member.telegram_id == 1002))).scalar_one()
+    cashier = harness.user(CASHIER_ID, "Cass")
+    note = harness.texts(await harness.send(cashier, f"/purchase {mei_code} 10 R-1"), 1002)[0]
+    assert "×4 雨天 双倍" in note and "Rainy week" not in note
+    assert "×4 Rainy week" in harness.texts(await harness.send(cashier, f"/purchase {code} 10 R-2"), 1001)[0]
+    history = harness.texts(await harness.send(mei, "/history"))[0]
+    assert "×4 雨天 双倍" in history and "Rainy week" not in history
+    # The admin reads the list in their language.
+    chinese_admin = harness.user(ADMIN_ID, "Boss", language_code="zh-hans")
+    assert "#1 雨天 双倍（×4）" in harness.texts(await harness.send(chinese_admin, "/campaign list"))[0]
+    assert "#1 Rainy week (×4)" in harness.texts(await harness.send(admin, "/campaign list"))[0]
+    # A name given after the purchase names it too: the purchase remembers its campaign, not a translation.
+    await harness.send(admin, "/campaign end 1")
+    await harness.send(admin, "/campaign name 1 zh-hans 雨天积分翻倍")
+    assert "×4 雨天积分翻倍" in harness.texts(await harness.send(mei, "/history"))[0]
+    for bad, expected in (
+        ("/campaign name 9 zh-Hans 晴天", "No campaign 9."),
+        ("/campaign name x zh-Hans 晴天", "No campaign x."),
+        ("/campaign name 1 fr Semaine", "Campaigns can be named in en, zh-Hans or zh-Hant, not fr."),
+        ("/campaign name 1 zh-Hans " + "长" * 49, "A campaign's name may be up to 48 characters."),
+        ("/campaign name 1 zh-Hans", "Usage"),
+    ):
+        assert harness.texts(await harness.send(admin, bad))[0].startswith(expected), bad
+    async with harness.sessions() as session:
+        campaign = await session.get(Campaign, 1)
+    assert campaign is not None
+    assert (campaign.name, campaign.name_zh_hans, campaign.name_zh_hant) == ("Rainy week", "雨天积分翻倍", None)

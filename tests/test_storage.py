@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import Integer, bindparam, func, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -345,3 +346,51 @@ async def test_a_statement_slower_than_the_statement_timeout_fails_fast(database
             assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
     finally:
         await engine.dispose()
+
+
+async def test_migration_0015_goes_down_and_up_and_finds_the_campaign_of_older_purchases(
+    database_url: str, sessions: SessionFactory, engine: AsyncEngine, program: Program
+) -> None:
+    from alembic import command
+
+    from loyalty.campaigns import Effect, start_campaign
+    from storage.migrate import alembic_config
+    from storage.models import Campaign
+
+    member_id = await _member(sessions, program)
+    async with sessions() as session:
+        started = await start_campaign(
+            session, name="Rainy week", effect=Effect(Decimal(5), None), days=3, category=None, actor_id=1, now=NOW
+        )
+        result = await record_purchase(
+            session, program, member_id=member_id, amount=Decimal("10"), source="receipt", external_id="R-1", now=NOW
+        )
+    assert result.campaign is not None and result.purchase.campaign_id == started.id
+    await engine.dispose()  # Alembic works over its own connection
+    config = alembic_config(database_url)
+
+    def columns(table: str) -> set[str]:
+        async def read() -> set[str]:
+            own = make_engine(database_url)  # in this thread's event loop
+            async with own.connect() as connection:
+                found = await connection.run_sync(lambda sync: sa_inspect(sync).get_columns(table))
+            await own.dispose()
+            return {column["name"] for column in found}
+
+        return asyncio.run(read())
+
+    def down_and_up() -> tuple[set[str], set[str]]:
+        command.downgrade(config, "0014")
+        down = columns("campaign") | columns("purchase")
+        command.upgrade(config, "head")
+        return down, columns("campaign") | columns("purchase")
+
+    down, up = await asyncio.to_thread(down_and_up)
+    assert not {"name_zh_hans", "name_zh_hant", "campaign_id"} & down
+    assert {"name_zh_hans", "name_zh_hant", "campaign_id"} <= up
+    async with sessions() as session:
+        purchase = (await session.execute(select(Purchase))).scalar_one()
+        campaign = await session.get(Campaign, started.id)
+    # The purchase from before 0015 finds its campaign by the name it recorded and when it happened.
+    assert (purchase.promotion, purchase.campaign_id, purchase.points) == ("Rainy week", started.id, 50)
+    assert campaign is not None and campaign.name == "Rainy week" and campaign.name_zh_hans is None

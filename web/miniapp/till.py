@@ -219,7 +219,7 @@ async def record(request: web.Request) -> web.Response:
         message = _("This purchase was already recorded. Nothing was added.")
     out = RecordedOut(
         message=message,
-        why=explanation(result.purchase, program, request[LANGUAGE], escape=False).strip(),
+        why=explanation(result, program, request[LANGUAGE], escape=False).strip(),
         points=result.purchase.points,
         balance=result.balance,
         replayed=not result.created,
