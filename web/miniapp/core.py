@@ -261,6 +261,13 @@ def add_action(app: web.Application, base: str, action: Action) -> None:
     app.router.add_post(f"{base}api/{action.name}", authenticated(action.handle))
 
 
+def mount(app: web.Application, base: str, screens: list[Screen], actions: list[Action]) -> None:
+    for screen in screens:
+        add_screen(app, base, screen)
+    for action in actions:
+        add_action(app, base, action)
+
+
 def page_headers(config: AppConfig) -> dict[str, str]:
     script_origin = config.telegram_script if config.telegram_script.startswith("http") else ""
     policy = "; ".join(

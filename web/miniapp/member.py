@@ -33,11 +33,10 @@ from web.miniapp.core import (
     Model,
     Refused,
     Screen,
-    add_action,
-    add_screen,
     authenticated,
     bad_input,
     json_of,
+    mount,
     read,
     require,
 )
@@ -555,8 +554,5 @@ ACTIONS = [
 
 
 def setup(app: web.Application, base: str) -> None:
-    for screen in SCREENS:
-        add_screen(app, base, screen)
-    for action in ACTIONS:
-        add_action(app, base, action)
+    mount(app, base, SCREENS, ACTIONS)
     app.router.add_get(f"{base}api/data/export", authenticated(export_data))

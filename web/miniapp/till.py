@@ -38,9 +38,8 @@ from web.miniapp.core import (
     Model,
     Refused,
     Screen,
-    add_action,
-    add_screen,
     json_of,
+    mount,
     read,
     require,
 )
@@ -361,7 +360,4 @@ ACTIONS = [
 
 
 def setup(app: web.Application, base: str) -> None:
-    for screen in SCREENS:
-        add_screen(app, base, screen)
-    for action in ACTIONS:
-        add_action(app, base, action)
+    mount(app, base, SCREENS, ACTIONS)
