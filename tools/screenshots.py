@@ -251,7 +251,8 @@ def write_index(out: Path, names: list[str]) -> None:
         "",
         "Made by `python tools/screenshots.py` (headless Chromium at 390×844 with the stand-in for Telegram's",
         "`telegram-web-app.js`, so Telegram's MainButton and BackButton appear as page elements). The member has",
-        "points, the Silver tier, stamps on the coffee card and a latte coupon. Run it again after changing a screen.",
+        "points, the Silver tier, stamps on the coffee card and a latte coupon. Run it again after changing a screen;",
+        "Debian needs `fonts-noto-cjk` and `fonts-noto-color-emoji` for the Chinese and the emoji.",
         "",
     ]
     for screen, title in titles.items():
