@@ -46,8 +46,10 @@ KEY = r"^[A-Za-z0-9_-]{8,64}$"  # what the page generates for each submission
 
 
 def qr_svg(payload: str) -> str:
-    """A QR code as inline SVG: crisp at any size, no image request, nothing to vendor."""
-    return str(segno.make_qr(payload, error="m").svg_inline(scale=1, border=2, dark="#000", light="#fff"))
+    """A QR code as inline SVG: crisp at any size, no image request, nothing to vendor. A viewBox without width and
+    height (``omitsize``), so that it fills the box the page gives it rather than staying 25 pixels wide."""
+    code = segno.make_qr(payload, error="m")
+    return str(code.svg_inline(scale=1, border=2, dark="#000", light="#fff", omitsize=True))
 
 
 def _member_id(request: web.Request) -> int:
