@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,6 +73,15 @@ class BotHarness:
             if isinstance(text, str):
                 out.append(text)
         return out
+
+    async def arrived(self, since: int, chat_id: int) -> list[str]:
+        """The texts sent to ``chat_id`` since call number ``since``, once there is one (or after 5 s): notices a
+        web request sends after answering (the Mini App's till) arrive a moment later."""
+        for _ in range(250):
+            if found := self.texts(self.tg.calls[since:], chat_id):
+                return found
+            await asyncio.sleep(0.02)
+        return []
 
     async def member(self, telegram_id: int) -> Member | None:
         async with self.sessions() as session:

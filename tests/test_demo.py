@@ -284,12 +284,16 @@ async def test_the_demo_serves_the_mini_app_and_what_the_till_does_shows_in_the_
         async with http.get(page_url.replace("/app/", "/app/api/home"), headers=authorization(links["member"])) as home:
             assert home.status == 200
             code, points = (await home.json())["code"], (await home.json())["points"]
-        since = Since(demo)
+        since, sent = Since(demo), len(demo.tg.calls)
         purchase = {"member": code, "amount": "25", "key": "demo-key-0001"}
         url = page_url.replace("/app/", "/app/api/till/purchases")
         async with http.post(url, json=purchase, headers=authorization(links["cashier"])) as recorded:
             assert recorded.status == 201, await recorded.text()
             earned = (await recorded.json())["points"]
+    for _ in range(250):  # the notice follows the till's answer
+        if any(call.params.get("chat_id") == 1001 for call in demo.tg.calls[sent:]):
+            break
+        await asyncio.sleep(0.02)
     await demo.handle("")  # shows what arrived meanwhile
     assert "Thank you for your purchase" in str(since)
     await demo.handle("/balance")

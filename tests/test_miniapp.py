@@ -134,7 +134,7 @@ async def test_a_cashier_records_a_purchase_once_however_often_the_page_retries(
     assert first.status == 201, await first.text()
     result = await first.json()
     assert result["points"] > 0 and "Ann" in result["message"] and result["replayed"] is False
-    [notice] = harness.texts(harness.tg.calls[sent:], MEMBER_ID)
+    [notice] = await harness.arrived(sent, MEMBER_ID)
     assert "Thank you for your purchase" in notice
     state = await counts(harness)
     again = await app.post("/app/api/till/purchases", json=body, headers=headers)

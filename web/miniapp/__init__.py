@@ -13,13 +13,25 @@ from pydantic import BaseModel
 from loyalty.roles import Permission, can
 from web.miniapp import member, till
 from web.miniapp.auth import Viewer
-from web.miniapp.core import CONFIG, ENV, HERE, AppConfig, Screen, add_start, page_headers
+from web.miniapp.core import (
+    BACKGROUND,
+    CONFIG,
+    ENV,
+    HERE,
+    AppConfig,
+    Screen,
+    add_start,
+    finish_background,
+    page_headers,
+)
 
 STATIC = HERE / "static"
 
 
 def setup(app: web.Application, config: AppConfig) -> None:
     app[CONFIG] = config
+    app[BACKGROUND] = set()
+    app.on_shutdown.append(finish_background)
     base = config.base
     shell = ENV.get_template("index.html").render(base=base, telegram_script=config.telegram_script)
     headers = page_headers(config)

@@ -8,10 +8,11 @@ and answer JSON with a ``message`` already in the viewer's language.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ MAX_BODY = 8 * 1024
 FRAME_ANCESTORS = "https://web.telegram.org https://*.telegram.org"
 
 M = TypeVar("M", bound=BaseModel)
+BACKGROUND: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("miniapp_background")
 VIEWER = web.RequestKey("viewer", Viewer)
 LANGUAGE = web.RequestKey("language", str)
 
@@ -197,6 +199,27 @@ def require(request: web.Request, permission: Permission | None = None, *, membe
         raise Refused(403, "forbidden", _("This is only for the shop's staff."))
     if member and viewer.member is None:
         raise Refused(403, "not_a_member", _("Please join first: send /start to the bot."))
+
+
+def later(request: web.Request, work: Coroutine[Any, Any, Any], what: str) -> None:
+    """Work the answer need not wait for (telling the member in Telegram, a network round trip): kept until done,
+    its failure only logged (what it tells of is recorded), and waited for when the server stops."""
+
+    async def run() -> None:
+        try:
+            await work
+        except Exception:
+            log.warning("the Mini App's %s failed", what, exc_info=True)
+
+    tasks = request.app[BACKGROUND]
+    task = asyncio.create_task(run())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def finish_background(app: web.Application) -> None:
+    if tasks := app[BACKGROUND]:
+        await asyncio.wait(tasks, timeout=10)
 
 
 # ------------------------------------------------------------------------------------------------ routes

@@ -5,7 +5,6 @@ self-purchase refusal, idempotency. Every request checks the role on the server,
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from aiogram.utils.i18n import gettext as _
@@ -39,6 +38,7 @@ from web.miniapp.core import (
     Refused,
     Screen,
     json_of,
+    later,
     mount,
     read,
     require,
@@ -46,7 +46,6 @@ from web.miniapp.core import (
 from web.miniapp.member import KEY
 from web.services import SERVICES, WebServices
 
-log = logging.getLogger(__name__)
 SHIFT = timedelta(hours=16)  # "today's purchases at this till": a long shift, across midnight
 MAX_REF = 64
 
@@ -73,7 +72,11 @@ class TillOut(Model):
 
 def _categories(program: Program, language: str) -> list[CategoryOut]:
     named = {c.key: c.name_in(language) for c in program.profile.categories}
-    return [CategoryOut(key=key, name=named.get(key, key)) for key in sorted(program.categories())]
+    # A category only a promotion names has no display name: its key, readable ("private-label": "Private label").
+    return [
+        CategoryOut(key=key, name=named.get(key) or key.replace("-", " ").replace("_", " ").capitalize())
+        for key in sorted(program.categories())
+    ]
 
 
 async def load_till(request: web.Request) -> TillOut:
@@ -223,11 +226,8 @@ async def record(request: web.Request) -> web.Response:
         balance=result.balance,
         replayed=not result.created,
     )
-    if result.created:
-        try:
-            await announce_purchase(services.bot, services.i18n, member, result, program)
-        except Exception:  # recorded whatever Telegram says; the cashier sees the result either way
-            log.warning("notifying member %s of an app purchase failed", member.id, exc_info=True)
+    if result.created:  # the cashier's answer does not wait for Telegram
+        later(request, announce_purchase(services.bot, services.i18n, member, result, program), "purchase notice")
     return json_of(out, 201 if result.created else 200)
 
 
@@ -324,18 +324,11 @@ async def make_refund(request: web.Request) -> web.Response:
     if not result.created:
         message = _("This refund was already made. Nothing was changed.")
     elif result.member is not None:
-        try:
-            await notify_refund(
-                services.bot,
-                services.i18n,
-                result.member,
-                result.refund.amount_minor,
-                result.refund.points,
-                result.balance,
-                program,
-            )
-        except Exception:
-            log.warning("telling member %s of an app refund failed", result.member.id, exc_info=True)
+        refunded_minor, points = result.refund.amount_minor, result.refund.points
+        notice = notify_refund(
+            services.bot, services.i18n, result.member, refunded_minor, points, result.balance, program
+        )
+        later(request, notice, "refund notice")
     out = RefundedOut(message=message, points=result.refund.points, balance=result.balance, replayed=not result.created)
     return json_of(out, 201 if result.created else 200)
 

@@ -152,6 +152,10 @@ function wire(root) {
       } else send();
     });
   }
+  // The form's main action on Telegram's MainButton, always in reach below the keypad.
+  for (const form of root.querySelectorAll("form[data-main]")) {
+    showMainButton(form.dataset.main, () => form.requestSubmit());
+  }
   for (const form of root.querySelectorAll("form[data-lookup]")) {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
