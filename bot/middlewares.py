@@ -15,6 +15,7 @@ from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n
 
 from loyalty.members import identify
+from loyalty.revisions import ProgramRef
 from loyalty.roles import Role, StaticRoles
 from notifications.texts import user_locale
 from storage.database import DbSession, SessionFactory, release_idle
@@ -29,18 +30,21 @@ _UPDATE_SESSION: ContextVar[tuple[asyncio.Task[Any] | None, DbSession] | None] =
 
 
 class UpdateContext(BaseMiddleware):
-    """Puts ``session``, ``member`` (None before /start) and ``role`` into handler data and sets the locale
-    for gettext: the member's chosen language, else the one Telegram reports for the user.
+    """Puts ``program`` (the revision in force as the update arrives: one for the whole update), ``session``,
+    ``member`` (None before /start) and ``role`` into handler data and sets the locale for gettext: the member's
+    chosen language, else the one Telegram reports for the user.
 
     One layer rather than a middleware each: aiogram wraps every layer around every update, and on the
     busiest commands the layers cost as much as the database reads."""
 
-    def __init__(self, sessions: SessionFactory, roles: StaticRoles, i18n: I18n) -> None:
+    def __init__(self, sessions: SessionFactory, roles: StaticRoles, i18n: I18n, programs: ProgramRef) -> None:
         self.sessions = sessions
         self.roles = roles
         self.i18n = i18n
+        self.programs = programs
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        data["program"] = self.programs.current
         user: User | None = data.get("event_from_user")
         session = self.sessions()
         held = _UPDATE_SESSION.set((asyncio.current_task(), session))

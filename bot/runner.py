@@ -16,6 +16,7 @@ from asyncpg import InvalidAuthorizationSpecificationError, InvalidCatalogNameEr
 from redis.exceptions import RedisError
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dedupe import MemorySeenUpdates
 from bot.gate import RedisGate
@@ -23,7 +24,8 @@ from bot.heap import freeze_startup_heap
 from bot.services import Services, compose, set_command_menus
 from bot.session import response_model
 from bot.settings import Settings
-from loyalty.program import load_program
+from loyalty.program import Program, load_program
+from loyalty.revisions import ProgramRef, ensure_first_revision, same_program
 from loyalty.rewards import sync_catalog
 from scheduler.jobs import make_scheduler
 from storage.clock import utcnow
@@ -115,9 +117,29 @@ async def prepare_database(settings: Settings) -> None:
         )
 
 
+def program_source(settings: Settings) -> str:
+    return str(settings.program_file) if settings.program_file else "the bundled program.example.toml"
+
+
+async def program_in_force(session: AsyncSession, settings: Settings, file: Program, now: datetime) -> Program:
+    """The database's revision of the program; on a fresh database the file becomes revision 1 first. A file that
+    says something else is only pointed out: edits made elsewhere (the chat, an import) are never overwritten."""
+    revision = await ensure_first_revision(session, file, now)
+    if not same_program(file, revision.program):
+        log.warning(
+            "the program file %s differs from program revision %d in the database; revision %d is in force. "
+            "To use the file, run `loyalty program import %s`",
+            program_source(settings),
+            revision.number,
+            revision.number,
+            settings.program_file or "FILE",
+        )
+    return revision.program
+
+
 async def build_services(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Services:
     """``clock``: what handlers, the broadcaster and the scheduler take as "now" (the demo's can be moved on)."""
-    program = load_program(settings.program_file)
+    file = load_program(settings.program_file)
     engine = make_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
@@ -129,6 +151,7 @@ async def build_services(settings: Settings, *, clock: Callable[[], datetime] = 
         await ping(sessions)  # one clear line now, rather than a traceback from Alembic
         await prepare_database(settings)
         async with sessions() as session:
+            program = await program_in_force(session, settings, file, clock())
             await sync_catalog(session, program)
     except BaseException as exc:  # whatever stops the start-up leaves no connection open
         await engine.dispose()
@@ -139,11 +162,11 @@ async def build_services(settings: Settings, *, clock: Callable[[], datetime] = 
         # Conversation state, a lock per conversation and the record of handled updates in Redis, so that any
         # worker can take any update.
         gate = RedisGate.from_url(settings.redis_url)
-        return compose(settings, program, sessions, clock=clock, fsm=gate, redis=gate.redis, engine=engine)
+        return compose(settings, ProgramRef(program), sessions, clock=clock, fsm=gate, redis=gate.redis, engine=engine)
     # Long polling acknowledges an update with the next getUpdates, so one process never sees it twice; a webhook's
     # redeliveries need the record.
     seen = MemorySeenUpdates() if settings.webhook_url else None
-    return compose(settings, program, sessions, clock=clock, seen_updates=seen, engine=engine)
+    return compose(settings, ProgramRef(program), sessions, clock=clock, seen_updates=seen, engine=engine)
 
 
 async def run_polling(services: Services, *, handle_signals: bool = True, with_scheduler: bool = False) -> None:
@@ -219,6 +242,7 @@ async def run_role(services: Services, role: str) -> None:
     except StartupError:
         await services.close()
         raise
+    services.watch_program()  # a new revision is in force here within seconds (``bot.programs``)
     warm_models()
     freeze_startup_heap()
     try:

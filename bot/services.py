@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.dedupe import DropRedelivered, SeenUpdates
 from bot.metrics import UpdateMetrics, instrument_bot
 from bot.middlewares import ReleaseBeforeSending, UpdateContext
+from bot.programs import ProgramWatcher
 from bot.session import JsonSession
 from bot.settings import Settings
 from handlers import (
@@ -53,6 +54,7 @@ from handlers.filters import PrivateChat
 from handlers.staff import StaffChats
 from loyalty.members import get_by_telegram_id
 from loyalty.program import Program
+from loyalty.revisions import ProgramRef
 from loyalty.roles import StaticRoles, staff_roles
 from notifications.broadcasting import Broadcaster
 from notifications.texts import make_i18n
@@ -63,7 +65,7 @@ from storage.database import SessionFactory
 @dataclass(kw_only=True, eq=False)
 class Services:
     settings: Settings
-    program: Program
+    programs: ProgramRef  # the revision in force, swapped whole by ``watcher`` when another is saved
     sessions: SessionFactory
     bot: Bot
     i18n: I18n
@@ -72,6 +74,19 @@ class Services:
     redis: Any | None = None  # redis.asyncio.Redis with LOYALTY_REDIS_URL: FSM state, isolation, readiness
     engine: AsyncEngine | None = None  # disposed of by close(); None when the caller owns it (tests)
     dispatcher: Dispatcher = field(init=False)
+    watcher: ProgramWatcher | None = field(init=False, default=None)
+
+    @property
+    def program(self) -> Program:
+        """The program in force now: read it when it is needed, never keep it (a new revision replaces it)."""
+        return self.programs.current
+
+    def watch_program(self, every: float | None = None) -> ProgramWatcher:
+        """Follow new revisions from now on (``bot.programs``): through Redis when there is one, else by polling."""
+        if self.watcher is None:
+            self.watcher = ProgramWatcher(self.sessions, self.programs, self.redis, every)
+            self.watcher.start()
+        return self.watcher
 
     @property
     def roles(self) -> StaticRoles:
@@ -83,9 +98,9 @@ class Services:
         return self.settings.support_chat_id
 
     def handler_data(self) -> dict[str, Any]:
-        """What handlers are given by parameter name (aiogram's workflow data); never settings themselves."""
+        """What handlers are given by parameter name (aiogram's workflow data); never settings themselves. The
+        program is not among them: ``UpdateContext`` gives each update the one in force when it arrives."""
         return {
-            "program": self.program,
             "sessions": self.sessions,
             "clock": self.clock,
             "i18n": self.i18n,
@@ -98,6 +113,8 @@ class Services:
         }
 
     async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
         await self.broadcaster.stop()
         await self.bot.session.close()
         await self.dispatcher.storage.close()
@@ -108,7 +125,7 @@ class Services:
 
 def compose(
     settings: Settings,
-    program: Program,
+    program: Program | ProgramRef,
     sessions: SessionFactory,
     bot: Bot | None = None,
     *,
@@ -119,17 +136,19 @@ def compose(
     engine: AsyncEngine | None = None,
     i18n: I18n | None = None,
 ) -> Services:
-    """``fsm``: the FSM middleware in place of aiogram's in-memory one (``bot.gate.RedisGate`` on Redis, which also
-    skips handled updates); ``seen_updates``: the record of handled updates without Redis (a webhook)."""
+    """``program``: a program (this process's own from now on) or the holder of the one in force; ``fsm``: the FSM
+    middleware in place of aiogram's in-memory one (``bot.gate.RedisGate`` on Redis, which also skips handled
+    updates); ``seen_updates``: the record of handled updates without Redis (a webhook)."""
     i18n = i18n or make_i18n()
+    programs = program if isinstance(program, ProgramRef) else ProgramRef(program)
     services = Services(
         settings=settings,
-        program=program,
+        programs=programs,
         sessions=sessions,
         bot=bot or make_bot(settings),
         i18n=i18n,
         broadcaster=Broadcaster(
-            sessions, program, i18n, clock, rate=settings.broadcast_rate, paid=settings.paid_broadcasts
+            sessions, programs, i18n, clock, rate=settings.broadcast_rate, paid=settings.paid_broadcasts
         ),
         clock=clock,
         redis=redis,
@@ -167,7 +186,7 @@ def build_dispatcher(
     dp.update.outer_middleware(UpdateMetrics())
     if seen_updates is not None:  # a redelivered update is skipped before it costs a database session
         dp.update.outer_middleware(DropRedelivered(seen_updates))
-    dp.update.outer_middleware(UpdateContext(services.sessions, services.roles, services.i18n))
+    dp.update.outer_middleware(UpdateContext(services.sessions, services.roles, services.i18n, services.programs))
     # Balances, codes and staff commands are nobody else's business: in groups the bot answers none of them.
     private = Router(name="private")
     private.message.filter(PrivateChat())

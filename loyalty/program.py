@@ -10,11 +10,11 @@ import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import get_currency_precision
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 EXAMPLE_PROGRAM = Path(__file__).with_name("program.example.toml")
 
@@ -401,6 +401,12 @@ class Program(_Section):
     vip: VipRules | None = None  # absent: VIP is not offered
     # The language of messages to staff (reviews in the support chat): most merchants' staff read Chinese.
     staff_language: Literal["en", "zh-Hans", "zh-Hant"] = "en"
+    # The database revision this program is (``loyalty.revisions``); None: read from a file, not stored.
+    _revision: int | None = PrivateAttr(default=None)
+
+    @property
+    def revision(self) -> int | None:
+        return self._revision
 
     @model_validator(mode="after")
     def _cards_name_rewards(self) -> Program:
@@ -497,10 +503,26 @@ def parse_program(text: str, source: str = "program file") -> Program:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProgramError(f"{source}: not valid TOML: {exc}") from exc
+    return program_from_data(data, source)
+
+
+def program_from_data(data: dict[str, Any], source: str = "program", revision: int | None = None) -> Program:
+    """The program from its data (a parsed file, or a revision's JSON), checked by the same models and reported
+    with the same messages as the file."""
     try:
-        return Program.model_validate(data)
+        program = Program.model_validate(data)
     except ValidationError as exc:
         raise ProgramError(f"{source}: {_describe(exc)}") from exc
+    program._revision = revision
+    return program
+
+
+def program_data(program: Program) -> dict[str, Any]:
+    """What the program's file says, as JSON-ready data: only the keys it gives (defaults stay defaults, so a
+    later version's better default reaches programs that never chose), decimals and times as strings, as the
+    file writes them."""
+    data: dict[str, Any] = program.model_dump(mode="json", exclude_unset=True)
+    return data
 
 
 def load_program(path: Path | None = None) -> Program:

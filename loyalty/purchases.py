@@ -272,6 +272,7 @@ async def record_purchase(
         promotion=earning.promotion,
         promotion_detail=earning.detail,
         campaign_id=earning.campaign.id if earning.campaign is not None else None,
+        program_revision=program.revision,  # the one revision every rule above was read from
         recorded_by=recorded_by,
         occurred_at=occurred,
         created_at=now,

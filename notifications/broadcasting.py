@@ -30,6 +30,7 @@ from loyalty import broadcasts
 from loyalty.broadcasts import Item, Outcome, Result
 from loyalty.numbers import RowId
 from loyalty.program import Program
+from loyalty.revisions import ProgramRef
 from notifications.texts import speaking
 from storage.database import SessionFactory
 
@@ -141,14 +142,15 @@ class Broadcaster:
     def __init__(
         self,
         sessions: SessionFactory,
-        program: Program,
+        program: Program | ProgramRef,
         i18n: I18n,
         clock: Callable[[], datetime],
         *,
         rate: float,
         paid: bool = False,
     ) -> None:
-        self.sessions, self.program, self.i18n, self.clock = sessions, program, i18n, clock
+        self.sessions, self.i18n, self.clock = sessions, i18n, clock
+        self.programs = program if isinstance(program, ProgramRef) else ProgramRef(program)
         self.enabled = True  # False in a process that answers updates while another runs the scheduler
         self.bot: Bot | None = None
         ceiling = TELEGRAM_PAID_LIMIT if paid else TELEGRAM_LIMIT
@@ -159,6 +161,10 @@ class Broadcaster:
         self.concurrency = max(4, min(256, int(rate / 2)))
         self._lock = asyncio.Lock()
         self.task: asyncio.Task[int] | None = None
+
+    @property
+    def program(self) -> Program:
+        return self.programs.current
 
     def kick(self, bot: Bot) -> None:
         """Start sending in the background, unless this process is already at it (or does not send)."""

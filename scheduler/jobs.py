@@ -66,27 +66,37 @@ def jobs(services: JobServices) -> list[Job]:
 
 
 def _jobs(services: JobServices) -> list[Job]:
-    bot, sessions, program, i18n = services.bot, services.sessions, services.program, services.i18n
-    messages = (bot, sessions, program, i18n)
+    bot, sessions, i18n = services.bot, services.sessions, services.i18n
+
+    def to_members(send: Callable[..., Awaitable[int]], *after: object) -> Callable[[datetime], Awaitable[int]]:
+        """A job run under the program in force when it runs: a new revision counts from the next run."""
+
+        async def run(now: datetime) -> int:
+            return await send(bot, sessions, services.program, i18n, *after, now)
+
+        return run
+
+    async def overdue(now: datetime) -> int:
+        return await support.report_overdue(bot, sessions, services.support_chat_id, services.program, i18n, now)
+
+    async def snapshots(now: datetime) -> int:
+        return await metrics.refresh_snapshots(sessions, services.program, now)
+
     return [
-        Job("birthdays", timedelta(minutes=5), partial(reminders.send_birthday_offers, *messages)),
-        Job("winback", timedelta(minutes=15), partial(reminders.send_winback_nudges, *messages)),
+        Job("birthdays", timedelta(minutes=5), to_members(reminders.send_birthday_offers)),
+        Job("winback", timedelta(minutes=15), to_members(reminders.send_winback_nudges)),
         Job("expire", timedelta(hours=1), partial(expire_points, sessions)),
-        Job("expiry-warnings", timedelta(minutes=30), partial(reminders.send_expiry_warnings, *messages)),
-        Job("surveys", timedelta(minutes=5), partial(surveys.send_due_surveys, *messages)),
-        Job(
-            "overdue-threads",
-            timedelta(minutes=5),
-            partial(support.report_overdue, bot, sessions, services.support_chat_id, program, i18n),
-        ),
-        Job("tier-review", timedelta(hours=6), partial(reminders.review_member_tiers, *messages)),
-        Job("vip-gifts", timedelta(minutes=15), partial(vip.send_vip_gifts, *messages)),
-        Job("vip-reminders", timedelta(minutes=30), partial(vip.send_vip_reminders, *messages)),
-        Job("digest", timedelta(minutes=30), partial(reminders.send_weekly_digest, *messages, services.roles)),
+        Job("expiry-warnings", timedelta(minutes=30), to_members(reminders.send_expiry_warnings)),
+        Job("surveys", timedelta(minutes=5), to_members(surveys.send_due_surveys)),
+        Job("overdue-threads", timedelta(minutes=5), overdue),
+        Job("tier-review", timedelta(hours=6), to_members(reminders.review_member_tiers)),
+        Job("vip-gifts", timedelta(minutes=15), to_members(vip.send_vip_gifts)),
+        Job("vip-reminders", timedelta(minutes=30), to_members(vip.send_vip_reminders)),
+        Job("digest", timedelta(minutes=30), to_members(reminders.send_weekly_digest, services.roles)),
         # Starts scheduled broadcasts and resumes any a restart interrupted.
         Job("broadcasts", timedelta(seconds=10), partial(services.broadcaster.tick, bot)),
         # /stats on a large program takes seconds of database work: keep the standard periods ready.
-        Job("stats-snapshots", timedelta(minutes=10), partial(metrics.refresh_snapshots, sessions, program)),
+        Job("stats-snapshots", timedelta(minutes=10), snapshots),
     ]
 
 

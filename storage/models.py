@@ -89,6 +89,9 @@ class Purchase(SQLModel, table=True):
     # The campaign started in chat that applied, if one did: members read its name in their language through it.
     # No foreign key: campaigns are never deleted, and adding one would rebuild this table on SQLite (migration 0015).
     campaign_id: int | None = None
+    # The program revision the purchase was evaluated under (``program_revision.number``); None: recorded before
+    # the program was kept in the database (migration 0016).
+    program_revision: int | None = None
     recorded_by: int | None = Field(default=None, sa_column=Column(BigInteger))
     occurred_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow, index=True)  # surveys select recent purchases by it
@@ -471,3 +474,20 @@ class VipPayment(SQLModel, table=True):
     paid_at: datetime = Field(default_factory=utcnow)
     refunded_at: datetime | None = None
     refunded_by: int | None = Field(default=None, sa_column=Column(BigInteger))  # None: refunded outside the bot
+
+
+class ProgramRevision(SQLModel, table=True):
+    """The program, numbered: what ``program.example.toml`` holds, as JSON (``loyalty.revisions``). The highest
+    number is in force; a rollback is a new revision with an old one's content. The number is the primary key
+    and each is the one after the last, so two editors saving on the same revision cannot both succeed."""
+
+    __tablename__ = "program_revision"
+
+    number: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    program: str = Field(sa_column=Column(Text, nullable=False))  # loyalty.program.program_data as JSON
+    based_on: int | None = None  # the revision in force when it was made (its editor started from that one)
+    restores: int | None = None  # a rollback: the revision whose content it brings back
+    author: str = Field(max_length=16)  # "file" (the first), "cli", "telegram"
+    author_id: int | None = Field(default=None, sa_column=Column(BigInteger))  # the Telegram user, if one
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)

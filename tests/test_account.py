@@ -61,7 +61,7 @@ async def test_balance_summary_adds_up_and_reads_asked_for_together_keep_their_o
     async with harness.sessions() as session:
         await ledger.credit(session, member.id, 40, kind=Kind.ADJUST, now=now, expires_at=now + timedelta(days=10))
         await session.commit()
-    program = harness.dp["program"]
+    program = harness.services.program
 
     async def read(member_id: int) -> Any:
         async with harness.sessions() as session:
@@ -177,7 +177,7 @@ async def test_history_says_what_each_entry_was_in_the_members_language(
 async def test_history_when_empty(harness: BotHarness) -> None:
     from loyalty.program import Program
 
-    harness.dp["program"] = Program(name="No Bonus")
+    harness.services.programs.current = Program(name="No Bonus")
     await _join(harness)
     [text] = harness.texts(await harness.send(harness.user(1001), "/history"))
     assert text == "No points history yet."

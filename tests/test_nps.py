@@ -25,7 +25,7 @@ def test_nps_is_percent_promoters_minus_percent_detractors() -> None:
 
 async def _send_due(harness: BotHarness) -> int:
     dp = harness.dp
-    return await send_due_surveys(harness.bot, harness.sessions, dp["program"], dp["i18n"], harness.clock())
+    return await send_due_surveys(harness.bot, harness.sessions, harness.services.program, dp["i18n"], harness.clock())
 
 
 async def _surveys(harness: BotHarness) -> list[Survey]:

@@ -198,7 +198,7 @@ def _approve_data(harness: BotHarness, message_id: int) -> str:
 
 
 async def test_friend_bonus_on_first_purchase(harness: BotHarness, program: Program) -> None:
-    harness.dp["program"] = program.model_copy(
+    harness.services.programs.current = program.model_copy(
         update={"referrals": RULES.model_copy(update={"friend_bonus_on": "first_purchase"})}
     )
     ann = await _join(harness, 1001, "Ann")

@@ -31,7 +31,7 @@ def program() -> Program:
 
 
 def _args(harness: BotHarness) -> tuple[object, ...]:
-    return harness.bot, harness.sessions, harness.dp["program"], harness.dp["i18n"]
+    return harness.bot, harness.sessions, harness.services.program, harness.dp["i18n"]
 
 
 async def _join(harness: BotHarness, telegram_id: int = ANN, name: str = "Ann") -> Member:
@@ -44,7 +44,7 @@ async def _join(harness: BotHarness, telegram_id: int = ANN, name: str = "Ann") 
 async def _birthday(harness: BotHarness, member: Member, month: int, day: int) -> None:
     assert member.id is not None
     async with harness.sessions() as session:
-        await set_birthday(session, harness.dp["program"], member.id, Birthday(month, day), harness.clock())
+        await set_birthday(session, harness.services.program, member.id, Birthday(month, day), harness.clock())
 
 
 def _birthday_texts(harness: BotHarness, chat_id: int = ANN) -> list[str]:
@@ -72,7 +72,7 @@ async def test_birthday_follows_the_local_day_and_hour_and_survives_a_restart(ha
 
 
 async def test_birthday_at_local_midnight_with_an_early_hour(harness: BotHarness, program: Program) -> None:
-    harness.dp["program"] = program.model_copy(update={"birthday": BirthdayRules(hour=0, bonus=10)})
+    harness.services.programs.current = program.model_copy(update={"birthday": BirthdayRules(hour=0, bonus=10)})
     ann = await _join(harness)
     await _birthday(harness, ann, 11, 23)
     send = reminders.send_birthday_offers

@@ -159,7 +159,7 @@ async def test_report_without_a_database_says_so_and_creates_nothing(tmp_path: P
 
 async def test_stats_uses_the_schedulers_fresh_snapshot(harness: BotHarness) -> None:
     await _shop(harness)
-    program, sessions = harness.dp["program"], harness.sessions
+    program, sessions = harness.services.program, harness.sessions
     await metrics.refresh_snapshots(sessions, program, harness.clock())  # the scheduler's job
     async with sessions() as session:
         assert await metrics.fresh_snapshot(session, "7d", harness.clock()) is not None
@@ -179,7 +179,7 @@ async def test_stats_uses_the_schedulers_fresh_snapshot(harness: BotHarness) -> 
 
 async def test_a_snapshot_reads_back_as_it_was_computed(harness: BotHarness) -> None:
     await _shop(harness)
-    program, sessions, now = harness.dp["program"], harness.sessions, harness.clock()
+    program, sessions, now = harness.services.program, harness.sessions, harness.clock()
     period = metrics.parse_period("30d", now, program.tz)
     assert period is not None
     board = await metrics.dashboard(sessions, program, period, 14)

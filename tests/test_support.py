@@ -178,7 +178,7 @@ class TestOrdinaryGroup:
         await harness.send(ann, "/feedback")
         await _ann_writes(harness, "Hello?")
         dp = harness.dp
-        args = (harness.bot, harness.sessions, dp["desk"].chat_id, dp["program"], dp["i18n"])
+        args = (harness.bot, harness.sessions, dp["desk"].chat_id, harness.services.program, dp["i18n"])
         harness.clock.advance(minutes=59)
         assert await report_overdue(*args, now=harness.clock()) == 0
         harness.clock.advance(minutes=2)

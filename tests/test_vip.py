@@ -29,15 +29,15 @@ def program() -> Program:
 
 
 def _rules(harness: BotHarness) -> VipRules:
-    rules = harness.dp["program"].vip_offer
+    rules = harness.services.program.vip_offer
     assert rules is not None
     return rules
 
 
 def _with_vip(harness: BotHarness, **changes: Any) -> None:
-    program: Program = harness.dp["program"]
+    program: Program = harness.services.program
     assert program.vip is not None
-    harness.dp["program"] = program.model_copy(update={"vip": program.vip.model_copy(update=changes)})
+    harness.services.programs.current = program.model_copy(update={"vip": program.vip.model_copy(update=changes)})
 
 
 async def _join(harness: BotHarness, telegram_id: int = ANN, name: str = "Ann") -> Member:
@@ -121,7 +121,7 @@ async def test_without_a_vip_section_or_with_it_disabled_vip_is_not_offered(harn
     assert "not offered" in harness.texts(calls)[0]
     answer = await _checkout(harness, payload)  # an invoice sent before VIP was switched off
     assert answer["ok"] is False and "not offered any more" in answer["error_message"]
-    harness.dp["program"] = harness.dp["program"].model_copy(update={"vip": None})
+    harness.services.programs.current = harness.services.program.model_copy(update={"vip": None})
     calls = await harness.send(harness.user(ANN), "/vip")
     assert [c.method for c in calls] == ["sendMessage"] and "not offered" in harness.texts(calls)[0]
 
@@ -214,7 +214,7 @@ async def test_a_payment_delivered_twice_makes_vip_once_and_a_second_one_extends
 
 async def test_concurrent_deliveries_of_one_payment_count_once(harness: BotHarness) -> None:
     ann = await _join(harness)
-    program: Program = harness.dp["program"]
+    program: Program = harness.services.program
     rules = _rules(harness)
     assert ann.id is not None
 
@@ -276,7 +276,7 @@ async def test_vip_multiplies_points_with_the_tier_until_it_ends(harness: BotHar
 
 
 def _args(harness: BotHarness) -> tuple[Any, ...]:
-    return harness.bot, harness.sessions, harness.dp["program"], harness.dp["i18n"]
+    return harness.bot, harness.sessions, harness.services.program, harness.dp["i18n"]
 
 
 async def test_monthly_gift_once_per_thirty_days_of_vip(harness: BotHarness) -> None:
