@@ -5,6 +5,7 @@ revision, and a second worker follows a new revision within seconds, through Red
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import Connection, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.programs import CHANNEL, POLL_SECONDS, announce
+from bot.programs import CHANNEL, POLL_SECONDS, ProgramWatcher, announce
 from bot.services import Services, compose
 from loyalty.program import EarnRules, ProgramError, load_program, parse_program, program_data
 from loyalty.revisions import (
@@ -35,8 +38,8 @@ from loyalty.revisions import (
     same_program,
     save_revision,
 )
-from storage.database import SessionFactory
-from storage.models import Member, Purchase, Reward
+from storage.database import SessionFactory, begin_write, make_engine
+from storage.models import Member, ProgramRevision, Purchase, Reward
 from tests.harness import CASHIER_ID, BotHarness
 
 REDIS_URL = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")
@@ -187,22 +190,24 @@ async def test_a_second_worker_hears_of_a_new_revision_through_redis(harness: Bo
     await _reload_and_earn(harness, redis)
 
 
-async def test_a_revision_this_version_cannot_read_leaves_the_program_in_force(harness: BotHarness) -> None:
-    async with harness.sessions() as session:
-        await ensure_first_revision(session, FILE, harness.clock())
-    two = await _worker(harness)
-    watcher = two.watch_program(every=0.05)
-    async with harness.sessions() as session:
-        await save_revision(session, _doubled(), based_on=1, author=FROM_CLI, now=harness.clock())
+async def test_a_revision_this_version_cannot_read_leaves_the_program_in_force(
+    sessions: SessionFactory, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with sessions() as session:
+        first = await ensure_first_revision(session, FILE, clock())
         # As if a newer version had saved a key this one does not know.
-        from storage.models import ProgramRevision
-
-        row = await session.get(ProgramRevision, 2)
-        assert row is not None
-        row.program = row.program.replace('"earn": {', '"earn": {"from_the_future": 1, ', 1)
+        data = _doubled()
+        data["earn"] = {**data["earn"], "from_the_future": 1}  # type: ignore[dict-item]
+        await begin_write(session)
+        session.add(ProgramRevision(number=2, program=json.dumps(data), author=FROM_CLI, created_at=clock()))
         await session.commit()
-    assert await watcher.refresh() is False and two.programs.revision == 1
-    await watcher.stop()
+    programs = ProgramRef(first.program)
+    watcher = ProgramWatcher(sessions, programs)
+    with caplog.at_level("ERROR", logger="bot.programs"):
+        assert await watcher.refresh() is False and await watcher.refresh() is False
+    assert programs.revision == 1 and programs.current.earn.points_per_unit == 1
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "bot.programs"]  # once, not every 2 s
+    assert "program revision 2 cannot be used by this version" in logged and "earn.from_the_future" in logged
 
 
 def test_a_program_knows_its_revision_only_from_the_database() -> None:
@@ -269,3 +274,57 @@ async def test_a_first_revision_from_two_workers_at_once_is_stored_once(sessions
     async with sessions() as session:
         revision = await get_revision(session, 1)
     assert revision is not None and revision.program.revision == 1
+
+
+async def test_migration_0016_goes_down_and_up(database_url: str, engine: AsyncEngine) -> None:
+    from alembic import command
+
+    from storage.migrate import alembic_config
+
+    await engine.dispose()  # Alembic works over its own connection
+    config = alembic_config(database_url)
+
+    def tables() -> dict[str, set[str]]:
+        async def read() -> dict[str, set[str]]:
+            own = make_engine(database_url)
+            async with own.connect() as connection:
+
+                def names(sync: Connection) -> dict[str, set[str]]:
+                    found = sa_inspect(sync)
+                    return {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names()}
+
+                found = await connection.run_sync(names)
+            await own.dispose()
+            return found
+
+        return asyncio.run(read())
+
+    def down_and_up() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        command.downgrade(config, "0015")
+        down = tables()
+        command.upgrade(config, "head")
+        return down, tables()
+
+    down, up = await asyncio.to_thread(down_and_up)
+    assert "program_revision" not in down and "program_revision" not in down["purchase"]
+    assert "program_revision" in up and "program_revision" in up["purchase"]
+
+
+async def test_a_start_with_a_changed_file_keeps_the_database_revision_and_says_so(
+    sessions: SessionFactory, clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.runner import program_in_force
+    from bot.settings import Settings
+
+    changed = tmp_path / "program.toml"
+    changed.write_text(program_toml(FILE).replace('points_per_unit = "1"', 'points_per_unit = "3"'))
+    settings = Settings(program_file=changed, _env_file=None)  # type: ignore[call-arg]
+    async with sessions() as session:
+        await ensure_first_revision(session, FILE, clock())
+        with caplog.at_level("WARNING", logger="bot.runner"):
+            in_force = await program_in_force(session, settings, load_program(changed), clock())
+        assert await current_number(session) == 1
+    assert in_force.revision == 1 and in_force.earn.points_per_unit == 1
+    [line] = [r.getMessage() for r in caplog.records if r.name == "bot.runner"]
+    assert "differs from program revision 1 in the database; revision 1 is in force" in line
+    assert f"run `loyalty program import {changed}`" in line
