@@ -24,7 +24,7 @@ from bot.heap import freeze_startup_heap
 from bot.services import Services, compose, set_command_menus
 from bot.session import response_model
 from bot.settings import Settings
-from loyalty.program import Program, load_program
+from loyalty.program import EXAMPLE_PROGRAM, Program, load_program
 from loyalty.revisions import ProgramRef, ensure_first_revision, same_program
 from loyalty.rewards import sync_catalog
 from scheduler.jobs import make_scheduler
@@ -117,22 +117,19 @@ async def prepare_database(settings: Settings) -> None:
         )
 
 
-def program_source(settings: Settings) -> str:
-    return str(settings.program_file) if settings.program_file else "the bundled program.example.toml"
-
-
 async def program_in_force(session: AsyncSession, settings: Settings, file: Program, now: datetime) -> Program:
     """The database's revision of the program; on a fresh database the file becomes revision 1 first. A file that
     says something else is only pointed out: edits made elsewhere (the chat, an import) are never overwritten."""
     revision = await ensure_first_revision(session, file, now)
     if not same_program(file, revision.program):
+        path = settings.program_file or EXAMPLE_PROGRAM
         log.warning(
             "the program file %s differs from program revision %d in the database; revision %d is in force. "
             "To use the file, run `loyalty program import %s`",
-            program_source(settings),
+            path,
             revision.number,
             revision.number,
-            settings.program_file or "FILE",
+            path,
         )
     return revision.program
 
