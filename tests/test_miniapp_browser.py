@@ -209,9 +209,7 @@ async def test_the_dark_theme_follows_telegram(browser: Browser, server: str, ha
     await page.close()
 
 
-async def test_history_pages_as_you_scroll_and_back_returns(
-    browser: Browser, server: str, harness: BotHarness
-) -> None:
+async def test_history_pages_as_you_scroll_and_back_returns(browser: Browser, server: str, harness: BotHarness) -> None:
     member = await join(harness)
     await earn(harness, member.code, *["10"] * 24)
     page = await open_app(browser, server, harness, MEMBER_ID)
