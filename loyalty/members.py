@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
@@ -93,6 +94,59 @@ async def _find(session: AsyncSession, ref: str) -> Member | None:
             return member
     code = normalize_code(ref)
     return await get_by_code(session, code) if code else None
+
+
+SEARCH_LIMIT = 20
+_HANDLE = re.compile(r"^[a-z0-9_]{3,32}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{2,24}$")
+_TOP = "\U0010ffff"  # sorts after every character: ``p <= s < p + _TOP`` is "s starts with p"
+
+
+def _starts_with(column: Any, prefix: str, postgresql: bool) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, as each database answers from an index: on PostgreSQL a LIKE prefix (the
+    ``text_pattern_ops`` indexes of ``storage.models.Member``), on SQLite a range over a plain index (binary order)."""
+    if postgresql:
+        escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        return column.like(escaped + "%", escape="/")
+    return and_(column >= prefix, column < prefix + _TOP)
+
+
+async def search_members(session: AsyncSession, text: str, limit: int = SEARCH_LIMIT) -> list[Member]:
+    """Members an admin looks for: an exact member code, Telegram id or @username first, then names, usernames and
+    phone numbers (with the country code) that start with what was typed. At most ``limit``, erased members never.
+
+    Each field is its own query on its own index, each at most ``limit`` rows: bounded on a million members."""
+    query = " ".join(text.split())
+    if not query or len(query) > MAX_REF:
+        return []
+    found: dict[int, Member] = {}
+    if (exact := await find_member(session, query)) is not None and exact.id is not None:
+        found[exact.id] = exact
+    postgresql = session.bind is not None and session.bind.dialect.name == "postgresql"
+    lowered = query.lower()
+    wanted: list[ColumnElement[bool]] = []
+    if lowered.startswith("@"):
+        if _HANDLE.match(lowered[1:]):
+            wanted.append(_starts_with(col(Member.username), lowered[1:], postgresql))
+    else:
+        wanted.append(_starts_with(func.lower(col(Member.first_name)), lowered, postgresql))
+        if _HANDLE.match(lowered):
+            wanted.append(_starts_with(col(Member.username), lowered, postgresql))
+        if _PHONE.match(query):
+            digits = "+" + re.sub(r"[^0-9]", "", query)
+            wanted.append(_starts_with(col(Member.phone), digits, postgresql))
+    for condition in wanted:
+        if len(found) >= limit:
+            break
+        rows = await session.execute(
+            select(Member).where(condition, col(Member.erased_at).is_(None)).order_by(col(Member.id)).limit(limit)
+        )
+        for member in rows.scalars():
+            if member.id is not None:
+                found.setdefault(member.id, member)
+    first = [exact] if exact is not None else []
+    rest = sorted((m for m in found.values() if m is not exact), key=lambda m: (m.first_name.lower(), m.id or 0))
+    return (first + rest)[:limit]
 
 
 async def join(

@@ -70,13 +70,25 @@ class Invite:
         return payload_for(self.token)
 
 
-async def create_invite(session: AsyncSession, *, role: Role, actor_id: int, now: datetime) -> Invite:
-    """A new one-time invitation for ``role`` (one of INVITABLE), written to the audit log."""
+async def create_invite(
+    session: AsyncSession, *, role: Role, actor_id: int, now: datetime, token: str | None = None
+) -> Invite:
+    """A new one-time invitation for ``role`` (one of INVITABLE), written to the audit log. ``token``: one the caller
+    derived from a request's key (the Mini App's), so that the request repeated finds its invitation again."""
     if role not in INVITABLE:
         raise ValueError(f"{role!r} cannot be given by invitation")
-    token = secrets.token_urlsafe(_TOKEN_BYTES)
-    expires_at = now + LIFETIME
+    if token is not None and not _TOKEN.match(token):
+        raise ValueError("not an invitation token")
+    token = token or secrets.token_urlsafe(_TOKEN_BYTES)
     await begin_write(session)
+    made = (
+        await session.execute(select(StaffInvite).where(col(StaffInvite.token_hash) == _digest(token)))
+    ).scalar_one_or_none()
+    if made is not None:  # a replay: the same invitation, nothing new
+        role, expires_at = Role(made.role), made.expires_at
+        await session.rollback()
+        return Invite(token, role, expires_at)
+    expires_at = now + LIFETIME
     invite = StaffInvite(
         token_hash=_digest(token), role=role.value, created_by=actor_id, created_at=now, expires_at=expires_at
     )
@@ -295,3 +307,65 @@ async def remove_role(
     return Removal(
         RemoveOutcome.REMOVED, telegram_id, removed, settings_roles, highest(set(settings_roles)), language, name
     )
+
+
+class GrantOutcome(StrEnum):
+    GRANTED = "granted"
+    HELD = "held"  # they may do everything the role allows already: nothing changed
+    SETTINGS = "settings"  # their role from settings outranks it and would hide it: nothing changed
+    OWN = "own"  # nobody changes their own role
+    OWNER = "owner"  # only an owner changes an owner's role
+
+
+@dataclass(frozen=True)
+class Grant:
+    outcome: GrantOutcome
+    now_role: Role  # afterwards, settings and database together
+    previous: Role | None = None  # the role they held in the database before
+
+
+async def grant_role(
+    session: AsyncSession,
+    static: StaticRoles,
+    *,
+    member_id: int,
+    role: Role,
+    actor_id: int,
+    actor_role: Role,
+    now: datetime,
+) -> Grant:
+    """Give a member a staff role (one of INVITABLE) directly, as opening an invitation would: the same refusals
+    (a role they hold already, one their settings outrank), never one's own, an owner's only by an owner. Audited.
+    Granting the same role again changes nothing."""
+    if role not in INVITABLE:
+        raise ValueError(f"{role!r} cannot be given")
+    await begin_write(session)
+    member = await session.get(Member, member_id)
+    if member is None or member.erased_at is not None:
+        await session.rollback()
+        raise LookupError(member_id)
+    telegram_id = member.telegram_id
+    grant = await session.get(StaffRole, telegram_id)
+    previous = Role(grant.role) if grant is not None else None
+    current = merge(static, telegram_id, previous)
+    refused = None
+    if telegram_id == actor_id:
+        refused = GrantOutcome.OWN
+    elif previous is Role.OWNER and actor_role is not Role.OWNER:
+        refused = GrantOutcome.OWNER
+    elif previous is role or (previous is None and covers(current, role)):
+        refused = GrantOutcome.HELD
+    elif not covers(merge(static, telegram_id, role), role):
+        refused = GrantOutcome.SETTINGS
+    if refused is not None:
+        await session.rollback()
+        return Grant(refused, current, previous)
+    if grant is None:
+        grant = StaffRole(telegram_id=telegram_id, role=role.value, granted_at=now)
+    else:
+        grant.role, grant.granted_at = role.value, now
+    session.add(grant)
+    detail = f"role={role.value} user={telegram_id}" + (f" was={previous.value}" if previous else "")
+    _audit(session, actor_id=actor_id, action="staff_grant", member=member, detail=detail, now=now)
+    await session.commit()
+    return Grant(GrantOutcome.GRANTED, merge(static, telegram_id, role), previous)

@@ -14,6 +14,14 @@ class Member(SQLModel, table=True):
     __table_args__ = (
         Index("ix_member_birthday", "birth_month", "birth_day"),
         Index("ix_member_joined", "joined_at"),  # analytics: new members and join-month cohorts
+        # The console's member search: what an admin types is a prefix of the name, the @username or the phone
+        # (loyalty.members.search_members). PostgreSQL answers LIKE 'prefix%' only from text_pattern_ops indexes
+        # (whatever the database's collation); SQLite answers the same search as a range over plain indexes.
+        Index("ix_member_name_prefix", text("lower(first_name) text_pattern_ops")).ddl_if(dialect="postgresql"),
+        Index("ix_member_username_prefix", text("username text_pattern_ops")).ddl_if(dialect="postgresql"),
+        Index("ix_member_phone_prefix", text("phone text_pattern_ops")).ddl_if(dialect="postgresql"),
+        Index("ix_member_name_lower", text("lower(first_name)")).ddl_if(dialect="sqlite"),
+        Index("ix_member_phone", "phone").ddl_if(dialect="sqlite"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,4 +1,5 @@
-"""The Telegram Mini App: the member's card and account, and the cashier's till, served beside the purchases API.
+"""The Telegram Mini App: the member's card and account, the cashier's till and the admins' console, served beside
+the purchases API.
 
 ``setup`` mounts it at ``AppConfig.base``: the page (``<base>``), its assets (``<base>static/``), the screens
 (``<base>view/…``, HTML) and the JSON API (``<base>api/…``, in the OpenAPI document)."""
@@ -11,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from loyalty.roles import Permission, can
-from web.miniapp import member, till
+from web.miniapp import console, member, till
 from web.miniapp.auth import Viewer
 from web.miniapp.core import (
     BACKGROUND,
@@ -49,6 +50,7 @@ def setup(app: web.Application, config: AppConfig) -> None:
     app.router.add_static(f"{base}static/", STATIC, append_version=False)
     member.setup(app, base)
     till.setup(app, base)
+    console.setup(app, base)
     add_start(app, base, first_screen)
 
 
@@ -69,7 +71,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
     }
     paths: dict[str, Any] = {}
     models: list[type[BaseModel]] = []
-    for screen in [*member.SCREENS, *till.SCREENS]:
+    for screen in [*member.SCREENS, *till.SCREENS, *console.SCREENS]:
         models.append(screen.out)
         paths[f"{base}api/{screen.name}"] = {
             "get": {
@@ -80,7 +82,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
                 "responses": {"200": _content(screen.out.__name__), **errors},
             }
         }
-    for action in [*member.ACTIONS, *till.ACTIONS]:
+    for action in [*member.ACTIONS, *till.ACTIONS, *console.ACTIONS]:
         models += [action.body, action.out]
         paths[f"{base}api/{action.name}"] = {
             "post": {

@@ -90,19 +90,47 @@ function reload() {
   return show(current, { push: false });
 }
 
-async function post(path, body, then) {
+// A form's refusal is also written under the form, beside what has to change.
+function formError(form, text) {
+  if (!form) return;
+  let shown = form.nextElementSibling?.classList.contains("form-error") ? form.nextElementSibling : null;
+  if (!text) return shown?.remove();
+  if (!shown) {
+    shown = document.createElement("p");
+    shown.className = "form-error";
+    shown.setAttribute("role", "alert");
+    form.after(shown);
+  }
+  shown.textContent = text;
+}
+
+async function post(path, body, then, { form = null, stay = false } = {}) {
   const response = await request("POST", `api/${path}`, body);
   if (response.status === 401) return show(current, { push: false });
   if (!response.ok) {
-    note(await errorText(response), true);
+    const text = await errorText(response);
+    note(text, true);
+    formError(form, text);
     tg.HapticFeedback.notificationOccurred("error");
     return null;
   }
   const result = await response.json();
   tg.HapticFeedback.notificationOccurred("success");
-  await (then ? show(then, { push: false }) : reload());
+  formError(form, "");
+  if (!stay) await (then ? show(then, { push: false }) : reload());
   note([result.message, result.why].filter(Boolean).join("\n"));
   return result;
+}
+
+// The console's invitation: the link is shown once, with Copy and Share, and the screen stays.
+function showInvite(root, result) {
+  const box = root.querySelector("#invite-made");
+  if (!box || !result) return;
+  box.querySelector("#invite-link").textContent = result.link;
+  const share = box.querySelector("[data-share]");
+  share.dataset.share = result.link;
+  share.dataset.shareText = result.share_text;
+  box.hidden = false;
 }
 
 function formBody(form) {
@@ -144,7 +172,10 @@ function wire(root) {
       const send = () => {
         const button = form.querySelector("[type=submit]");
         if (button) button.disabled = true;
-        post(form.dataset.post, formBody(form), form.dataset.then).finally(() => { if (button) button.disabled = false; });
+        const invite = "invite" in form.dataset;
+        post(form.dataset.post, formBody(form), form.dataset.then, { form, stay: invite })
+          .then((result) => { if (invite) showInvite(root, result); })
+          .finally(() => { if (button) button.disabled = false; });
       };
       if (form.dataset.confirm) {
         const date = form.elements.date?.value;
@@ -160,6 +191,23 @@ function wire(root) {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       show(`till/member?ref=${encodeURIComponent(form.elements.ref.value.trim())}`);
+    });
+  }
+  for (const form of root.querySelectorAll("form[data-search]")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      show(`${form.dataset.search}?${new URLSearchParams({ q: form.elements.q.value.trim() })}`);
+    });
+  }
+  for (const el of root.querySelectorAll("[data-copy]")) {
+    el.addEventListener("click", async () => {
+      const text = root.querySelector(el.dataset.copy)?.textContent || "";
+      try {
+        await navigator.clipboard.writeText(text);
+        note(el.dataset.copied);
+      } catch {
+        getSelection().selectAllChildren(root.querySelector(el.dataset.copy)); // copy it by hand
+      }
     });
   }
   for (const el of root.querySelectorAll("[data-scan]")) {
