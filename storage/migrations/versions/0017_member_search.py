@@ -1,7 +1,7 @@
 """member search: prefix indexes for the console's search by name, @username and phone
 
 Revision ID: 0017
-Revises: 0015 (0016 once that is merged: see down_revision)
+Revises: 0016
 Create Date: 2026-12-03
 """
 from collections.abc import Sequence
@@ -10,8 +10,7 @@ from alembic import op
 
 
 revision: str = '0017'
-# MERGE: 0016 is being written beside this; when it lands, this becomes '0016' (the chain must stay linear).
-down_revision: str | None = '0015'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
