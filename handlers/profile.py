@@ -29,18 +29,9 @@ from loyalty import profile
 from loyalty.members import MemberView, find_member
 from loyalty.program import Program
 from loyalty.roles import Permission
-from notifications.texts import N_, birthday_text, locale_of
+from notifications.texts import N_, birthday_problem, birthday_text, locale_of
 from storage.database import DbSession
 from storage.models import Member
-
-PROBLEMS = {
-    profile.BirthdayProblem.FORMAT: N_(
-        "Please type your birthday like 1990-07-14, 07-14 (month first), 14 July, 14 July 1990 or 7月14日."
-    ),
-    profile.BirthdayProblem.NO_SUCH_DAY: N_("That day does not exist. Please check the month and the day."),
-    profile.BirthdayProblem.FUTURE: N_("That date is in the future."),
-    profile.BirthdayProblem.TOO_OLD: N_("Please check the year."),
-}
 
 
 class ProfileInput(StatesGroup):
@@ -144,16 +135,6 @@ def _ask_birthday() -> str:
     )
 
 
-def _problem(bad: profile.BadBirthday, locale: str) -> str:
-    if bad.readings is not None:
-        day_month, month_day = bad.readings
-        return _(
-            "That could be {one} or {other}. Please write the month as a word (like 14 July) or put the year "
-            "first (like 1990-07-14)."
-        ).format(one=birthday_text(day_month, locale), other=birthday_text(month_day, locale))
-    return _(PROBLEMS[bad.problem])
-
-
 def _bonus_line(update: profile.Updated) -> str:
     if not update.bonus:
         return ""
@@ -246,7 +227,7 @@ async def receive_birthday(
     try:
         birthday = profile.parse_birthday(message.text or "", clock().astimezone(program.tz).date())
     except profile.BadBirthday as bad:
-        await message.answer(_problem(bad, i18n.current_locale) + "\n" + _("Send /cancel to stop."))
+        await message.answer(birthday_problem(bad, i18n.current_locale) + "\n" + _("Send /cancel to stop."))
         return
     if profile.birthday_of(await profile.get_profile(session, member.id)) is not None:
         await state.clear()
@@ -370,7 +351,7 @@ async def set_birthday_by_staff(
         try:
             birthday = profile.parse_birthday(args[1], now.astimezone(program.tz).date())
         except profile.BadBirthday as bad:
-            await message.answer(_problem(bad, i18n.current_locale))
+            await message.answer(birthday_problem(bad, i18n.current_locale))
             return
     await profile.set_birthday(session, program, target.id, birthday, now, by_staff=True)
     await message.answer(

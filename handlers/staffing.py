@@ -17,8 +17,6 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import lazy_gettext as __
-from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
 from handlers.commands import set_chat_menu
 from handlers.filters import HasPermission, slash
@@ -27,24 +25,11 @@ from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Permission, Role, StaticRoles
 from loyalty.staffing import Outcome, RemoveOutcome
+from notifications.staffing import role_name, role_sources, settings_of
 from notifications.texts import speaking, when
 from storage.database import DbSession
 
 log = logging.getLogger(__name__)
-
-ROLE_NAMES: dict[Role, LazyProxy] = {
-    Role.OWNER: __("owner"),
-    Role.ADMIN: __("admin"),
-    Role.CASHIER: __("cashier"),
-    Role.SUPPORT: __("support"),
-    Role.MEMBER: __("member"),
-}
-# Where each role from settings comes from: the one place to change it is there, not in chat.
-SETTINGS = {Role.ADMIN: "LOYALTY_ADMIN_IDS", Role.CASHIER: "LOYALTY_CASHIER_IDS", Role.SUPPORT: "LOYALTY_SUPPORT_IDS"}
-
-
-def role_name(role: Role) -> str:
-    return str(ROLE_NAMES[role])
 
 
 def _usage() -> str:
@@ -55,10 +40,6 @@ def _usage() -> str:
         html.escape(_("/staff remove <member> — take back a role given in chat")),
     ]
     return "\n".join(lines)
-
-
-def _settings_of(roles: frozenset[Role]) -> str:
-    return ", ".join(f"<code>{SETTINGS[role]}</code>" for role in sorted(roles, key=list(SETTINGS).index))
 
 
 async def staff_command(
@@ -135,21 +116,7 @@ async def _list(message: Message, session: DbSession, program: Program, i18n: I1
             who += f" @{html.escape(entry.username)}"
         if entry.code:
             who += f" <code>{entry.code}</code>"
-        sources = []
-        for held in sorted(entry.from_settings, key=list(SETTINGS).index):
-            sources.append(
-                _("{role} (settings: {setting})").format(role=role_name(held), setting=f"<code>{SETTINGS[held]}</code>")
-            )
-        if entry.granted is not None:
-            since = when(entry.granted_at, program.tz, i18n.current_locale) if entry.granted_at else "—"
-            if entry.invited_by is not None:
-                sources.append(
-                    _("{role} (invited by {inviter}, {since})").format(
-                        role=role_name(entry.granted), inviter=entry.invited_by, since=since
-                    )
-                )
-            else:
-                sources.append(_("{role} (database, {since})").format(role=role_name(entry.granted), since=since))
+        sources = role_sources(entry, program.tz, i18n.current_locale, code)
         out.append(
             "• <b>{role}</b> · <code>{id}</code> · {who}\n  {sources}".format(
                 role=role_name(entry.role), id=entry.telegram_id, who=who, sources="; ".join(sources)
@@ -186,7 +153,7 @@ async def _remove(
             _(
                 "{ref} is staff because of the bot's settings ({settings}), which cannot be changed in chat: "
                 "remove the id there and restart the bot. Nothing was changed."
-            ).format(ref=shown, settings=_settings_of(result.from_settings))
+            ).format(ref=shown, settings=settings_of(result.from_settings, code))
         )
         return
     if result.outcome is RemoveOutcome.OWN:
@@ -201,7 +168,7 @@ async def _remove(
     )
     if result.from_settings:
         text += "\n" + _("They keep the role {role} from the bot's settings ({settings}).").format(
-            role=role_name(result.now_role), settings=_settings_of(result.from_settings)
+            role=role_name(result.now_role), settings=settings_of(result.from_settings, code)
         )
     await message.answer(text)
     await _refresh_menu(bot, i18n, result.telegram_id, result.now_role, result.language)
@@ -281,3 +248,7 @@ def router() -> Router:
     )
     router.message.register(staff_command, slash("staff"), HasPermission(Permission.MANAGE_STAFF))
     return router
+
+
+def code(text: str) -> str:
+    return f"<code>{text}</code>"

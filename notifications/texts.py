@@ -23,7 +23,7 @@ from babel.numbers import format_currency
 
 from loyalty.members import MemberView, map_language
 from loyalty.privacy import can_message
-from loyalty.profile import Birthday
+from loyalty.profile import BadBirthday, Birthday, BirthdayProblem
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress
 from loyalty.rewards import coupon_title
@@ -78,6 +78,27 @@ def day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
 # A birthday reads day first in English, "3 May" (CLDR's international English; "May 3" is American), so that
 # it cannot be mistaken for another date; Chinese writes "5月3日" in its own order.
 _BIRTHDAY_LOCALES = {**_BABEL, "en": Locale.parse("en_001")}
+
+
+BIRTHDAY_PROBLEMS = {
+    BirthdayProblem.FORMAT: N_(
+        "Please type your birthday like 1990-07-14, 07-14 (month first), 14 July, 14 July 1990 or 7月14日."
+    ),
+    BirthdayProblem.NO_SUCH_DAY: N_("That day does not exist. Please check the month and the day."),
+    BirthdayProblem.FUTURE: N_("That date is in the future."),
+    BirthdayProblem.TOO_OLD: N_("Please check the year."),
+}
+
+
+def birthday_problem(bad: BadBirthday, locale: str) -> str:
+    """Why a typed birthday was refused: the member's /profile, staff's /setbirthday and the console alike."""
+    if bad.readings is not None:
+        day_month, month_day = bad.readings
+        return _(
+            "That could be {one} or {other}. Please write the month as a word (like 14 July) or put the year "
+            "first (like 1990-07-14)."
+        ).format(one=birthday_text(day_month, locale), other=birthday_text(month_day, locale))
+    return _(BIRTHDAY_PROBLEMS[bad.problem])
 
 
 def birthday_text(birthday: Birthday, locale: str) -> str:

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.settings import Settings
-from handlers.staffing import SETTINGS
 from loyalty import staffing
 from loyalty.roles import Role, StaticRoles, role_of
 from loyalty.staffing import Outcome, RemoveOutcome
+from notifications.staffing import SETTINGS
 from storage.database import SessionFactory, begin_write
 from storage.models import AuditLog, StaffInvite, StaffRole
 from tests.harness import ADMIN_ID, CASHIER_ID, SUPPORT_ID, BotHarness

@@ -13,9 +13,7 @@ import hashlib
 import hmac
 
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
-from aiogram.utils.i18n.lazy_proxy import LazyProxy
 from aiohttp import web
 from pydantic import Field
 
@@ -32,7 +30,8 @@ from loyalty.staffing import GrantOutcome, RemoveOutcome
 from notifications.ledger import entry_label
 from notifications.purchases import notify_adjustment
 from notifications.refusals import own_account_refused
-from notifications.texts import N_, birthday_text, day, locale_of, money, when
+from notifications.staffing import role_name, role_sources, settings_of
+from notifications.texts import birthday_problem, birthday_text, day, locale_of, money, when
 from storage.models import Member
 from web.miniapp.core import (
     LANGUAGE,
@@ -54,28 +53,6 @@ from web.services import SERVICES, WebServices
 
 MAX_QUERY = 64
 MAX_REASON = 256
-
-ROLE_NAMES: dict[Role, LazyProxy] = {  # the chat's words for the roles (handlers.staffing)
-    Role.OWNER: __("owner"),
-    Role.ADMIN: __("admin"),
-    Role.CASHIER: __("cashier"),
-    Role.SUPPORT: __("support"),
-    Role.MEMBER: __("member"),
-}
-SETTINGS = {Role.ADMIN: "LOYALTY_ADMIN_IDS", Role.CASHIER: "LOYALTY_CASHIER_IDS", Role.SUPPORT: "LOYALTY_SUPPORT_IDS"}
-# The chat's answers to a birthday it cannot read (handlers.profile), word for word.
-BIRTHDAY_PROBLEMS = {
-    profile.BirthdayProblem.FORMAT: N_(
-        "Please type your birthday like 1990-07-14, 07-14 (month first), 14 July, 14 July 1990 or 7月14日."
-    ),
-    profile.BirthdayProblem.NO_SUCH_DAY: N_("That day does not exist. Please check the month and the day."),
-    profile.BirthdayProblem.FUTURE: N_("That date is in the future."),
-    profile.BirthdayProblem.TOO_OLD: N_("Please check the year."),
-}
-
-
-def role_name(role: Role) -> str:
-    return str(ROLE_NAMES[role])
 
 
 def _admin(request: web.Request, permission: Permission) -> None:
@@ -405,23 +382,13 @@ async def correct_birthday(request: web.Request) -> web.Response:
         try:
             born = profile.parse_birthday(text, now.astimezone(services.program.tz).date())
         except profile.BadBirthday as bad:
-            raise Refused(400, "invalid_birthday", _birthday_problem(bad, locale)) from bad
+            raise Refused(400, "invalid_birthday", birthday_problem(bad, locale)) from bad
     name, code = member.first_name, member.code
     async with services.sessions() as session:
         await profile.set_birthday(session, services.program, member.id, born, now, by_staff=True)
     shown = birthday_text(born, locale) if born else "—"
     message = _("Birthday of {name} ({code}) is now {birthday}.").format(name=name, code=code, birthday=shown)
     return json_of(DoneOut(message=message))
-
-
-def _birthday_problem(bad: profile.BadBirthday, locale: str) -> str:
-    if bad.readings is not None:
-        day_month, month_day = bad.readings
-        return _(
-            "That could be {one} or {other}. Please write the month as a word (like 14 July) or put the year "
-            "first (like 1990-07-14)."
-        ).format(one=birthday_text(day_month, locale), other=birthday_text(month_day, locale))
-    return _(BIRTHDAY_PROBLEMS[bad.problem])
 
 
 # ------------------------------------------------------------------------------------------------ staff roles
@@ -439,10 +406,6 @@ class RemoveIn(Model):
 class StaffChangedOut(Model):
     message: str
     role: str = Field(description="Their role now")
-
-
-def _settings_of(roles: frozenset[Role]) -> str:
-    return ", ".join(SETTINGS[role] for role in sorted(roles, key=list(SETTINGS).index))
 
 
 async def grant_role(request: web.Request) -> web.Response:
@@ -518,7 +481,7 @@ async def remove_role(request: web.Request) -> web.Response:
             _(
                 "{ref} is staff because of the bot's settings ({settings}), which cannot be changed in chat: "
                 "remove the id there and restart the bot. Nothing was changed."
-            ).format(ref=shown, settings=_settings_of(result.from_settings)),
+            ).format(ref=shown, settings=settings_of(result.from_settings)),
         )
     if result.outcome is RemoveOutcome.OWN:
         raise Refused(403, "own", _("You cannot remove your own role: another admin can. Nothing was changed."))
@@ -530,7 +493,7 @@ async def remove_role(request: web.Request) -> web.Response:
     )
     if result.from_settings:
         message += "\n" + _("They keep the role {role} from the bot's settings ({settings}).").format(
-            role=role_name(result.now_role), settings=_settings_of(result.from_settings)
+            role=role_name(result.now_role), settings=settings_of(result.from_settings)
         )
     return json_of(StaffChangedOut(message=message, role=result.now_role.value))
 
@@ -561,20 +524,7 @@ async def load_staff(request: web.Request) -> StaffOut:
         entries = await staffing.staff_list(session, static_roles(services))
     rows = []
     for entry in entries:
-        sources = [
-            _("{role} (settings: {setting})").format(role=role_name(held), setting=SETTINGS[held])
-            for held in sorted(entry.from_settings, key=list(SETTINGS).index)
-        ]
-        if entry.granted is not None:
-            since = when(entry.granted_at, program.tz, locale) if entry.granted_at else "—"
-            if entry.invited_by is not None:
-                sources.append(
-                    _("{role} (invited by {inviter}, {since})").format(
-                        role=role_name(entry.granted), inviter=entry.invited_by, since=since
-                    )
-                )
-            else:
-                sources.append(_("{role} (database, {since})").format(role=role_name(entry.granted), since=since))
+        sources = role_sources(entry, program.tz, locale)
         rows.append(
             StaffRowOut(
                 telegram_id=entry.telegram_id,
