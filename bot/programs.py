@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from loyalty.program import ProgramError
+from loyalty.program import Program, ProgramError
 from loyalty.revisions import ProgramRef, current_number, get_revision
 from storage.database import SessionFactory
 
@@ -25,11 +26,20 @@ POLL_SECONDS = 2.0
 POLL_SECONDS_WITH_REDIS = 30.0
 
 
+# Told the program that was in force and the new one, after the swap (the menu button follows a renamed shop).
+OnChange = Callable[[Program, Program], Awaitable[None]]
+
+
 class ProgramWatcher:
     def __init__(
-        self, sessions: SessionFactory, programs: ProgramRef, redis: Any | None = None, every: float | None = None
+        self,
+        sessions: SessionFactory,
+        programs: ProgramRef,
+        redis: Any | None = None,
+        every: float | None = None,
+        on_change: OnChange | None = None,
     ) -> None:
-        self.sessions, self.programs, self.redis = sessions, programs, redis
+        self.sessions, self.programs, self.redis, self.on_change = sessions, programs, redis, on_change
         self.every = every if every is not None else POLL_SECONDS if redis is None else POLL_SECONDS_WITH_REDIS
         self.task: asyncio.Task[None] | None = None
         self._refused: int | None = None  # the revision last found unreadable, not to be logged again
@@ -48,8 +58,13 @@ class ProgramWatcher:
                 return False
         if revision is None:  # pragma: no cover - revisions are never deleted
             return False
-        was, self.programs.current = self.programs.revision, revision.program
-        log.info("program revision %d is in force now (was %s)", number, was)
+        was, self.programs.current = self.programs.current, revision.program
+        log.info("program revision %d is in force now (was %s)", number, was.revision)
+        if self.on_change is not None:
+            try:
+                await self.on_change(was, revision.program)
+            except Exception:  # Telegram away, say: the revision is in force all the same
+                log.warning("could not follow program revision %d everywhere", number, exc_info=True)
         return True
 
     def start(self) -> None:

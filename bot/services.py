@@ -13,7 +13,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.middleware import FSMContextMiddleware
-from aiogram.types import LinkPreviewOptions, MenuButtonDefault, MenuButtonWebApp, WebAppInfo
+from aiogram.types import LinkPreviewOptions
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,7 +49,6 @@ from handlers import (
     support,
     vip,
 )
-from handlers.commands import set_default_menus, set_staff_menus
 from handlers.filters import PrivateChat
 from handlers.staff import StaffChats
 from loyalty.members import get_by_telegram_id
@@ -57,6 +56,7 @@ from loyalty.program import Program
 from loyalty.revisions import ProgramRef
 from loyalty.roles import StaticRoles, staff_roles
 from notifications.broadcasting import Broadcaster
+from notifications.menus import set_default_menus, set_menu_button, set_staff_menus
 from notifications.texts import make_i18n
 from storage.clock import utcnow
 from storage.database import SessionFactory
@@ -75,6 +75,7 @@ class Services:
     engine: AsyncEngine | None = None  # disposed of by close(); None when the caller owns it (tests)
     dispatcher: Dispatcher = field(init=False)
     watcher: ProgramWatcher | None = field(init=False, default=None)
+    sets_menus: bool = field(init=False, default=False)  # this process set the menus: it keeps them current
 
     @property
     def program(self) -> Program:
@@ -84,9 +85,14 @@ class Services:
     def watch_program(self, every: float | None = None) -> ProgramWatcher:
         """Follow new revisions from now on (``bot.programs``): through Redis when there is one, else by polling."""
         if self.watcher is None:
-            self.watcher = ProgramWatcher(self.sessions, self.programs, self.redis, every)
+            self.watcher = ProgramWatcher(self.sessions, self.programs, self.redis, every, self._program_changed)
             self.watcher.start()
         return self.watcher
+
+    async def _program_changed(self, was: Program, now: Program) -> None:
+        # The menu button is the bot's, not a process's: the process that set it at start-up renames it.
+        if self.sets_menus and was.name != now.name:
+            await set_menu_button(self.bot, now.name, self.settings.webapp_url)
 
     @property
     def roles(self) -> StaticRoles:
@@ -251,9 +257,6 @@ async def set_command_menus(services: Services) -> None:
             member = await get_by_telegram_id(session, telegram_id)
             languages[telegram_id] = member.language if member else None
     await set_default_menus(services.bot, services.i18n)
-    # The button beside the message field opens the Mini App (the shop's name reads right in any language);
-    # without one, the command list again, should an earlier start have set the app.
-    url = services.settings.webapp_url
-    button = MenuButtonWebApp(text=services.program.name[:64], web_app=WebAppInfo(url=url)) if url else None
-    await services.bot.set_chat_menu_button(menu_button=button or MenuButtonDefault())
+    await set_menu_button(services.bot, services.program.name, services.settings.webapp_url)
+    services.sets_menus = True
     await set_staff_menus(services.bot, services.i18n, {tid: (role, languages[tid]) for tid, role in staff.items()})

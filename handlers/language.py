@@ -8,12 +8,12 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.commands import set_chat_menu
 from handlers.filters import IsMember, MenuButton, slash
 from handlers.menu import LANGUAGE, main_menu
 from handlers.ui import drop_keyboard
 from loyalty.members import LANGUAGES, MemberView, set_language
 from loyalty.roles import Role
+from notifications.menus import set_chat_menu
 from notifications.texts import speaking
 from storage.database import DbSession
 

@@ -10,13 +10,13 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
-from handlers.commands import command_names, commands_for
 from handlers.filters import MenuButton, SlashCommand, slash
 from handlers.ui import app_markup
 from loyalty.members import MemberView
 from loyalty.profile import normalize_phone
 from loyalty.program import Program
 from loyalty.roles import Permission, Role, can
+from notifications.menus import command_names, commands_for
 from notifications.texts import N_
 
 BALANCE = N_("⭐ Balance")
@@ -72,7 +72,7 @@ async def help_command(message: Message, role: Role, program: Program, webapp_ur
     await message.answer("\n".join(lines), reply_markup=app_markup(till, "till"))
 
 
-# Every command in a staff menu and in no member's: the one list of commands is handlers.commands.
+# Every command in a staff menu and in no member's: the one list of commands is notifications.menus.
 STAFF_ONLY = frozenset(command_names(Role.OWNER)) - frozenset(command_names(Role.MEMBER))
 
 

@@ -18,13 +18,13 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.commands import set_chat_menu
 from handlers.filters import HasPermission, slash
 from loyalty import staffing
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Permission, Role, StaticRoles
 from loyalty.staffing import Outcome, RemoveOutcome
+from notifications.menus import refresh_chat_menu
 from notifications.staffing import role_name, role_sources, settings_of
 from notifications.texts import speaking, when
 from storage.database import DbSession
@@ -171,15 +171,7 @@ async def _remove(
             role=role_name(result.now_role), settings=settings_of(result.from_settings, code)
         )
     await message.answer(text)
-    await _refresh_menu(bot, i18n, result.telegram_id, result.now_role, result.language)
-
-
-async def _refresh_menu(bot: Bot, i18n: I18n, telegram_id: int, role: Role, language: str | None) -> None:
-    """Their private chat's command menu follows the new role (chat id == user id)."""
-    try:
-        await set_chat_menu(bot, i18n, telegram_id, role, language)
-    except TelegramAPIError:  # they never opened a chat with the bot, say: the menu follows on the next start
-        log.warning("could not refresh the command menu of %s", telegram_id, exc_info=True)
+    await refresh_chat_menu(bot, i18n, result.telegram_id, result.now_role, result.language)
 
 
 async def open_invite(
@@ -207,7 +199,7 @@ async def open_invite(
                 "lists them."
             ).format(program=html.escape(program.name), role=role_name(invited))
         )
-        await _refresh_menu(bot, i18n, user.id, result.now_role, member.language if member else None)
+        await refresh_chat_menu(bot, i18n, user.id, result.now_role, member.language if member else None)
         if result.invited_by is not None and result.invited_by != user.id:
             await _tell_inviter(bot, i18n, program, result.invited_by, user.full_name, user.id, invited)
         return

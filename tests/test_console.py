@@ -3,6 +3,7 @@ agrees with the chat; adjustments, birthdays and staff roles through the chat's 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -92,6 +93,18 @@ async def test_the_member_page_shows_what_the_chats_adjust_changed(app: TestClie
     assert page["role"] == "member" and page["staff"] is False
     view = await app.get(f"/app/view/console/member?ref={member.code}", headers=auth(harness, ADMIN_ID, **ADMIN))
     assert view.status == 200 and "Sorry for the wait" in await view.text()
+
+
+async def menu_of(harness: BotHarness, since: int, chat_id: int) -> list[str]:
+    """The commands last set for ``chat_id``'s own menu since call ``since``, once set (the console sets it after
+    answering)."""
+    for _ in range(250):
+        scope = {"type": "chat", "chat_id": chat_id}
+        calls = [c for c in harness.tg.calls[since:] if c.method == "setMyCommands" and c.params["scope"] == scope]
+        if calls:
+            return [command["command"] for command in calls[-1].params["commands"]]
+        await asyncio.sleep(0.02)
+    return []
 
 
 async def test_an_adjustment_in_the_console_is_audited_told_and_made_once(app: TestClient, harness: BotHarness) -> None:
@@ -217,8 +230,10 @@ async def test_staff_roles_are_given_listed_and_taken_back_in_the_audit_log(
     member = await join(harness)
     headers = auth(harness, ADMIN_ID, **ADMIN)
     grant = {"member": member.code, "role": "cashier"}
+    sent = len(harness.tg.calls)
     given = await app.post("/app/api/console/staff/grant", json=grant, headers=headers)
     assert given.status == 200, await given.text()
+    assert "purchase" in await menu_of(harness, sent, MEMBER_ID)  # their menu follows, as after /staff in chat
     before = await state(harness)
     replay = await app.post("/app/api/console/staff/grant", json=grant, headers=headers)
     assert replay.status == 409 and (await replay.json())["error"]["code"] == "held"
@@ -230,8 +245,11 @@ async def test_staff_roles_are_given_listed_and_taken_back_in_the_audit_log(
     row = next(s for s in staff["staff"] if s["telegram_id"] == MEMBER_ID)
     assert row["removable"] is True and row["role"] == "cashier"
     assert next(s for s in staff["staff"] if s["telegram_id"] == ADMIN_ID)["removable"] is False  # from settings
+    sent = len(harness.tg.calls)
     removed = await app.post("/app/api/console/staff/remove", json={"ref": str(MEMBER_ID)}, headers=headers)
     assert removed.status == 200 and (await removed.json())["role"] == "member"
+    menu = await menu_of(harness, sent, MEMBER_ID)
+    assert "balance" in menu and "purchase" not in menu
     gone = await app.post("/app/api/console/staff/remove", json={"ref": str(MEMBER_ID)}, headers=headers)
     assert gone.status == 409
     settings_only = await app.post("/app/api/console/staff/remove", json={"ref": str(CASHIER_ID)}, headers=headers)

@@ -3,6 +3,7 @@ the chat, replays, and bad input. The browser tests (test_miniapp_browser.py) dr
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from emulator.webapp import init_data
+from loyalty.program import program_data
+from loyalty.revisions import FROM_CLI, ensure_first_revision, save_revision
 from storage.models import Coupon, LedgerEntry, Member, Purchase
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 from web.server import make_http_app
@@ -338,6 +341,43 @@ async def test_the_menu_button_opens_the_app(harness: BotHarness) -> None:
     button = call.params["menu_button"]
     assert button["type"] == "web_app" and button["web_app"]["url"] == APP
     assert button["text"] == harness.services.program.name
+
+
+async def test_the_menu_button_follows_a_renamed_program_without_a_restart(harness: BotHarness) -> None:
+    from bot.services import set_command_menus
+
+    harness.services.settings = harness.services.settings.model_copy(update={"webapp_url": APP})
+    async with harness.sessions() as session:
+        first = await ensure_first_revision(session, harness.services.program, harness.clock())
+    harness.services.programs.current = first.program
+    await set_command_menus(harness.services)
+    watcher = harness.services.watch_program(every=0.05)
+    try:
+        renamed = program_data(first.program) | {"name": "Bean There"}
+        async with harness.sessions() as session:  # a revision that keeps the name leaves the button alone
+            await save_revision(session, renamed | {"name": first.program.name, "welcome": {"bonus": 7}},
+                                based_on=first.number, author=FROM_CLI, now=harness.clock())  # fmt: skip
+        before = len(harness.tg.calls)
+        await _in_force(harness, first.number + 1)
+        async with harness.sessions() as session:
+            await save_revision(session, renamed, based_on=first.number + 1, author=FROM_CLI, now=harness.clock())
+        await _in_force(harness, first.number + 2)
+        for _ in range(250):
+            if buttons := [c for c in harness.tg.calls[before:] if c.method == "setChatMenuButton"]:
+                break
+            await asyncio.sleep(0.02)
+        [call] = buttons
+        assert call.params["menu_button"]["text"] == "Bean There"
+    finally:
+        await watcher.stop()
+
+
+async def _in_force(harness: BotHarness, number: int) -> None:
+    for _ in range(250):
+        if harness.services.programs.revision == number:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"revision {number} not in force")
 
 
 async def test_the_apps_json_endpoints_are_in_the_openapi_document(app: TestClient) -> None:

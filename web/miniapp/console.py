@@ -28,6 +28,7 @@ from loyalty.rewards import title_for
 from loyalty.roles import Permission, Role
 from loyalty.staffing import GrantOutcome, RemoveOutcome
 from notifications.ledger import entry_label
+from notifications.menus import refresh_chat_menu
 from notifications.purchases import notify_adjustment
 from notifications.refusals import own_account_refused
 from notifications.staffing import role_name, role_sources, settings_of
@@ -445,6 +446,7 @@ async def grant_role(request: web.Request) -> web.Response:
             ),
         )
     message = _("✅ {name} now has the role {role}. It is in the audit log (/audit).").format(name=name, role=role)
+    later(request, _refresh_menu(services, member.telegram_id, done.now_role, member.language), "command menu")
     return json_of(StaffChangedOut(message=message, role=done.now_role.value))
 
 
@@ -487,7 +489,8 @@ async def remove_role(request: web.Request) -> web.Response:
         raise Refused(403, "own", _("You cannot remove your own role: another admin can. Nothing was changed."))
     if result.outcome is RemoveOutcome.OWNER:
         raise Refused(403, "owner", _("Only an owner can remove an owner's role. Nothing was changed."))
-    assert result.removed is not None
+    assert result.removed is not None and result.telegram_id is not None
+    later(request, _refresh_menu(services, result.telegram_id, result.now_role, result.language), "command menu")
     message = _("✅ {ref} no longer has the role {role}. It is in the audit log (/audit).").format(
         ref=shown, role=role_name(result.removed)
     )
@@ -496,6 +499,11 @@ async def remove_role(request: web.Request) -> web.Response:
             role=role_name(result.now_role), settings=settings_of(result.from_settings)
         )
     return json_of(StaffChangedOut(message=message, role=result.now_role.value))
+
+
+async def _refresh_menu(services: WebServices, telegram_id: int, role: Role, language: str | None) -> None:
+    # As after /staff in chat: their command menu follows the new role.
+    await refresh_chat_menu(services.bot, services.i18n, telegram_id, role, language)
 
 
 # ------------------------------------------------------------------------------------------------ staff

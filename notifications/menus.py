@@ -1,15 +1,27 @@
-"""Telegram command menus by role and language, set with command scopes."""
+"""Telegram command menus by role and language, set with command scopes, and the menu button."""
 
 from __future__ import annotations
 
+import logging
+
 from aiogram import Bot
-from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+    MenuButtonDefault,
+    MenuButtonWebApp,
+    WebAppInfo,
+)
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
 from loyalty.roles import Role
 from notifications.texts import locale_of
+
+log = logging.getLogger(__name__)
 
 _MEMBER: list[tuple[str, LazyProxy]] = [
     ("start", __("Join, or show the main menu")),
@@ -104,3 +116,18 @@ async def set_staff_menus(bot: Bot, i18n: I18n, staff: dict[int, tuple[Role, str
     for telegram_id, (role, language) in staff.items():
         if role is not Role.MEMBER:
             await set_chat_menu(bot, i18n, telegram_id, role, language)
+
+
+async def refresh_chat_menu(bot: Bot, i18n: I18n, telegram_id: int, role: Role, language: str | None) -> None:
+    """Their private chat's command menu follows a new role (chat id == user id), from the chat or the console."""
+    try:
+        await set_chat_menu(bot, i18n, telegram_id, role, language)
+    except TelegramAPIError:  # they never opened a chat with the bot, say: the menu follows on the next start
+        log.warning("could not refresh the command menu of %s", telegram_id, exc_info=True)
+
+
+async def set_menu_button(bot: Bot, program_name: str, webapp_url: str | None) -> None:
+    """The button beside the message field opens the Mini App, labelled with the shop's name (it reads right in
+    any language); without an app, the command list again, should an earlier start have set the app."""
+    button = MenuButtonWebApp(text=program_name[:64], web_app=WebAppInfo(url=webapp_url)) if webapp_url else None
+    await bot.set_chat_menu_button(menu_button=button or MenuButtonDefault())
