@@ -28,13 +28,12 @@ from storage.database import make_engine, make_session_factory
 from storage.migrate import upgrade_async
 
 DATABASE = "loyalty_search_bench"
-NAMES = [
-    *"Ann Anna Annie Amy Alex Alice Andrew Arthur Ben Bella Bob Carl Chloe Chris Dan Daisy David Dora Ed Ella Emma "
-    "Eric Eva Fay Frank Grace Greg Hana Harry Helen Ian Ivy Jack Jane Jay Joe John Judy Kate Ken Kim Leo Lily Lucy "
-    "Mark Mary Max Mia Mike Nina Noah Olga Oscar Paul Peter Rose Ruby Sam Sara Tom Tina Uma Vera Will Zoe Zelda "
-    "Wei Li Ming Hua Jun Yan Xin Lei Fang Jing Hui Ling Mei Qiang Tao Yu Hong Ping Bo Chen Lin Yun".split(),
-    *"伟 芳 娜 敏 静 丽 强 磊 军 洋 勇 艳 杰 娟 涛 明 超 秀英 霞 平 刚 桂英 小明 小红 志强 建华 晓东 海燕 丽华 秀兰".split(),
-]
+_ENGLISH = """Ann Anna Annie Amy Alex Alice Andrew Arthur Ben Bella Bob Carl Chloe Chris Dan Daisy David Dora Ed Ella
+Emma Eric Eva Fay Frank Grace Greg Hana Harry Helen Ian Ivy Jack Jane Jay Joe John Judy Kate Ken Kim Leo Lily Lucy
+Mark Mary Max Mia Mike Nina Noah Olga Oscar Paul Peter Rose Ruby Sam Sara Tom Tina Uma Vera Will Zoe Zelda Wei Li
+Ming Hua Jun Yan Xin Lei Fang Jing Hui Ling Mei Qiang Tao Yu Hong Ping Bo Chen Lin Yun"""
+_CHINESE = "伟 芳 娜 敏 静 丽 强 磊 军 洋 勇 艳 杰 娟 涛 明 超 秀英 霞 平 刚 桂英 小明 小红 志强 建华 晓东"
+NAMES = _ENGLISH.split() + _CHINESE.split()
 NAMES += [name + suffix for name in NAMES[:60] for suffix in ("ie", "na", "son")]  # rarer names sharing prefixes
 
 ASCII_NAMES = [name for name in NAMES if name.isascii()]
