@@ -1,7 +1,7 @@
 """How fast the console's member search answers on a million members in PostgreSQL.
 
 Fills a database ``loyalty_search_bench`` (dropped and re-created) with ``--members`` members: first names drawn
-from 240 English and Chinese names (so a prefix like "ann" matches thousands and "zel" a few), an @username for
+from 295 English and Chinese names (so a prefix like "ann" matches thousands and "zel" a few), an @username for
 three in five, a phone number for two in five. Then times ``loyalty.members.search_members`` — what the console's
 Members screen calls — for ``--queries`` random queries of each kind a person types: a member code, a name prefix
 of two to four letters, a whole name, an @username prefix, a phone prefix, and text that matches nobody. Printed per
