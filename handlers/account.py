@@ -21,7 +21,7 @@ from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.tiers import TierProgress
 from notifications.ledger import entry_label
-from notifications.texts import card_lines, day, money
+from notifications.texts import card_lines, day, money, pending_line
 from storage.database import DbSession
 from storage.models import LedgerEntry
 
@@ -71,6 +71,8 @@ async def show_balance(
                 EXPIRY_HORIZON_DAYS,
             ).format(days=EXPIRY_HORIZON_DAYS)
         )
+    if waiting := pending_line(held.pending, program.tz, i18n.current_locale):
+        lines.append(waiting)
     if tier is not None:
         lines += _tier_lines(tier, program, member.language, i18n.current_locale)
     lines += card_lines(cards)

@@ -29,7 +29,7 @@ from loyalty.purchases import (
     typed_amount,
 )
 from loyalty.roles import Permission
-from notifications.purchases import announce_purchase, explanation
+from notifications.purchases import announce_purchase, explanation, pending_note
 from notifications.refusals import input_problem, own_account_refused
 from notifications.texts import money, when
 from storage.database import DbSession
@@ -125,6 +125,7 @@ async def purchase(
             balance=result.balance,
         )
         + explanation(result, program, locale.replace("_", "-"))
+        + pending_note(result, program, locale, to_member=False)
     )
     if not await announce_purchase(bot, i18n, member, result, program):
         await message.answer(_("The member could not be notified in Telegram."))

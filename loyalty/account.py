@@ -18,9 +18,10 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from loyalty.audit import refuse_own_account
 from loyalty.ledger import Kind, credit, debit, expire_member, find_by_key, open_lot
 from loyalty.members import Column
+from loyalty.pending import NOTHING_PENDING, Pending, pending_of
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress, stamps_column
-from loyalty.tiers import TierProgress, progress_from, to_amount, window_columns, window_start
+from loyalty.tiers import TierProgress, counts_pending, progress_from, to_amount, window_columns, window_start
 from storage.database import PreparedRead, begin_write
 from storage.models import AuditLog, Campaign, LedgerEntry, Member, Purchase
 
@@ -40,6 +41,8 @@ class Balance:
     """Earliest expiry (UTC) among the points that expire within the horizon."""
     next_points: int = 0
     """Points that expire on the local day of ``expiring_first``."""
+    pending: Pending = NOTHING_PENDING
+    """Points of purchases still inside the return window (``loyalty.pending``)."""
 
 
 def _lots_columns() -> tuple[Column, ...]:
@@ -66,6 +69,7 @@ def _lots_columns() -> tuple[Column, ...]:
         .correlate(Member)
         .scalar_subquery()
         .label("first"),
+        col(Member.pending_points),
     )
 
 
@@ -80,9 +84,9 @@ class Summary:
 
 
 @lru_cache(maxsize=16)
-def _summary_columns(tier_basis: str | None, card_keys: tuple[str, ...]) -> tuple[Column, ...]:
+def _summary_columns(tier_basis: str | None, card_keys: tuple[str, ...], count_pending: bool) -> tuple[Column, ...]:
     # Everything /balance shows, as columns of the member's row; their shape depends only on the program.
-    extra = list(window_columns(tier_basis, col(Member.id))) if tier_basis else []
+    extra = list(window_columns(tier_basis, col(Member.id), count_pending)) if tier_basis else []
     extra += [stamps_column(key, col(Member.id)) for key in card_keys]
     return (*_LOTS, *extra)
 
@@ -94,7 +98,7 @@ def _summary_statement(columns: tuple[Column, ...]) -> PreparedRead:
 
 def _columns(program: Program) -> tuple[Column, ...]:
     basis = program.tiers.basis if program.tiers.levels else None
-    return _summary_columns(basis, tuple(card.key for card in program.punch_cards))
+    return _summary_columns(basis, tuple(card.key for card in program.punch_cards), counts_pending(program))
 
 
 def _params(program: Program, now: datetime, horizon_days: int) -> dict[str, Any]:
@@ -123,14 +127,16 @@ async def summary(
         row = await read()
     if row is None:
         raise NoResultFound(f"no member {member_id}")
-    points, lifetime, _due, expiring, first, *rest = row
+    points, lifetime, _due, expiring, first, pending, *rest = row
     tier_progress = None
     if program.tiers.levels:
         total, oldest, *rest = rest
         tier_progress = progress_from(program, tier, to_amount(program, total), oldest)
     cards = [CardProgress(rule, int(stamps or 0)) for rule, stamps in zip(program.punch_cards, rest, strict=True)]
     next_points = await _next_expiring(session, member_id, now, first, program.tz) if first is not None else 0
-    return Summary(Balance(int(points), int(lifetime), int(expiring), first, next_points), tier_progress, cards)
+    held = await pending_of(session, member_id, program.tz) if pending else NOTHING_PENDING
+    balance = Balance(int(points), int(lifetime), int(expiring), first, next_points, held)
+    return Summary(balance, tier_progress, cards)
 
 
 async def _next_expiring(session: AsyncSession, member_id: int, now: datetime, first: datetime, tz: ZoneInfo) -> int:

@@ -40,6 +40,8 @@ class EarnRules(_Section):
     maximum_amount: Decimal = Field(default=Decimal(100000), gt=0)
     # Purchase categories a cashier may type besides those promotions, punch cards and favourites name.
     categories: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]] = Field(default_factory=list)
+    # The return window: a purchase's points are pending this many days before they can be spent (0: at once).
+    pending_days: int = Field(default=0, ge=0, le=365)
 
     def points_for(self, amount: Decimal, multiplier: Decimal = Decimal(1)) -> int:
         if amount < self.minimum_amount:
@@ -191,6 +193,9 @@ class TierRules(_Section):
 
     basis: Literal["spend", "points"] = "spend"
     window_months: int = Field(default=12, gt=0, le=60)
+    # Whether a purchase counts toward tiers while its points are pending ([earn] pending_days), or only once they
+    # are available: a purchase returned inside the window then never lifts a member a tier.
+    count_pending: bool = False
     warning_days: int = Field(default=14, ge=0, le=365)
     levels: list[TierLevel] = Field(default_factory=list)
 

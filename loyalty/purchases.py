@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import referrals, vip, winback
+from loyalty import pending, referrals, vip, winback
 from loyalty.audit import refuse_own_account
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
@@ -281,7 +281,10 @@ async def record_purchase(
     try:
         await session.flush()
         assert purchase.id is not None
-        if points:
+        if points and (until := pending.available_at(program, now)) is not None:
+            await pending.hold(session, purchase, points, until)  # the return window: spendable once it ends
+            balance = await _balance(session, member_id)
+        elif points:
             _, balance = await credit(
                 session,
                 member_id,

@@ -4,7 +4,8 @@ Invariants this keeps (on top of the ledger's):
 - ``purchase.refunded_minor`` never exceeds ``purchase.amount_minor``; refunding more than is left is refused.
 - The points taken back so far are ``floor(points × refunded / amount)``, computed on the running total, so
   several partial refunds take back exactly what one full refund would, with no rounding drift.
-- Points come from the purchase's own lot first, then the member's other lots; what the member already spent
+- Points still pending (the return window, ``loyalty.pending``) are cancelled first; the rest come from the
+  purchase's own lot first, then the member's other lots; what the member already spent
   becomes a negative balance that the next earnings repay first (the merchant does not lose it).
 - Each refund carries a key (the Telegram message, or a given id scoped to its API token); the same refund twice
   changes nothing, and the key reused for another refund (another purchase, another amount) is refused.
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import referrals
+from loyalty import pending, referrals
 from loyalty.audit import refuse_own_account
 from loyalty.ledger import claw_back
 from loyalty.program import Program
@@ -57,6 +58,7 @@ class RefundResult:
     balance: int
     created: bool
     member: Member | None = None  # whose purchase it was (a new refund): they are told
+    pending_cancelled: int = 0  # of the points taken back, those cancelled while still pending (no debt, no balance)
 
 
 async def receipts(session: AsyncSession, receipt: str, scope: str | None = None) -> list[Purchase]:
@@ -114,7 +116,9 @@ async def refund(
         await session.flush()
         await unstamp(session, purchase, (purchase.refunded_minor, purchase.amount_minor))
         balance = await _balance(session, purchase.member_id)
-        if points:
+        # Inside the return window the points are still pending: cancelled there, they never become a debt.
+        cancelled = await pending.cancel(session, purchase, points)
+        if points > cancelled:
             own_lots = [
                 lot_id
                 for lot_id in (
@@ -129,7 +133,7 @@ async def refund(
             _, balance = await claw_back(
                 session,
                 purchase.member_id,
-                points,
+                points - cancelled,
                 now=now,
                 from_lots=own_lots,
                 key=f"refund:{record.id}",
@@ -144,7 +148,7 @@ async def refund(
         if (done := await _by_key(session, key)) is None:
             raise
         return await _replayed(session, done, purchase_id, amount, program)
-    return RefundResult(record, purchase, balance, created=True, member=owner)
+    return RefundResult(record, purchase, balance, created=True, member=owner, pending_cancelled=cancelled)
 
 
 async def _by_key(session: AsyncSession, key: str) -> Refund | None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
@@ -40,30 +40,36 @@ def months_after(moment: datetime, months: int) -> datetime:
 
 
 def window_columns(
-    basis: str, member_id: ColumnElement[Any] | Mapped[Any]
+    basis: str, member_id: ColumnElement[Any] | Mapped[Any], count_pending: bool = True
 ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """Scalar subqueries for the qualifying total (raw: minor units or points) and the oldest purchase counted,
-    over ``:since < occurred_at <= :now`` for ``member_id`` (a parameter, or the member row /balance reads)."""
+    over ``:since < occurred_at <= :now`` for ``member_id`` (a parameter, or the member row /balance reads).
+    Without ``count_pending`` a purchase whose points are still pending (the return window) does not count yet."""
     if basis == "spend":
         value = col(Purchase.amount_minor) - col(Purchase.refunded_minor)
     else:
         value = col(Purchase.points) - col(Purchase.points) * col(Purchase.refunded_minor) / col(Purchase.amount_minor)
-    window = (
+    now = bindparam("now", type_=UTCDateTime)
+    window: tuple[ColumnElement[bool], ...] = (
         col(Purchase.member_id) == member_id,
         col(Purchase.occurred_at) > bindparam("since", type_=UTCDateTime),
-        col(Purchase.occurred_at) <= bindparam("now", type_=UTCDateTime),
+        col(Purchase.occurred_at) <= now,
     )
+    if not count_pending:
+        window += (or_(col(Purchase.available_at).is_(None), col(Purchase.available_at) <= now),)
     return (
         select(func.coalesce(func.sum(value), 0)).where(*window).scalar_subquery(),
         select(func.min(col(Purchase.occurred_at))).where(*window).scalar_subquery(),
     )
 
 
-def _window_statement(basis: str) -> Select[Any, Any]:
-    return select(*window_columns(basis, bindparam("member_id", type_=Integer)))
+def _window_statement(basis: str, count_pending: bool) -> Select[Any, Any]:
+    return select(*window_columns(basis, bindparam("member_id", type_=Integer), count_pending))
 
 
-_WINDOW = {basis: _window_statement(basis) for basis in ("spend", "points")}
+_WINDOW = {
+    (basis, pending): _window_statement(basis, pending) for basis in ("spend", "points") for pending in (True, False)
+}
 
 
 async def _window(
@@ -71,8 +77,14 @@ async def _window(
 ) -> tuple[Decimal, datetime | None]:
     """Qualifying amount over the window, and the oldest purchase counted in it."""
     params = {"member_id": member_id, "since": window_start(program, now), "now": now}
-    total, oldest = (await (await session.connection()).execute(_WINDOW[program.tiers.basis], params)).one()
+    statement = _WINDOW[program.tiers.basis, counts_pending(program)]
+    total, oldest = (await (await session.connection()).execute(statement, params)).one()
     return to_amount(program, total), oldest
+
+
+def counts_pending(program: Program) -> bool:
+    """Whether purchases count toward tiers while their points are pending (always, without a return window)."""
+    return program.tiers.count_pending or not program.earn.pending_days
 
 
 def window_start(program: Program, now: datetime) -> datetime:

@@ -14,7 +14,7 @@ from loyalty import referrals
 from loyalty.campaigns import promotion_name
 from loyalty.program import Program
 from loyalty.purchases import PurchaseResult, from_minor
-from notifications.texts import card_lines, locale_of, money, tell
+from notifications.texts import card_lines, day, locale_of, money, tell
 from storage.models import Member
 
 
@@ -48,6 +48,24 @@ def explanation(result: PurchaseResult, program: Program, language: str, *, esca
     )
 
 
+def pending_note(result: PurchaseResult, program: Program, locale: str, *, to_member: bool) -> str:
+    """A new line saying the purchase's points wait for the return window, or "" if they are available now; for
+    the member (the notice) or the cashier (their answer)."""
+    purchase = result.purchase
+    if not result.points or purchase.available_at is None or not purchase.pending_points:
+        return ""
+    date = day(purchase.available_at, program.tz, locale)
+    if to_member:
+        text: str = ngettext(
+            "🕓 It is pending until {date}: yours to spend once the return window ends.",
+            "🕓 They are pending until {date}: yours to spend once the return window ends.",
+            result.points,
+        )
+    else:
+        text = _("🕓 Pending until {date} (the return window).")
+    return "\n" + text.format(date=date)
+
+
 async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: PurchaseResult, program: Program) -> bool:
     """Tell the member what a purchase earned (from /purchase and the purchases API alike)."""
     locale = locale_of(member.language)
@@ -63,6 +81,7 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
         else:
             text = _("🧾 Thank you for your purchase of {amount}!").format(amount=amount)
         text += explanation(result, program, member.language)
+        text += pending_note(result, program, locale, to_member=True)
         if result.winback_bonus:
             text += "\n" + ngettext(
                 "🎁 Welcome back! +{points} bonus point.",

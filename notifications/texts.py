@@ -22,6 +22,7 @@ from babel.dates import format_date, format_datetime, format_skeleton
 from babel.numbers import format_currency
 
 from loyalty.members import MemberView, map_language
+from loyalty.pending import Pending
 from loyalty.privacy import can_message
 from loyalty.profile import BadBirthday, Birthday, BirthdayProblem
 from loyalty.program import Program
@@ -109,6 +110,26 @@ def birthday_text(birthday: Birthday, locale: str) -> str:
 
 def when(moment: datetime, tz: ZoneInfo, locale: str) -> str:
     return format_datetime(moment.astimezone(tz), format="short", locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def pending_line(pending: Pending, tz: ZoneInfo, locale: str) -> str | None:
+    """Points still inside the return window, and when the next become spendable (/balance and the app's home)."""
+    if not pending.points or pending.next_at is None:
+        return None
+    date = day(pending.next_at, tz, locale)
+    if pending.next_points == pending.points:
+        text: str = ngettext(
+            "🕓 Pending: +{points} point, available on {date}.",
+            "🕓 Pending: +{points} points, available on {date}.",
+            pending.points,
+        )
+        return text.format(points=pending.points, date=date)
+    text = ngettext(
+        "🕓 Pending: +{points} point; +{next} of it available on {date}.",
+        "🕓 Pending: +{points} points; the first +{next} available on {date}.",
+        pending.points,
+    )
+    return text.format(points=pending.points, next=pending.next_points, date=date)
 
 
 def card_lines(cards: list[CardProgress]) -> list[str]:

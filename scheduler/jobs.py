@@ -12,7 +12,7 @@ from aiogram import Bot
 from aiogram.utils.i18n import I18n
 from prometheus_client import Counter
 
-from loyalty import metrics
+from loyalty import metrics, pending
 from loyalty.expiry import expire_points
 from loyalty.program import Program
 from loyalty.roles import StaticRoles
@@ -79,6 +79,9 @@ def _jobs(services: JobServices) -> list[Job]:
     async def overdue(now: datetime) -> int:
         return await support.report_overdue(bot, sessions, services.support_chat_id, services.program, i18n, now)
 
+    async def release(now: datetime) -> int:
+        return await pending.release_points(sessions, services.program, now)
+
     async def snapshots(now: datetime) -> int:
         return await metrics.refresh_snapshots(sessions, services.program, now)
 
@@ -86,6 +89,8 @@ def _jobs(services: JobServices) -> list[Job]:
         Job("birthdays", timedelta(minutes=5), to_members(reminders.send_birthday_offers)),
         Job("winback", timedelta(minutes=15), to_members(reminders.send_winback_nudges)),
         Job("expire", timedelta(hours=1), partial(expire_points, sessions)),
+        # Points of purchases past their return window ([earn] pending_days) become spendable.
+        Job("release-pending", timedelta(minutes=1), release),
         Job("expiry-warnings", timedelta(minutes=30), to_members(reminders.send_expiry_warnings)),
         Job("surveys", timedelta(minutes=5), to_members(surveys.send_due_surveys)),
         Job("overdue-threads", timedelta(minutes=5), overdue),

@@ -35,6 +35,9 @@ class Member(SQLModel, table=True):
     language: str = Field(default="en", max_length=8)
     points: int = 0
     lifetime_points: int = 0
+    # Points of purchases still inside the return window ([earn] pending_days): not spendable, not in ``points``;
+    # the sum of their purchases' ``pending_points`` (loyalty.pending).
+    pending_points: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     referred_by_id: int | None = Field(default=None, foreign_key="member.id")
     tier: str | None = Field(default=None, max_length=32, index=True)
     tier_since: datetime | None = None
@@ -77,6 +80,13 @@ class Purchase(SQLModel, table=True):
         Index(
             "ix_purchase_occurred", "occurred_at", "member_id", postgresql_include=["amount_minor", "refunded_minor"]
         ),
+        # The release job's look-up: purchases with points still pending, soonest available first.
+        Index(
+            "ix_purchase_pending",
+            "available_at",
+            sqlite_where=text("pending_points > 0"),
+            postgresql_where=text("pending_points > 0"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -101,6 +111,10 @@ class Purchase(SQLModel, table=True):
     # the program was kept in the database (migration 0016).
     program_revision: int | None = None
     recorded_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # The return window ([earn] pending_days): when the points become available (None: they were at once), and how
+    # many are still pending (the purchase's points less what refunds cancelled; 0 once released).
+    available_at: datetime | None = None
+    pending_points: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     occurred_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow, index=True)  # surveys select recent purchases by it
 

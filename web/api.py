@@ -126,6 +126,12 @@ class PurchaseOut(_Model):
     items: int
     points: int
     balance: int = Field(description="The member's balance now")
+    pending_points: int = Field(
+        default=0, description="Of the points, those still inside the return window ([earn] pending_days)"
+    )
+    available_at: datetime | None = Field(
+        default=None, description="When the purchase's points became or become spendable; null: at once"
+    )
     occurred_at: datetime
     recorded_at: datetime
     replayed: bool = Field(description="True when this repeats an earlier request with the same key")
@@ -142,7 +148,7 @@ class RefundOut(_Model):
     external_id: str
     amount: str
     currency: str
-    points: int = Field(description="Points taken back")
+    points: int = Field(description="Points taken back (those still pending are cancelled)")
     refunded_total: str
     balance: int
     replayed: bool
@@ -155,6 +161,7 @@ class MemberOut(_Model):
     username: str | None
     language: str
     points: int
+    pending_points: int = Field(default=0, description="Not spendable yet: purchases inside the return window")
     lifetime_points: int
     tier: str | None
     joined_at: datetime
@@ -350,6 +357,8 @@ def _purchase_out(purchase: Purchase, member: MemberRef, balance: int, program: 
         items=purchase.items,
         points=purchase.points,
         balance=balance,
+        pending_points=purchase.pending_points,
+        available_at=purchase.available_at,
         occurred_at=purchase.occurred_at,
         recorded_at=purchase.created_at,
         replayed=replayed,
@@ -479,6 +488,7 @@ async def get_member(request: web.Request) -> web.Response:
             username=member.username,
             language=member.language,
             points=member.points,
+            pending_points=member.pending_points,
             lifetime_points=member.lifetime_points,
             tier=member.tier,
             joined_at=member.joined_at,

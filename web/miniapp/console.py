@@ -139,6 +139,7 @@ class PurchaseOut(Model):
     points: int
     receipt: str | None
     refunded: str | None = Field(description="How much was refunded, if any")
+    pending_until: str | None = Field(description="While its points wait for the return window: until when")
     refundable: bool
 
 
@@ -187,6 +188,7 @@ class MemberPageOut(Model):
     role: str
     staff: bool = Field(description="Holds a staff role given in the database, which can be taken back")
     points: int
+    pending_points: int = Field(description="Not spendable yet: purchases inside the return window")
     lifetime_points: int
     birthday: str | None
     birthday_key: str | None = Field(description="The birthday as /setbirthday takes it: YYYY-MM-DD or MM-DD")
@@ -226,6 +228,7 @@ async def load_member(request: web.Request) -> MemberPageOut:
         role=role_name(file.role),
         staff=file.granted is not None,
         points=member.points,
+        pending_points=member.pending_points,
         lifetime_points=member.lifetime_points,
         birthday=birthday_text(born, locale) if born else None,
         birthday_key=str(born) if born else None,
@@ -254,6 +257,7 @@ async def load_member(request: web.Request) -> MemberPageOut:
                 points=p.points,
                 receipt=p.external_id if p.source in ("receipt", "api") else None,
                 refunded=money(from_minor(p.refunded_minor, program), p.currency, locale) if p.refunded_minor else None,
+                pending_until=day(p.available_at, program.tz, locale) if p.pending_points and p.available_at else None,
                 refundable=p.refunded_minor < p.amount_minor,
             )
             for p in file.purchases

@@ -25,7 +25,7 @@ from loyalty.rewards import RewardUnavailable, catalog, coupons_of, redeem, tier
 from loyalty.tiers import TierProgress
 from loyalty.vip import is_vip, vip_until_of
 from notifications.ledger import entry_label
-from notifications.texts import day, locale_of, money
+from notifications.texts import day, locale_of, money, pending_line
 from web.miniapp.core import (
     LANGUAGE,
     VIEWER,
@@ -85,6 +85,8 @@ class HomeOut(Model):
     expiring_points: int
     expiring_date: str | None
     next_expiring_points: int
+    pending_points: int = Field(description="Points of purchases inside the return window: not spendable yet")
+    pending: str | None = Field(description="What is pending and when it becomes available, as /balance says it")
     tier: TierOut | None
     cards: list[CardOut]
     vip: bool
@@ -111,6 +113,8 @@ async def load_home(request: web.Request) -> HomeOut:
         expiring_points=held.expiring_points,
         expiring_date=day(held.expiring_first, program.tz, locale) if held.expiring_first else None,
         next_expiring_points=held.next_points,
+        pending_points=held.pending.points,
+        pending=pending_line(held.pending, program.tz, locale),
         tier=_tier(overview.tier, program, language, locale) if overview.tier else None,
         cards=[CardOut(name=c.rule.name_in(language), stamps=c.stamps, total=c.rule.stamps) for c in overview.cards],
         vip=vip,

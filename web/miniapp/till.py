@@ -26,7 +26,7 @@ from loyalty.purchases import (
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from loyalty.rewards import CouponProblem, normalize_coupon_code, title_for, use_coupon
 from loyalty.roles import Permission
-from notifications.purchases import announce_purchase, explanation, notify_refund
+from notifications.purchases import announce_purchase, explanation, notify_refund, pending_note
 from notifications.refusals import input_problem, own_account_refused
 from notifications.texts import day, locale_of, money, when
 from storage.models import Member, Purchase
@@ -217,6 +217,7 @@ async def record(request: web.Request) -> web.Response:
             "✅ Recorded {amount} for {name}: +{points} points, balance {balance}.",
             result.points,
         ).format(amount=amount, name=member.first_name, points=result.points, balance=result.balance)
+        message += pending_note(result, program, locale, to_member=False)
     else:
         message = _("This purchase was already recorded. Nothing was added.")
     out = RecordedOut(
