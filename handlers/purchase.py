@@ -14,6 +14,7 @@ from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, slash
+from loyalty import stores
 from loyalty.audit import OwnAccount
 from loyalty.members import find_member
 from loyalty.program import Program
@@ -93,10 +94,12 @@ async def purchase(
     # Without a receipt the Telegram message itself is the key, so a redelivered update awards nothing twice.
     source, external_id = ("receipt", receipt) if receipt else ("telegram", f"{message.chat.id}:{message.message_id}")
     assert member.id is not None
+    cashier = message.from_user.id if message.from_user else None
     try:
         result = await record_purchase(
             session,
             program,
+            store=await stores.of_staff(session, program, cashier),
             member_id=member.id,
             amount=given.amount,
             source=source,
@@ -104,7 +107,7 @@ async def purchase(
             now=clock(),
             category=given.category,
             items=given.items,
-            recorded_by=message.from_user.id if message.from_user else None,
+            recorded_by=cashier,
         )
     except OwnAccount:
         await message.answer(own_account_refused())

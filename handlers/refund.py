@@ -19,14 +19,15 @@ from pydantic import Field
 
 from handlers.filters import HasPermission, slash
 from handlers.ui import edit_or_keep
+from loyalty import stores
 from loyalty.audit import OwnAccount
 from loyalty.numbers import MAX_ID, RowId
 from loyalty.program import Program
 from loyalty.purchases import CHAT_SCOPE, RECEIPT_RE, AmountError, from_minor, parse_amount, to_minor, typed_amount
 from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
-from loyalty.roles import Permission
+from loyalty.roles import Permission, Role
 from notifications.purchases import notify_refund
-from notifications.refusals import amount_problem, own_account_refused
+from notifications.refusals import amount_problem, other_store_refused, own_account_refused
 from notifications.texts import day, money
 from storage.database import DbSession
 from storage.models import Purchase
@@ -51,6 +52,7 @@ async def refund_purchase(
     program: Program,
     i18n: I18n,
     clock: Callable[[], datetime],
+    role: Role,
 ) -> None:
     args = (command.args or "").split()
     if not 1 <= len(args) <= 2 or not RECEIPT_RE.match(args[0]):
@@ -76,7 +78,8 @@ async def refund_purchase(
     purchase_id = found[0].id if found else None
     key = f"refund:{message.chat.id}:{message.message_id}"
     actor = message.from_user.id if message.from_user else 0
-    await message.answer(await _refund(session, program, bot, i18n, purchase_id, args[0], amount, key, actor, clock()))
+    text = await _refund(session, program, bot, i18n, purchase_id, args[0], amount, key, actor, role, clock())
+    await message.answer(text)
 
 
 def _choices(found: list[Purchase], amount: Decimal | None, program: Program, locale: str) -> InlineKeyboardMarkup:
@@ -105,6 +108,7 @@ async def pick_purchase(
     program: Program,
     i18n: I18n,
     clock: Callable[[], datetime],
+    role: Role,
 ) -> None:
     if not isinstance(query.message, Message):
         await query.answer(_("This button is no longer valid."), show_alert=True)
@@ -124,6 +128,7 @@ async def pick_purchase(
         amount,
         key,
         query.from_user.id,
+        role,
         clock(),
     )
     await query.answer()
@@ -140,6 +145,7 @@ async def _refund(
     amount: Decimal | None,
     key: str,
     actor: int,
+    role: Role,
     now: datetime,
 ) -> str:
     receipt, locale = html.escape(receipt_text), i18n.current_locale
@@ -147,7 +153,15 @@ async def _refund(
         if purchase_id is None:
             raise RefundRefused(RefundProblem.UNKNOWN)
         result = await refund(
-            session, program, purchase_id=purchase_id, amount=amount, actor_id=actor, key=key, now=now
+            session,
+            program,
+            purchase_id=purchase_id,
+            amount=amount,
+            actor_id=actor,
+            key=key,
+            now=now,
+            store=await stores.of_staff(session, program, actor),
+            actor_role=role,
         )
     except OwnAccount:
         return own_account_refused()
@@ -158,6 +172,8 @@ async def _refund(
             return _("Receipt {receipt} is already fully refunded. Nothing was changed.").format(receipt=receipt)
         if refused.problem is RefundProblem.CONFLICT:
             return _("This refund was already made. Nothing was changed.")
+        if refused.problem is RefundProblem.OTHER_STORE:
+            return other_store_refused(program, refused.store, locale.replace("_", "-"))
         return _("Only {amount} of receipt {receipt} can still be refunded. Nothing was changed.").format(
             amount=money(from_minor(refused.refundable_minor, program), program.currency, locale), receipt=receipt
         )

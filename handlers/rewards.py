@@ -20,6 +20,7 @@ from handlers.card import qr_png
 from handlers.filters import HasPermission, IsMember, MenuButton, slash
 from handlers.menu import REWARDS
 from handlers.ui import app_markup, app_rows, drop_keyboard, edit_or_keep
+from loyalty import stores
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import MemberView
 from loyalty.numbers import RowId
@@ -43,6 +44,7 @@ from loyalty.rewards import (
     use_coupon,
 )
 from loyalty.roles import Permission
+from notifications.refusals import wrong_store_refused
 from notifications.texts import day, when
 from storage.database import DbSession
 from storage.models import Reward
@@ -239,7 +241,9 @@ async def redeem_coupon(
     if code is None:  # not even the shape of one: no such coupon, whatever was meant
         await message.answer(_("No coupon {code}. Please check the code.").format(code=html.escape(typed[:40])))
         return
-    result = await use_coupon(session, code, cashier_id=message.from_user.id if message.from_user else 0, now=clock())
+    cashier = message.from_user.id if message.from_user else 0
+    store = await stores.of_staff(session, program, cashier)
+    result = await use_coupon(session, code, cashier_id=cashier, now=clock(), program=program, store=store)
     coupon, reward, locale = result.coupon, result.reward, i18n.current_locale
     if result.problem is CouponProblem.UNKNOWN or coupon is None or reward is None:
         await message.answer(_("No coupon {code}. Please check the code.").format(code=code))
@@ -252,6 +256,8 @@ async def redeem_coupon(
         )
     elif result.problem is CouponProblem.DISABLED:
         await message.answer(_("Coupon {code} is for a reward that has been withdrawn.").format(code=code))
+    elif result.problem is CouponProblem.WRONG_STORE:
+        await message.answer(wrong_store_refused(program, reward.key, locale.replace("_", "-")))
     else:
         owner = result.owner
         await message.answer(

@@ -19,12 +19,13 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, slash
-from loyalty import staffing
+from loyalty import staffing, stores
 from loyalty.members import MemberView
 from loyalty.program import Program
 from loyalty.roles import Permission, Role, StaticRoles
 from loyalty.staffing import Outcome, RemoveOutcome
 from notifications.menus import refresh_chat_menu
+from notifications.refusals import unknown_store
 from notifications.staffing import role_name, role_sources, settings_of
 from notifications.texts import speaking, when
 from storage.database import DbSession
@@ -32,13 +33,15 @@ from storage.database import DbSession
 log = logging.getLogger(__name__)
 
 
-def _usage() -> str:
+def _usage(with_stores: bool = False) -> str:
     lines = [
         _("Usage:"),
         html.escape(_("/staff invite cashier|support|admin — a one-time link, valid 24 hours")),
         html.escape(_("/staff list — everyone with a staff role")),
         html.escape(_("/staff remove <member> — take back a role given in chat")),
     ]
+    if with_stores:
+        lines.append(html.escape(_("/staff store <member> <store|none> — the store they work at")))
     return "\n".join(lines)
 
 
@@ -63,8 +66,10 @@ async def staff_command(
         await _list(message, session, program, i18n, static_roles)
     elif action == "remove" and rest:
         await _remove(message, session, i18n, bot, static_roles, rest, actor, role, clock())
+    elif action == "store" and program.stores and len(words := rest.split()) == 2:
+        await _store(message, session, program, i18n, static_roles, words[0], words[1], actor, clock())
     else:
-        await message.answer(_usage())
+        await message.answer(_usage(bool(program.stores)))
 
 
 async def _invite(
@@ -104,8 +109,47 @@ async def _invite(
     )
 
 
+async def _store(
+    message: Message,
+    session: DbSession,
+    program: Program,
+    i18n: I18n,
+    static: StaticRoles,
+    ref: str,
+    key: str,
+    actor: int,
+    now: datetime,
+) -> None:
+    language = i18n.current_locale.replace("_", "-")
+    clear = key.lower() in ("none", "-")
+    try:
+        done = await stores.assign(
+            session, program, static, ref=ref, store=None if clear else key.lower(), actor_id=actor, now=now
+        )
+    except stores.UnknownStore:
+        await message.answer(html.escape(unknown_store(program, key, language)))
+        return
+    shown = html.escape(done.name or ref)
+    if done.outcome is stores.AssignOutcome.NOT_FOUND:
+        await message.answer(_("No member or Telegram id found for {ref}.").format(ref=html.escape(ref)))
+    elif done.outcome is stores.AssignOutcome.NOT_STAFF:
+        await message.answer(_("{ref} has no staff role: nothing was changed.").format(ref=shown))
+    elif done.store is None:
+        await message.answer(
+            _("✅ {name} works at no particular store now. It is in the audit log (/audit).").format(name=shown)
+        )
+    else:
+        await message.answer(
+            _(
+                "✅ {name} works at {store} now: their purchases, refunds and coupons are recorded "
+                "there. It is in the audit log (/audit)."
+            ).format(name=shown, store=html.escape(done.store.name_in(language)))
+        )
+
+
 async def _list(message: Message, session: DbSession, program: Program, i18n: I18n, static: StaticRoles) -> None:
     entries = await staffing.staff_list(session, static)
+    at = await stores.assignments(session) if program.stores else {}
     if not entries:
         await message.answer(_("Nobody has a staff role yet. Invite someone with /staff invite cashier."))
         return
@@ -117,6 +161,10 @@ async def _list(message: Message, session: DbSession, program: Program, i18n: I1
         if entry.code:
             who += f" <code>{entry.code}</code>"
         sources = role_sources(entry, program.tz, i18n.current_locale, code)
+        if (store := program.store(at.get(entry.telegram_id))) is not None:
+            sources.append(
+                _("works at {store}").format(store=html.escape(store.name_in(i18n.current_locale.replace("_", "-"))))
+            )
         out.append(
             "• <b>{role}</b> · <code>{id}</code> · {who}\n  {sources}".format(
                 role=role_name(entry.role), id=entry.telegram_id, who=who, sources="; ".join(sources)

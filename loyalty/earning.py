@@ -52,10 +52,11 @@ class Basket:
     items: int
     at: datetime  # UTC
     tier_multiplier: Decimal = Decimal(1)
+    store: str | None = None  # where it was recorded: promotions limited to stores, and that store's clock
 
 
 def _matches(offer: Offer, basket: Basket, program: Program) -> bool:
-    rule, local = offer.rule, basket.at.astimezone(program.tz)
+    rule, local = offer.rule, basket.at.astimezone(program.store_tz(basket.store))
     if offer.valid_from is not None and basket.at < offer.valid_from:
         return False
     if offer.valid_until is not None and basket.at >= offer.valid_until:
@@ -68,6 +69,7 @@ def _matches(offer: Offer, basket: Basket, program: Program) -> bool:
         rule.categories is None or (basket.category or "") in rule.categories,
         rule.min_amount is None or basket.amount >= rule.min_amount,
         rule.min_items is None or basket.items >= rule.min_items,
+        rule.stores is None or basket.store in rule.stores,
     ]
     return all(checks)
 

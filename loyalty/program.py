@@ -25,6 +25,14 @@ MAX_VALIDITY_DAYS = 3650
 _ROUNDING = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}
 
 
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 class ProgramError(ValueError):
     """The program file cannot be used; the message names the key and the reason."""
 
@@ -118,6 +126,7 @@ class PromotionRule(_Section):
     min_items: int | None = Field(default=None, gt=1)
     limit_per_member: int | None = Field(default=None, gt=0)
     limit_period: Literal["day", "week", "month"] = "day"
+    stores: list[str] | None = None  # [[stores]] keys: only purchases recorded there ("double points at the airport")
 
     @model_validator(mode="after")
     def _consistent(self) -> PromotionRule:
@@ -147,6 +156,28 @@ class RewardRule(_Section):
     per_member_limit: int | None = Field(default=None, gt=0)
     validity_days: int = Field(default=DEFAULT_VALIDITY_DAYS, gt=0, le=MAX_VALIDITY_DAYS)
     min_tier: str | None = None  # a [[tiers.levels]] name: only members at this tier or above may redeem
+    stores: list[str] | None = None  # [[stores]] keys: its coupons are accepted only at these stores
+
+
+class StoreRule(_Section):
+    """One shop of a chain: purchases, refunds and coupons record where they happened."""
+
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    name: str = Field(min_length=1, max_length=48)
+    name_zh_hans: str | None = Field(default=None, min_length=1, max_length=48)
+    name_zh_hant: str | None = Field(default=None, min_length=1, max_length=48)
+    # Its own time zone when it differs from the program's: time-of-day promotions read its clock.
+    timezone: str | None = None
+    # Names of API tokens (LOYALTY_API_TOKENS name:token) whose purchases are this store's (its tills).
+    tokens: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return _zone(value) if value is not None else None
+
+    def name_in(self, language: str) -> str:
+        return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
 
 
 class PunchCardRule(_Section):
@@ -392,6 +423,7 @@ class Program(_Section):
     rewards: list[RewardRule] = Field(default_factory=list)
     promotions: list[PromotionRule] = Field(default_factory=list)
     punch_cards: list[PunchCardRule] = Field(default_factory=list)
+    stores: list[StoreRule] = Field(default_factory=list)
     tiers: TierRules = TierRules()
     referrals: ReferralRules = ReferralRules()
     sharing: SharingRules = SharingRules()
@@ -433,6 +465,18 @@ class Program(_Section):
                 raise ValueError(f"{where} {offer!r} is not among [[rewards]] keys")
         if len({card.key for card in self.punch_cards}) != len(self.punch_cards):
             raise ValueError("punch card keys must be unique")
+        stores = [store.key for store in self.stores]
+        if len(stores) != len(set(stores)):
+            raise ValueError("store keys must be unique")
+        tokens = [token for store in self.stores for token in store.tokens]
+        if len(tokens) != len(set(tokens)):
+            raise ValueError("an API token belongs to one store at most")
+        for where, named in (
+            *((f"promotion {p.name!r}", p.stores) for p in self.promotions),
+            *((f"reward {r.key!r}", r.stores) for r in self.rewards),
+        ):
+            if unknown := [key for key in named or [] if key not in stores]:
+                raise ValueError(f"{where}: stores {unknown} are not among [[stores]] keys")
         return self
 
     @field_validator("promotions")
@@ -455,11 +499,20 @@ class Program(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return _zone(value)
+
+    def store(self, key: str | None) -> StoreRule | None:
+        return next((store for store in self.stores if store.key == key), None) if key else None
+
+    def accepted_at(self, reward_key: str | None, store: str | None) -> bool:
+        """Whether a reward's coupon may be accepted at ``store``: rewards limited to stores are only there."""
+        rule = next((r for r in self.rewards if r.key == reward_key), None) if reward_key else None
+        return rule is None or rule.stores is None or store in rule.stores
+
+    def store_tz(self, key: str | None) -> ZoneInfo:
+        """The clock a store's purchases are read by: its own zone, else the program's."""
+        store = self.store(key)
+        return ZoneInfo(store.timezone) if store is not None and store.timezone else self.tz
 
     @property
     def vip_offer(self) -> VipRules | None:

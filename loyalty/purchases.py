@@ -236,11 +236,14 @@ async def record_purchase(
     recorded_by: int | None = None,
     occurred_at: datetime | None = None,
     scope: str = CHAT_SCOPE,
+    store: str | None = None,
 ) -> PurchaseResult:
     """Record a purchase and award its points, once per ``(scope, source, external_id)``.
 
     ``occurred_at`` (a till's own timestamp, sent later) sets which time-of-day promotions apply; the points are
     still credited, and expire, from ``now``.
+    ``store`` (a ``[[stores]]`` key, see ``loyalty.stores.where``) is recorded; promotions limited to stores match
+    by it, and time-of-day promotions read that store's clock.
     """
     await begin_write(session)
     existing = await find_purchase(session, scope, source, external_id)
@@ -255,7 +258,7 @@ async def record_purchase(
     occurred = occurred_at or now
     # VIP as of recording: a till may send a purchase late, but VIP counts for what is earned now.
     multiplier = vip.earn_multiplier(program, tier_multiplier(program, member.tier), member.vip_until, now)
-    basket = Basket(amount, category, items, occurred, multiplier)
+    basket = Basket(amount, category, items, occurred, multiplier, store)
     earning = await earning_for(session, program, member_id, basket)
     points = earning.total
     purchase = Purchase(
@@ -274,6 +277,7 @@ async def record_purchase(
         campaign_id=earning.campaign.id if earning.campaign is not None else None,
         program_revision=program.revision,  # the one revision every rule above was read from
         recorded_by=recorded_by,
+        store=store,
         occurred_at=occurred,
         created_at=now,
     )

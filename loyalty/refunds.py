@@ -11,6 +11,7 @@ Invariants this keeps (on top of the ledger's):
   changes nothing, and the key reused for another refund (another purchase, another amount) is refused.
 - A receipt number identifies a purchase within its scope (``loyalty.purchases``); the API refunds only its own
   scope's, the chat finds a receipt in every scope and asks which one when there are several.
+- A cashier refunds only their own store's purchases (``loyalty.stores``); admins refund any store's.
 - A referred friend's qualifying purchase refunded below the qualifying amount takes back the referral bonuses
   it paid (see ``loyalty.referrals.on_refund``).
 """
@@ -27,12 +28,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import pending, referrals
+from loyalty import pending, referrals, stores
 from loyalty.audit import refuse_own_account
 from loyalty.ledger import claw_back
 from loyalty.program import Program
 from loyalty.punchcards import unstamp
 from loyalty.purchases import to_minor
+from loyalty.roles import Role
 from storage.database import begin_write
 from storage.models import LedgerEntry, Member, Purchase, Refund
 
@@ -42,13 +44,15 @@ class RefundProblem(StrEnum):
     NOTHING_LEFT = "nothing_left"
     TOO_MUCH = "too_much"
     CONFLICT = "conflict"  # the key was used for a different refund
+    OTHER_STORE = "other_store"  # a cashier of another store than the purchase's
 
 
 class RefundRefused(Exception):
-    def __init__(self, problem: RefundProblem, refundable_minor: int = 0) -> None:
+    def __init__(self, problem: RefundProblem, refundable_minor: int = 0, store: str | None = None) -> None:
         super().__init__(problem.value)
         self.problem = problem
         self.refundable_minor = refundable_minor
+        self.store = store  # the purchase's store, when refused for being another store's
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,11 @@ async def refund(
     key: str,
     actor_id: int,
     now: datetime,
+    store: str | None = None,
+    actor_role: Role = Role.ADMIN,
 ) -> RefundResult:
-    """Refund ``amount`` (None: everything not yet refunded) of the purchase."""
+    """Refund ``amount`` (None: everything not yet refunded) of the purchase, at ``store`` (where the refund is
+    made). A cashier (``actor_role``) of another store than the purchase's is refused (``OTHER_STORE``)."""
     await begin_write(session)
     if (done := await _by_key(session, key)) is not None:
         return await _replayed(session, done, purchase_id, amount, program)
@@ -88,6 +95,8 @@ async def refund(
     ).scalar_one_or_none()
     if purchase is None or purchase.id is None:
         raise RefundRefused(RefundProblem.UNKNOWN)
+    if not stores.may_refund(actor_role, store, purchase.store):
+        raise RefundRefused(RefundProblem.OTHER_STORE, store=purchase.store)
     receipt = purchase.external_id
     owner = await session.get(Member, purchase.member_id)
     if owner is not None:
@@ -109,6 +118,7 @@ async def refund(
         points=points,
         idempotency_key=key,
         actor_id=actor_id,
+        store=store,
         created_at=now,
     )
     session.add_all([purchase, record])

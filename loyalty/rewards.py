@@ -326,6 +326,7 @@ class CouponProblem(StrEnum):
     USED = "used"
     EXPIRED = "expired"
     DISABLED = "disabled"
+    WRONG_STORE = "wrong_store"  # the reward is limited to other stores ([[rewards]] stores)
 
 
 @dataclass(frozen=True)
@@ -336,8 +337,17 @@ class CouponUse:
     owner: Member | None = None  # whose coupon it is: the cashier says whose they accepted
 
 
-async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: datetime) -> CouponUse:
-    """Mark a coupon used at the till, once: the conditional update makes a second scan a clear "used"."""
+async def use_coupon(
+    session: AsyncSession,
+    code: str,
+    *,
+    cashier_id: int,
+    now: datetime,
+    program: Program | None = None,
+    store: str | None = None,
+) -> CouponUse:
+    """Mark a coupon used at the till of ``store``, once: the conditional update makes a second scan a clear
+    "used". A reward the ``program`` limits to other stores is refused there."""
     await begin_write(session)
     row = (
         await session.execute(
@@ -358,15 +368,17 @@ async def use_coupon(session: AsyncSession, code: str, *, cashier_id: int, now: 
         problem = CouponProblem.EXPIRED
     elif not reward.active:
         problem = CouponProblem.DISABLED
+    elif program is not None and not program.accepted_at(reward.key, store):
+        problem = CouponProblem.WRONG_STORE
     else:
         marked = await session.execute(
             update(Coupon)
             .where(col(Coupon.id) == coupon.id, col(Coupon.used_at).is_(None))
-            .values(used_at=now, used_by=cashier_id)
+            .values(used_at=now, used_by=cashier_id, used_store=store)
         )
         if marked.rowcount == 0:  # type: ignore[attr-defined]  # another till was a moment faster
             problem = CouponProblem.USED
         else:
-            coupon.used_at, coupon.used_by = now, cashier_id
+            coupon.used_at, coupon.used_by, coupon.used_store = now, cashier_id, store
     await session.commit()
     return CouponUse(coupon, reward, problem, owner)

@@ -52,3 +52,24 @@ def amount_problem(error: AmountError, program: Program, locale: str) -> str:
             limit=money(error.limit, program.currency, locale)
         )
     return _("The amount must be a number like 12.50.")
+
+
+def other_store_refused(program: Program, store: str | None, language: str) -> str:
+    """A cashier refunding another store's purchase."""
+    rule = program.store(store)
+    return _("This purchase was made at {store}: its staff or an admin can refund it. Nothing was changed.").format(
+        store=rule.name_in(language) if rule else store or "?"
+    )
+
+
+def wrong_store_refused(program: Program, reward_key: str | None, language: str) -> str:
+    """A coupon whose reward the program limits to other stores."""
+    rule = next((r for r in program.rewards if r.key == reward_key), None)
+    names = [store.name_in(language) for store in program.stores if rule and rule.stores and store.key in rule.stores]
+    return _("This coupon is only accepted at {stores}. Nothing was changed.").format(stores=", ".join(names) or "?")
+
+
+def unknown_store(program: Program, key: str, language: str) -> str:
+    """A store key the program does not name, with the ones it does."""
+    known = ", ".join(f"{store.key} ({store.name_in(language)})" for store in program.stores)
+    return _("There is no store {store}. The stores are: {known}.").format(store=key[:32], known=known or "—")

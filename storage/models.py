@@ -115,6 +115,8 @@ class Purchase(SQLModel, table=True):
     # many are still pending (the purchase's points less what refunds cancelled; 0 once released).
     available_at: datetime | None = None
     pending_points: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The [[stores]] key where it happened (the cashier's store, the API token's, or given); None: no stores.
+    store: str | None = Field(default=None, max_length=32, index=True)
     occurred_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow, index=True)  # surveys select recent purchases by it
 
@@ -171,6 +173,18 @@ class StaffRole(SQLModel, table=True):
     telegram_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
     role: str = Field(max_length=16)
     granted_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffStore(SQLModel, table=True):
+    """The store a staff member works at (``/staff store``): their purchases, refunds and coupons are recorded
+    there. Kept apart from roles, which can come from settings too."""
+
+    __tablename__ = "staff_store"
+
+    telegram_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    store: str = Field(max_length=32)
+    assigned_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    assigned_at: datetime = Field(default_factory=utcnow)
 
 
 class StaffInvite(SQLModel, table=True):
@@ -233,6 +247,7 @@ class Coupon(SQLModel, table=True):
     expires_at: datetime
     used_at: datetime | None = None
     used_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    used_store: str | None = Field(default=None, max_length=32)  # the store whose till accepted it
 
 
 class Campaign(SQLModel, table=True):
@@ -262,6 +277,7 @@ class Refund(SQLModel, table=True):
     points: int
     idempotency_key: str = Field(max_length=128, unique=True)
     actor_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    store: str | None = Field(default=None, max_length=32)  # where the refund was made
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -357,6 +373,7 @@ class Thread(SQLModel, table=True):
     closed_at: datetime | None = None
     rating: int | None = None  # the member's 1–5 rating of the answer, asked on closing
     rated_at: datetime | None = None
+    store: str | None = Field(default=None, max_length=32)  # the store it is about, tagged by support staff
 
 
 class ThreadMessage(SQLModel, table=True):

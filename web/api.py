@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from loyalty import stores
 from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import find_member
@@ -109,6 +110,11 @@ class PurchaseIn(_Model):
         description=f"when the purchase happened, ISO 8601 with a UTC offset: at most {CLOCK_SKEW // MINUTE} minutes "
         "ahead of the bot's clock (a till's clock may run fast) and at most [api] backdate_days back",
     )
+    store: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_-]{1,32}$",
+        description="A [[stores]] key: where it happened (default: the store whose tills use this API token, if any)",
+    )
 
 
 class MemberRef(_Model):
@@ -126,6 +132,7 @@ class PurchaseOut(_Model):
     items: int
     points: int
     balance: int = Field(description="The member's balance now")
+    store: str | None = Field(default=None, description="The [[stores]] key where it happened")
     pending_points: int = Field(
         default=0, description="Of the points, those still inside the return window ([earn] pending_days)"
     )
@@ -141,6 +148,11 @@ class RefundIn(_Model):
     external_id: str = Field(pattern=_ID, description="The purchase's external_id (receipt)")
     amount: str | None = Field(default=None, min_length=1, max_length=32, description="Omit to refund all that is left")
     refund_id: str | None = Field(default=None, pattern=_ID, description="Idempotency key (or the header)")
+    store: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_-]{1,32}$",
+        description="A [[stores]] key: where it happened (default: the store whose tills use this API token, if any)",
+    )
 
 
 class RefundOut(_Model):
@@ -357,12 +369,23 @@ def _purchase_out(purchase: Purchase, member: MemberRef, balance: int, program: 
         items=purchase.items,
         points=purchase.points,
         balance=balance,
+        store=purchase.store,
         pending_points=purchase.pending_points,
         available_at=purchase.available_at,
         occurred_at=purchase.occurred_at,
         recorded_at=purchase.created_at,
         replayed=replayed,
     )
+
+
+def _store(program: Program, given: str | None, request: web.Request) -> str | None:
+    """The store given, else the one whose tills use this token (``[[stores]] tokens``)."""
+    try:
+        return stores.checked(program, given) if given is not None else stores.of_token(program, request[SCOPE])
+    except stores.UnknownStore as unknown:
+        raise ApiError(
+            422, "unknown_store", f"no store {unknown.key!r} in the program", stores=unknown.known
+        ) from unknown
 
 
 async def create_purchase(request: web.Request) -> web.Response:
@@ -382,6 +405,7 @@ async def create_purchase(request: web.Request) -> web.Response:
         result = await record_purchase(
             session,
             program,
+            store=_store(program, body.store, request),
             member_id=member_id,
             amount=given.amount,
             source=SOURCE,
@@ -444,6 +468,7 @@ async def create_refund(request: web.Request) -> web.Response:
                 key=f"api-refund:{_scoped(request, key)}",
                 actor_id=0,
                 now=services.clock(),
+                store=_store(program, body.store, request),
             )
         except RefundRefused as refused:
             if refused.problem is RefundProblem.UNKNOWN:

@@ -12,6 +12,7 @@ from aiogram.utils.i18n import ngettext
 from aiohttp import web
 from pydantic import Field
 
+from loyalty import stores
 from loyalty.audit import OwnAccount
 from loyalty.members import find_member
 from loyalty.program import Program
@@ -27,7 +28,7 @@ from loyalty.refunds import RefundProblem, RefundRefused, receipts, refund
 from loyalty.rewards import CouponProblem, normalize_coupon_code, title_for, use_coupon
 from loyalty.roles import Permission
 from notifications.purchases import announce_purchase, explanation, notify_refund, pending_note
-from notifications.refusals import input_problem, own_account_refused
+from notifications.refusals import input_problem, other_store_refused, own_account_refused, wrong_store_refused
 from notifications.texts import day, locale_of, money, when
 from storage.models import Member, Purchase
 from web.miniapp.core import (
@@ -199,6 +200,7 @@ async def record(request: web.Request) -> web.Response:
             result = await record_purchase(
                 session,
                 program,
+                store=await stores.of_staff(session, program, cashier),
                 member_id=member.id,
                 amount=given.amount,
                 source=source,
@@ -251,8 +253,10 @@ async def accept_coupon(request: web.Request) -> web.Response:
     code = normalize_coupon_code(body.code)
     if code is None:  # a member card, a web address, anything but a coupon
         raise Refused(404, "no_such_coupon", _("No coupon {code}. Please check the code.").format(code=body.code[:40]))
+    cashier = request[VIEWER].telegram_id
     async with services.sessions() as session:
-        used = await use_coupon(session, code, cashier_id=request[VIEWER].telegram_id, now=services.clock())
+        store = await stores.of_staff(session, program, cashier)
+        used = await use_coupon(session, code, cashier_id=cashier, now=services.clock(), program=program, store=store)
     coupon, reward, owner = used.coupon, used.reward, used.owner
     if used.problem is CouponProblem.UNKNOWN or coupon is None or reward is None:
         raise Refused(404, "no_such_coupon", _("No coupon {code}. Please check the code.").format(code=code))
@@ -264,6 +268,8 @@ async def accept_coupon(request: web.Request) -> web.Response:
         raise Refused(409, "expired", _("Coupon {code} expired on {date}.").format(code=code, date=expired))
     if used.problem is CouponProblem.DISABLED:
         raise Refused(409, "disabled", _("That reward is no longer available."))
+    if used.problem is CouponProblem.WRONG_STORE:
+        raise Refused(409, "wrong_store", wrong_store_refused(program, reward.key, language))
     title = title_for(reward, language)
     name = owner.first_name if owner else ""
     message = _("✅ Coupon accepted: {title} for {name} ({code}).").format(
@@ -309,13 +315,14 @@ async def make_refund(request: web.Request) -> web.Response:
                 key=f"app-refund:{cashier}:{body.key}",
                 actor_id=cashier,
                 now=services.clock(),
+                store=await stores.of_staff(session, program, cashier),
+                actor_role=request[VIEWER].role,
             )
         except OwnAccount as own:
             raise Refused(403, "own_account", own_account_refused()) from own
         except RefundRefused as no:
-            raise Refused(
-                409 if no.problem is not RefundProblem.UNKNOWN else 404, no.problem.value, _refusal(no)
-            ) from no
+            why = _refusal(no, program, request[LANGUAGE])
+            raise Refused(409 if no.problem is not RefundProblem.UNKNOWN else 404, no.problem.value, why) from no
     refunded = money(from_minor(result.refund.amount_minor, program), program.currency, locale)
     message = ngettext(
         "↩️ Refunded {amount}: −{points} point, the member's balance is {balance}.",
@@ -334,7 +341,9 @@ async def make_refund(request: web.Request) -> web.Response:
     return json_of(out, 201 if result.created else 200)
 
 
-def _refusal(no: RefundRefused) -> str:
+def _refusal(no: RefundRefused, program: Program, language: str) -> str:
+    if no.problem is RefundProblem.OTHER_STORE:
+        return other_store_refused(program, no.store, language)
     if no.problem is RefundProblem.UNKNOWN:
         return _("No purchase with that receipt.")
     if no.problem is RefundProblem.NOTHING_LEFT:
