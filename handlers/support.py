@@ -34,12 +34,13 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, NotCommand, slash
-from loyalty import feedback
+from loyalty import feedback, stores
 from loyalty.numbers import RowId, whole
 from loyalty.privacy import can_message
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission, StaticRoles, can, staff_roles
+from notifications.refusals import unknown_store
 from notifications.support import INBOX_LINES, waited
 from notifications.texts import day, locale_of, money, speaking, tell, when
 from storage.database import DbSession
@@ -128,6 +129,10 @@ def _card(facts: feedback.MemberFacts, program: Program, thread: Thread) -> str:
             score="—" if facts.nps is None else facts.nps, coupons=facts.open_coupons
         )
     )
+    if (usual := program.store(facts.usual_store)) is not None:
+        lines.append(_("Buys most at: {store}").format(store=html.escape(usual.name_in(program.staff_language))))
+    if (tagged := program.store(thread.store)) is not None:
+        lines.append(_("Thread about: {store}").format(store=html.escape(tagged.name_in(program.staff_language))))
     return "\n".join(lines)
 
 
@@ -424,7 +429,12 @@ THREAD_MESSAGES = 20  # the latest, as much as one Telegram message holds
 async def show_thread(
     message: Message, command: CommandObject, session: DbSession, program: Program, i18n: I18n
 ) -> None:
-    """/thread <id>: the whole conversation (its latest messages), where /inbox shows only the last one."""
+    """/thread <id>: the whole conversation (its latest messages), where /inbox shows only the last one.
+    /thread <id> store <key|none>: tag it with the store it is about."""
+    words = (command.args or "").split()
+    if len(words) == 3 and words[1].lower() == "store" and program.stores:
+        await _tag_store(message, session, program, i18n, words[0], words[2])
+        return
     thread_id = whole((command.args or "").strip().lstrip("#"))
     found = await feedback.get_thread(session, thread_id) if thread_id is not None else None
     if thread_id is None or found is None:
@@ -434,13 +444,16 @@ async def show_thread(
             else _("Usage: {usage}").format(usage=html.escape(_("/thread <thread>")))
         )
         return
-    _thread, member = found
+    thread, member = found
     shown, total = await feedback.messages_of(session, thread_id, THREAD_MESSAGES)
     lines = [
         _("💬 <b>Thread #{thread}</b> with {name} (<code>{code}</code>)").format(
             thread=thread_id, name=html.escape(member.first_name or "—"), code=member.code
         )
     ]
+    language = i18n.current_locale.replace("_", "-")
+    if (tagged := program.store(thread.store)) is not None:
+        lines.append(_("Thread about: {store}").format(store=html.escape(tagged.name_in(language))))
     if total > len(shown):
         lines.append(_("(the latest {shown} of {total} messages)").format(shown=len(shown), total=total))
     locale = i18n.current_locale
@@ -450,6 +463,28 @@ async def show_thread(
         lines.append(f"{when(item.created_at, program.tz, locale)} · <b>{who}</b>: {html.escape(body)}")
     lines += ["", html.escape(_("Answer with /reply <thread> <text>, close with /close <thread>."))]
     await message.answer("\n".join(lines))
+
+
+async def _tag_store(message: Message, session: DbSession, program: Program, i18n: I18n, typed: str, key: str) -> None:
+    thread_id, language = whole(typed.lstrip("#")), i18n.current_locale.replace("_", "-")
+    untag = key.lower() in ("none", "-")
+    try:
+        store = None if untag else stores.checked(program, key.lower())
+    except stores.UnknownStore:
+        await message.answer(html.escape(unknown_store(program, key, language)))
+        return
+    if thread_id is None or not await feedback.tag_store(session, thread_id, store):
+        await message.answer(_("No thread #{thread}.").format(thread=html.escape(typed[:20])))
+        return
+    rule = program.store(store)
+    if rule is None:
+        await message.answer(_("Thread #{thread} is about no particular store now.").format(thread=thread_id))
+    else:
+        await message.answer(
+            _("Thread #{thread} is about {store} now.").format(
+                thread=thread_id, store=html.escape(rule.name_in(language))
+            )
+        )
 
 
 async def reply_command(

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty import stores
 from loyalty.nps import last_score
 from storage.database import begin_write, insert_once
 from storage.models import Coupon, Member, Purchase, StaffPost, Thread, ThreadMessage
@@ -353,6 +354,7 @@ class MemberFacts:
     last_purchase: Purchase | None
     open_coupons: int
     nps: int | None
+    usual_store: str | None = None  # the [[stores]] key they buy at most
 
 
 async def facts(session: AsyncSession, member_id: int, now: datetime) -> MemberFacts:
@@ -378,4 +380,19 @@ async def facts(session: AsyncSession, member_id: int, now: datetime) -> MemberF
             )
         )
     ).scalar_one()
-    return MemberFacts(member, last_purchase, int(coupons), await last_score(session, member_id))
+    usual = await stores.usual_store(session, member_id)
+    return MemberFacts(member, last_purchase, int(coupons), await last_score(session, member_id), usual)
+
+
+async def tag_store(session: AsyncSession, thread_id: int, store: str | None) -> bool:
+    """Tag a thread with the store it is about (None: untag); whether the thread exists. The caller checks the
+    key against the program (``loyalty.stores.checked``)."""
+    await begin_write(session)
+    thread = await session.get(Thread, thread_id)
+    if thread is None:
+        await session.rollback()
+        return False
+    thread.store = store
+    session.add(thread)
+    await session.commit()
+    return True
