@@ -26,7 +26,7 @@ from loyalty.roles import Permission, Role, StaticRoles
 from loyalty.staffing import Outcome, RemoveOutcome
 from notifications.menus import refresh_chat_menu
 from notifications.refusals import unknown_store
-from notifications.staffing import role_name, role_sources, settings_of
+from notifications.staffing import role_name, role_sources, settings_of, store_assigned
 from notifications.texts import speaking, when
 from storage.database import DbSession
 
@@ -134,17 +134,8 @@ async def _store(
         await message.answer(_("No member or Telegram id found for {ref}.").format(ref=html.escape(ref)))
     elif done.outcome is stores.AssignOutcome.NOT_STAFF:
         await message.answer(_("{ref} has no staff role: nothing was changed.").format(ref=shown))
-    elif done.store is None:
-        await message.answer(
-            _("✅ {name} works at no particular store now. It is in the audit log (/audit).").format(name=shown)
-        )
     else:
-        await message.answer(
-            _(
-                "✅ {name} works at {store} now: their purchases, refunds and coupons are recorded "
-                "there. It is in the audit log (/audit)."
-            ).format(name=shown, store=html.escape(done.store.name_in(language)))
-        )
+        await message.answer(store_assigned(done.name or ref, done.store, language, html.escape))
 
 
 async def _list(message: Message, session: DbSession, program: Program, i18n: I18n, static: StaticRoles) -> None:

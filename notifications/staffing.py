@@ -10,6 +10,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
+from loyalty.program import StoreRule
 from loyalty.roles import Role
 from loyalty.staffing import StaffEntry
 from notifications.texts import when
@@ -51,3 +52,15 @@ def role_sources(entry: StaffEntry, tz: ZoneInfo, locale: str, quote: Callable[[
         else:
             sources.append(_("{role} (database, {since})").format(role=role_name(entry.granted), since=since))
     return sources
+
+
+def store_assigned(name: str, store: StoreRule | None, language: str, quote: Callable[[str], str] = str) -> str:
+    """What an admin is told after setting the store someone works at (``quote``: escape for a chat message)."""
+    if store is None:
+        return _("✅ {name} works at no particular store now. It is in the audit log (/audit).").format(
+            name=quote(name)
+        )
+    return _(
+        "✅ {name} works at {store} now: their purchases, refunds and coupons are recorded there. It is in the "
+        "audit log (/audit)."
+    ).format(name=quote(name), store=quote(store.name_in(language)))

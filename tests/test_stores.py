@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from loyalty.program import EXAMPLE_PROGRAM, Program, ProgramError, parse_program
-from storage.models import AuditLog, Coupon, Purchase, Refund, StaffRole, Thread
+from storage.database import begin_write
+from storage.models import AuditLog, Coupon, Purchase, Refund, StaffRole, StaffStore, Thread
 from tests.harness import ADMIN_ID, CASHIER_ID, SUPPORT_CHAT_ID, BotHarness
 from tests.test_http import deps_of
 from tests.test_miniapp import APP, auth
@@ -63,6 +64,7 @@ async def _chain(harness: BotHarness) -> None:
     await harness.send(harness.user(1001, "Ann"), "/start")
     await harness.send(harness.user(DOWNTOWN_CASHIER, "Dora"), "/start")
     async with harness.sessions() as session:
+        await begin_write(session)
         session.add(StaffRole(telegram_id=DOWNTOWN_CASHIER, role="cashier"))
         await session.commit()
     boss = harness.user(ADMIN_ID, "Boss")
@@ -245,3 +247,35 @@ async def test_store_refusals_speak_chinese(harness: BotHarness) -> None:
     await harness.press(dora, "简体中文")
     refused = harness.texts(await harness.send(dora, "/refund R-1"))[0]
     assert "机场店" in refused and "未做任何更改" in refused
+
+
+async def test_the_console_assigns_staff_to_stores(harness: BotHarness) -> None:
+    await _chain(harness)
+    services = deps_of(harness, webapp_url=APP, admin_ids=harness.services.settings.admin_ids)
+    admin = auth(harness, ADMIN_ID, first_name="Ada")
+    async with TestClient(TestServer(make_http_app(services, serve_updates=True))) as client:
+        staff = await (await client.get("/app/api/console/staff", headers=admin)).json()
+        assert [s["key"] for s in staff["stores"]] == ["airport", "downtown"]
+        assert next(s for s in staff["staff"] if s["telegram_id"] == DOWNTOWN_CASHIER)["store"] == "downtown"
+        moved = await client.post(
+            "/app/api/console/staff/store", json={"ref": str(DOWNTOWN_CASHIER), "store": "airport"}, headers=admin
+        )
+        assert moved.status == 200 and "works at Airport now" in (await moved.json())["message"]
+        page = await (await client.get("/app/view/console/staff", headers=admin)).text()
+        assert '<option value="airport" selected>Airport</option>' in page
+        unknown = await client.post(
+            "/app/api/console/staff/store", json={"ref": str(DOWNTOWN_CASHIER), "store": "mars"}, headers=admin
+        )
+        assert unknown.status == 400 and "There is no store mars" in (await unknown.json())["error"]["message"]
+        member = await client.post(
+            "/app/api/console/staff/store",
+            json={"ref": str(DOWNTOWN_CASHIER), "store": ""},
+            headers=auth(harness, 1001),
+        )
+        assert member.status == 403
+        cleared = await client.post(
+            "/app/api/console/staff/store", json={"ref": str(DOWNTOWN_CASHIER), "store": ""}, headers=admin
+        )
+        assert cleared.status == 200 and "no particular store" in (await cleared.json())["message"]
+    async with harness.sessions() as session:
+        assert await session.get(StaffStore, DOWNTOWN_CASHIER) is None

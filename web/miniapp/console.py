@@ -17,7 +17,7 @@ from aiogram.utils.i18n import ngettext
 from aiohttp import web
 from pydantic import Field
 
-from loyalty import profile, staffing
+from loyalty import profile, staffing, stores
 from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.audit import OwnAccount
 from loyalty.console import member_file
@@ -30,8 +30,8 @@ from loyalty.staffing import GrantOutcome, RemoveOutcome
 from notifications.ledger import entry_label
 from notifications.menus import refresh_chat_menu
 from notifications.purchases import notify_adjustment
-from notifications.refusals import own_account_refused
-from notifications.staffing import role_name, role_sources, settings_of
+from notifications.refusals import own_account_refused, unknown_store
+from notifications.staffing import role_name, role_sources, settings_of, store_assigned
 from notifications.texts import birthday_problem, birthday_text, day, locale_of, money, when
 from storage.models import Member
 from web.miniapp.core import (
@@ -521,11 +521,18 @@ class StaffRowOut(Model):
     code: str | None
     sources: list[str] = Field(description="Where the role comes from: settings, an invitation, the database")
     removable: bool = Field(description="Has a role in the database, which can be taken back")
+    store: str | None = Field(default=None, description="The [[stores]] key of the store they work at")
+
+
+class StoreOut(Model):
+    key: str
+    name: str
 
 
 class StaffOut(Model):
     staff: list[StaffRowOut]
     roles: list[RoleOut] = Field(description="The roles an invitation can give")
+    stores: list[StoreOut] = Field(description="The program's stores, to assign staff to (empty: no stores)")
 
 
 async def load_staff(request: web.Request) -> StaffOut:
@@ -534,6 +541,7 @@ async def load_staff(request: web.Request) -> StaffOut:
     program, locale = services.program, locale_of(request[LANGUAGE])
     async with services.sessions() as session:
         entries = await staffing.staff_list(session, static_roles(services))
+        at = await stores.assignments(session) if program.stores else {}
     rows = []
     for entry in entries:
         sources = role_sources(entry, program.tz, locale)
@@ -546,9 +554,48 @@ async def load_staff(request: web.Request) -> StaffOut:
                 code=entry.code,
                 sources=sources,
                 removable=entry.granted is not None,
+                store=at.get(entry.telegram_id) if program.store(at.get(entry.telegram_id)) else None,
             )
         )
-    return StaffOut(staff=rows, roles=[RoleOut(key=r.value, name=role_name(r)) for r in staffing.INVITABLE])
+    language = request[LANGUAGE]
+    return StaffOut(
+        staff=rows,
+        roles=[RoleOut(key=r.value, name=role_name(r)) for r in staffing.INVITABLE],
+        stores=[StoreOut(key=store.key, name=store.name_in(language)) for store in program.stores],
+    )
+
+
+class StoreIn(Model):
+    ref: str = Field(min_length=1, max_length=MAX_QUERY, description="Member code, Telegram id or @username")
+    store: str | None = Field(default=None, max_length=32, description="A [[stores]] key; empty or none: no store")
+
+
+async def assign_store(request: web.Request) -> web.Response:
+    _admin(request, Permission.MANAGE_STAFF)
+    services = request.app[SERVICES]
+    program, language = services.program, request[LANGUAGE]
+    body = await read(request, StoreIn)
+    key = (body.store or "").strip().lower() or None
+    async with services.sessions() as session:
+        try:
+            done = await stores.assign(
+                session,
+                program,
+                static_roles(services),
+                ref=body.ref.strip(),
+                store=key,
+                actor_id=request[VIEWER].telegram_id,
+                now=services.clock(),
+            )
+        except stores.UnknownStore as unknown:
+            raise Refused(400, "unknown_store", unknown_store(program, unknown.key, language)) from unknown
+    shown = done.name or body.ref
+    if done.outcome is stores.AssignOutcome.NOT_FOUND:
+        raise Refused(404, "not_found", _("No member or Telegram id found for {ref}.").format(ref=body.ref))
+    if done.outcome is stores.AssignOutcome.NOT_STAFF:
+        raise Refused(409, "not_staff", _("{ref} has no staff role: nothing was changed.").format(ref=shown))
+    message = store_assigned(shown, done.store, language)
+    return json_of(DoneOut(message=message))
 
 
 class InviteIn(Model):
@@ -606,6 +653,7 @@ ACTIONS = [
     Action("console/staff/grant", grant_role, GrantIn, StaffChangedOut, "Give a member a staff role"),
     Action("console/staff/remove", remove_role, RemoveIn, StaffChangedOut, "Take back a role given in the database"),
     Action("console/staff/invite", make_invite, InviteIn, InviteMadeOut, "A one-time staff invitation link (per key)"),
+    Action("console/staff/store", assign_store, StoreIn, DoneOut, "The store a staff member works at (audited)"),
 ]
 
 
