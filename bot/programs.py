@@ -15,12 +15,11 @@ import logging
 from typing import Any
 
 from loyalty.program import ProgramError
-from loyalty.revisions import ProgramRef, current_number, get_revision
+from loyalty.revisions import CHANNEL, ProgramRef, announce, current_number, get_revision
 from storage.database import SessionFactory
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "loyalty:program"  # the message is the new revision's number
 POLL_SECONDS = 2.0
 POLL_SECONDS_WITH_REDIS = 30.0
 
@@ -89,11 +88,6 @@ class ProgramWatcher:
                 await self.refresh()
         finally:
             await pubsub.aclose()
-
-
-async def announce(redis: Any, number: int) -> None:
-    """Tell every process listening that revision ``number`` is in force."""
-    await redis.publish(CHANNEL, str(number))
 
 
 async def announce_to(redis_url: str, number: int) -> str | None:
