@@ -431,7 +431,7 @@ def summary(program: Program, section: str) -> str:
     if section == "vip":
         offer = program.vip_offer
         return (
-            _("{price} Stars for {days} days").format(price=offer.price_stars, days=offer.period_days)
+            _("Offered: {price} ⭐ per {days}-day period").format(price=offer.price_stars, days=offer.period_days)
             if offer
             else _("Off")
         )
