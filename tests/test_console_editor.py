@@ -193,6 +193,9 @@ async def test_rollback_history_export_and_import(app: TestClient, harness: BotH
     ]
     assert page["revisions"][0]["changed"] == ["Earning"] and page["revisions"][1]["who"] == f"{ADMIN_ID}"
 
+    for view, text in (("history", "Make current"), ("file", "Import a program file")):
+        shown = await app.get(f"/app/view/console/program/{view}", headers=headers)
+        assert shown.status == 200 and text in await shown.text()
     file = await (await app.get(f"{API}/file", headers=headers)).json()
     assert file["revision"] == 3 and same_program(parse_program(file["toml"]), original)
     same = await app.post(f"{API}/import", json={"toml": file["toml"], "based_on": 3}, headers=headers)

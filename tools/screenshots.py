@@ -145,8 +145,8 @@ async def settled(page: Page, screen: str) -> None:
     await page.wait_for_timeout(150)
 
 
-async def shoot(page: Page, out: Path, name: str) -> None:
-    await page.screenshot(path=str(out / f"{name}.png"))
+async def shoot(page: Page, out: Path, name: str, *, whole: bool = False) -> None:
+    await page.screenshot(path=str(out / f"{name}.png"), full_page=whole)
     print(f"  {name}.png")
 
 
@@ -269,13 +269,12 @@ async def admin_screens(
             await page.locator("#preview-result").wait_for(state="visible")
             await page.locator("[data-field='minimum_amount'] input").fill("-5")
             await page.locator("[data-path='earn.minimum_amount'] > [data-error]").wait_for(state="visible")
-            await page.locator("#sample").scroll_into_view_if_needed()
-            await page.evaluate("window.scrollBy(0, -330)")
+            await page.locator("#preview-draft", has_text="—").wait_for()
         elif name == "program-rewards":
             await page.locator(".row-list > [data-row] > summary").first.click()
         await page.wait_for_timeout(100)
         full = f"{name}-{language}-{scheme}"
-        await shoot(page, out, full)
+        await shoot(page, out, full, whole=name == "program-earn")
         names.append(full)
         await page.context.close()
     return names

@@ -385,6 +385,7 @@ def section_form(program: Program, section: str) -> SectionOut:
         fields = form_fields(Program, value, "", GENERAL_KEYS)
     elif shape == "list":
         fields = form_fields(Program, {section: value or []}, "", (section,))
+        fields[0].label = ""  # the section's title says it
     else:
         fields = form_fields(model, value or {}, section)
     hint = _(HINTS[section]) if section in HINTS else None

@@ -53,6 +53,13 @@ function editSection(root, form, app) {
     status.textContent = result.message;
     status.classList.toggle("bad", !result.ok);
     if (result.ok && sample.elements.amount.value.trim()) preview();
+    else if (!result.ok && !root.querySelector("#preview-result").hidden) {
+      // A comparison with a draft that no longer stands would mislead.
+      root.querySelector("#preview-draft").textContent = "—";
+      const message = root.querySelector("#preview-message");
+      message.textContent = result.message;
+      message.classList.add("bad");
+    }
   }
 
   const later = () => {
