@@ -123,7 +123,7 @@ async def test_a_rejected_value_is_explained_next_to_its_field_and_nothing_is_sa
     await open_section(admin, "earn")
     await admin.locator("[data-field='points_per_unit'] input").fill("-1")
     error = admin.locator("[data-path='earn.points_per_unit'] > [data-error]")
-    await expect(error).to_contain_text("greater than 0")  # as the admin types
+    await expect(error).to_contain_text("earn.points_per_unit: Input should be greater than 0")  # as one types
     await expect(admin.locator("[data-path='earn.points_per_unit'] input")).to_have_attribute("aria-invalid", "true")
     await admin.locator("#editor-save").click()
     await expect(admin.locator("#toast")).to_contain_text("earn.points_per_unit")
@@ -135,7 +135,9 @@ async def test_a_rejected_value_is_explained_next_to_its_field_and_nothing_is_sa
     await row.locator("[data-field='key'] input").fill("Bad Key")
     await row.locator("[data-field='title'] input").fill("Cookie")
     await row.locator("[data-field='cost'] input").fill("40")
-    await expect(row.locator("[data-field='key'] > [data-error]")).to_contain_text("should match pattern")
+    await expect(row.locator("[data-field='key'] > [data-error]")).to_contain_text(
+        "rewards.2.key: String should match pattern"
+    )
     await expect(row.locator("summary")).to_contain_text("Bad Key")
     await row.locator("[data-field='key'] input").fill("cookie")
     await expect(admin.locator("#editor-status")).to_have_text("Looks right.")

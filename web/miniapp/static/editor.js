@@ -220,8 +220,9 @@ function showProblems(form, problems) {
       place = form.querySelector(`[data-path="${CSS.escape(at)}"]`);
     }
     const target = place || form;
-    const shown = target === form ? form.querySelector(":scope > [data-error]") : target.querySelector(":scope > [data-error]");
-    shown.textContent = shown.textContent ? `${shown.textContent}\n${message}` : message;
+    const shown = target.querySelector(":scope > [data-error]");
+    const named = path ? `${path}: ${message}` : message; // the key, as the program file and the server name it
+    shown.textContent = shown.textContent ? `${shown.textContent}\n${named}` : named;
     shown.hidden = false;
     if (place) {
       place.querySelector(":scope input, :scope select, :scope textarea")?.setAttribute("aria-invalid", "true");
