@@ -16,12 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loyalty.program import Program, ProgramError
-from loyalty.revisions import ProgramRef, current_number, get_revision
+from loyalty.revisions import CHANNEL, ProgramRef, announce, current_number, get_revision
 from storage.database import SessionFactory
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "loyalty:program"  # the message is the new revision's number
 POLL_SECONDS = 2.0
 POLL_SECONDS_WITH_REDIS = 30.0
 
@@ -104,11 +103,6 @@ class ProgramWatcher:
                 await self.refresh()
         finally:
             await pubsub.aclose()
-
-
-async def announce(redis: Any, number: int) -> None:
-    """Tell every process listening that revision ``number`` is in force."""
-    await redis.publish(CHANNEL, str(number))
 
 
 async def announce_to(redis_url: str, number: int) -> str | None:

@@ -23,12 +23,13 @@ from sqlmodel import col
 from loyalty.program import Program, program_data, program_from_data
 from loyalty.rewards import sync_catalog
 from storage.database import begin_write
-from storage.models import ProgramRevision
+from storage.models import AuditLog, ProgramRevision
 
 # Who made a revision, besides a Telegram user's id.
 FROM_FILE = "file"  # the program file, at the first start on a fresh database
 FROM_CLI = "cli"  # `loyalty program import` or `rollback`
-FROM_TELEGRAM = "telegram"  # an admin in chat (author_id is theirs)
+CHANNEL = "loyalty:program"  # Redis pub/sub (``bot.programs``): the message is the new revision's number
+FROM_TELEGRAM = "telegram"  # an admin in chat or the Mini App's console (author_id is theirs)
 
 
 class ProgramRef:
@@ -132,11 +133,13 @@ async def save_revision(
     author_id: int | None = None,
     note: str | None = None,
     restores: int | None = None,
+    audit: str | None = None,
 ) -> Revision:
     """Store ``program`` as the revision after ``based_on`` and bring the reward catalog in line with it.
 
     ``program`` as data is checked first (``ProgramError`` naming the key; nothing is stored). Raises
-    ``StaleRevision`` if ``based_on`` is not the revision in force (None: there is none yet)."""
+    ``StaleRevision`` if ``based_on`` is not the revision in force (None: there is none yet). ``audit``: the
+    audit log's action for a person's change (``author_id``), written with the revision, naming what changed."""
     if isinstance(program, dict):
         program = program_from_data(program)
     await begin_write(session)
@@ -145,6 +148,14 @@ async def save_revision(
         await session.rollback()
         raise await _stale(session, based_on, current)
     number = (current or 0) + 1
+    if audit is not None and author_id is not None:
+        before = await get_revision(session, current) if current is not None else None
+        changed = changed_keys(before.program, program) if before is not None else []
+        detail = f"program revision {number}" + (f" ({', '.join(changed)})" if changed else "")
+        if restores is not None:
+            detail += f", brings back revision {restores}"
+        detail = f"{detail}: {note}" if note else detail
+        session.add(AuditLog(actor_id=author_id, action=audit, detail=detail[:512], created_at=now))
     session.add(
         ProgramRevision(
             number=number,
@@ -185,13 +196,22 @@ async def rollback_to(
     now: datetime,
     author_id: int | None = None,
     note: str | None = None,
+    audit: str | None = None,
 ) -> Revision:
     """Make revision ``number`` current again: a new revision with its content. ``LookupError`` if there is none."""
     old = await get_revision(session, number)
     if old is None:
         raise LookupError(number)
     return await save_revision(
-        session, old.program, based_on=based_on, author=author, now=now, author_id=author_id, note=note, restores=number
+        session,
+        old.program,
+        based_on=based_on,
+        author=author,
+        now=now,
+        author_id=author_id,
+        note=note,
+        restores=number,
+        audit=audit,
     )
 
 
@@ -207,3 +227,9 @@ async def ensure_first_revision(session: AsyncSession, program: Program, now: da
         current = await current_revision(session)
         assert current is not None
         return current
+
+
+async def announce(redis: Any, number: int) -> None:
+    """Tell every process listening (``bot.programs.ProgramWatcher``) that revision ``number`` is in force; those
+    that miss it read the number within 30 s anyway."""
+    await redis.publish(CHANNEL, str(number))

@@ -29,6 +29,7 @@ from loyalty import profile
 from loyalty.members import join, set_language
 from loyalty.program import load_program
 from loyalty.purchases import record_purchase
+from loyalty.revisions import FROM_TELEGRAM, ensure_first_revision, save_revision
 from loyalty.rewards import catalog, redeem, sync_catalog
 from storage.clock import utcnow
 from storage.database import make_engine, make_session_factory
@@ -39,12 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 STAND_IN = ROOT / "web" / "miniapp" / "static" / "telegram-stand-in.js"
 TELEGRAM_SCRIPT = "https://telegram.org/js/telegram-web-app.js"
 CHROMIUM = "/usr/bin/chromium"
-MEMBER_ID, CASHIER_ID = 1001, 9002
+MEMBER_ID, CASHIER_ID, ADMIN_ID = 1001, 9002, 9001
 MEMBER_SCREENS = ["home", "card", "rewards", "history", "invite", "profile", "settings", "data"]
 CASHIER_SCREENS = ["till", "till-member"]
 LANGUAGES = {"en": "en", "zh-Hans": "zh-hans", "zh-Hant": "zh-hant"}  # ours: Telegram's language_code
 # Traditional Chinese differs from Simplified in its glyphs and words, not its layout: a few screens show it.
-ZH_HANT_SCREENS = {"home", "card", "till-member"}
+ZH_HANT_SCREENS = {"home", "card", "till-member", "program-earn"}
 SCHEMES = ("light", "dark")
 VIEWPORT = {"width": 390, "height": 844}
 
@@ -64,6 +65,7 @@ async def seed(url: str) -> Seeded:
     try:
         async with sessions() as session:
             await sync_catalog(session, program)
+            await ensure_first_revision(session, program, now - timedelta(days=60))
             joined = await join(
                 session,
                 program,
@@ -107,6 +109,11 @@ async def seed(url: str) -> Seeded:
             assert latte.id is not None
             await redeem(session, member_id=member.id, reward_id=latte.id, key="screenshots", now=now, program=program)
             await profile.set_favourite(session, program, member.id, "coffee", True, now)
+            # An admin's edit in the console, for the program's history.
+            bigger = program.model_copy(update={"welcome": program.welcome.model_copy(update={"bonus": 100})})
+            await save_revision(
+                session, bigger, based_on=1, author=FROM_TELEGRAM, author_id=ADMIN_ID, now=now, note="A bigger welcome"
+            )
             return Seeded(member.id, member.code)
     finally:
         await engine.dispose()
@@ -138,8 +145,8 @@ async def settled(page: Page, screen: str) -> None:
     await page.wait_for_timeout(150)
 
 
-async def shoot(page: Page, out: Path, name: str) -> None:
-    await page.screenshot(path=str(out / f"{name}.png"))
+async def shoot(page: Page, out: Path, name: str, *, whole: bool = False) -> None:
+    await page.screenshot(path=str(out / f"{name}.png"), full_page=whole)
     print(f"  {name}.png")
 
 
@@ -154,6 +161,7 @@ async def photograph(out: Path) -> list[str]:
                 telegram_api_url=tg.base_url,
                 database_url=url,
                 cashier_ids=frozenset({CASHIER_ID}),
+                admin_ids=frozenset({ADMIN_ID}),
                 webapp_url="https://shop.example.com/app/",
                 _env_file=None,
             )  # type: ignore[call-arg]
@@ -177,6 +185,7 @@ async def photograph(out: Path) -> list[str]:
                             written += await cashier_screens(
                                 browser, app_url, tg.token, language, code, scheme, out, seeded.code
                             )
+                            written += await admin_screens(browser, app_url, tg.token, language, code, scheme, out)
                     await browser.close()
             finally:
                 await runner.cleanup()
@@ -232,6 +241,45 @@ async def cashier_screens(
     return names
 
 
+async def admin_screens(
+    browser: Browser, app_url: str, token: str, language: str, code: str, scheme: str, out: Path
+) -> list[str]:
+    """The console's Program editor: the sections, the earn form with a mistake and a preview, the rewards list
+    with a row open, and the history."""
+    user = {"id": ADMIN_ID, "first_name": "Ada", "language_code": code}
+    names = []
+    shots = [
+        ("program", "console/program"),
+        ("program-earn", "console/program?section=earn"),
+        ("program-rewards", "console/program?section=rewards"),
+        ("program-history", "console/program/history"),
+    ]
+    for name, screen in shots:
+        if language == "zh-Hant" and name not in ZH_HANT_SCREENS:
+            continue
+        page = await open_page(browser, app_url, token, user, dark=scheme == "dark", screen=screen)
+        await settled(page, screen.partition("?")[0])
+        if name == "program-earn":
+            await page.locator("[data-field='points_per_unit'] input").fill("2")
+            await page.locator("[data-field='minimum_amount'] input").fill("-5")
+            await page.locator("[data-path='earn.minimum_amount'] > [data-error]").wait_for(state="visible")
+            await page.locator("[data-field='minimum_amount'] input").fill("5")
+            await page.locator("#sample input[name=amount]").fill("36.50")
+            await page.locator("#sample [type=submit]").click()
+            await page.locator("#preview-result").wait_for(state="visible")
+            await page.locator("[data-field='minimum_amount'] input").fill("-5")
+            await page.locator("[data-path='earn.minimum_amount'] > [data-error]").wait_for(state="visible")
+            await page.locator("#preview-draft", has_text="—").wait_for()
+        elif name == "program-rewards":
+            await page.locator(".row-list > [data-row] > summary").first.click()
+        await page.wait_for_timeout(100)
+        full = f"{name}-{language}-{scheme}"
+        await shoot(page, out, full, whole=name == "program-earn")
+        names.append(full)
+        await page.context.close()
+    return names
+
+
 def write_index(out: Path, names: list[str]) -> None:
     titles = {
         "home": "Home: balance, tier, punch card",
@@ -245,6 +293,10 @@ def write_index(out: Path, names: list[str]) -> None:
         "data": "My data",
         "till": "Cashier: till",
         "till-member": "Cashier: member scanned, amount typed",
+        "program": "Console: the program's sections",
+        "program-earn": "Console: editing earning, a mistake beside its field, a sample purchase compared",
+        "program-rewards": "Console: the rewards list, one open",
+        "program-history": "Console: the program's revisions, Make current",
     }
     lines = [
         "# Mini App screenshots",

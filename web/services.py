@@ -12,6 +12,7 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 
 from loyalty.program import Program
+from loyalty.revisions import ProgramRef
 from storage.database import SessionFactory
 
 
@@ -45,6 +46,8 @@ class WebServices(Protocol):
     def settings(self) -> WebSettings: ...
     @property
     def program(self) -> Program: ...
+    @property
+    def programs(self) -> ProgramRef: ...  # the holder of the revision in force, for the program editor
     @property
     def sessions(self) -> SessionFactory: ...
     @property

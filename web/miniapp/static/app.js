@@ -268,6 +268,10 @@ function wire(root) {
     });
   }
   for (const more of root.querySelectorAll("[data-more]")) watchMore(more);
+  // The console's program editor has a module of its own, loaded when one of its screens is shown.
+  if (root.querySelector("[data-editor-screen], [data-save-text], [data-load-into]")) {
+    import("./editor.js").then((editor) => editor.wire(root, { request, note, show, errorText }));
+  }
 }
 
 // History is paged as you scroll: the next page's rows are appended when its marker comes into view.
