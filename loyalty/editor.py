@@ -38,6 +38,7 @@ SECTIONS = (
     "rewards",
     "promotions",
     "punch_cards",
+    "stores",
     "tiers",
     "referrals",
     "sharing",

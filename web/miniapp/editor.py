@@ -73,6 +73,7 @@ SECTION_TITLES = {
     "rewards": N_("Rewards"),
     "promotions": N_("Promotions"),
     "punch_cards": N_("Punch cards"),
+    "stores": N_("Stores"),
     "tiers": N_("Tiers"),
     "referrals": N_("Referrals"),
     "sharing": N_("Sharing"),
@@ -94,6 +95,7 @@ SECTION_ICONS = {
     "rewards": "🎁",
     "promotions": "📣",
     "punch_cards": "☕",
+    "stores": "🏬",
     "tiers": "🏅",
     "referrals": "👥",
     "sharing": "📤",
@@ -194,6 +196,12 @@ LABELS = {
     "point_value": N_("What a point costs you"),
     "effect_days": N_("A campaign's effect counts for (days)"),
     "backdate_days": N_("A till may send purchases this many days late"),
+    "pending_days": N_("Return window: points pending for (days)"),
+    "count_pending": N_("Count purchases toward tiers while their points are pending"),
+    "stores": N_("Only at these stores (keys)"),
+    "stores.name": N_("Name"),
+    "stores.timezone": N_("Time zone, if not the program's"),
+    "tokens": N_("API tokens of its tills (names)"),
 }
 HINTS = {
     "earn.categories": N_("Separated by commas, e.g. coffee, pastry"),
@@ -202,6 +210,10 @@ HINTS = {
     "expiry.days": N_("For “days after earning”"),
     "expiry.months": N_("For “end of month”: 0 is the end of the month of earning"),
     "vip": N_("Leave price, benefits and terms empty to offer no VIP"),
+    "earn.pending_days": N_("0: points can be spent at once; a refund inside the window cancels pending points"),
+    "promotions.stores": N_("Separated by commas; empty: every store"),
+    "rewards.stores": N_("Separated by commas; empty: every store"),
+    "stores.tokens": N_("Names from LOYALTY_API_TOKENS, separated by commas"),
 }
 OPTIONS = {
     "down": N_("Down"),
@@ -426,6 +438,11 @@ def summary(program: Program, section: str) -> str:
     if section == "punch_cards":
         count = len(program.punch_cards)
         return ngettext("{count} punch card", "{count} punch cards", count).format(count=count)
+    if section == "stores":
+        count = len(program.stores)
+        if not count:
+            return _("One shop (no stores listed)")
+        return ngettext("{count} store", "{count} stores", count).format(count=count)
     if section == "tiers":
         count = len(program.tiers.levels)
         return ngettext("{count} level", "{count} levels", count).format(count=count)
