@@ -268,6 +268,9 @@ function wire(root) {
     });
   }
   for (const more of root.querySelectorAll("[data-more]")) watchMore(more);
+  if (root.querySelector("[data-dashboard]")) {
+    import("./dashboard.js").then(({ wireDashboard }) => wireDashboard(root, { tg, base: BASE, request, show, note, errorText }));
+  }
 }
 
 // History is paged as you scroll: the next page's rows are appended when its marker comes into view.
