@@ -81,4 +81,7 @@ async def test_the_console_tab_opens_the_dashboard_in_english(
     assert figures(board)[("members", "total")] == 3
     points = await page.locator("[data-chart=members] circle.mark.s1").count()
     assert points == len(board["trend"]["purchases"])
+    await page.locator("[data-chart=members] circle.mark.s1").last.hover()
+    if os.environ.get("LOYALTY_SCREENSHOTS"):
+        await page.screenshot(path=os.environ["LOYALTY_SCREENSHOTS"].replace(".png", "-en.png"), full_page=True)
     await page.close()

@@ -474,7 +474,7 @@ def cohorts_chart(board: Dashboard, program: Program, locale: str) -> ChartOut:
 
 def _cards(board: Dashboard, program: Program, locale: str) -> list[CardOut]:
     m, c, nps, p = board.members, board.customers, board.nps, board.points
-    outstanding = money(p.outstanding_value(program), program.currency, locale)
+    outstanding = short_money(p.outstanding_value(program), program.currency, locale)  # a third of a phone wide
     return [
         CardOut(
             key="members",
