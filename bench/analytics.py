@@ -81,16 +81,17 @@ FROM member WHERE id % 10 = 0
 """
 
 
-async def fill(server: str, members: int, purchases: int) -> str:
-    url = await fresh_pg_database(server, DATABASE)
+async def fill(server: str, members: int, purchases: int, database: str = DATABASE, now: datetime = NOW) -> str:
+    """A fresh database ``database`` filled server-side (generate_series): members and purchases up to ``now``."""
+    url = await fresh_pg_database(server, database)
     if url is None:
         raise SystemExit(f"no PostgreSQL answers at {server}")
     await upgrade_async(url)
-    connection = await asyncpg.connect(f"postgresql://{server}/{DATABASE}")
+    connection = await asyncpg.connect(f"postgresql://{server}/{database}")
     started = time.perf_counter()
     for statement in FILL.split(";\n\n"):
         await connection.execute(
-            statement.replace("$now", f"'{NOW.isoformat()}'")
+            statement.replace("$now", f"'{now.isoformat()}'")
             .replace("$members", str(members))
             .replace("$purchases", str(purchases))
         )

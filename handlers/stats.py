@@ -250,21 +250,6 @@ def _charts(board: Dashboard, program: Program, i18n: I18n) -> list[tuple[str, b
     ]
 
 
-async def _board(sessions: SessionFactory, program: Program, period: Period, now: datetime) -> Dashboard:
-    """The scheduler's snapshot for a standard period when fresh; else computed now (and kept for the next)."""
-    standard = period.label in metrics.SNAPSHOT_PERIODS
-    if standard:
-        async with sessions() as session:
-            snapshot = await metrics.fresh_snapshot(session, period.label, now)
-        if snapshot is not None:
-            return snapshot
-    board = await metrics.dashboard(sessions, program, period, program.analytics.effect_days)
-    if standard:
-        async with sessions() as session:
-            await metrics.save_snapshot(session, board, now)
-    return board
-
-
 async def stats(
     message: Message,
     command: CommandObject,
@@ -281,7 +266,7 @@ async def stats(
         )
         return
     await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
-    board = await _board(sessions, program, period, clock())
+    board = await metrics.board_for(sessions, program, period, clock())
     text = card(board, program)
     if board.period.end < period.end - timedelta(minutes=1):
         text += "\n\n" + _("Figures as of {time}.").format(

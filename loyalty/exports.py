@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import io
 import shutil
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -188,6 +189,32 @@ async def export(session: AsyncSession, name: str, directory: Path, currency_dig
     if path.stat().st_size > TELEGRAM_FILE_LIMIT:
         path = await asyncio.to_thread(_gzip, path)  # tens of megabytes: seconds the event loop must not wait
     return path, rows
+
+
+async def stream_csv(
+    session: AsyncSession, name: str, currency_digits: int, rows_per_chunk: int = 2000
+) -> AsyncIterator[str]:
+    """One table as the CSV text ``export`` writes (byte-order mark, header, rows), in pieces: for a download
+    that starts at once and never holds the whole table."""
+    columns, statement, row_of = EXPORTS[name]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")
+    writer.writerow(columns)
+    rows = 0
+    await begin_snapshot(session)  # PostgreSQL's server-side cursor needs a transaction
+    try:
+        result = await session.stream(statement.execution_options(yield_per=2000))
+        async for (row,) in result:
+            writer.writerow([_cell(value) for value in row_of(row, currency_digits)])
+            rows += 1
+            if rows % rows_per_chunk == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    finally:
+        await session.rollback()  # read only
 
 
 def _gzip(path: Path) -> Path:

@@ -767,3 +767,20 @@ async def refresh_snapshots(sessions: SessionFactory, program: Program, now: dat
         async with sessions() as session:
             await save_snapshot(session, board, now)
     return len(SNAPSHOT_PERIODS)
+
+
+async def board_for(sessions: SessionFactory, program: Program, period: Period, now: datetime) -> Dashboard:
+    """What /stats and the console's dashboard show: the scheduler's snapshot for a standard period when fresh;
+    else computed now, and for a standard period kept as its snapshot for the next reader. Another length is
+    computed each time (the scheduler keeps none for it). The board's ``period.end`` is when it was computed."""
+    standard = period.label in SNAPSHOT_PERIODS
+    if standard:
+        async with sessions() as session:
+            snapshot = await fresh_snapshot(session, period.label, now)
+        if snapshot is not None:
+            return snapshot
+    board = await dashboard(sessions, program, period, program.analytics.effect_days)
+    if standard:
+        async with sessions() as session:
+            await save_snapshot(session, board, now)
+    return board

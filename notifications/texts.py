@@ -19,7 +19,7 @@ from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_skeleton
-from babel.numbers import format_currency
+from babel.numbers import format_compact_currency, format_compact_decimal, format_currency, format_decimal
 
 from loyalty.members import MemberView, map_language
 from loyalty.pending import Pending
@@ -72,8 +72,38 @@ def money(amount: Decimal, currency: str, locale: str) -> str:
     return format_currency(amount, currency, locale=_BABEL.get(locale, _BABEL["en"]))
 
 
+def short_money(amount: Decimal, currency: str, locale: str) -> str:
+    """ "CN¥4.5M", "¥449.5万": an amount beside a chart's bar; under 10,000 as ``money`` says it."""
+    if abs(amount) < 10_000:
+        return money(amount, currency, locale)
+    return format_compact_currency(amount, currency, fraction_digits=1, locale=_BABEL.get(locale, _BABEL["en"]))
+
+
 def day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
     return format_date(moment.astimezone(tz).date(), format="medium", locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def month(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """ "Nov 2026", "2026年11月": a month on a chart."""
+    return format_skeleton("yMMM", moment.astimezone(tz).date(), locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def short_month(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """ "Nov", "11月": a month on a chart beside others of its year."""
+    return format_skeleton("MMM", moment.astimezone(tz).date(), locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def short_day(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """ "Nov 3", "11月3日": a day under a chart, where the year goes without saying."""
+    return format_skeleton("MMMd", moment.astimezone(tz).date(), locale=_BABEL.get(locale, _BABEL["en"]))
+
+
+def number(value: float, locale: str, *, compact: bool = False) -> str:
+    """A count with the locale's grouping ("12,345"); ``compact``: on a chart's axis ("12K", "1.2万")."""
+    babel = _BABEL.get(locale, _BABEL["en"])
+    if compact:
+        return format_compact_decimal(value, format_type="short", fraction_digits=1, locale=babel)
+    return format_decimal(value, locale=babel)
 
 
 # A birthday reads day first in English, "3 May" (CLDR's international English; "May 3" is American), so that

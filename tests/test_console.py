@@ -302,7 +302,7 @@ async def test_admins_see_the_console_tab_and_cashiers_do_not(app: TestClient, h
     await join(harness, language="zh-hans")
     admin = await (await app.get("/app/view/till", headers=auth(harness, ADMIN_ID, **ADMIN))).text()
     cashier = await (await app.get("/app/view/till", headers=auth(harness, CASHIER_ID))).text()
-    assert 'data-go="console/members"' in admin and 'data-go="console/members"' not in cashier
+    assert 'data-go="console/dashboard"' in admin and 'data-go="console/' not in cashier
 
 
 async def test_the_console_is_in_the_openapi_document(app: TestClient) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from loyalty.roles import Permission, can
-from web.miniapp import console, editor, member, till
+from web.miniapp import console, dashboard, editor, member, till
 from web.miniapp.auth import Viewer
 from web.miniapp.core import (
     BACKGROUND,
@@ -51,11 +51,14 @@ def setup(app: web.Application, config: AppConfig) -> None:
     member.setup(app, base)
     till.setup(app, base)
     console.setup(app, base)
+    dashboard.setup(app, base)
     editor.setup(app, base)
     add_start(app, base, first_screen)
 
 
 def first_screen(viewer: Viewer) -> Screen:
+    if can(viewer.role, Permission.MANAGE_STAFF) and can(viewer.role, Permission.VIEW_REPORTS):
+        return dashboard.SCREENS[0]  # an admin opens on the program's figures
     if can(viewer.role, Permission.RECORD_PURCHASE) or (
         viewer.member is None and can(viewer.role, Permission.REDEEM_COUPON)
     ):
@@ -72,7 +75,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
     }
     paths: dict[str, Any] = {}
     models: list[type[BaseModel]] = []
-    for screen in [*member.SCREENS, *till.SCREENS, *console.SCREENS, *editor.SCREENS]:
+    for screen in [*member.SCREENS, *till.SCREENS, *console.SCREENS, *dashboard.SCREENS, *editor.SCREENS]:
         models.append(screen.out)
         paths[f"{base}api/{screen.name}"] = {
             "get": {

@@ -272,6 +272,9 @@ function wire(root) {
   if (root.querySelector("[data-editor-screen], [data-save-text], [data-load-into]")) {
     import("./editor.js").then((editor) => editor.wire(root, { request, note, show, errorText }));
   }
+  if (root.querySelector("[data-dashboard]")) {
+    import("./dashboard.js").then(({ wireDashboard }) => wireDashboard(root, { tg, base: BASE, request, show, note, errorText }));
+  }
 }
 
 // History is paged as you scroll: the next page's rows are appended when its marker comes into view.

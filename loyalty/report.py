@@ -1,0 +1,139 @@
+"""The program's figures as one plain document: what ``loyalty report`` prints (as JSON, a table or CSV) and what
+the console's dashboard serves, made in one place so that the two always agree."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from loyalty.metrics import Dashboard
+from loyalty.program import Program
+from loyalty.purchases import from_minor
+
+
+@dataclass(frozen=True)
+class Share:
+    """A rate: 0.8 in JSON, "80.0%" in the table and CSV; None (no data) is null, or blank."""
+
+    value: float | None
+
+
+def _percent(value: float | None) -> Share:
+    return Share(value)
+
+
+def shown(value: Any) -> str:
+    """A figure as the table and the CSV show it."""
+    if isinstance(value, Share):
+        return "" if value.value is None else f"{value.value:.1%}"
+    return "" if value is None else str(value)
+
+
+def number(value: Any) -> Any:
+    """A figure as JSON carries it: numbers as numbers, nothing as null."""
+    if isinstance(value, Share):
+        return value.value
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
+    """(section, figure, value) for every figure: the one list the three formats are made from."""
+    m, c, nps, s, p = board.members, board.customers, board.nps, board.support, board.points
+    wait = s.median_first_response
+    value = p.outstanding_value(program)
+    out: list[tuple[str, str, Any]] = [
+        ("members", "total", m.total),
+        ("members", "new", m.new),
+        ("members", "active", m.active),
+        ("members", "engagement rate", _percent(m.engagement_rate)),
+        ("customers", "at start", c.at_start),
+        ("customers", "at end", c.at_end),
+        ("customers", "new", c.new),
+        ("customers", "retention rate (12-month customers)", _percent(c.retention_rate)),
+        ("customers", "in the last 12 months", c.customers),
+        ("customers", "repeat purchase rate (12 months)", _percent(c.repeat_rate)),
+        ("customers", "repeat purchase rate within the period", _percent(c.period_repeat_rate)),
+        ("customers", "loyal customer rate (12 months)", _percent(c.loyal_rate)),
+        ("customers", "churn rate", _percent(c.churn_rate)),
+        ("nps", "score", None if nps.score is None else round(nps.score, 1)),
+        ("nps", "promoters", nps.promoters),
+        ("nps", "passives", nps.passives),
+        ("nps", "detractors", nps.detractors),
+        ("support", "csat", _percent(s.csat)),
+        ("support", "ratings", s.ratings),
+        ("support", "median first response (min)", None if wait is None else round(wait.total_seconds() / 60, 1)),
+        ("points", "from purchases (net of refunds)", p.purchases),
+        ("points", "bonuses", p.bonuses),
+        ("points", "adjustments", p.adjusted),
+        ("points", "redeemed", p.redeemed),
+        ("points", "expired", p.expired),
+        ("points", "outstanding", p.outstanding),
+        (
+            "points",
+            f"outstanding value ({program.currency})",
+            value.quantize(Decimal(1).scaleb(-program.minor_digits)),
+        ),
+        ("points", "redemption rate", _percent(p.redemption_rate)),
+    ]
+    for e in board.effects:
+        out += [
+            (f"effect: {e.kind}", "recipients", e.recipients),
+            (f"effect: {e.kind}", f"bought within {program.analytics.effect_days} days", _percent(e.rate)),
+            (f"effect: {e.kind}", "others who bought", _percent(e.baseline)),
+        ]
+    for t in board.by_tier:
+        name = t.tier or "(no tier)"
+        average = t.average_order_minor
+        out += [
+            (f"tier: {name}", "buyers", t.members),
+            (f"tier: {name}", "purchases", t.purchases),
+            (
+                f"tier: {name}",
+                f"average order ({program.currency})",
+                None if average is None else from_minor(round(average), program),
+            ),
+            (f"tier: {name}", "purchases per buyer", None if t.frequency is None else round(t.frequency, 2)),
+        ]
+    return out
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, datetimes and durations as JSON's types."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {key: plain(item) for key, item in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def document(board: Dashboard, program: Program) -> dict[str, Any]:
+    """``loyalty report --format json``: the period in the program's timezone, every figure, the trend, the
+    cohorts and the members by tier."""
+    return {
+        "program": program.name,
+        "period": {
+            "label": board.period.label,
+            "start": board.period.start.astimezone(program.tz).isoformat(),
+            "end": board.period.end.astimezone(program.tz).isoformat(),
+            "timezone": program.timezone,
+        },
+        "figures": [{"section": a, "figure": b, "value": number(v)} for a, b, v in rows(board, program)],
+        "trend": plain(board.trend),
+        "cohorts": plain(board.cohorts),
+        "tiers": board.tiers,
+    }
+
+
+def csv_rows(board: Dashboard, program: Program) -> list[list[str]]:
+    """``loyalty report --format csv``: a header, then a row a figure."""
+    return [["section", "figure", "value"], *([a, b, shown(v)] for a, b, v in rows(board, program))]
