@@ -4,6 +4,7 @@ terminal report and charts to show. Periods are [start, end) in UTC; trends cut 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from loyalty.program import Program
 from loyalty.tiers import months_after, months_before
 from storage.database import SessionFactory, begin_write
 from storage.models import Delivery, LedgerEntry, Member, Notice, Purchase, StatsSnapshot, Survey, Thread
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -735,10 +738,13 @@ SNAPSHOT_MAX_AGE = timedelta(minutes=15)  # the scheduler refreshes them every 1
 _DASHBOARD = TypeAdapter(Dashboard)
 
 
-async def fresh_snapshot(session: AsyncSession, label: str, now: datetime) -> Dashboard | None:
-    """The stored dashboard for a standard period if it is fresh enough, else None."""
+async def fresh_snapshot(
+    session: AsyncSession, label: str, now: datetime, max_age: timedelta | None = SNAPSHOT_MAX_AGE
+) -> Dashboard | None:
+    """The stored dashboard for a standard period if it is fresh enough (``max_age`` None: however old), else
+    None."""
     row = await session.get(StatsSnapshot, label, populate_existing=True)
-    if row is None or now - row.computed_at > SNAPSHOT_MAX_AGE:
+    if row is None or (max_age is not None and now - row.computed_at > max_age):
         return None
     try:
         return _DASHBOARD.validate_json(row.payload)
@@ -779,7 +785,18 @@ async def board_for(sessions: SessionFactory, program: Program, period: Period, 
             snapshot = await fresh_snapshot(session, period.label, now)
         if snapshot is not None:
             return snapshot
-    board = await dashboard(sessions, program, period, program.analytics.effect_days)
+    try:
+        board = await dashboard(sessions, program, period, program.analytics.effect_days)
+    except Exception:
+        # The figures take longer than a statement may (a large program under load): the last snapshot, however
+        # old, says more than an error; its "as of" line tells its age.
+        if standard:
+            async with sessions() as session:
+                if (stale := await fresh_snapshot(session, period.label, now, max_age=None)) is not None:
+                    log.warning("the %s figures could not be computed: showing the snapshot of %s", period.label,
+                                stale.period.end, exc_info=True)  # fmt: skip
+                    return stale
+        raise
     if standard:
         async with sessions() as session:
             await save_snapshot(session, board, now)

@@ -56,7 +56,7 @@ async def first(harness: BotHarness, redis: Redis) -> AsyncIterator[str]:
 
 async def open_section(page: Page, section: str) -> None:
     if not await page.locator(".segments").count():  # else the console is open (the MainButton covers the tabs)
-        await page.locator(".tabs [data-go='console/members']").click()
+        await page.locator(".tabs [data-go='console/dashboard']").click()
     await page.locator(".segments [data-go='console/program']").click()
     await page.locator(f"#sections [data-go='console/program?section={section}']").click()
     await expect(page.locator("form[data-editor]")).to_be_visible()

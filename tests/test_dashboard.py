@@ -125,6 +125,23 @@ async def test_the_dashboard_reads_the_snapshot_until_it_is_stale(app: TestClien
     assert kept is not None and kept.members.total == 4 and kept.period.end == harness.clock()
 
 
+async def test_figures_that_cannot_be_computed_fall_back_to_the_last_snapshot(
+    app: TestClient, harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _shop(harness)
+    await metrics.refresh_snapshots(harness.sessions, harness.services.program, harness.clock())
+    harness.clock.advance(hours=2)  # the scheduler stopped: the snapshot is stale
+
+    async def too_slow(*args: object, **kwargs: object) -> metrics.Dashboard:
+        raise TimeoutError  # what a statement longer than LOYALTY_DATABASE_STATEMENT_TIMEOUT raises
+
+    monkeypatch.setattr(metrics, "dashboard", too_slow)
+    board = await dashboard(app, harness, "7d")
+    assert figures(board)[("members", "total")] == 3 and board["as_of"] is not None  # the old figures, dated
+    answer = await app.get("/app/api/console/dashboard?period=8d", headers=auth(harness, ADMIN_ID, **ADMIN))
+    assert answer.status == 504  # no snapshot of another length to fall back to: the time-out, said as such
+
+
 async def test_a_bad_period_is_explained_in_the_viewers_language(app: TestClient, harness: BotHarness) -> None:
     for period, language, words in [
         ("week", "en", "Please choose a period: 7d, 30d, 90d or 12m"),
