@@ -513,7 +513,7 @@ async def test_the_queue_counts_open_broadcasts_unsent_deliveries(harness: BotHa
         )
         assert await broadcasts.queued(session) == len(MEMBERS)
         assert scheduled.id is not None and await broadcasts.change(
-            session, scheduled.id, broadcasts.Status.CANCELLED, now
+            session, scheduled.id, broadcasts.Status.CANCELLED, now, actor_id=ADMIN_ID
         )
         assert await broadcasts.queued(session) == 0  # cancelled: its rows are no longer waiting
 
