@@ -109,6 +109,7 @@ _TAG_LIKE = re.compile(r"</?[A-Za-z]")
 _ATTRIBUTE = re.compile(r"""\s*([A-Za-z-]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 _SPECIAL = re.compile(r"[<>&]")
+_LINK = re.compile(r"^(https?|tg|mailto):\S+$", re.IGNORECASE)  # what Telegram opens; never javascript:
 
 
 class ContentProblem(StrEnum):
@@ -143,7 +144,7 @@ def _open_tag(name: str, rest: str, written: str) -> str:
             raise BadContent(ContentProblem.BAD_TAG, written)
         attributes[key] = html.unescape(next((v for v in found.groups()[1:] if v is not None), ""))
         position = found.end()
-    if name == "a" and not attributes.get("href"):
+    if name == "a" and not _LINK.match(attributes.get("href", "")):
         raise BadContent(ContentProblem.BAD_TAG, written)
     if name == "span" and attributes.get("class") != "tg-spoiler":
         raise BadContent(ContentProblem.BAD_TAG, written)

@@ -12,6 +12,7 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 
 from loyalty.program import Program
+from notifications.broadcasting import Broadcaster
 from storage.database import SessionFactory
 
 
@@ -55,6 +56,8 @@ class WebServices(Protocol):
     def i18n(self) -> I18n: ...
     @property
     def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def broadcaster(self) -> Broadcaster: ...
     @property
     def redis(self) -> Any | None: ...  # redis.asyncio.Redis when LOYALTY_REDIS_URL is set
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from loyalty.roles import Permission, can
-from web.miniapp import console, member, till
+from web.miniapp import broadcasts, console, member, till
 from web.miniapp.auth import Viewer
 from web.miniapp.core import (
     BACKGROUND,
@@ -51,6 +51,7 @@ def setup(app: web.Application, config: AppConfig) -> None:
     member.setup(app, base)
     till.setup(app, base)
     console.setup(app, base)
+    broadcasts.setup(app, base)
     add_start(app, base, first_screen)
 
 
@@ -71,7 +72,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
     }
     paths: dict[str, Any] = {}
     models: list[type[BaseModel]] = []
-    for screen in [*member.SCREENS, *till.SCREENS, *console.SCREENS]:
+    for screen in [*member.SCREENS, *till.SCREENS, *console.SCREENS, *broadcasts.SCREENS]:
         models.append(screen.out)
         paths[f"{base}api/{screen.name}"] = {
             "get": {
@@ -82,7 +83,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
                 "responses": {"200": _content(screen.out.__name__), **errors},
             }
         }
-    for action in [*member.ACTIONS, *till.ACTIONS, *console.ACTIONS]:
+    for action in [*member.ACTIONS, *till.ACTIONS, *console.ACTIONS, *broadcasts.ACTIONS]:
         models += [action.body, action.out]
         paths[f"{base}api/{action.name}"] = {
             "post": {
