@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -23,7 +25,20 @@ from tests.test_miniapp import MEMBER_ID, auth, join, services_with_app
 from web.server import make_http_app
 
 ADMIN = {"first_name": "Ada"}
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+
+
+def _png(width: int = 64, height: int = 40) -> bytes:
+    """A real PNG (an orange rectangle), so a browser can show it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xf0\x90\x30" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+PNG = _png()
 MEMBERS = {2001: "en", 2002: "zh-hans", 2003: "zh-hant"}
 
 
