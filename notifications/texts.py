@@ -117,11 +117,19 @@ def content_problem(bad: BadContent, *, escape: bool) -> str:
     if bad.problem is ContentProblem.EMPTY:
         return _("The message is empty: write some text or add a photo.")
     if bad.problem is ContentProblem.TOO_LONG:
-        return _("The text is too long: Telegram takes at most {limit} characters here.").format(limit=bad.limit)
+        return ngettext(
+            "The text is too long: Telegram takes at most {limit} character here.",
+            "The text is too long: Telegram takes at most {limit} characters here.",
+            bad.limit,
+        ).format(limit=bad.limit)
     if bad.problem is ContentProblem.UNCLOSED:
         return _("The formatting tag {tag} is never closed.").format(tag=word)
     if bad.problem is ContentProblem.BAD_BUTTON:
-        return _("The button needs a label of 1 to {limit} characters.").format(limit=bad.limit)
+        return ngettext(
+            "The button needs a label of 1 to {limit} character.",
+            "The button needs a label of 1 to {limit} characters.",
+            bad.limit,
+        ).format(limit=bad.limit)
     if bad.problem is ContentProblem.BAD_LINK:
         return _("The button's link must be a web address starting with https://")
     tags = "<b> <i> <u> <s> <a href> <code> <pre> <tg-spoiler>"
