@@ -21,6 +21,7 @@ from loyalty.program import Program
 from notifications.broadcasting import Broadcaster, RateLimiter
 from storage.models import AuditLog, Broadcast, Delivery
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
+from tests.test_broadcast import _until_delivered as until_delivered
 from tests.test_miniapp import MEMBER_ID, auth, join, services_with_app
 from web.server import make_http_app
 
@@ -248,8 +249,7 @@ async def test_pause_resume_and_cancel_go_through_the_chats_function_and_are_aud
     headers = auth(harness, ADMIN_ID, **ADMIN)
     created = await app.post("/app/api/console/broadcast/create", json=_body(), headers=headers)
     assert created.status == 201
-    while not any(c.params.get("chat_id") in range(2001, 2013) for c in harness.tg.calls_of("sendMessage")):
-        await asyncio.sleep(0.05)
+    await until_delivered(harness, 1)
     paused = await app.post("/app/api/console/broadcast/pause", json={"id": 1}, headers=headers)
     assert paused.status == 200 and "is now paused" in (await paused.json())["message"]
     await _sent(harness)

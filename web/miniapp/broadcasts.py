@@ -112,7 +112,7 @@ async def load_broadcasts(request: web.Request) -> BroadcastsOut:
     out = []
     for broadcast, progress in rows:
         content = json.loads(broadcast.content)
-        first = content.get("default") or next(iter(content.values()), {})
+        first: dict[str, Any] = content.get("default") or next(iter(content.values()), {})
         out.append(
             BroadcastRowOut(
                 id=broadcast.id or 0,
