@@ -284,12 +284,7 @@ async def broadcast_screens(
     names = []
     for screen, name in (("console/broadcasts", "broadcasts"), ("console/broadcast?id=1", "broadcast")):
         page = await open_page(browser, app_url, token, user, dark=scheme == "dark", screen=screen)
-        try:
-            await settled(page, screen.split("?")[0])
-        except Exception:
-            await page.screenshot(path="/tmp/bcast-shots/debug.png")
-            print(await page.content())
-            raise
+        await settled(page, screen.split("?")[0])
         await shoot(page, out, f"{name}-{language}-{scheme}")
         names.append(f"{name}-{language}-{scheme}")
         await page.context.close()
