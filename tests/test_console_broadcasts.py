@@ -346,10 +346,16 @@ async def test_bad_photos_and_ids_are_refused(app: TestClient, harness: BotHarne
     ):
         response = await app.post("/app/api/console/broadcast/photo", json={"data": data}, headers=headers)
         assert response.status == status
+    large = PNG + bytes(3 * 1024 * 1024)  # a phone's photo: several times the app's usual body limit
+    response = await app.post(
+        "/app/api/console/broadcast/photo", json={"data": base64.b64encode(large).decode()}, headers=headers
+    )
+    assert response.status == 201, await response.text()
+    assert harness.tg.file((await response.json())["photo"]) == large
     too_big = base64.b64encode(PNG + bytes(5 * 1024 * 1024)).decode()
     response = await app.post("/app/api/console/broadcast/photo", json={"data": too_big}, headers=headers)
     assert response.status in (400, 413)
-    assert not harness.tg.calls_of("sendPhoto")
+    assert len(harness.tg.calls_of("sendPhoto")) == 1  # only the good one went to Telegram
     for query in ("id=abc", "id=", "id=99"):
         response = await app.get(f"/app/api/console/broadcast?{query}", headers=headers)
         assert response.status in (400, 404), query
