@@ -27,7 +27,7 @@ from loyalty.members import MemberView
 from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.roles import Permission
-from loyalty.segments import BadSegment, Segment, SegmentProblem, parse_segment
+from loyalty.segments import BadSegment, Segment, parse_segment
 from notifications.broadcasting import (
     Broadcaster,
     ResendUnknown,
@@ -35,18 +35,12 @@ from notifications.broadcasting import (
     markup_for,
     progress_text,
     send_variant,
+    status_name,
 )
-from notifications.texts import N_, when
+from notifications.texts import content_problem, segment_problem, time_passed, when
 from storage.database import DbSession
 
 BUTTON_RE = re.compile(r"^\s*button:\s*(?P<text>[^|]{1,40}?)\s*\|\s*(?P<url>https?://\S+)\s*$", re.IGNORECASE)
-STATUS_NAMES = {
-    "scheduled": N_("scheduled"),
-    "running": N_("sending"),
-    "paused": N_("paused"),
-    "done": N_("done"),
-    "cancelled": N_("cancelled"),
-}
 
 
 class Compose(StatesGroup):
@@ -76,8 +70,9 @@ class BroadcastControl(CallbackData, prefix="bcc"):
     to: broadcasts.Status  # paused, running or cancelled
 
 
-def _message_of(message: Message) -> dict[str, Any] | None:
-    """The broadcast as members will get it: formatting kept, an optional last line "button: Title | URL"."""
+def _message_of(message: Message) -> dict[str, Any] | str | None:
+    """The broadcast as members will get it: formatting kept, an optional last line "button: Title | URL". A
+    string says what is wrong with it; None, that it is neither text nor a photo."""
     if message.photo:
         body = message.html_text if message.caption else ""
     elif message.text:
@@ -88,15 +83,11 @@ def _message_of(message: Message) -> dict[str, Any] | None:
     button = None
     if lines and (found := BUTTON_RE.match(html.unescape(lines[-1]))):
         button = {"text": found["text"], "url": found["url"]}
-        body = "\n".join(lines[:-1]).strip()
-    if not body and not message.photo:
-        return None
-    result: dict[str, Any] = {"text": body}
-    if message.photo:
-        result["photo"] = message.photo[-1].file_id
-    if button:
-        result["button"] = button
-    return result
+        body = "\n".join(lines[:-1])
+    try:
+        return broadcasts.variant_of(body, photo=message.photo[-1].file_id if message.photo else None, button=button)
+    except broadcasts.BadContent as bad:
+        return content_problem(bad, escape=True)
 
 
 async def start(message: Message, state: FSMContext) -> None:
@@ -140,6 +131,9 @@ async def got_message(message: Message, state: FSMContext) -> None:
     content = _message_of(message)
     if content is None:
         await message.answer(_("Please send text, or a photo with an optional caption."))
+        return
+    if isinstance(content, str):
+        await message.answer(content)
         return
     data = await state.get_data()
     language = data.get("variant_language")
@@ -219,12 +213,7 @@ async def got_segment(
     try:
         segment = parse_segment(message.text or "", program)
     except BadSegment as bad:
-        problem = (
-            _("Unknown filter: {word}")
-            if bad.problem is SegmentProblem.UNKNOWN_FILTER
-            else _("Not a valid value: {word}")
-        )
-        await message.answer(problem.format(word=html.escape(bad.word)))
+        await message.answer(segment_problem(bad, escape=True))
         return
     await _preview(bot, message.chat.id, session, state, program, segment, clock())
 
@@ -273,12 +262,12 @@ async def got_time(
 ) -> None:
     now = clock()
     try:
-        local = datetime.strptime((message.text or "").strip(), "%Y-%m-%d %H:%M").replace(tzinfo=program.tz)
-    except ValueError:
-        await message.answer(_("Please send the time as YYYY-MM-DD HH:MM, e.g. 2026-12-24 10:00."))
-        return
-    if local <= now:
-        await message.answer(_("That time has passed. Please send a time in the future."))
+        local = broadcasts.send_time(message.text or "", program.tz, now)
+    except broadcasts.BadTime as bad:
+        if bad.problem is broadcasts.TimeProblem.PASSED:
+            await message.answer(time_passed())
+        else:
+            await message.answer(_("Please send the time as YYYY-MM-DD HH:MM, e.g. 2026-12-24 10:00."))
         return
     await _create(bot, message.chat.id, session, state, program, broadcaster, now, local)
 
@@ -332,7 +321,7 @@ async def list_broadcasts(message: Message, session: DbSession, program: Program
         lines.append(
             _("#{id} {status} · sent {sent} of {total} · failed {failed} · blocked {blocked}").format(
                 id=broadcast.id,
-                status=_(STATUS_NAMES.get(broadcast.status, broadcast.status)),
+                status=status_name(broadcast.status),
                 sent=progress.of(broadcasts.Outcome.SENT),
                 total=broadcast.total,
                 failed=progress.of(broadcasts.Outcome.FAILED),
@@ -383,15 +372,13 @@ async def control(
         broadcasts.Status.PAUSED,
         broadcasts.Status.RUNNING,
         broadcasts.Status.CANCELLED,
-    ) or not await broadcasts.change(session, callback_data.broadcast_id, target, clock()):
+    ) or not await broadcasts.change(session, callback_data.broadcast_id, target, clock(), actor_id=query.from_user.id):
         await query.answer(
             _("Broadcast #{id} cannot be changed that way now.").format(id=callback_data.broadcast_id), show_alert=True
         )
         return
     await query.answer(
-        _("Broadcast #{id} is now {status}.").format(
-            id=callback_data.broadcast_id, status=_(STATUS_NAMES[target.value])
-        )
+        _("Broadcast #{id} is now {status}.").format(id=callback_data.broadcast_id, status=status_name(target))
     )
     if target is broadcasts.Status.RUNNING:
         broadcaster.kick(bot)

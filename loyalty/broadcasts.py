@@ -11,23 +11,28 @@ can be unknown: at 30 messages a second, a handful.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from loyalty.program import Program
 from loyalty.segments import Segment, members
 from storage.database import begin_write
-from storage.models import Broadcast, Delivery, Member
+from storage.models import AuditLog, Broadcast, Delivery, Member
 
 STALE = timedelta(seconds=60)
+PACE_WINDOW = timedelta(seconds=20)
 
 
 class Status(StrEnum):
@@ -70,6 +75,186 @@ async def queued(session: AsyncSession) -> int:
     )
 
 
+# ------------------------------------------------------------------------------------------------ composing
+# A broadcast's content is JSON: {"default": variant, "zh-Hans": variant, ...}, a variant being
+# {"text": Telegram HTML, "photo": file_id (optional), "button": {"text", "url"} (optional)}. The chat's /broadcast
+# and the console both build variants here, so a message composed in either reaches members the same way.
+
+MAX_TEXT = 4096  # Telegram's limits on what members read (tags aside), in UTF-16 code units
+MAX_CAPTION = 1024
+MAX_BUTTON_TEXT = 40
+MAX_URL = 2048
+BUTTON_URL = re.compile(r"^https?://[^\s<>\"]+$", re.IGNORECASE)
+# Telegram's HTML subset: each tag with the attributes it may carry.
+TAGS: dict[str, tuple[str, ...]] = {
+    "b": (),
+    "strong": (),
+    "i": (),
+    "em": (),
+    "u": (),
+    "ins": (),
+    "s": (),
+    "strike": (),
+    "del": (),
+    "tg-spoiler": (),
+    "span": ("class",),
+    "a": ("href",),
+    "code": ("class",),
+    "pre": (),
+    "blockquote": ("expandable",),
+    "tg-emoji": ("emoji-id",),
+}
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]*)>")
+_TAG_LIKE = re.compile(r"</?[A-Za-z]")
+_ATTRIBUTE = re.compile(r"""\s*([A-Za-z-]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+_SPECIAL = re.compile(r"[<>&]")
+_LINK = re.compile(r"^(https?|tg|mailto):\S+$", re.IGNORECASE)  # what Telegram opens; never javascript:
+
+
+class ContentProblem(StrEnum):
+    EMPTY = "empty"  # neither text nor photo
+    TOO_LONG = "too_long"  # ``limit`` says how long it may be
+    BAD_TAG = "bad_tag"  # ``word``: formatting Telegram does not take, or a tag closed out of order
+    UNCLOSED = "unclosed"  # ``word``: a tag never closed
+    BAD_BUTTON = "bad_button"  # the button's label: empty or longer than MAX_BUTTON_TEXT
+    BAD_LINK = "bad_link"  # the button's link: not an http(s) address
+
+
+class BadContent(ValueError):
+    def __init__(self, problem: ContentProblem, word: str = "", limit: int = 0) -> None:
+        super().__init__(f"{problem.value}: {word}")
+        self.problem, self.word, self.limit = problem, word, limit
+
+
+def _length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _open_tag(name: str, rest: str, written: str) -> str:
+    attributes: dict[str, str] = {}
+    position = 0
+    rest = rest.rstrip()
+    while position < len(rest):
+        found = _ATTRIBUTE.match(rest, position)
+        if found is None or found.end() == position:
+            raise BadContent(ContentProblem.BAD_TAG, written)
+        key = found[1].lower()
+        if key not in TAGS[name]:
+            raise BadContent(ContentProblem.BAD_TAG, written)
+        attributes[key] = html.unescape(next((v for v in found.groups()[1:] if v is not None), ""))
+        position = found.end()
+    if name == "a" and not _LINK.match(attributes.get("href", "")):
+        raise BadContent(ContentProblem.BAD_TAG, written)
+    if name == "span" and attributes.get("class") != "tg-spoiler":
+        raise BadContent(ContentProblem.BAD_TAG, written)
+    shown = "".join(
+        f" {key}" if key == "expandable" else f' {key}="{html.escape(value, quote=True)}"'
+        for key, value in attributes.items()
+    )
+    return f"<{name}{shown}>"
+
+
+def formatted(text: str) -> tuple[str, int]:
+    """Telegram HTML from what an admin wrote: the subset's tags kept (checked and balanced), a stray ``<``, ``>``
+    or ``&`` escaped as text. Returns the HTML and the length of the text members read."""
+    out: list[str] = []
+    plain: list[str] = []
+    stack: list[str] = []
+    position = 0
+    for special in _SPECIAL.finditer(text):
+        start = special.start()
+        if start < position:
+            continue
+        out.append(text[position:start])
+        plain.append(text[position:start])
+        position = start + 1
+        char = special[0]
+        if char == "&":
+            if entity := _ENTITY.match(text, start):
+                out.append(entity[0])
+                plain.append(html.unescape(entity[0]))
+                position = entity.end()
+            else:
+                out.append("&amp;")
+                plain.append("&")
+        elif char == ">":
+            out.append("&gt;")
+            plain.append(">")
+        elif tag := _TAG.match(text, start):
+            closing, name, rest = tag[1], tag[2].lower(), tag[3]
+            if name not in TAGS:
+                raise BadContent(ContentProblem.BAD_TAG, tag[0])
+            if closing:
+                if rest.strip() or not stack or stack[-1] != name:
+                    raise BadContent(ContentProblem.BAD_TAG, tag[0])
+                stack.pop()
+                out.append(f"</{name}>")
+            else:
+                out.append(_open_tag(name, rest, tag[0]))
+                stack.append(name)
+            position = tag.end()
+        elif _TAG_LIKE.match(text, start):
+            raise BadContent(ContentProblem.BAD_TAG, text[start : start + 20])
+        else:
+            out.append("&lt;")
+            plain.append("<")
+    out.append(text[position:])
+    plain.append(text[position:])
+    if stack:
+        raise BadContent(ContentProblem.UNCLOSED, f"<{stack[-1]}>")
+    return "".join(out), _length("".join(plain).strip())
+
+
+def button_of(text: str, url: str) -> dict[str, str]:
+    label, link = " ".join(text.split()), url.strip()
+    if not label or len(label) > MAX_BUTTON_TEXT or not label.isprintable():
+        raise BadContent(ContentProblem.BAD_BUTTON, label, MAX_BUTTON_TEXT)
+    if len(link) > MAX_URL or not BUTTON_URL.match(link):
+        raise BadContent(ContentProblem.BAD_LINK, link)
+    return {"text": label, "url": link}
+
+
+def variant_of(text: str, *, photo: str | None = None, button: dict[str, str] | None = None) -> dict[str, Any]:
+    """One language's version as it is stored and sent: checked formatting, a photo (its Telegram file_id), a link
+    button."""
+    body, length = formatted(text.strip())
+    if not length and not photo:
+        raise BadContent(ContentProblem.EMPTY)
+    limit = MAX_CAPTION if photo else MAX_TEXT
+    if length > limit:
+        raise BadContent(ContentProblem.TOO_LONG, limit=limit)
+    result: dict[str, Any] = {"text": body if length else ""}
+    if photo:
+        result["photo"] = photo
+    if button:
+        result["button"] = button_of(button["text"], button["url"])
+    return result
+
+
+class TimeProblem(StrEnum):
+    FORMAT = "format"
+    PASSED = "passed"
+
+
+class BadTime(ValueError):
+    def __init__(self, problem: TimeProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+def send_time(text: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """When to send, from the local time an admin gave (YYYY-MM-DD HH:MM, or the form's YYYY-MM-DDTHH:MM) in the
+    program's timezone; it must be in the future."""
+    try:
+        local = datetime.strptime(text.strip().replace("T", " ", 1), "%Y-%m-%d %H:%M").replace(tzinfo=tz)
+    except ValueError as exc:
+        raise BadTime(TimeProblem.FORMAT) from exc
+    if local <= now:
+        raise BadTime(TimeProblem.PASSED)
+    return local
+
+
 async def audience(session: AsyncSession, segment: Segment, program: Program, now: datetime) -> dict[str, int]:
     """How many members the segment reaches, by language."""
     rows = (await session.execute(members(segment, program, now))).all()
@@ -89,9 +274,14 @@ async def create(
     now: datetime,
     send_at: datetime | None = None,
     status_chat_id: int | None = None,
+    key: str | None = None,
 ) -> Broadcast:
-    """Store a broadcast and freeze its audience into the delivery queue."""
+    """Store a broadcast and freeze its audience into the delivery queue; audited. With a ``key``, the same request
+    again (a double tap, a retry) finds the first broadcast and changes nothing."""
     await begin_write(session)
+    if key is not None and (done := await by_key(session, key)) is not None:
+        await session.commit()
+        return done
     broadcast = Broadcast(
         created_by=created_by,
         content=json.dumps(content, ensure_ascii=False),
@@ -101,9 +291,16 @@ async def create(
         started_at=None if send_at else now,
         status_chat_id=status_chat_id,
         created_at=now,
+        key=key,
     )
     session.add(broadcast)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # the same key, created a moment ago by another request
+        await session.rollback()
+        if key is None or (done := await by_key(session, key)) is None:
+            raise
+        return done
     audience_ids = members(segment, program, now).with_only_columns(
         literal(broadcast.id), col(Member.id), literal(Outcome.PENDING.value)
     )
@@ -114,8 +311,22 @@ async def create(
         )
     ).scalar_one()
     session.add(broadcast)
+    when = f", scheduled for {send_at.isoformat(timespec='minutes')}" if send_at else ""
+    filters = segment.model_dump_json(exclude_defaults=True)
+    session.add(
+        AuditLog(
+            actor_id=created_by,
+            action="broadcast",
+            detail=f"#{broadcast.id} to {broadcast.total} members{when}; {filters}"[:512],
+            created_at=now,
+        )
+    )
     await session.commit()
     return broadcast
+
+
+async def by_key(session: AsyncSession, key: str) -> Broadcast | None:
+    return (await session.execute(select(Broadcast).where(col(Broadcast.key) == key))).scalar_one_or_none()
 
 
 async def set_status_message(session: AsyncSession, broadcast_id: int, chat_id: int, message_id: int) -> None:
@@ -156,8 +367,16 @@ async def get(session: AsyncSession, broadcast_id: int) -> Broadcast | None:
     return await session.get(Broadcast, broadcast_id, populate_existing=True)
 
 
-async def change(session: AsyncSession, broadcast_id: int, to: Status, now: datetime) -> bool:
-    """Pause, resume or cancel; False when the broadcast is not in a state that allows it."""
+CHANGES = {
+    Status.PAUSED: "broadcast_pause",
+    Status.RUNNING: "broadcast_resume",
+    Status.CANCELLED: "broadcast_cancel",
+}
+
+
+async def change(session: AsyncSession, broadcast_id: int, to: Status, now: datetime, *, actor_id: int) -> bool:
+    """Pause, resume or cancel, audited; False (and nothing changed) when the broadcast is not in a state that
+    allows it."""
     allowed = {
         Status.PAUSED: (Status.RUNNING, Status.SCHEDULED),
         Status.RUNNING: (Status.PAUSED,),
@@ -174,6 +393,8 @@ async def change(session: AsyncSession, broadcast_id: int, to: Status, now: date
             .values(**values)
         )
     ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        session.add(AuditLog(actor_id=actor_id, action=CHANGES[to], detail=f"#{broadcast_id}", created_at=now))
     await session.commit()
     return bool(changed)
 
@@ -395,6 +616,20 @@ async def finish(session: AsyncSession, broadcast_id: int, now: datetime) -> boo
         ).rowcount  # type: ignore[attr-defined]
     await session.commit()
     return bool(done)
+
+
+async def pace(session: AsyncSession, broadcast: Broadcast, now: datetime, window: timedelta = PACE_WINDOW) -> float:
+    """Messages a second lately: those sent in the last ``window`` (or since it started, if later)."""
+    since = max(now - window, broadcast.started_at or now - window)
+    seconds = max((now - since).total_seconds(), 1.0)
+    sent = (
+        await session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(col(Delivery.broadcast_id) == broadcast.id, col(Delivery.sent_at) >= since)
+        )
+    ).scalar_one()
+    return int(sent) / seconds
 
 
 async def recent(session: AsyncSession, limit: int = 10) -> list[tuple[Broadcast, Progress]]:

@@ -6,6 +6,7 @@ write a segment as words, e.g. ``tier=Gold inactive=30 lang=zh-Hans``; ``all`` i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -45,14 +46,29 @@ class BadSegment(ValueError):
         self.problem, self.word = problem, word
 
 
+FILTERS = ("tier", "inactive", "active", "birthday", "lang", "nps", "points")
+"""The filters' names, as admins write them in the chat and as the console's form sends them."""
+
+
 def parse_segment(text: str, program: Program) -> Segment:
     """``all`` or filters: tier=NAME inactive=DAYS active=DAYS birthday lang=CODE nps=KIND points=MIN."""
-    values: dict[str, object] = {}
+    pairs = []
     for word in text.split():
         key, _, value = word.partition("=")
-        key = key.lower()
-        if key == "all" and not value:
+        if key.lower() == "all" and not value:
             continue
+        pairs.append((key, value, word))
+    return segment_of(pairs, program)
+
+
+def segment_of(filters: Iterable[tuple[str, str, str]], program: Program) -> Segment:
+    """A segment from (filter, value, what the admin wrote) triples, the chat's words or the console's form;
+    ``birthday`` takes no value. BadSegment names what was wrong."""
+    values: dict[str, object] = {}
+    words = []
+    for key, value, word in filters:
+        key = key.lower()
+        words.append(word)
         if key == "birthday" and not value:
             values["birthday_this_month"] = True
         elif key == "tier" and program.tiers.level(value) is not None:
@@ -70,7 +86,7 @@ def parse_segment(text: str, program: Program) -> Segment:
     try:
         return Segment.model_validate(values)
     except ValueError as exc:
-        raise BadSegment(SegmentProblem.BAD_VALUE, text) from exc
+        raise BadSegment(SegmentProblem.BAD_VALUE, " ".join(words)) from exc
 
 
 def members(segment: Segment, program: Program, now: datetime) -> Select[int | None, str]:

@@ -31,7 +31,7 @@ from loyalty.broadcasts import Item, Outcome, Result
 from loyalty.numbers import RowId
 from loyalty.program import Program
 from loyalty.revisions import ProgramRef
-from notifications.texts import speaking
+from notifications.texts import N_, speaking
 from storage.database import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ TELEGRAM_LIMIT = 30
 CATCH_UP = 0.1  # seconds of sending slots the rate limiter may make up after falling behind
 TELEGRAM_PAID_LIMIT = 1000
 FLOOD_RETRIES = 10
+STATUS_NAMES = {
+    "scheduled": N_("scheduled"),
+    "running": N_("sending"),
+    "paused": N_("paused"),
+    "done": N_("done"),
+    "cancelled": N_("cancelled"),
+}
 
 
 class StopPromotions(CallbackData, prefix="nopromo"):
@@ -404,6 +411,10 @@ class _Run:
             items.append(self.queue.get_nowait())
             self.queue.task_done()
         return items
+
+
+def status_name(status: str) -> str:
+    return _(STATUS_NAMES[status]) if status in STATUS_NAMES else status
 
 
 def resend_markup(broadcast_id: int, unknown: int) -> InlineKeyboardMarkup:

@@ -21,6 +21,7 @@ from babel import Locale
 from babel.dates import format_date, format_datetime, format_skeleton
 from babel.numbers import format_compact_currency, format_compact_decimal, format_currency, format_decimal
 
+from loyalty.broadcasts import BadContent, ContentProblem
 from loyalty.members import MemberView, map_language
 from loyalty.pending import Pending
 from loyalty.privacy import can_message
@@ -28,6 +29,7 @@ from loyalty.profile import BadBirthday, Birthday, BirthdayProblem
 from loyalty.program import Program
 from loyalty.punchcards import CardProgress
 from loyalty.rewards import coupon_title
+from loyalty.segments import BadSegment, SegmentProblem
 from storage.database import DbSession
 from storage.models import Coupon, Member
 
@@ -130,6 +132,45 @@ def birthday_problem(bad: BadBirthday, locale: str) -> str:
             "first (like 1990-07-14)."
         ).format(one=birthday_text(day_month, locale), other=birthday_text(month_day, locale))
     return _(BIRTHDAY_PROBLEMS[bad.problem])
+
+
+def segment_problem(bad: BadSegment, *, escape: bool) -> str:
+    """Why a broadcast's filters were refused, in the chat (HTML) and the console (text) alike."""
+    word = html.escape(bad.word) if escape else bad.word
+    if bad.problem is SegmentProblem.UNKNOWN_FILTER:
+        return _("Unknown filter: {word}").format(word=word)
+    return _("Not a valid value: {word}").format(word=word)
+
+
+def content_problem(bad: BadContent, *, escape: bool) -> str:
+    """Why a broadcast's message was refused, in the chat (HTML) and the console (text) alike."""
+    word = html.escape(bad.word) if escape else bad.word
+    if bad.problem is ContentProblem.EMPTY:
+        return _("The message is empty: write some text or add a photo.")
+    if bad.problem is ContentProblem.TOO_LONG:
+        return ngettext(
+            "The text is too long: Telegram takes at most {limit} character here.",
+            "The text is too long: Telegram takes at most {limit} characters here.",
+            bad.limit,
+        ).format(limit=bad.limit)
+    if bad.problem is ContentProblem.UNCLOSED:
+        return _("The formatting tag {tag} is never closed.").format(tag=word)
+    if bad.problem is ContentProblem.BAD_BUTTON:
+        return ngettext(
+            "The button needs a label of 1 to {limit} character.",
+            "The button needs a label of 1 to {limit} characters.",
+            bad.limit,
+        ).format(limit=bad.limit)
+    if bad.problem is ContentProblem.BAD_LINK:
+        return _("The button's link must be a web address starting with https://")
+    tags = "<b> <i> <u> <s> <a href> <code> <pre> <tg-spoiler>"
+    return _("Telegram cannot show the formatting {tag}. These work: {tags}").format(
+        tag=word, tags=html.escape(tags) if escape else tags
+    )
+
+
+def time_passed() -> str:
+    return _("That time has passed. Please send a time in the future.")
 
 
 def birthday_text(birthday: Birthday, locale: str) -> str:

@@ -460,6 +460,8 @@ class Broadcast(SQLModel, table=True):
     status_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     status_message_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # The console's request key: a create sent twice (a double tap, a retry) finds the first broadcast.
+    key: str | None = Field(default=None, max_length=64, unique=True)
 
 
 class Delivery(SQLModel, table=True):

@@ -18,7 +18,7 @@ from loyalty.segments import BadSegment, Segment, SegmentProblem, parse_segment
 from loyalty.segments import members as segment_members
 from notifications.broadcasting import Broadcaster, RateLimiter
 from storage.database import begin_write
-from storage.models import Broadcast, Delivery, Member, Purchase, Survey
+from storage.models import AuditLog, Broadcast, Delivery, Member, Purchase, Survey
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
 MEMBERS = range(2001, 2013)  # twelve members
@@ -345,6 +345,13 @@ async def test_pause_and_resume_from_the_list(harness: BotHarness) -> None:
     assert {len(_received(harness, tid)) for tid in MEMBERS} == {1}
     await harness.send(admin, "/broadcasts")
     assert "#1 done · sent 12 of 12" in (harness.tg.last_text(ADMIN_ID) or "")
+    async with harness.sessions() as session:  # in the audit log with who, as from the console
+        audited = (await session.execute(select(AuditLog.actor_id, AuditLog.action).order_by(col(AuditLog.id)))).all()
+    assert [tuple(row) for row in audited] == [
+        (ADMIN_ID, "broadcast"),
+        (ADMIN_ID, "broadcast_pause"),
+        (ADMIN_ID, "broadcast_resume"),
+    ]
 
 
 async def test_cancel_stops_a_broadcast(harness: BotHarness) -> None:
@@ -513,7 +520,7 @@ async def test_the_queue_counts_open_broadcasts_unsent_deliveries(harness: BotHa
         )
         assert await broadcasts.queued(session) == len(MEMBERS)
         assert scheduled.id is not None and await broadcasts.change(
-            session, scheduled.id, broadcasts.Status.CANCELLED, now
+            session, scheduled.id, broadcasts.Status.CANCELLED, now, actor_id=ADMIN_ID
         )
         assert await broadcasts.queued(session) == 0  # cancelled: its rows are no longer waiting
 

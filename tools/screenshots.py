@@ -14,26 +14,31 @@ import argparse
 import asyncio
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
 from playwright.async_api import Browser, Page, Route, async_playwright
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.services import compose, make_bot
 from bot.settings import Settings
 from emulator import FakeTelegram
 from emulator.webapp import init_data, launch_url
-from loyalty import profile
+from loyalty import broadcasts, profile
 from loyalty.members import join, set_language
-from loyalty.program import load_program
+from loyalty.program import Program, load_program
 from loyalty.purchases import record_purchase
 from loyalty.revisions import FROM_TELEGRAM, ensure_first_revision, save_revision
 from loyalty.rewards import catalog, redeem, sync_catalog
+from loyalty.segments import Segment
 from storage.clock import utcnow
-from storage.database import make_engine, make_session_factory
+from storage.database import begin_write, make_engine, make_session_factory
 from storage.migrate import upgrade_async
+from storage.models import Delivery
 from web.server import make_http_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,9 +119,43 @@ async def seed(url: str) -> Seeded:
             await save_revision(
                 session, bigger, based_on=1, author=FROM_TELEGRAM, author_id=ADMIN_ID, now=now, note="A bigger welcome"
             )
+            await seed_broadcast(session, program, now)
             return Seeded(member.id, member.code)
     finally:
         await engine.dispose()
+
+
+async def seed_broadcast(session: AsyncSession, program: Program, now: datetime) -> None:
+    """More members, and a broadcast half sent, for the console's Broadcasts."""
+    for n, language in enumerate(["en", "en", "zh-hans", "zh-hant", "en"]):
+        await join(
+            session,
+            program,
+            telegram_id=3001 + n,
+            chat_id=3001 + n,
+            first_name=f"Guest{n}",
+            last_name=None,
+            username=None,
+            language_code=language,
+            payload=None,
+            now=now - timedelta(days=10),
+        )
+    content = {
+        "default": {
+            "text": "<b>Double points</b> this Friday on every coffee ☕",
+            "button": {"text": "See the menu", "url": "https://example.com/menu"},
+        },
+        "zh-Hans": {"text": "<b>双倍积分</b>：本周五所有咖啡 ☕"},
+    }
+    made = await broadcasts.create(
+        session, program, created_by=ADMIN_ID, content=content, segment=Segment(), now=now - timedelta(seconds=8)
+    )
+    await begin_write(session)
+    half = select(col(Delivery.id)).where(col(Delivery.broadcast_id) == made.id).limit(made.total // 2)
+    await session.execute(
+        update(Delivery).where(col(Delivery.id).in_(half)).values(status="sent", sent_at=now - timedelta(seconds=3))
+    )
+    await session.commit()
 
 
 async def use_language(url: str, member_id: int, language: str) -> None:
@@ -186,6 +225,10 @@ async def photograph(out: Path) -> list[str]:
                                 browser, app_url, tg.token, language, code, scheme, out, seeded.code
                             )
                             written += await admin_screens(browser, app_url, tg.token, language, code, scheme, out)
+                            if language != "zh-Hant":
+                                written += await broadcast_screens(
+                                    browser, app_url, tg.token, language, code, scheme, out
+                                )
                     await browser.close()
             finally:
                 await runner.cleanup()
@@ -277,6 +320,34 @@ async def admin_screens(
         await shoot(page, out, full, whole=name == "program-earn")
         names.append(full)
         await page.context.close()
+
+
+async def broadcast_screens(
+    browser: Browser, app_url: str, token: str, language: str, code: str, scheme: str, out: Path
+) -> list[str]:
+    """The console's Broadcasts: the list, a broadcast being sent, and the compose form filled in."""
+    user = {"id": ADMIN_ID, "first_name": "Ada", "language_code": code}
+    names = []
+    for screen, name in (("console/broadcasts", "broadcasts"), ("console/broadcast?id=1", "broadcast")):
+        page = await open_page(browser, app_url, token, user, dark=scheme == "dark", screen=screen)
+        await settled(page, screen.split("?")[0])
+        await shoot(page, out, f"{name}-{language}-{scheme}")
+        names.append(f"{name}-{language}-{scheme}")
+        await page.context.close()
+    page = await open_page(browser, app_url, token, user, dark=scheme == "dark", screen="console/broadcast/new")
+    await settled(page, "console/broadcast/new")
+    text = "<b>Double points</b> this Friday on every coffee ☕\n<i>Show your card at the till.</i>"
+    await page.locator("fieldset[data-version=default] textarea").fill(text)
+    await page.locator("fieldset[data-version=default] input[name=button_text]").fill("See the menu")
+    await page.locator("fieldset[data-version=default] input[name=button_url]").fill("https://example.com/menu")
+    await page.locator("#bc-filters select[name=lang]").select_option("en")
+    await page.wait_for_timeout(600)  # the audience count follows the filter
+    await shoot(page, out, f"broadcast-new-{language}-{scheme}")
+    names.append(f"broadcast-new-{language}-{scheme}")
+    await page.locator("#bc-preview").scroll_into_view_if_needed()
+    await shoot(page, out, f"broadcast-preview-{language}-{scheme}")
+    names.append(f"broadcast-preview-{language}-{scheme}")
+    await page.context.close()
     return names
 
 
@@ -297,6 +368,10 @@ def write_index(out: Path, names: list[str]) -> None:
         "program-earn": "Console: editing earning, a mistake beside its field, a sample purchase compared",
         "program-rewards": "Console: the rewards list, one open",
         "program-history": "Console: the program's revisions, Make current",
+        "broadcasts": "Console: broadcasts",
+        "broadcast": "Console: a broadcast being sent, with pause / cancel",
+        "broadcast-new": "Console: composing a broadcast",
+        "broadcast-preview": "Console: the filters, the audience and the preview",
     }
     lines = [
         "# Mini App screenshots",

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from loyalty.program import Program
 from loyalty.revisions import ProgramRef
+from notifications.broadcasting import Broadcaster
 from storage.database import SessionFactory
 
 
@@ -58,6 +59,8 @@ class WebServices(Protocol):
     def i18n(self) -> I18n: ...
     @property
     def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def broadcaster(self) -> Broadcaster: ...
     @property
     def redis(self) -> Any | None: ...  # redis.asyncio.Redis when LOYALTY_REDIS_URL is set
 

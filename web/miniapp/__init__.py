@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from loyalty.roles import Permission, can
-from web.miniapp import console, dashboard, editor, member, till
+from web.miniapp import broadcasts, console, dashboard, editor, member, till
 from web.miniapp.auth import Viewer
 from web.miniapp.core import (
     BACKGROUND,
@@ -27,6 +27,8 @@ from web.miniapp.core import (
 )
 
 STATIC = HERE / "static"
+# Each screen module: its SCREENS and ACTIONS, and setup() to mount them (and anything else it serves).
+FEATURES = (member, till, console, dashboard, editor, broadcasts)
 
 
 def setup(app: web.Application, config: AppConfig) -> None:
@@ -48,11 +50,8 @@ def setup(app: web.Application, config: AppConfig) -> None:
 
         app.router.add_get(base.rstrip("/"), to_base)
     app.router.add_static(f"{base}static/", STATIC, append_version=False)
-    member.setup(app, base)
-    till.setup(app, base)
-    console.setup(app, base)
-    dashboard.setup(app, base)
-    editor.setup(app, base)
+    for feature in FEATURES:
+        feature.setup(app, base)
     add_start(app, base, first_screen)
 
 
@@ -75,7 +74,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
     }
     paths: dict[str, Any] = {}
     models: list[type[BaseModel]] = []
-    for screen in [*member.SCREENS, *till.SCREENS, *console.SCREENS, *dashboard.SCREENS, *editor.SCREENS]:
+    for screen in [screen for feature in FEATURES for screen in feature.SCREENS]:
         models.append(screen.out)
         paths[f"{base}api/{screen.name}"] = {
             "get": {
@@ -86,7 +85,7 @@ def openapi_paths(base: str) -> tuple[dict[str, Any], list[type[BaseModel]]]:
                 "responses": {"200": _content(screen.out.__name__), **errors},
             }
         }
-    for action in [*member.ACTIONS, *till.ACTIONS, *console.ACTIONS, *editor.ACTIONS]:
+    for action in [action for feature in FEATURES for action in feature.ACTIONS]:
         models += [action.body, action.out]
         paths[f"{base}api/{action.name}"] = {
             "post": {

@@ -180,7 +180,9 @@ def _unauthenticated(request: web.Request) -> web.Response:
 
 async def read(request: web.Request, model: type[M], limit: int = MAX_BODY) -> M:
     """The body as ``model``; anything else is a 400 the viewer can read."""
-    body = await request.content.read(limit + 1)
+    body = b""
+    while len(body) <= limit and (chunk := await request.content.read(limit + 1 - len(body))):
+        body += chunk  # a large body comes in several chunks
     if len(body) > limit:
         raise Refused(413, "too_large", _("That is too much to send at once."))
     try:

@@ -58,6 +58,7 @@ from web.miniapp.auth import Viewer
 from web.miniapp.core import (
     LANGUAGE,
     VIEWER,
+    Action,
     Handler,
     Model,
     Refused,
@@ -686,7 +687,10 @@ SCREENS = [
 ]
 
 
+ACTIONS: list[Action] = []  # the downloads below are GETs with their own authentication
+
+
 def setup(app: web.Application, base: str) -> None:
-    mount(app, base, SCREENS, [])
+    mount(app, base, SCREENS, ACTIONS)
     app.router.add_get(base + "api/console/export/{kind}.csv", _signed(export_file))
     app.router.add_get(base + "api/console/export/{kind}/link", authenticated(export_link))

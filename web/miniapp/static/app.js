@@ -2,6 +2,8 @@
 // fetches them with Telegram's signed initData, wires their buttons to Telegram's MainButton, BackButton, QR
 // scanner and haptics, and posts actions. No framework and no build step.
 
+import { wireBroadcasts } from "./broadcasts.js";
+
 const tg = window.Telegram.WebApp;
 const BASE = document.body.dataset.base;
 const main = document.getElementById("screen");
@@ -275,6 +277,7 @@ function wire(root) {
   if (root.querySelector("[data-dashboard]")) {
     import("./dashboard.js").then(({ wireDashboard }) => wireDashboard(root, { tg, base: BASE, request, show, note, errorText }));
   }
+  wireBroadcasts(root, { request, errorText, post, note, show, reload, confirmThen });
 }
 
 // History is paged as you scroll: the next page's rows are appended when its marker comes into view.
