@@ -66,7 +66,7 @@ class Unchanged(Exception):
 class Invalid(ProgramError):
     """The edit breaks the program's rules: the problems by place, as ``check`` gives them."""
 
-    def __init__(self, found: dict[str, str]) -> None:
+    def __init__(self, found: dict[str, Problem]) -> None:
         super().__init__("; ".join(f"{where or '(program)'}: {why}" for where, why in found.items()))
         self.problems = found
 
@@ -102,18 +102,31 @@ def changed_sections(before: dict[str, Any], after: dict[str, Any]) -> list[str]
     return [section for section in SECTIONS if section_value(before, section) != section_value(after, section)]
 
 
-def problems(error: ValidationError) -> dict[str, str]:
+class Problem(str):
+    """The model's message (English, as the program file's errors say it), with pydantic's error type and its
+    context, so that a screen can say it in the reader's language."""
+
+    kind: str
+    context: dict[str, Any]
+
+    def __new__(cls, message: str, kind: str = "", context: dict[str, Any] | None = None) -> Problem:
+        problem = super().__new__(cls, message)
+        problem.kind, problem.context = kind, dict(context or {})
+        return problem
+
+
+def problems(error: ValidationError) -> dict[str, Problem]:
     """Each problem keyed by its place (``earn.points_per_unit``, ``rewards.0``, or "" for the program as a
     whole), with the model's message."""
-    found: dict[str, str] = {}
+    found: dict[str, Problem] = {}
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
         reason = "unknown key" if item["type"] == "extra_forbidden" else str(item["msg"]).removeprefix("Value error, ")
-        found.setdefault(where, reason)
+        found.setdefault(where, Problem(reason, item["type"], item.get("ctx")))
     return found
 
 
-def check(data: dict[str, Any]) -> tuple[Program | None, dict[str, str]]:
+def check(data: dict[str, Any]) -> tuple[Program | None, dict[str, Problem]]:
     """The program the data makes, or the problems keyed by place."""
     try:
         return Program.model_validate(data), {}

@@ -25,7 +25,7 @@ async def _members(harness: BotHarness) -> None:
 
 async def _new_broadcast(browser: Browser, server: str, harness: BotHarness) -> Page:
     page = await open_app(browser, server, harness, ADMIN_ID, first_name="Ada")
-    await page.locator(".tabs [data-go='console/members']").click()
+    await page.locator(".tabs [data-go='console/dashboard']").click()
     await page.locator(".segments [data-go='console/broadcasts']").click()
     await page.locator("[data-go='console/broadcast/new']").click()
     await expect(page.locator("#compose")).to_be_visible()

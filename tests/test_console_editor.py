@@ -102,6 +102,16 @@ async def test_a_check_names_the_key_with_the_models_message(app: TestClient, ha
     assert "exactly one of multiplier" in half["fields"]["promotions.0"]
     broken = await check({"section": "rewards", "value": []})  # the punch card's reward is gone
     assert "is not among [[rewards]] keys" in broken["fields"][""]
+    assert bad["fields"]["earn.points_per_unit"] == "Input should be greater than 0"  # pydantic's own words
+    # An admin reading Chinese is told pydantic's usual rules in Chinese; a rule of ours stays as the model says it.
+    chinese = auth(harness, ADMIN_ID, first_name="Ada", language_code="zh-hans")
+    said = await (await app.post(f"{API}/check", json=earn("-1"), headers=chinese)).json()
+    assert said["fields"]["earn.points_per_unit"] == "应大于 0"
+    long = {"section": "rewards", "value": [rewards[0] | {"title": "x" * 65}, *rewards[1:]]}
+    said = await (await app.post(f"{API}/check", json=long, headers=chinese)).json()
+    assert said["fields"]["rewards.0.title"] == "最多 64 个字符"
+    said = await (await app.post(f"{API}/check", json={"section": "rewards", "value": []}, headers=chinese)).json()
+    assert "is not among [[rewards]] keys" in said["fields"][""]
 
 
 async def test_a_save_is_a_new_revision_in_force_at_once_and_audited_with_its_admin(

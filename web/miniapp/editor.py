@@ -487,8 +487,62 @@ def _section(name: str) -> str:
     return name
 
 
-def _problems_out(found: dict[str, str]) -> dict[str, str]:
-    return {where or "": why for where, why in found.items()}
+# pydantic's own messages (its English, word for word), so that a reader of Chinese is told the model's rule in
+# Chinese; a message not among them (a rule of ours, or pydantic's wording changed) stays as the model says it.
+PYDANTIC = {
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "int_type": N_("Input should be a valid integer"),
+    "decimal_parsing": N_("Input should be a valid decimal"),
+    "literal_error": N_("Input should be {expected}"),
+    "missing": N_("Field required"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "extra_forbidden": N_("unknown key"),
+}
+
+
+_COUNTED = {
+    "string_too_short": ("String should have at least {min_length} character", "min_length"),
+    "string_too_long": ("String should have at most {max_length} character", "max_length"),
+}
+
+
+def _counted(kind: str, count: int) -> str:
+    if kind == "string_too_short":
+        return ngettext(
+            "String should have at least {min_length} character",
+            "String should have at least {min_length} characters",
+            count,
+        )
+    return ngettext(
+        "String should have at most {max_length} character", "String should have at most {max_length} characters", count
+    )
+
+
+def problem_text(problem: str) -> str:
+    """A problem in the reader's language when it is one of pydantic's usual ones, else as the model says it."""
+    kind, context = getattr(problem, "kind", ""), getattr(problem, "context", {})
+    try:
+        if kind in _COUNTED:
+            singular, key = _COUNTED[kind]
+            count = int(context[key])
+            english = singular if count == 1 else singular + "s"
+            if english.format(**context) == problem:
+                return _counted(kind, count).format(**context)
+        elif (template := PYDANTIC.get(kind)) is not None and template.format(**context) == problem:
+            return _(template).format(**context)
+    except (KeyError, IndexError, ValueError):
+        pass
+    return str(problem)
+
+
+def _problems_out(found: dict[str, editor.Problem]) -> dict[str, str]:
+    return {where or "": problem_text(why) for where, why in found.items()}
 
 
 def _invalid(found: dict[str, str], message: str | None = None) -> web.Response:
