@@ -113,6 +113,7 @@ def migrate() -> None:
 def report(
     period: str = typer.Option("30d", "--period", help="7d, 30d, 90d, 12m: any number of days (d) or months (m)."),
     form: str = typer.Option("table", "--format", help="table, json or csv."),
+    store: str | None = typer.Option(None, "--store", help="A [[stores]] key: that store's figures only."),
 ) -> None:
     """The program's figures (as /stats shows them) in the terminal."""
     from bot.report import FORMATS, print_report
@@ -121,25 +122,34 @@ def report(
         _fail(f"--format must be one of: {', '.join(FORMATS)}")
     settings = _settings()
     try:
-        program = load_program(settings.program_file)
+        file = load_program(settings.program_file)
     except ProgramError as exc:
         _fail(str(exc))
 
     async def main() -> None:
         from loyalty.metrics import dashboard, parse_period
+        from loyalty.revisions import current_revision
         from storage.clock import utcnow
         from storage.database import make_engine, make_session_factory
 
-        chosen = parse_period(period, utcnow(), program.tz)
-        if chosen is None:
-            _fail(f"--period {period!r}: use a number of days or months, like 7d, 30d, 90d or 12m")
         await _check_database(settings)
         engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         try:
-            board = await dashboard(make_session_factory(engine), program, chosen, program.analytics.effect_days)
+            sessions = make_session_factory(engine)
+            async with sessions() as session:
+                revision = await current_revision(session)
+            # The revision in force (the console may have changed the program since the file was imported).
+            program = revision.program if revision is not None else file
+            chosen = parse_period(period, utcnow(), program.tz)
+            if chosen is None:
+                _fail(f"--period {period!r}: use a number of days or months, like 7d, 30d, 90d or 12m")
+            if store is not None and program.store(store) is None:
+                known = ", ".join(s.key for s in program.stores) or "none: the program lists no [[stores]]"
+                _fail(f"--store {store!r}: the stores are {known}")
+            board = await dashboard(sessions, program, chosen, program.analytics.effect_days)
         finally:
             await engine.dispose()
-        print_report(board, program, form)
+        print_report(board, program, form, store)
 
     asyncio.run(main())
 

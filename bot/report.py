@@ -18,12 +18,12 @@ __all__ = ["FORMATS", "Share", "print_report", "rows"]
 FORMATS = ("table", "json", "csv")
 
 
-def print_report(board: Dashboard, program: Program, form: str) -> None:
+def print_report(board: Dashboard, program: Program, form: str, store: str | None = None) -> None:
     if form == "json":
-        json.dump(document(board, program), sys.stdout, ensure_ascii=False, indent=2, default=str)
+        json.dump(document(board, program, store), sys.stdout, ensure_ascii=False, indent=2, default=str)
         sys.stdout.write("\n")
     elif form == "csv":
-        csv.writer(sys.stdout).writerows(csv_rows(board, program))
+        csv.writer(sys.stdout).writerows(csv_rows(board, program, store))
     else:
         period = board.period
         start, end = period.start.astimezone(program.tz), period.end.astimezone(program.tz)
@@ -32,7 +32,7 @@ def print_report(board: Dashboard, program: Program, form: str) -> None:
             table.add_column(column)
         table.add_column("value", justify="right")
         last = ""
-        for section, figure, value in rows(board, program):
+        for section, figure, value in rows(board, program, store):
             table.add_row(section if section != last else "", figure, shown(value))
             last = section
         Console().print(table)

@@ -30,10 +30,11 @@ from aiogram.utils.i18n import gettext as _
 from handlers.filters import HasPermission, slash
 from loyalty import metrics
 from loyalty.exports import export_all
-from loyalty.metrics import Dashboard, Period, parse_period
+from loyalty.metrics import Dashboard, parse_period
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
+from notifications.refusals import unknown_store
 from notifications.texts import N_, day, money, speaking, when
 from storage.database import DbSession, SessionFactory
 
@@ -149,7 +150,46 @@ def card(board: Dashboard, program: Program) -> str:
                     frequency="—" if figures.frequency is None else f"{figures.frequency:.1f}",
                 )
             )
+    if board.by_store:
+        lines += ["", _("🏬 By store: buyers · purchases · sales · coupons accepted · NPS of its customers")]
+        lines += store_lines(board, program)
     return "\n".join(lines)
+
+
+def store_lines(board: Dashboard, program: Program, store: str | None = None) -> list[str]:
+    """A line a store (or only ``store``'s), in the program's order."""
+    locale = get_i18n().current_locale
+    return [
+        "{store}: {buyers} · {purchases} · {sales} · {coupons} · {nps}".format(
+            store=html.escape(rule.name_in(_language()) if (rule := program.store(f.store)) else f.store),
+            buyers=f.buyers,
+            purchases=f.purchases,
+            sales=money(from_minor(f.sales_minor, program), program.currency, locale),
+            coupons=f.redemptions,
+            nps="—" if f.nps.score is None else f"{f.nps.score:+.0f}",
+        )
+        for f in board.by_store
+        if store is None or f.store == store
+    ]
+
+
+def store_card(board: Dashboard, program: Program, store: str) -> str:
+    """/stats <period> <store>: one store's figures."""
+    locale = get_i18n().current_locale
+    rule = program.store(store)
+    period = board.period
+    return "\n".join(
+        [
+            _("🏬 <b>{store}</b> · {start} – {end}").format(
+                store=html.escape(rule.name_in(_language()) if rule else store),
+                start=day(period.start, program.tz, locale),
+                end=day(period.end - timedelta(seconds=1), program.tz, locale),
+            ),
+            "",
+            _("Buyers · purchases · sales · coupons accepted · NPS of its customers"),
+            *store_lines(board, program, store),
+        ]
+    )
 
 
 class StatsLegend(CallbackData, prefix="statlegend"):
@@ -259,19 +299,29 @@ async def stats(
     i18n: I18n,
     clock: Callable[[], datetime],
 ) -> None:
-    period: Period | None = parse_period(command.args or DEFAULT_PERIOD, clock(), program.tz)
+    words = (command.args or "").split()
+    store = None  # "/stats 30d airport", or "/stats airport": one store's figures
+    if words and program.store(words[-1].lower()) is not None:
+        store = words.pop().lower()
+    elif len(words) == 2 and program.stores:
+        await message.answer(html.escape(unknown_store(program, words[1], _language())))
+        return
+    period = parse_period(words[0] if words else DEFAULT_PERIOD, clock(), program.tz) if len(words) < 2 else None
     if period is None:
         await message.answer(
             _("Please choose a period: 7d, 30d, 90d or 12m (any number of days or months, like 14d or 6m).")
         )
         return
-    await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
+    await bot.send_chat_action(message.chat.id, ChatAction.TYPING if store else ChatAction.UPLOAD_PHOTO)
     board = await metrics.board_for(sessions, program, period, clock())
-    text = card(board, program)
+    text = card(board, program) if store is None else store_card(board, program, store)
     if board.period.end < period.end - timedelta(minutes=1):
         text += "\n\n" + _("Figures as of {time}.").format(
             time=when(board.period.end, program.tz, get_i18n().current_locale)
         )
+    if store is not None:
+        await message.answer(text)
+        return
     await message.answer(text, reply_markup=_legend_button())
     images = await asyncio.to_thread(_charts, board, program, i18n)
     await message.answer_media_group(

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -24,7 +24,17 @@ from loyalty.nps import Category, category
 from loyalty.program import Program
 from loyalty.tiers import months_after, months_before
 from storage.database import SessionFactory, begin_write
-from storage.models import Delivery, LedgerEntry, Member, Notice, Purchase, StatsSnapshot, Survey, Thread
+from storage.models import (
+    Coupon,
+    Delivery,
+    LedgerEntry,
+    Member,
+    Notice,
+    Purchase,
+    StatsSnapshot,
+    Survey,
+    Thread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -574,6 +584,62 @@ async def by_tier(session: AsyncSession, period: Period) -> list[TierFigures]:
     return [TierFigures(tier, int(m), int(p), int(a)) for tier, m, p, a in rows]
 
 
+@dataclass(frozen=True)
+class StoreFigures:
+    """One store of a chain over the period: its buyers, purchases, sales (net of refunds), coupons accepted at its
+    tills, and the NPS of the members who bought there."""
+
+    store: str
+    buyers: int
+    purchases: int
+    sales_minor: int
+    redemptions: int
+    nps: Nps
+
+
+async def by_store(session: AsyncSession, period: Period, stores: list[str]) -> list[StoreFigures]:
+    """Every store the program lists, in its order (a store with nothing in the period shows zeros)."""
+    if not stores:
+        return []
+    bought = (_between(col(Purchase.occurred_at), period.start, period.end), _valid())
+    sales = {
+        store: (int(m), int(p), int(a))
+        for store, m, p, a in (
+            await session.execute(
+                select(
+                    col(Purchase.store),
+                    func.count(distinct(col(Purchase.member_id))),
+                    func.count(),
+                    func.coalesce(func.sum(col(Purchase.amount_minor) - col(Purchase.refunded_minor)), 0),
+                )
+                .where(col(Purchase.store).in_(stores), *bought)
+                .group_by(col(Purchase.store))
+            )
+        ).all()
+    }
+    used = dict(
+        (
+            await session.execute(
+                select(col(Coupon.used_store), func.count())
+                .where(col(Coupon.used_store).in_(stores), _between(col(Coupon.used_at), period.start, period.end))
+                .group_by(col(Coupon.used_store))
+            )
+        ).all()
+    )
+    out = []
+    for store in stores:
+        customers = select(col(Purchase.member_id)).where(col(Purchase.store) == store, *bought)
+        answers = await session.execute(
+            _latest_answers(
+                col(Survey.member_id).in_(customers), _between(col(Survey.scored_at), period.start, period.end)
+            )
+        )
+        buyers, purchases, amount = sales.get(store, (0, 0, 0))
+        score = nps_of(int(value) for value, _ in answers.all() if value is not None)
+        out.append(StoreFigures(store, buyers, purchases, amount, int(used.get(store, 0)), score))
+    return out
+
+
 async def tier_distribution(session: AsyncSession) -> dict[str, int]:
     """Members (not erased) by tier name; "" for members without a tier."""
     rows = (
@@ -693,6 +759,7 @@ class Dashboard:
     tiers: dict[str, int]  # "": no tier
     trend: Trend
     cohorts: Cohorts
+    by_store: list[StoreFigures] = field(default_factory=list)  # with [[stores]]; older snapshots have none
 
 
 async def dashboard(sessions: SessionFactory, program: Program, period: Period, effect_days: int = 14) -> Dashboard:
@@ -727,6 +794,7 @@ async def dashboard(sessions: SessionFactory, program: Program, period: Period, 
         run(tier_distribution),
         run(lambda s: trend(s, period, tz)),
         run(lambda s: cohorts(s, period.end, tz)),
+        run(lambda s: by_store(s, period, [store.key for store in program.stores])),
     )
     return Dashboard(period, *parts)  # type: ignore[arg-type]
 

@@ -40,8 +40,30 @@ def number(value: Any) -> Any:
     return value
 
 
-def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
-    """(section, figure, value) for every figure: the one list the three formats are made from."""
+def store_rows(board: Dashboard, program: Program, store: str | None = None) -> list[tuple[str, str, Any]]:
+    """The per-store table (``[[stores]]``): every store's figures, or only ``store``'s."""
+    out: list[tuple[str, str, Any]] = []
+    for f in board.by_store:
+        if store is not None and f.store != store:
+            continue
+        rule = program.store(f.store)
+        section = f"store: {rule.name if rule else f.store}"
+        out += [
+            (section, "buyers", f.buyers),
+            (section, "purchases", f.purchases),
+            (section, f"sales ({program.currency}, net of refunds)", from_minor(f.sales_minor, program)),
+            (section, "coupons accepted", f.redemptions),
+            (section, "NPS of its customers", None if f.nps.score is None else round(f.nps.score, 1)),
+            (section, "NPS answers", f.nps.answers),
+        ]
+    return out
+
+
+def rows(board: Dashboard, program: Program, store: str | None = None) -> list[tuple[str, str, Any]]:
+    """(section, figure, value) for every figure: the one list the three formats are made from. With ``store``
+    (a ``[[stores]]`` key), that store's figures only."""
+    if store is not None:
+        return store_rows(board, program, store)
     m, c, nps, s, p = board.members, board.customers, board.nps, board.support, board.points
     wait = s.median_first_response
     value = p.outstanding_value(program)
@@ -98,7 +120,7 @@ def rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
             ),
             (f"tier: {name}", "purchases per buyer", None if t.frequency is None else round(t.frequency, 2)),
         ]
-    return out
+    return out + store_rows(board, program)
 
 
 def plain(value: Any) -> Any:
@@ -116,17 +138,19 @@ def plain(value: Any) -> Any:
     return value
 
 
-def document(board: Dashboard, program: Program) -> dict[str, Any]:
+def document(board: Dashboard, program: Program, store: str | None = None) -> dict[str, Any]:
     """``loyalty report --format json``: the period in the program's timezone, every figure, the trend, the
-    cohorts and the members by tier."""
+    cohorts and the members by tier; with ``store``, that store's figures only."""
+    if store is not None:
+        return {
+            "program": program.name,
+            "store": store,
+            "period": _period(board, program),
+            "figures": [{"section": a, "figure": b, "value": number(v)} for a, b, v in rows(board, program, store)],
+        }
     return {
         "program": program.name,
-        "period": {
-            "label": board.period.label,
-            "start": board.period.start.astimezone(program.tz).isoformat(),
-            "end": board.period.end.astimezone(program.tz).isoformat(),
-            "timezone": program.timezone,
-        },
+        "period": _period(board, program),
         "figures": [{"section": a, "figure": b, "value": number(v)} for a, b, v in rows(board, program)],
         "trend": plain(board.trend),
         "cohorts": plain(board.cohorts),
@@ -134,6 +158,15 @@ def document(board: Dashboard, program: Program) -> dict[str, Any]:
     }
 
 
-def csv_rows(board: Dashboard, program: Program) -> list[list[str]]:
+def _period(board: Dashboard, program: Program) -> dict[str, Any]:
+    return {
+        "label": board.period.label,
+        "start": board.period.start.astimezone(program.tz).isoformat(),
+        "end": board.period.end.astimezone(program.tz).isoformat(),
+        "timezone": program.timezone,
+    }
+
+
+def csv_rows(board: Dashboard, program: Program, store: str | None = None) -> list[list[str]]:
     """``loyalty report --format csv``: a header, then a row a figure."""
-    return [["section", "figure", "value"], *([a, b, shown(v)] for a, b, v in rows(board, program))]
+    return [["section", "figure", "value"], *([a, b, shown(v)] for a, b, v in rows(board, program, store))]

@@ -4,6 +4,7 @@ a store's own clock; the support desk's store; bad store keys refused, changing 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -279,3 +280,74 @@ async def test_the_console_assigns_staff_to_stores(harness: BotHarness) -> None:
         assert cleared.status == 200 and "no particular store" in (await cleared.json())["message"]
     async with harness.sessions() as session:
         assert await session.get(StaffStore, DOWNTOWN_CASHIER) is None
+
+
+async def test_the_figures_per_store_in_stats_the_console_and_the_report(
+    harness: BotHarness, database_url: str
+) -> None:
+    from loyalty import metrics
+    from loyalty.revisions import ensure_first_revision
+    from tests.test_dashboard import report
+
+    await _chain(harness)
+    cashier, dora = harness.user(CASHIER_ID, "Cass"), harness.user(DOWNTOWN_CASHIER, "Dora")
+    await harness.send(harness.user(1002, "Bob"), "/start")
+    await harness.send(cashier, "/purchase 1001 100 tea R-1")
+    await harness.send(cashier, "/purchase 1002 30 tea R-2")
+    await harness.send(cashier, "/purchase 1002 50 tea R-3")
+    await harness.send(cashier, "/refund R-3 20")
+    await harness.send(dora, "/purchase 1001 10 tea R-4")
+    harness.clock.advance(minutes=1)
+    # What a plain computation says, store by store: buyers, purchases, sales net of refunds.
+    async with harness.sessions() as session:
+        bought = list((await session.execute(select(Purchase))).scalars())
+    plain = {
+        key: (
+            len({p.member_id for p in bought if p.store == key}),
+            sum(1 for p in bought if p.store == key),
+            sum(p.amount_minor - p.refunded_minor for p in bought if p.store == key),
+        )
+        for key in ("airport", "downtown")
+    }
+    assert plain == {"airport": (2, 3, 16000), "downtown": (1, 1, 1000)}
+    program = harness.services.program
+    period = metrics.parse_period("30d", harness.clock(), program.tz)
+    assert period is not None
+    async with harness.sessions() as session:
+        computed = await metrics.by_store(session, period, ["airport", "downtown"])
+    assert {f.store: (f.buyers, f.purchases, f.sales_minor) for f in computed} == plain
+
+    boss = harness.user(ADMIN_ID, "Boss")
+    [card, *_] = harness.texts(await harness.send(boss, "/stats 30d"), ADMIN_ID)
+    assert "🏬 By store" in card and "Airport: 2 · 3 · CN¥160.00 · 0 · —" in card
+    assert "Downtown: 1 · 1 · CN¥10.00 · 0 · —" in card
+    [one] = harness.texts(await harness.send(boss, "/stats 30d airport"), ADMIN_ID)
+    assert one.startswith("🏬 <b>Airport</b>") and "Downtown" not in one
+    [refused] = harness.texts(await harness.send(boss, "/stats 30d mars"), ADMIN_ID)
+    assert refused.startswith("There is no store mars.")
+
+    services = deps_of(harness, webapp_url=APP, admin_ids=harness.services.settings.admin_ids)
+    admin = auth(harness, ADMIN_ID, first_name="Ada")
+    async with TestClient(TestServer(make_http_app(services, serve_updates=True))) as client:
+        everything = await (await client.get("/app/api/console/dashboard?period=30d", headers=admin)).json()
+        assert [r["key"] for r in everything["store_rows"]] == ["airport", "downtown"] and everything["charts"]
+        airport = await (await client.get("/app/api/console/dashboard?period=30d&store=airport", headers=admin)).json()
+        assert [r["key"] for r in airport["store_rows"]] == ["airport"] and not airport["charts"]
+        assert {c["key"]: c["value"] for c in airport["cards"]}["store-sales"] == "CN¥160.00"
+        page = await (await client.get("/app/view/console/dashboard?period=30d&store=airport", headers=admin)).text()
+        assert 'data-store-row="airport"' in page and 'data-store-row="downtown"' not in page
+        mars = await client.get("/app/api/console/dashboard?period=30d&store=mars", headers=admin)
+        assert mars.status == 400 and "There is no store mars" in (await mars.json())["error"]["message"]
+
+    async with harness.sessions() as session:  # the report reads the revision in force, as every process does
+        await ensure_first_revision(session, program, harness.clock())
+    out = json.loads(
+        await report(database_url, harness.clock(), "--period", "30d", "--format", "json", "--store", "airport")
+    )
+    assert out["store"] == "airport"
+    values = {(f["section"], f["figure"]): f["value"] for f in out["figures"]}
+    assert values[("store: Airport", "buyers")] == 2 and values[("store: Airport", "purchases")] == 3
+    assert values[("store: Airport", "sales (CNY, net of refunds)")] == 160.0
+    assert not [key for key in values if key[0] != "store: Airport"]
+    full = json.loads(await report(database_url, harness.clock(), "--period", "30d", "--format", "json"))
+    assert {f["section"] for f in full["figures"]} >= {"store: Airport", "store: Downtown", "members"}

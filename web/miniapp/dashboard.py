@@ -40,8 +40,10 @@ from loyalty.exports import EXPORTS, stream_csv
 from loyalty.members import identify
 from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
+from loyalty.purchases import from_minor
 from loyalty.report import csv_rows, document
 from loyalty.roles import Permission
+from notifications.refusals import unknown_store
 from notifications.texts import (
     day,
     locale_of,
@@ -135,6 +137,22 @@ class ChoiceOut(Model):
     chosen: bool
 
 
+class StoreChoiceOut(Model):
+    key: str
+    name: str
+    chosen: bool
+
+
+class StoreRowOut(Model):
+    key: str
+    name: str
+    buyers: int
+    purchases: int
+    sales: str
+    coupons: int
+    nps: str
+
+
 class CardOut(Model):
     key: str
     label: str
@@ -207,8 +225,11 @@ class DashboardOut(Model):
     as_of: str | None = Field(description="When the figures are older than the request: their time")
     choices: list[ChoiceOut]
     cards: list[CardOut]
-    charts: list[ChartOut]
+    charts: list[ChartOut] = Field(description="The whole program's; none while one store is chosen")
     exports: list[ExportOut]
+    store: str | None = Field(default=None, description="The [[stores]] key chosen (?store=), else all stores")
+    stores: list[StoreChoiceOut] = Field(default_factory=list, description="Empty when the program lists none")
+    store_rows: list[StoreRowOut] = Field(default_factory=list, description="The per-store table (the chosen one)")
 
 
 class LinkOut(Model):
@@ -537,7 +558,36 @@ def _file_name(kind: str, period: Period) -> str:
     return f"figures-{period.label}.csv" if kind == "figures" else f"{kind}.csv"
 
 
-def dashboard_out(board: Dashboard, program: Program, asked: Period, language: str) -> DashboardOut:
+def _store_rows(board: Dashboard, program: Program, language: str, store: str | None) -> list[StoreRowOut]:
+    locale = locale_of(language)
+    return [
+        StoreRowOut(
+            key=f.store,
+            name=rule.name_in(language) if (rule := program.store(f.store)) else f.store,
+            buyers=f.buyers,
+            purchases=f.purchases,
+            sales=money(from_minor(f.sales_minor, program), program.currency, locale),
+            coupons=f.redemptions,
+            nps="—" if f.nps.score is None else f"{f.nps.score:+.0f}",
+        )
+        for f in board.by_store
+        if store is None or f.store == store
+    ]
+
+
+def _store_cards(row: StoreRowOut) -> list[CardOut]:
+    return [
+        CardOut(key="store-buyers", label=_("Buyers"), value=str(row.buyers), note=row.name),
+        CardOut(key="store-purchases", label=_("Purchases"), value=str(row.purchases), note=None),
+        CardOut(key="store-sales", label=_("Sales"), value=row.sales, note=None),
+        CardOut(key="store-coupons", label=_("Coupons accepted"), value=str(row.coupons), note=None),
+        CardOut(key="store-nps", label=_("NPS of its customers"), value=row.nps, note=None),
+    ]
+
+
+def dashboard_out(
+    board: Dashboard, program: Program, asked: Period, language: str, store: str | None = None
+) -> DashboardOut:
     locale = locale_of(language)
     report = document(board, program)
     buckets = _Buckets(board, program, locale)
@@ -546,14 +596,17 @@ def dashboard_out(board: Dashboard, program: Program, asked: Period, language: s
     choices = [ChoiceOut(label=label, name=_choice_name(label), chosen=label == period.label) for label in CHOICES]
     if period.label not in CHOICES:
         choices.append(ChoiceOut(label=period.label, name=_choice_name(period.label), chosen=True))
+    rows = _store_rows(board, program, language, store)
     return DashboardOut(
         **report,
         title=_("Dashboard"),
         dates=f"{day(period.start, program.tz, locale)} – {day(period.end - timedelta(seconds=1), program.tz, locale)}",
         as_of=_("Figures as of {time}.").format(time=when(period.end, program.tz, locale)) if stale else None,
         choices=choices,
-        cards=_cards(board, program, locale),
-        charts=[
+        cards=_store_cards(rows[0]) if store is not None and rows else _cards(board, program, locale),
+        charts=[]
+        if store is not None
+        else [
             members_chart(board, buckets, locale),
             nps_chart(board, buckets),
             points_chart(board, program, locale),
@@ -561,6 +614,9 @@ def dashboard_out(board: Dashboard, program: Program, asked: Period, language: s
             cohorts_chart(board, program, locale),
         ],
         exports=_exports(period),
+        store=store,
+        stores=[StoreChoiceOut(key=s.key, name=s.name_in(language), chosen=s.key == store) for s in program.stores],
+        store_rows=rows,
     )
 
 
@@ -572,8 +628,11 @@ async def load_dashboard(request: web.Request) -> DashboardOut:
     _admin(request, Permission.VIEW_REPORTS)
     services = request.app[SERVICES]
     asked = _period(request)
+    store = (request.query.get("store") or "").strip().lower()[:32] or None
+    if store is not None and services.program.store(store) is None:
+        raise Refused(400, "unknown_store", unknown_store(services.program, store, request[LANGUAGE]))
     board = await _board(services, asked)
-    return dashboard_out(board, services.program, asked, request[LANGUAGE])
+    return dashboard_out(board, services.program, asked, request[LANGUAGE], store)
 
 
 # ------------------------------------------------------------------------------------------------ downloads

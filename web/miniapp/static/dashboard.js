@@ -54,7 +54,8 @@ export function wireDashboard(root, { tg, base, request, show, note, errorText }
     chip.addEventListener("click", () => {
       if (chip.getAttribute("aria-checked") === "true") return;
       tg.HapticFeedback?.selectionChanged();
-      show(`console/dashboard?period=${encodeURIComponent(chip.dataset.period)}`, { push: false });
+      const store = board.dataset.store ? `&store=${encodeURIComponent(board.dataset.store)}` : "";
+      show(`console/dashboard?period=${encodeURIComponent(chip.dataset.period)}${store}`, { push: false });
     });
   }
 
