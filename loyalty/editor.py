@@ -144,6 +144,7 @@ class Sample:
     items: int = 1
     tier: str | None = None
     vip: bool = False
+    store: str | None = None  # where it is recorded: promotions limited to stores, and that store's clock
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ async def estimate(session: AsyncSession, program: Program, sample: Sample) -> E
     running now included). A tier the program does not have counts as none."""
     vip_until = sample.at + timedelta(days=1) if sample.vip else None
     multiplier = vip.earn_multiplier(program, tiers.multiplier(program, sample.tier), vip_until, sample.at)
-    basket = Basket(sample.amount, sample.category, sample.items, sample.at, multiplier)
+    basket = Basket(sample.amount, sample.category, sample.items, sample.at, multiplier, sample.store)
     return Estimate(await earning_for(session, program, NOBODY, basket), multiplier)
 
 

@@ -351,3 +351,24 @@ async def test_the_figures_per_store_in_stats_the_console_and_the_report(
     assert not [key for key in values if key[0] != "store: Airport"]
     full = json.loads(await report(database_url, harness.clock(), "--period", "30d", "--format", "json"))
     assert {f["section"] for f in full["figures"]} >= {"store: Airport", "store: Downtown", "members"}
+
+
+async def test_the_editors_preview_earns_at_the_store_chosen(harness: BotHarness) -> None:
+    from loyalty.revisions import ensure_first_revision
+
+    async with harness.sessions() as session:
+        await ensure_first_revision(session, harness.services.program, harness.clock())
+    services = deps_of(harness, webapp_url=APP, admin_ids=harness.services.settings.admin_ids)
+    admin = auth(harness, ADMIN_ID, first_name="Ada")
+    sample = {"amount": "10", "category": "tea", "items": 1, "vip": False, "at": "2026-11-22T12:00"}
+    body = {"section": "welcome", "value": {"bonus": 50}}
+    async with TestClient(TestServer(make_http_app(services, serve_updates=True))) as client:
+        page = await (await client.get("/app/view/console/program?section=earn", headers=admin)).text()
+        assert '<option value="airport">Airport</option>' in page
+        points = {}
+        for store in (None, "airport", "downtown"):
+            asked = body | {"sample": sample | {"store": store}}
+            answer = await client.post("/app/api/console/program/preview", json=asked, headers=admin)
+            assert answer.status == 200, await answer.text()
+            points[store] = (await answer.json())["now"]["points"]
+    assert points == {None: 10, "airport": 20, "downtown": 10}  # double points at the airport only

@@ -596,6 +596,7 @@ class ProgramOut(Model):
     section: SectionOut | None
     categories: list[str] = Field(description="For the preview's sample purchase")
     tiers: list[OptionOut]
+    stores: list[OptionOut] = Field(default_factory=list, description="For the sample: where it is recorded")
     now: str = Field(description="The program's local time now, as the preview's default (YYYY-MM-DDTHH:MM)")
 
 
@@ -613,6 +614,7 @@ async def load_program(request: web.Request) -> ProgramOut:
         section=section,
         categories=sorted(program.categories()),
         tiers=[OptionOut(value=level.name, label=level.name_in(request[LANGUAGE])) for level in program.tiers.levels],
+        stores=[OptionOut(value=store.key, label=store.name_in(request[LANGUAGE])) for store in program.stores],
         now=local.strftime("%Y-%m-%dT%H:%M"),
     )
 
@@ -720,6 +722,7 @@ class SampleIn(Model):
     tier: str | None = Field(default=None, max_length=32)
     vip: bool = False
     at: str | None = Field(default=None, description="Local date and time (YYYY-MM-DDTHH:MM); default: now")
+    store: str | None = Field(default=None, pattern=r"^[a-z0-9_-]{1,32}$", description="A [[stores]] key")
 
 
 class PreviewIn(DraftIn):
@@ -798,7 +801,7 @@ def _sample(body: SampleIn, program: Program, now: datetime) -> Sample:
         except ValueError as exc:
             raise bad_input() from exc
     category = body.category.lower() if body.category else None
-    return Sample(body.amount, at, category, body.items, body.tier or None, body.vip)
+    return Sample(body.amount, at, category, body.items, body.tier or None, body.vip, body.store or None)
 
 
 class SaveIn(DraftIn):

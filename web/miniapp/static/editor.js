@@ -99,6 +99,7 @@ function editSection(root, form, app) {
         items: Number(s.items.value || 1),
         category: s.category.value.trim() || null,
         tier: s.tier.value || null,
+        store: s.store ? s.store.value || null : null,
         vip: s.vip.checked,
         at: s.at.value || null,
       },
