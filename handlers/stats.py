@@ -34,6 +34,7 @@ from loyalty.metrics import Dashboard, parse_period
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
+from notifications.figures import store_rows
 from notifications.refusals import unknown_store
 from notifications.texts import N_, day, money, speaking, when
 from storage.database import DbSession, SessionFactory
@@ -158,18 +159,9 @@ def card(board: Dashboard, program: Program) -> str:
 
 def store_lines(board: Dashboard, program: Program, store: str | None = None) -> list[str]:
     """A line a store (or only ``store``'s), in the program's order."""
-    locale = get_i18n().current_locale
     return [
-        "{store}: {buyers} · {purchases} · {sales} · {coupons} · {nps}".format(
-            store=html.escape(rule.name_in(_language()) if (rule := program.store(f.store)) else f.store),
-            buyers=f.buyers,
-            purchases=f.purchases,
-            sales=money(from_minor(f.sales_minor, program), program.currency, locale),
-            coupons=f.redemptions,
-            nps="—" if f.nps.score is None else f"{f.nps.score:+.0f}",
-        )
-        for f in board.by_store
-        if store is None or f.store == store
+        f"{html.escape(r.name)}: {r.buyers} · {r.purchases} · {r.sales} · {r.coupons} · {r.nps}"
+        for r in store_rows(board, program, _language(), store)
     ]
 
 

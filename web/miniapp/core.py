@@ -151,15 +151,20 @@ def authenticated(handler: Handler) -> Handler:
             return _unauthenticated(request)
         async with services.sessions() as session:
             viewer = await viewer_of(session, static_roles(services), data)
-        request[VIEWER] = viewer
-        request[LANGUAGE] = language_of(viewer)
-        with speaking(services.i18n, request[LANGUAGE]):
-            try:
-                return await handler(request)
-            except Refused as no:
-                return refused(no.status, no.code, no.message)
+        return await as_viewer(request, viewer, handler)
 
     return wrapped
+
+
+async def as_viewer(request: web.Request, viewer: Viewer, handler: Handler) -> web.StreamResponse:
+    """Answer ``request`` for ``viewer``, in their language; a refusal becomes its JSON answer."""
+    request[VIEWER] = viewer
+    request[LANGUAGE] = language_of(viewer)
+    with speaking(request.app[SERVICES].i18n, request[LANGUAGE]):
+        try:
+            return await handler(request)
+        except Refused as no:
+            return refused(no.status, no.code, no.message)
 
 
 def _unauthenticated(request: web.Request) -> web.Response:

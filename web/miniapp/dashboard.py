@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import io
 import math
+from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -40,9 +41,9 @@ from loyalty.exports import EXPORTS, stream_csv
 from loyalty.members import identify
 from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
-from loyalty.purchases import from_minor
 from loyalty.report import csv_rows, document
 from loyalty.roles import Permission
+from notifications.figures import store_rows
 from notifications.refusals import unknown_store
 from notifications.texts import (
     day,
@@ -53,7 +54,6 @@ from notifications.texts import (
     short_day,
     short_money,
     short_month,
-    speaking,
     when,
 )
 from web.miniapp.auth import Viewer
@@ -65,11 +65,10 @@ from web.miniapp.core import (
     Model,
     Refused,
     Screen,
+    as_viewer,
     authenticated,
     json_of,
-    language_of,
     mount,
-    refused,
     require,
     static_roles,
 )
@@ -558,23 +557,6 @@ def _file_name(kind: str, period: Period) -> str:
     return f"figures-{period.label}.csv" if kind == "figures" else f"{kind}.csv"
 
 
-def _store_rows(board: Dashboard, program: Program, language: str, store: str | None) -> list[StoreRowOut]:
-    locale = locale_of(language)
-    return [
-        StoreRowOut(
-            key=f.store,
-            name=rule.name_in(language) if (rule := program.store(f.store)) else f.store,
-            buyers=f.buyers,
-            purchases=f.purchases,
-            sales=money(from_minor(f.sales_minor, program), program.currency, locale),
-            coupons=f.redemptions,
-            nps="—" if f.nps.score is None else f"{f.nps.score:+.0f}",
-        )
-        for f in board.by_store
-        if store is None or f.store == store
-    ]
-
-
 def _store_cards(row: StoreRowOut) -> list[CardOut]:
     return [
         CardOut(key="store-buyers", label=_("Buyers"), value=str(row.buyers), note=row.name),
@@ -596,7 +578,7 @@ def dashboard_out(
     choices = [ChoiceOut(label=label, name=_choice_name(label), chosen=label == period.label) for label in CHOICES]
     if period.label not in CHOICES:
         choices.append(ChoiceOut(label=period.label, name=_choice_name(period.label), chosen=True))
-    rows = _store_rows(board, program, language, store)
+    rows = [StoreRowOut(**asdict(row)) for row in store_rows(board, program, language, store)]
     return DashboardOut(
         **report,
         title=_("Dashboard"),
@@ -724,13 +706,7 @@ def _signed(handler: Handler) -> Handler:
         async with services.sessions() as session:
             member, role = await identify(session, static_roles(services), viewer_id)
         viewer = Viewer(viewer_id, member.first_name if member else "", None, member, role)
-        request[VIEWER] = viewer
-        request[LANGUAGE] = language_of(viewer)
-        with speaking(services.i18n, request[LANGUAGE]):
-            try:
-                return await handler(request)
-            except Refused as no:
-                return refused(no.status, no.code, no.message)
+        return await as_viewer(request, viewer, handler)
 
     return wrapped
 
