@@ -73,6 +73,16 @@ async def _check_invariants(sessions: SessionFactory, member_id: int) -> int:
     return int(points)
 
 
+async def clear_all(sessions: SessionFactory) -> None:
+    """Every table emptied, children first, before a hypothesis example: on PostgreSQL earlier examples' rows
+    (refunds, punch cards) share the database and would hold their purchases and members by foreign key."""
+    async with sessions() as session:
+        await begin_write(session)
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            await session.execute(table.delete())
+        await session.commit()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(operation, min_size=1, max_size=25))
 def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> None:
@@ -86,13 +96,7 @@ def test_random_operations_keep_the_ledger_balanced(database_url: str, ops) -> N
             await engine.dispose()
 
     async def run(sessions: SessionFactory) -> None:
-        async with sessions() as session:
-            await begin_write(session)
-            # Every table, children first: on PostgreSQL earlier tests' rows (refunds, punch cards) share the
-            # database and would hold their purchases and members by foreign key.
-            for table in reversed(SQLModel.metadata.sorted_tables):
-                await session.execute(table.delete())
-            await session.commit()
+        await clear_all(sessions)
         member_id = await _new_member(sessions)
         now = T0
         lots: list[tuple[datetime | None, int]] = []

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from sqlmodel import SQLModel
 
 from loyalty import pending
 from loyalty.ledger import InsufficientPoints, Kind, debit, expire_due
@@ -21,10 +20,10 @@ from loyalty.program import Program, load_program, parse_program
 from loyalty.purchases import record_purchase
 from loyalty.refunds import refund
 from scheduler.jobs import jobs
-from storage.database import SessionFactory, begin_write, make_engine, make_session_factory
+from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.models import LedgerEntry, Member, Purchase
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
-from tests.test_ledger import _check_invariants
+from tests.test_ledger import _check_invariants, clear_all
 
 WINDOW = 14
 
@@ -251,11 +250,7 @@ def test_random_purchases_refunds_and_releases_keep_pending_points_right(databas
             await engine.dispose()
 
     async def run(sessions: SessionFactory) -> None:
-        async with sessions() as session:
-            await begin_write(session)
-            for table in reversed(SQLModel.metadata.sorted_tables):
-                await session.execute(table.delete())
-            await session.commit()
+        await clear_all(sessions)
         member_id = await _joined(sessions, RANDOM)
         now, receipts = T0, 0
         # The model: per purchase, the points it earned and what refunds took back before and after release.
