@@ -189,6 +189,8 @@ async def test_the_till_records_the_cashiers_store_and_refuses_another_stores_re
         admin_ids=harness.services.settings.admin_ids,
     )
     async with TestClient(TestServer(make_http_app(services, serve_updates=True))) as client:
+        till = await (await client.get("/app/view/till", headers=auth(harness, DOWNTOWN_CASHIER))).text()
+        assert '<p class="muted small" id="till-store">🏬 Downtown</p>' in till
         body = {"member": member.code, "amount": "10", "receipt": "T-1", "key": "till-0123456789"}
         made = await client.post("/app/api/till/purchases", json=body, headers=auth(harness, DOWNTOWN_CASHIER))
         assert made.status == 201, await made.text()

@@ -69,6 +69,7 @@ class TillOut(Model):
     currency: str
     categories: list[CategoryOut]
     today: list[TodayOut] = Field(description="Purchases this cashier recorded in the last 16 hours, newest first")
+    store: str | None = Field(default=None, description="The store this cashier's purchases are recorded at")
 
 
 def _categories(program: Program, language: str) -> list[CategoryOut]:
@@ -87,10 +88,12 @@ async def load_till(request: web.Request) -> TillOut:
     now = services.clock()
     async with services.sessions() as session:
         recent = await recorded_by(session, request[VIEWER].telegram_id, now - SHIFT)
+        store = program.store(await stores.of_staff(session, program, request[VIEWER].telegram_id))
     return TillOut(
         currency=program.currency,
         categories=_categories(program, request[LANGUAGE]),
         today=[_today(purchase, member, program, locale) for purchase, member in recent],
+        store=store.name_in(request[LANGUAGE]) if store else None,
     )
 
 
