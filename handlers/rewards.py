@@ -45,7 +45,7 @@ from loyalty.rewards import (
 )
 from loyalty.roles import Permission
 from notifications.refusals import wrong_store_refused
-from notifications.texts import day, when
+from notifications.texts import day, reward_stores, when
 from storage.database import DbSession
 from storage.models import Reward
 
@@ -61,12 +61,14 @@ class RewardCallback(CallbackData, prefix="rw"):
     reward_id: RowId
 
 
-def _line(reward: Reward, language: str) -> str:
+def _line(reward: Reward, program: Program, language: str) -> str:
     text = ngettext("🎁 <b>{title}</b> — {cost} point", "🎁 <b>{title}</b> — {cost} points", reward.cost).format(
         title=html.escape(title_for(reward, language)), cost=reward.cost
     )
     if reward.stock is not None:
         text += " · " + _("{count} left").format(count=reward.stock)
+    if where := reward_stores(program, reward.key, language):
+        text += " · " + _("only at {stores}").format(stores=html.escape(where))
     return text
 
 
@@ -83,7 +85,7 @@ async def list_rewards(
         ),
         "",
     ]
-    lines += [_line(reward, member.language) for reward in rewards]
+    lines += [_line(reward, program, member.language) for reward in rewards]
     affordable = [r for r in rewards if r.cost <= member.points and r.stock != 0 and r.id is not None]
     buttons = [
         [

@@ -7,7 +7,7 @@ from aiogram.utils.i18n import ngettext
 
 from loyalty.program import Program
 from loyalty.purchases import MAX_ITEMS, AmountError, AmountProblem, InputProblem, PurchaseInputError
-from notifications.texts import money
+from notifications.texts import money, reward_stores
 
 
 def own_account_refused() -> str:
@@ -64,9 +64,8 @@ def other_store_refused(program: Program, store: str | None, language: str) -> s
 
 def wrong_store_refused(program: Program, reward_key: str | None, language: str) -> str:
     """A coupon whose reward the program limits to other stores."""
-    rule = next((r for r in program.rewards if r.key == reward_key), None)
-    names = [store.name_in(language) for store in program.stores if rule and rule.stores and store.key in rule.stores]
-    return _("This coupon is only accepted at {stores}. Nothing was changed.").format(stores=", ".join(names) or "?")
+    where = reward_stores(program, reward_key, language) or "?"
+    return _("This coupon is only accepted at {stores}. Nothing was changed.").format(stores=where)
 
 
 def unknown_store(program: Program, key: str, language: str) -> str:

@@ -245,3 +245,11 @@ async def coupon_line(session: DbSession, coupon: Coupon | None, member: Member,
     return "\n" + _("🎁 Your coupon for {reward}: <code>{code}</code>, valid until {date}. See /coupons.").format(
         reward=html.escape(title), code=coupon.code, date=until
     )
+
+
+def reward_stores(program: Program, reward_key: str | None, language: str) -> str | None:
+    """The stores a reward's coupons are accepted at, by name, when the program limits it to some."""
+    rule = next((r for r in program.rewards if r.key == reward_key), None) if reward_key else None
+    if rule is None or not rule.stores:
+        return None
+    return ", ".join(store.name_in(language) for store in program.stores if store.key in rule.stores)

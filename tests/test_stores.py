@@ -139,7 +139,8 @@ async def test_a_reward_limited_to_a_store_is_accepted_only_there(harness: BotHa
     await _chain(harness)
     ann = harness.user(1001, "Ann")
     await harness.send(harness.user(ADMIN_ID, "Boss"), "/adjust 1001 +100 gift")
-    await harness.send(ann, "/rewards")
+    listing = harness.texts(await harness.send(ann, "/rewards"))[0]
+    assert "Downtown cake</b> — 10 points · only at Downtown" in listing
     await harness.press(ann, "Redeem: Downtown cake")
     await harness.press(ann, "✅ Confirm")
     async with harness.sessions() as session:
@@ -374,3 +375,12 @@ async def test_the_editors_preview_earns_at_the_store_chosen(harness: BotHarness
             assert answer.status == 200, await answer.text()
             points[store] = (await answer.json())["now"]["points"]
     assert points == {None: 10, "airport": 20, "downtown": 10}  # double points at the airport only
+
+
+async def test_the_app_tells_members_where_a_reward_is_accepted(harness: BotHarness) -> None:
+    await _chain(harness)
+    services = deps_of(harness, webapp_url=APP)
+    async with TestClient(TestServer(make_http_app(services, serve_updates=True))) as client:
+        rewards = await (await client.get("/app/api/rewards", headers=auth(harness, 1001))).json()
+    where = {r["title"]: r["stores"] for r in rewards["rewards"]}
+    assert where["Downtown cake"] == "Downtown" and where["Free latte"] is None

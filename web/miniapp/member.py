@@ -25,7 +25,7 @@ from loyalty.rewards import RewardUnavailable, catalog, coupons_of, redeem, tier
 from loyalty.tiers import TierProgress
 from loyalty.vip import is_vip, vip_until_of
 from notifications.ledger import entry_label
-from notifications.texts import day, locale_of, money, pending_line
+from notifications.texts import day, locale_of, money, pending_line, reward_stores
 from web.miniapp.core import (
     LANGUAGE,
     VIEWER,
@@ -220,6 +220,7 @@ class RewardOut(Model):
     cost: int
     left: int | None
     affordable: bool
+    stores: str | None = Field(default=None, description="The stores its coupons are accepted at, when limited")
 
 
 class CouponOut(Model):
@@ -252,6 +253,7 @@ async def load_rewards(request: web.Request) -> RewardsOut:
             cost=r.cost,
             left=r.stock,
             affordable=r.cost <= points and r.stock != 0,
+            stores=reward_stores(services.program, r.key, language),
         )
         for r in rewards
     ]
