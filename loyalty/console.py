@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import referrals
+from loyalty import referrals, stores
 from loyalty.account import HistoryPage, history
 from loyalty.feedback import Status
 from loyalty.roles import Role, StaticRoles, merge
@@ -44,6 +44,7 @@ class MemberFile:
     threads: Threads
     nps: list[Survey]  # the latest LATEST answered surveys, newest first
     referrals: referrals.Stats
+    usual_store: str | None = None  # the [[stores]] key they buy at most
 
 
 async def member_file(session: AsyncSession, static: StaticRoles, member_id: int, now: datetime) -> MemberFile:
@@ -112,4 +113,5 @@ async def member_file(session: AsyncSession, static: StaticRoles, member_id: int
         threads=Threads(int(total), int(still_open), latest_thread),
         nps=list(nps),
         referrals=await referrals.stats(session, member_id),
+        usual_store=await stores.usual_store(session, member_id),
     )

@@ -230,6 +230,12 @@ async def test_the_support_desk_shows_and_tags_the_store(harness: BotHarness) ->
     calls = await harness.send(ann, "The airport latte was cold")
     card = next(c for c in calls if c.method == "sendMessage" and c.params["chat_id"] == SUPPORT_CHAT_ID)
     assert "Buys most at: Airport" in card.params["text"]
+    services = deps_of(harness, webapp_url=APP, admin_ids=harness.services.settings.admin_ids)
+    async with TestClient(TestServer(make_http_app(services, serve_updates=True))) as client:
+        member = await harness.member(1001)
+        assert member is not None
+        file = await client.get(f"/app/api/console/member?ref={member.code}", headers=auth(harness, ADMIN_ID))
+        assert (await file.json())["usual_store"] == "Airport"
     async with harness.sessions() as session:
         thread = (await session.execute(select(Thread))).scalar_one()
     boss = harness.user(ADMIN_ID, "Boss")

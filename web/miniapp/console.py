@@ -189,6 +189,7 @@ class MemberPageOut(Model):
     staff: bool = Field(description="Holds a staff role given in the database, which can be taken back")
     points: int
     pending_points: int = Field(description="Not spendable yet: purchases inside the return window")
+    usual_store: str | None = Field(default=None, description="The store they buy at most, by name")
     lifetime_points: int
     birthday: str | None
     birthday_key: str | None = Field(description="The birthday as /setbirthday takes it: YYYY-MM-DD or MM-DD")
@@ -229,6 +230,7 @@ async def load_member(request: web.Request) -> MemberPageOut:
         staff=file.granted is not None,
         points=member.points,
         pending_points=member.pending_points,
+        usual_store=usual.name_in(language) if (usual := program.store(file.usual_store)) else None,
         lifetime_points=member.lifetime_points,
         birthday=birthday_text(born, locale) if born else None,
         birthday_key=str(born) if born else None,
