@@ -558,7 +558,7 @@ async def due_lapses(session: AsyncSession, now: datetime) -> list[DueLapse]:
         .order_by(col(Member.id), col(VipSubscription.expires_at).desc())
     )
     latest: dict[int, tuple[Member, VipSubscription]] = {}
-    for member, subscription in rows.tuples():
+    for member, subscription in rows.all():
         latest.setdefault(member.telegram_id, (member, subscription))
     if not latest:
         return []
@@ -585,5 +585,5 @@ async def subscription_counts(session: AsyncSession, now: datetime) -> Subscript
         .where(col(VipSubscription.expires_at) > now, col(Member.erased_at).is_(None))
         .group_by(col(VipSubscription.canceled_at).is_(None))
     )
-    counts = {bool(on): int(n) for on, n in rows.tuples()}
+    counts = {bool(on): int(n) for on, n in rows.all()}
     return SubscriptionCounts(renewing=counts.get(True, 0), canceled=counts.get(False, 0))
