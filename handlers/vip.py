@@ -139,7 +139,7 @@ async def _subscription(
         button = InlineKeyboardButton(text=_("Renew again"), callback_data=VipRenewal(renew=True).pack())
     else:
         assert bot is not None
-        link = await vip_telegram.subscription_link(bot, rules, member)
+        link = await vip_telegram.invoice_link(bot, rules, member)
         text = _("Subscribe to pay ⭐{price} now and again every 30 days; cancel any time here.").format(
             price=rules.price_stars
         )

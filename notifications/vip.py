@@ -101,8 +101,10 @@ async def send_vip_lapses(bot: Bot, sessions: SessionFactory, program: Program, 
 # ------------------------------------------------------------------------------------------------ subscriptions
 
 
-async def subscription_link(bot: Bot, rules: VipRules, member: MemberView) -> str:
-    """A Stars subscription invoice link for this member: Telegram charges it again every 30 days."""
+async def invoice_link(bot: Bot, rules: VipRules, member: MemberView) -> str:
+    """An invoice link for this member (the Mini App opens it; /vip sends it with a subscription): with
+    ``renew = "subscription"`` a Stars subscription, which Telegram charges again every 30 days."""
+    subscribe = rules.renew == "subscription"
     return await bot.create_invoice_link(
         title=rules.title_in(member.language),
         description=rules.benefits_in(member.language),
@@ -114,7 +116,7 @@ async def subscription_link(bot: Bot, rules: VipRules, member: MemberView) -> st
                 amount=rules.price_stars,
             )
         ],
-        subscription_period=int(vip.SUBSCRIPTION_PERIOD.total_seconds()),
+        subscription_period=int(vip.SUBSCRIPTION_PERIOD.total_seconds()) if subscribe else None,
     )
 
 
