@@ -573,12 +573,18 @@ async def due_lapses(session: AsyncSession, now: datetime) -> list[DueLapse]:
 
 
 @dataclass(frozen=True)
-class SubscriptionCounts:
+class VipCounts:
+    """VIP right now, for /stats and the console: members, and the subscriptions among them."""
+
+    members: int
     renewing: int
     canceled: int  # still running, but will not renew
 
 
-async def subscription_counts(session: AsyncSession, now: datetime) -> SubscriptionCounts:
+async def vip_counts(session: AsyncSession, now: datetime) -> VipCounts:
+    members = (
+        await session.execute(select(func.count()).where(col(Member.vip_until) > now, col(Member.erased_at).is_(None)))
+    ).scalar_one()
     rows = await session.execute(
         select(col(VipSubscription.canceled_at).is_(None), func.count())
         .join(Member, col(Member.id) == col(VipSubscription.member_id))
@@ -586,4 +592,4 @@ async def subscription_counts(session: AsyncSession, now: datetime) -> Subscript
         .group_by(col(VipSubscription.canceled_at).is_(None))
     )
     counts = {bool(on): int(n) for on, n in rows.all()}
-    return SubscriptionCounts(renewing=counts.get(True, 0), canceled=counts.get(False, 0))
+    return VipCounts(members=int(members), renewing=counts.get(True, 0), canceled=counts.get(False, 0))
