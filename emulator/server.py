@@ -181,6 +181,10 @@ class FakeTelegram:
         self._files: dict[str, bytes] = {}
         # Stars payments delivered with successful_payment_update: charge id -> payer, amount, refunded.
         self.charges: dict[str, JSONDict] = {}
+        # Links made by createInvoiceLink: link -> its invoice (payload, amount, subscription_period if any).
+        self.invoice_links: dict[str, JSONDict] = {}
+        # Stars subscriptions, by their first payment's charge id: payer, link, expiration, is_canceled (by the bot).
+        self.subscriptions: dict[str, JSONDict] = {}
         self._seq = itertools.count(1)
         self._topic_ids = itertools.count(2)
         self._updates: list[JSONDict] = []
@@ -225,6 +229,7 @@ class FakeTelegram:
             "deleteWebhook": self._h_delete_webhook,
             "createInvoiceLink": self._h_create_invoice_link,
             "refundStarPayment": self._h_refund_star_payment,
+            "editUserStarSubscription": self._h_edit_user_star_subscription,
             "exportChatInviteLink": self._h_export_invite_link,
         }
         for method in _MEDIA_TYPES:
@@ -552,6 +557,60 @@ class FakeTelegram:
         # Remembered so refundStarPayment can answer as Telegram does (a second refund of a charge fails).
         self.charges.setdefault(
             charge_id, {"user_id": user["id"], "total_amount": total_amount, "payload": payload, "refunded": False}
+        )
+        return self.message_update(user, successful_payment=payment)
+
+    def subscription_payment_update(
+        self, user: JSONDict, link: str, *, now: int | None = None, charge_id: str | None = None
+    ) -> JSONDict:
+        """The member paid a subscription invoice link (createInvoiceLink with subscription_period): its first
+        payment, as Telegram delivers it (is_recurring, is_first_recurring, the period's end). ``now``: Unix time
+        of the payment (tests drive a clock); the subscription is then known to editUserStarSubscription."""
+        invoice = self.invoice_links[link]
+        if "subscription_period" not in invoice:
+            raise ValueError(f"{link} is not a subscription invoice link")
+        charge_id = charge_id or f"stxSub{next(self._seq)}"
+        expires = (now if now is not None else _now()) + invoice["subscription_period"]
+        self.subscriptions.setdefault(
+            charge_id, {"user_id": user["id"], "link": link, "expires": expires, "is_canceled": False}
+        )
+        return self._subscription_payment(user, invoice, charge_id, expires, first=True)
+
+    def renewal_payment_update(self, user: JSONDict, subscription: str, *, charge_id: str | None = None) -> JSONDict:
+        """Telegram renewed the subscription started by charge ``subscription``: a new payment with a new charge id
+        and the next period's end. Refused (ValueError) when the bot cancelled the subscription: Telegram would not
+        charge it."""
+        sub = self.subscriptions[subscription]
+        if sub["is_canceled"]:
+            raise ValueError(f"subscription {subscription} was cancelled: Telegram does not renew it")
+        invoice = self.invoice_links[sub["link"]]
+        sub["expires"] += invoice["subscription_period"]
+        return self._subscription_payment(
+            user, invoice, charge_id or f"stxRenew{next(self._seq)}", sub["expires"], first=False
+        )
+
+    def _subscription_payment(
+        self, user: JSONDict, invoice: JSONDict, charge_id: str, expires: int, *, first: bool
+    ) -> JSONDict:
+        payment: JSONDict = {
+            "currency": "XTR",
+            "total_amount": invoice["total_amount"],
+            "invoice_payload": invoice["payload"],
+            "subscription_expiration_date": expires,
+            "is_recurring": True,
+            "telegram_payment_charge_id": charge_id,
+            "provider_payment_charge_id": "",
+        }
+        if first:
+            payment["is_first_recurring"] = True
+        self.charges.setdefault(
+            charge_id,
+            {
+                "user_id": user["id"],
+                "total_amount": invoice["total_amount"],
+                "payload": invoice["payload"],
+                "refunded": False,
+            },
         )
         return self.message_update(user, successful_payment=payment)
 
@@ -1038,7 +1097,23 @@ class FakeTelegram:
         return True
 
     async def _h_create_invoice_link(self, method: str, params: JSONDict, files: Uploads) -> Any:
-        return f"https://t.me/$invoice{next(self._seq)}"
+        link = f"https://t.me/$invoice{next(self._seq)}"
+        invoice: JSONDict = {
+            "payload": params["payload"],
+            "currency": params["currency"],
+            "total_amount": sum(price["amount"] for price in params["prices"]),
+        }
+        if "subscription_period" in params:
+            invoice["subscription_period"] = params["subscription_period"]
+        self.invoice_links[link] = invoice
+        return link
+
+    async def _h_edit_user_star_subscription(self, method: str, params: JSONDict, files: Uploads) -> Any:
+        sub = self.subscriptions.get(str(params["telegram_payment_charge_id"]))
+        if sub is None or sub["user_id"] != params["user_id"]:
+            raise _ApiError(400, "Bad Request: CHARGE_ID_INVALID")
+        sub["is_canceled"] = bool(params["is_canceled"])
+        return True
 
     async def _h_refund_star_payment(self, method: str, params: JSONDict, files: Uploads) -> Any:
         charge = self.charges.get(str(params["telegram_payment_charge_id"]))

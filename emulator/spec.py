@@ -37,6 +37,8 @@ MAX_COMMANDS = 100
 INVOICE_TITLE_LIMIT = 32
 INVOICE_DESCRIPTION_LIMIT = 255
 INVOICE_PAYLOAD_LIMIT = 128
+SUBSCRIPTION_PERIOD = 2592000  # createInvoiceLink: "Currently, it must always be 2592000 (30 days)"
+SUBSCRIPTION_PRICE_LIMIT = 10000  # "Subscription price must no exceed 10000 Telegram Stars"
 PARSE_MODES = frozenset({"html", "markdownv2", "markdown"})
 
 _COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -649,6 +651,15 @@ def _check_invoice(params: dict[str, Any]) -> list[str]:
         isinstance(p, dict) and isinstance(p.get("amount"), int) and p["amount"] > 0 for p in prices
     ):
         errors.append("CURRENCY_TOTAL_AMOUNT_INVALID: every price must be a positive amount")
+    if "subscription_period" in params:
+        if params.get("currency") != "XTR":
+            errors.append('SUBSCRIPTION_PERIOD_INVALID: a subscription_period needs the currency "XTR"')
+        if params["subscription_period"] != SUBSCRIPTION_PERIOD:
+            errors.append(f"SUBSCRIPTION_PERIOD_INVALID: subscription_period must be {SUBSCRIPTION_PERIOD}")
+        if isinstance(prices, list) and sum(p.get("amount", 0) for p in prices if isinstance(p, dict)) > (
+            SUBSCRIPTION_PRICE_LIMIT
+        ):
+            errors.append(f"SUBSCRIPTION_PRICE_INVALID: a subscription costs at most {SUBSCRIPTION_PRICE_LIMIT} Stars")
     markup = params.get("reply_markup")
     rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
     if isinstance(rows, list) and rows:

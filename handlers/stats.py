@@ -28,7 +28,7 @@ from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from handlers.filters import HasPermission, slash
-from loyalty import metrics
+from loyalty import metrics, vip
 from loyalty.exports import export_all
 from loyalty.metrics import Dashboard, parse_period
 from loyalty.program import Program
@@ -314,6 +314,13 @@ async def stats(
     if store is not None:
         await message.answer(text)
         return
+    if program.vip is not None:
+        async with sessions() as session:
+            counts = await vip.vip_counts(session, clock())
+        # Right now, whatever the period: how many pay for VIP, and how many of them Telegram renews.
+        text += "\n\n" + _("👑 VIP now: {members} · subscriptions renewing {renewing} · cancelled {canceled}").format(
+            members=counts.members, renewing=counts.renewing, canceled=counts.canceled
+        )
     await message.answer(text, reply_markup=_legend_button())
     images = await asyncio.to_thread(_charts, board, program, i18n)
     await message.answer_media_group(

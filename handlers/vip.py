@@ -1,17 +1,27 @@
-"""Paid VIP with Telegram Stars: /vip and its invoice, the pre-checkout answer, the payment, /paysupport, staff
-refunds (/vip_refund). The monthly gifts and ending reminders are in ``notifications.vip``."""
+"""Paid VIP with Telegram Stars: /vip and its invoice (or, with ``[vip] renew = "subscription"``, its subscription
+link and the Cancel renewal / Renew again buttons), the pre-checkout answer, the payment and a subscription's
+renewals, /paysupport, staff refunds (/vip_refund). The monthly gifts, ending reminders and lapsed subscriptions
+are in ``notifications.vip``."""
 
 from __future__ import annotations
 
 import html
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import CommandObject
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Message, PreCheckoutQuery
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+    PreCheckoutQuery,
+)
 from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
@@ -20,8 +30,9 @@ from loyalty import vip
 from loyalty.members import MemberView, find_member
 from loyalty.program import Program, VipRules
 from loyalty.roles import Permission
+from notifications import vip as vip_telegram
 from notifications.texts import day, tell
-from storage.database import DbSession
+from storage.database import DbSession, SessionFactory
 from storage.models import VipPayment
 
 log = logging.getLogger(__name__)
@@ -50,7 +61,9 @@ def _offer_text(rules: VipRules, language: str, vip_until: datetime | None, prog
             days=ngettext("{days} day", "{days} days", rules.period_days).format(days=rules.period_days),
         ),
     ]
-    if vip.is_vip(vip_until, now) and vip_until is not None:
+    if rules.renew == "subscription":
+        lines.append(_("It renews by itself every 30 days until you cancel it here in /vip."))
+    elif vip.is_vip(vip_until, now) and vip_until is not None:
         lines.append(
             ngettext(
                 "You are VIP until {date}. Paying now adds {days} day to that.",
@@ -81,6 +94,11 @@ async def show_vip(
         return
     # The terms come first, in their own message, so they are on screen before the Pay button is.
     await message.answer(_offer_text(rules, member.language, vip_until, program, now))
+    if rules.renew == "subscription":
+        status = await vip.status_of(session, member.id, now)
+        text, markup = await _subscription(message.bot, rules, member, status, program, now)
+        await message.answer(text, reply_markup=markup)
+        return
     pay = InlineKeyboardButton(text=_("Pay ⭐{price}").format(price=rules.price_stars), pay=True)
     await message.answer_invoice(
         title=rules.title_in(member.language),
@@ -95,6 +113,80 @@ async def show_vip(
         ],
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[pay]]),
     )
+
+
+# ------------------------------------------------------------------------------------------------ subscription
+
+
+class VipRenewal(CallbackData, prefix="viprenew"):
+    renew: bool  # False: Cancel renewal; True: Renew again
+
+
+async def _subscription(
+    bot: Bot | None, rules: VipRules, member: MemberView, status: vip.Status, program: Program, now: datetime
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The subscription's state and its one button: Subscribe (a link), Cancel renewal, or Renew again."""
+    subscription = status.subscription
+    if subscription is not None and status.renews:
+        text = _("🔁 Your VIP subscription renews on {date} for ⭐{price}.").format(
+            date=_until(subscription.expires_at, program), price=rules.price_stars
+        )
+        button = InlineKeyboardButton(text=_("Cancel renewal"), callback_data=VipRenewal(renew=False).pack())
+    elif subscription is not None:
+        text = _("Your VIP subscription ends on {date} and will not renew.").format(
+            date=_until(subscription.expires_at, program)
+        )
+        button = InlineKeyboardButton(text=_("Renew again"), callback_data=VipRenewal(renew=True).pack())
+    else:
+        assert bot is not None
+        link = await vip_telegram.invoice_link(bot, rules, member)
+        text = _("Subscribe to pay ⭐{price} now and again every 30 days; cancel any time here.").format(
+            price=rules.price_stars
+        )
+        if status.vip(now) and status.vip_until is not None:
+            text += "\n" + _("Your VIP runs until {date}; the subscription adds its 30 days to that.").format(
+                date=_until(status.vip_until, program)
+            )
+        button = InlineKeyboardButton(text=_("Subscribe ⭐{price}").format(price=rules.price_stars), url=link)
+    return text, InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+async def change_renewal(
+    query: CallbackQuery,
+    callback_data: VipRenewal,
+    sessions: SessionFactory,
+    program: Program,
+    clock: Callable[[], datetime],
+    member: MemberView | None = None,
+) -> None:
+    """Cancel renewal / Renew again: Telegram is asked first, and the change stored once; a replayed press is
+    answered and changes nothing."""
+    if member is None:
+        await query.answer(_("Please send /start to join first."), show_alert=True)
+        return
+    now, renew = clock(), callback_data.renew
+    try:
+        status = await vip_telegram.change_renewal(query.bot, sessions, member, renew=renew, now=now)  # type: ignore[arg-type]
+    except vip.RenewalRefused as refused:
+        if refused.problem is vip.RenewalProblem.NO_SUBSCRIPTION:
+            text = _("You have no VIP subscription running. Nothing was changed.")
+        elif renew:
+            text = _("Your VIP subscription already renews. Nothing was changed.")
+        else:
+            text = _("Renewal is already cancelled. Nothing was changed.")
+        await query.answer(text, show_alert=True)
+        return
+    except TelegramAPIError as error:
+        await query.answer(
+            _("Telegram refused the change: {reason}. Nothing was changed.").format(reason=error.message),
+            show_alert=True,
+        )
+        return
+    await query.answer(_("Renewal is on again.") if renew else _("Renewal cancelled."))
+    rules = program.vip_offer
+    if rules is not None and isinstance(query.message, Message):
+        text, markup = await _subscription(query.bot, rules, member, status, program, now)
+        await query.message.edit_text(text, reply_markup=markup)
 
 
 # ------------------------------------------------------------------------------------------------ payment
@@ -139,6 +231,13 @@ async def successful_payment(
             currency=payment.currency,
             amount=payment.total_amount,
             now=clock(),
+            recurring=bool(payment.is_recurring),
+            first_recurring=bool(payment.is_first_recurring),
+            expires_at=(
+                datetime.fromtimestamp(payment.subscription_expiration_date, UTC)
+                if payment.subscription_expiration_date
+                else None
+            ),
         )
     except LookupError:
         log.error(
@@ -155,6 +254,15 @@ async def successful_payment(
     if not result.created:
         # Telegram delivered the payment again: it was counted once; say where things stand.
         await message.answer(_("This payment is already recorded. Your VIP runs until {date}.").format(date=date))
+    elif result.renewal:
+        await message.answer(_("🔁 Your VIP subscription renewed: VIP runs until {date}.").format(date=date))
+    elif payment.is_first_recurring or payment.is_recurring:
+        await message.answer(
+            _(
+                "👑 Welcome to VIP! Your benefits run until {date}, and your subscription renews them every "
+                "30 days. Cancel any time in /vip."
+            ).format(date=date)
+        )
     elif result.extended:
         await message.answer(_("👑 Thank you! Your VIP is extended until {date}.").format(date=date))
     else:
@@ -293,4 +401,5 @@ def router() -> Router:
     router.message.register(successful_payment, HasContent("successful_payment"))
     router.message.register(refunded_payment, HasContent("refunded_payment"))
     router.pre_checkout_query.register(pre_checkout)
+    router.callback_query.register(change_renewal, VipRenewal.filter())
     return router

@@ -372,12 +372,17 @@ class NpsRules(_Section):
     window_hours: int = Field(default=72, gt=0, le=24 * 30)
 
 
+SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 2592000 seconds
+
+
 class VipRules(_Section):
     """Paid VIP membership sold for Telegram Stars: a period of better earning, a monthly gift and a reminder
     before it ends. Without a [vip] section, or with ``enabled = false``, VIP is not offered."""
 
     enabled: bool = True
-    price_stars: int = Field(gt=0, le=10_000)  # Telegram caps one Stars invoice at 10,000
+    # "one_off": each payment buys one period; "subscription": Telegram renews it every 30 days until cancelled.
+    renew: Literal["subscription", "one_off"] = "one_off"
+    price_stars: int = Field(gt=0, le=10_000)  # Telegram caps one Stars invoice (and a subscription) at 10,000
     period_days: int = Field(default=30, gt=0, le=366)
     multiplier: Decimal = Field(default=Decimal(1), ge=1, le=10)
     # With a tier's multiplier: "multiply" (Gold 1.5 × VIP 1.5 = 2.25) or "max" (the better of the two).
@@ -401,6 +406,9 @@ class VipRules(_Section):
     def _reminder_inside_period(self) -> VipRules:
         if self.reminder_days >= self.period_days:
             raise ValueError("reminder_days must be shorter than period_days")
+        # Telegram renews Stars subscriptions every 30 days exactly (createInvoiceLink's subscription_period).
+        if self.renew == "subscription" and self.period_days != SUBSCRIPTION_DAYS:
+            raise ValueError(f'period_days must be {SUBSCRIPTION_DAYS} with renew = "subscription"')
         return self
 
     def title_in(self, language: str) -> str:

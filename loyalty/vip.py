@@ -11,6 +11,12 @@ Rules:
 - Monthly gifts: one on becoming VIP and one every ``GIFT_INTERVAL`` of unbroken VIP after, claimed as notices
   (kind, member, stretch, number) so each is given and sent once; the ledger key makes the points once too.
 - The reminder is claimed per VIP end date: extending VIP moves the end, and the new end gets its own reminder.
+  A member whose subscription renews gets none: there is nothing to do.
+- Subscriptions (``[vip] renew = "subscription"``): the first payment (``is_first_recurring``) starts a
+  ``VipSubscription`` named by its charge id; each renewal (``is_recurring``) is a payment of its own, recorded
+  once by its charge id like any other, and extends VIP to the subscription's new expiration date. The member
+  cancels and re-enables renewal in /vip (Telegram's ``editUserStarSubscription`` with the first charge id);
+  when no renewal arrives, VIP ends with the period and the member is told once (``LAPSE_KIND``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -32,11 +38,15 @@ from loyalty.ledger import Kind
 from loyalty.program import Program, VipRules
 from loyalty.rewards import Gift, give_gift
 from storage.database import begin_write
-from storage.models import Member, Notice, VipPayment
+from storage.models import Member, Notice, VipPayment, VipSubscription
 
 CURRENCY = "XTR"  # Telegram Stars
 GIFT_KIND = "vip_gift"
 REMINDER_KIND = "vip_ending"
+LAPSE_KIND = "vip_lapsed"
+SUBSCRIPTION_PERIOD = timedelta(days=30)  # Telegram's subscription_period: 2592000 seconds, always
+# A lapse is told within this long of VIP ending: a scheduler down for longer does not tell of old news.
+LAPSE_WINDOW = timedelta(days=7)
 # "Monthly" gifts come every 30 days of VIP, so a 30-day period holds exactly one whatever the calendar does.
 GIFT_INTERVAL = timedelta(days=30)
 _PAYLOAD = re.compile(r"^vip:([0-9]{1,18}):([0-9]{1,3}):([0-9a-f]{12})$")
@@ -128,6 +138,7 @@ class PaymentResult:
     created: bool
     vip_until: datetime
     extended: bool  # the member was VIP already and the period was added to its end
+    renewal: bool = False  # a subscription's renewal (not its first payment)
 
 
 async def find_payment(session: AsyncSession, charge_id: str) -> VipPayment | None:
@@ -168,9 +179,15 @@ async def record_payment(
     currency: str,
     amount: int,
     now: datetime,
+    recurring: bool = False,
+    first_recurring: bool = False,
+    expires_at: datetime | None = None,
 ) -> PaymentResult:
     """Make or extend VIP for a successful payment, once per charge id. Raises LookupError when the payer is no
-    member at all (Telegram took the money anyway: the handler sends them to /paysupport)."""
+    member at all (Telegram took the money anyway: the handler sends them to /paysupport).
+
+    A subscription's payment (``recurring``/``first_recurring``) extends VIP at least to Telegram's
+    ``expires_at`` (its subscription_expiration_date): a renewal that arrives a little late loses no time."""
     await begin_write(session)
     if (done := await find_payment(session, charge_id)) is not None:
         return await _replayed(session, done)
@@ -187,6 +204,12 @@ async def record_payment(
     extended = is_vip(member.vip_until, now)
     start = member.vip_until if extended and member.vip_until is not None else now
     until = start + timedelta(days=period)
+    subscribed = recurring or first_recurring
+    if subscribed and expires_at is not None:
+        until = max(until, expires_at)
+    renewal = False
+    if subscribed:
+        renewal = await _note_subscription(session, member.id, charge_id, first_recurring, expires_at or until, now)
     payment = VipPayment(
         member_id=member.id,
         telegram_payment_charge_id=charge_id,
@@ -210,7 +233,34 @@ async def record_payment(
         if winner is None:
             raise
         return await _replayed(session, winner)
-    return PaymentResult(payment, created=True, vip_until=until, extended=extended)
+    return PaymentResult(payment, created=True, vip_until=until, extended=extended, renewal=renewal)
+
+
+async def _note_subscription(
+    session: AsyncSession, member_id: int, charge_id: str, first: bool, expires_at: datetime, now: datetime
+) -> bool:
+    """Start a subscription at its first payment, or move the member's latest one on at a renewal (True)."""
+    latest = None if first else await _latest_subscription(session, member_id)
+    if latest is None:
+        # A first payment, or a renewal of a subscription whose first payment never reached us: it starts here.
+        session.add(VipSubscription(member_id=member_id, charge_id=charge_id, started_at=now, expires_at=expires_at))
+        return False
+    latest.expires_at = max(latest.expires_at, expires_at)
+    latest.renewals += 1
+    latest.canceled_at = None  # Telegram only renews a subscription that is on
+    session.add(latest)
+    return True
+
+
+async def _latest_subscription(session: AsyncSession, member_id: int) -> VipSubscription | None:
+    return (
+        await session.execute(
+            select(VipSubscription)
+            .where(col(VipSubscription.member_id) == member_id)
+            .order_by(col(VipSubscription.started_at).desc(), col(VipSubscription.id).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
 
 
 async def _replayed(session: AsyncSession, payment: VipPayment) -> PaymentResult:
@@ -402,9 +452,144 @@ async def due_reminders(session: AsyncSession, program: Program, now: datetime) 
     due = []
     async for members in _active(session, now, now + timedelta(days=rules.reminder_days), reachable=True):
         claimed = await _claimed(session, REMINDER_KIND, members)
+        renewing = await _renewing(session, [member.id for member in members if member.id is not None], now)
         for member in members:
             assert member.vip_until is not None  # selected by it
+            if member.id in renewing:
+                continue  # Telegram renews it: there is nothing to remind of
             reminder = DueReminder(member, member.vip_until, _stamp(member.vip_until))
             if (member.telegram_id, reminder.period, 0) not in claimed:
                 due.append(reminder)
     return due
+
+
+async def _renewing(session: AsyncSession, member_ids: list[int], now: datetime) -> set[int]:
+    """Those of these members whose subscription is on: Telegram will renew it."""
+    rows = await session.execute(
+        select(col(VipSubscription.member_id)).where(
+            col(VipSubscription.member_id).in_(member_ids),
+            col(VipSubscription.canceled_at).is_(None),
+            col(VipSubscription.expires_at) > now,
+        )
+    )
+    return set(rows.scalars())
+
+
+# ------------------------------------------------------------------------------------------------ subscriptions
+
+
+@dataclass(frozen=True)
+class Status:
+    """What /vip, the app and the console show: VIP's end, and the subscription that renews it (if any)."""
+
+    vip_until: datetime | None
+    subscription: VipSubscription | None  # the member's subscription, while its period lasts
+
+    def vip(self, now: datetime) -> bool:
+        return is_vip(self.vip_until, now)
+
+    @property
+    def renews(self) -> bool:
+        return self.subscription is not None and self.subscription.canceled_at is None
+
+
+async def status_of(session: AsyncSession, member_id: int, now: datetime) -> Status:
+    latest = await _latest_subscription(session, member_id)
+    current = latest if latest is not None and latest.expires_at > now else None
+    return Status(await vip_until_of(session, member_id), current)
+
+
+class RenewalProblem(StrEnum):
+    NO_SUBSCRIPTION = "no_subscription"  # none, or its period is over (subscribe again with the link)
+    ALREADY = "already"  # renewal is already off (or on)
+
+
+class RenewalRefused(Exception):
+    def __init__(self, problem: RenewalProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+async def renewal_change(session: AsyncSession, member_id: int, *, renew: bool, now: datetime) -> VipSubscription:
+    """The subscription whose renewal may be turned off (``renew=False``) or on again, checked before Telegram is
+    asked (editUserStarSubscription); raises RenewalRefused."""
+    subscription = (await status_of(session, member_id, now)).subscription
+    if subscription is None:
+        raise RenewalRefused(RenewalProblem.NO_SUBSCRIPTION)
+    if (subscription.canceled_at is None) == renew:
+        raise RenewalRefused(RenewalProblem.ALREADY)
+    return subscription
+
+
+async def record_renewal(session: AsyncSession, subscription_id: int, *, renew: bool, now: datetime) -> bool:
+    """Store that Telegram turned renewal off or on; False when it already was (a press replayed)."""
+    await begin_write(session)
+    state = col(VipSubscription.canceled_at).is_not(None) if renew else col(VipSubscription.canceled_at).is_(None)
+    changed = await session.execute(
+        update(VipSubscription)
+        .where(col(VipSubscription.id) == subscription_id, state)
+        .values(canceled_at=None if renew else now)
+    )
+    await session.commit()
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class DueLapse:
+    member: Member
+    ended: datetime
+    canceled: bool  # the member turned renewal off; else the renewal did not arrive
+    period: str
+
+
+async def due_lapses(session: AsyncSession, now: datetime) -> list[DueLapse]:
+    """Members whose subscribed VIP ended lately without a renewal, not told yet (one notice per VIP end)."""
+    rows = await session.execute(
+        select(Member, VipSubscription)
+        .join(VipSubscription, col(VipSubscription.member_id) == col(Member.id))
+        .where(
+            col(Member.vip_until) <= now,
+            col(Member.vip_until) > now - LAPSE_WINDOW,
+            col(VipSubscription.expires_at) <= now,
+            col(VipSubscription.expires_at) > now - LAPSE_WINDOW,
+            col(Member.erased_at).is_(None),
+            col(Member.blocked_at).is_(None),
+        )
+        .order_by(col(Member.id), col(VipSubscription.expires_at).desc())
+    )
+    latest: dict[int, tuple[Member, VipSubscription]] = {}
+    for member, subscription in rows.all():
+        latest.setdefault(member.telegram_id, (member, subscription))
+    if not latest:
+        return []
+    claimed = await _claimed(session, LAPSE_KIND, [member for member, _ in latest.values()])
+    due = []
+    for member, subscription in latest.values():
+        assert member.vip_until is not None  # selected by it
+        lapse = DueLapse(member, member.vip_until, subscription.canceled_at is not None, _stamp(member.vip_until))
+        if (member.telegram_id, lapse.period, 0) not in claimed:
+            due.append(lapse)
+    return due
+
+
+@dataclass(frozen=True)
+class VipCounts:
+    """VIP right now, for /stats and the console: members, and the subscriptions among them."""
+
+    members: int
+    renewing: int
+    canceled: int  # still running, but will not renew
+
+
+async def vip_counts(session: AsyncSession, now: datetime) -> VipCounts:
+    members = (
+        await session.execute(select(func.count()).where(col(Member.vip_until) > now, col(Member.erased_at).is_(None)))
+    ).scalar_one()
+    rows = await session.execute(
+        select(col(VipSubscription.canceled_at).is_(None), func.count())
+        .join(Member, col(Member.id) == col(VipSubscription.member_id))
+        .where(col(VipSubscription.expires_at) > now, col(Member.erased_at).is_(None))
+        .group_by(col(VipSubscription.canceled_at).is_(None))
+    )
+    counts = {bool(on): int(n) for on, n in rows.all()}
+    return VipCounts(members=int(members), renewing=counts.get(True, 0), canceled=counts.get(False, 0))

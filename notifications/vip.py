@@ -1,4 +1,6 @@
-"""The scheduler's VIP messages: the monthly gift and the reminder a few days before VIP ends."""
+"""The scheduler's VIP messages (the monthly gift, the reminder a few days before VIP ends, the end of a subscription
+that did not renew) and the two Telegram calls of a subscription the chat and the Mini App share: its invoice link,
+and turning its renewal off or on."""
 
 from __future__ import annotations
 
@@ -6,11 +8,13 @@ import html
 from datetime import datetime
 
 from aiogram import Bot
+from aiogram.types import LabeledPrice
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from loyalty import vip
-from loyalty.program import Program
+from loyalty.members import MemberView
+from loyalty.program import Program, VipRules
 from notifications.delivery import Letter, Notice, Outcome, send_once
 from notifications.texts import coupon_line, day, locale_of
 from storage.database import SessionFactory
@@ -68,3 +72,66 @@ async def send_vip_reminders(bot: Bot, sessions: SessionFactory, program: Progra
             )
             sent += outcome is Outcome.SENT
     return sent
+
+
+async def send_vip_lapses(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
+    """A subscribed VIP ended without a renewal: the member is told once, with how to subscribe again."""
+    sent = 0
+    async with sessions() as session:
+        for due in await vip.due_lapses(session, now):
+            member = due.member
+
+            async def render(claimed: bool, due: vip.DueLapse = due) -> Letter:
+                if due.canceled:
+                    text = _("👑 Your VIP membership ended: its renewal was cancelled.")
+                else:
+                    text = _("👑 Your VIP membership ended: Telegram did not renew your subscription.")
+                if program.vip_offer is not None:
+                    text += " " + _("Subscribe again with /vip whenever you like.")
+                return Letter(text)
+
+            claim = Notice(vip.LAPSE_KIND, member.telegram_id, due.period)
+            outcome = await send_once(
+                bot, session, i18n, claim, chat_id=member.chat_id, language=member.language, now=now, render=render
+            )
+            sent += outcome is Outcome.SENT
+    return sent
+
+
+# ------------------------------------------------------------------------------------------------ subscriptions
+
+
+async def invoice_link(bot: Bot, rules: VipRules, member: MemberView) -> str:
+    """An invoice link for this member (the Mini App opens it; /vip sends it with a subscription): with
+    ``renew = "subscription"`` a Stars subscription, which Telegram charges again every 30 days."""
+    subscribe = rules.renew == "subscription"
+    return await bot.create_invoice_link(
+        title=rules.title_in(member.language),
+        description=rules.benefits_in(member.language),
+        payload=vip.payload_for(member.id, rules),
+        currency=vip.CURRENCY,
+        prices=[
+            LabeledPrice(
+                label=ngettext("VIP, {days} day", "VIP, {days} days", rules.period_days).format(days=rules.period_days),
+                amount=rules.price_stars,
+            )
+        ],
+        subscription_period=int(vip.SUBSCRIPTION_PERIOD.total_seconds()) if subscribe else None,
+    )
+
+
+async def change_renewal(
+    bot: Bot, sessions: SessionFactory, member: MemberView, *, renew: bool, now: datetime
+) -> vip.Status:
+    """Turn the member's subscription renewal off (``renew=False``) or on again: checked, asked of Telegram, then
+    stored once. Raises vip.RenewalRefused (nothing to change) or TelegramAPIError (Telegram said no)."""
+    async with sessions() as session:
+        subscription = await vip.renewal_change(session, member.id, renew=renew, now=now)
+    assert subscription.id is not None
+    await bot.edit_user_star_subscription(
+        user_id=member.telegram_id, telegram_payment_charge_id=subscription.charge_id, is_canceled=not renew
+    )
+    async with sessions() as session:
+        if not await vip.record_renewal(session, subscription.id, renew=renew, now=now):
+            raise vip.RenewalRefused(vip.RenewalProblem.ALREADY)  # the same press, processed at the same moment
+        return await vip.status_of(session, member.id, now)

@@ -97,6 +97,8 @@ def _jobs(services: JobServices) -> list[Job]:
         Job("tier-review", timedelta(hours=6), to_members(reminders.review_member_tiers)),
         Job("vip-gifts", timedelta(minutes=15), to_members(vip.send_vip_gifts)),
         Job("vip-reminders", timedelta(minutes=30), to_members(vip.send_vip_reminders)),
+        # A subscribed VIP that ended without a renewal: the member is told once.
+        Job("vip-lapses", timedelta(minutes=15), to_members(vip.send_vip_lapses)),
         Job("digest", timedelta(minutes=30), to_members(reminders.send_weekly_digest, services.roles)),
         # Starts scheduled broadcasts and resumes any a restart interrupted.
         Job("broadcasts", timedelta(seconds=10), partial(services.broadcaster.tick, bot)),

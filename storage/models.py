@@ -517,6 +517,23 @@ class VipPayment(SQLModel, table=True):
     refunded_by: int | None = Field(default=None, sa_column=Column(BigInteger))  # None: refunded outside the bot
 
 
+class VipSubscription(SQLModel, table=True):
+    """A Telegram Stars subscription to VIP (``[vip] renew = "subscription"``), named by its first payment's charge
+    id (UNIQUE: the first payment delivered twice starts one subscription). Telegram renews it every 30 days; each
+    renewal is a ``VipPayment`` of its own that moves ``expires_at``. ``canceled_at``: the member turned renewal
+    off in /vip (``editUserStarSubscription``); None again when they turned it back on."""
+
+    __tablename__ = "vip_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    charge_id: str = Field(max_length=255, unique=True)  # the first payment's telegram_payment_charge_id
+    started_at: datetime
+    expires_at: datetime  # the end of the period paid so far: the next renewal is due then
+    renewals: int = 0
+    canceled_at: datetime | None = None
+
+
 class ProgramRevision(SQLModel, table=True):
     """The program, numbered: what ``program.example.toml`` holds, as JSON (``loyalty.revisions``). The highest
     number is in force; a rollback is a new revision with an old one's content. The number is the primary key

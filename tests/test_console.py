@@ -311,3 +311,30 @@ async def test_the_console_is_in_the_openapi_document(app: TestClient) -> None:
         assert "get" in paths[path], path
     for path in ("/app/api/console/adjust", "/app/api/console/birthday", "/app/api/console/staff/invite"):
         assert "post" in paths[path], path
+
+
+async def test_the_member_page_shows_vip_and_whether_it_renews(app: TestClient, harness: BotHarness) -> None:
+    program = harness.services.program
+    assert program.vip is not None
+    harness.services.programs.current = program.model_copy(
+        update={"vip": program.vip.model_copy(update={"renew": "subscription"})}
+    )
+    member = await join(harness)
+    url = f"/app/api/console/member?ref={member.code}"
+    page = await (await app.get(url, headers=auth(harness, ADMIN_ID, **ADMIN))).json()
+    assert page["vip_until"] is None and page["vip_renews"] is None
+    calls = await harness.send(harness.user(MEMBER_ID), "/vip")
+    [link] = [c.response["result"] for c in calls if c.method == "createInvoiceLink"]
+    stamp = int(harness.clock().timestamp())
+    await harness.feed(harness.tg.subscription_payment_update(harness.user(MEMBER_ID), link, now=stamp))
+    page = await (await app.get(url, headers=auth(harness, ADMIN_ID, **ADMIN))).json()
+    assert page["vip_until"] == "Dec 22, 2026" and page["vip_renews"] is True
+    view = await app.get(f"/app/view/console/member?ref={member.code}", headers=auth(harness, ADMIN_ID, **ADMIN))
+    assert "renews by subscription" in await view.text()
+    await harness.send(harness.user(MEMBER_ID), "/vip")
+    await harness.press(harness.user(MEMBER_ID), "Cancel renewal")
+    page = await (await app.get(url, headers=auth(harness, ADMIN_ID, **ADMIN))).json()
+    assert page["vip_renews"] is False
+    # /stats counts VIP members and their subscriptions right now.
+    calls = await harness.send(harness.user(ADMIN_ID, "Boss"), "/stats")
+    assert any("VIP now: 1 · subscriptions renewing 0 · cancelled 1" in text for text in harness.texts(calls))

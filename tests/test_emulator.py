@@ -638,3 +638,52 @@ async def test_a_stars_charge_is_refunded_once_and_only_to_its_payer(fake: FakeT
     refunded = fake.refunded_payment_update(user, "ch-1")["message"]["refunded_payment"]
     assert refunded["telegram_payment_charge_id"] == "ch-1" and refunded["total_amount"] == 5
     fake.assert_clean()
+
+
+@pytest.mark.asyncio
+async def test_stars_subscription_links_follow_telegrams_rules(fake: FakeTelegram, bot: Bot) -> None:
+    one = [LabeledPrice(label="VIP", amount=250)]
+    with pytest.raises(TelegramBadRequest, match="subscription_period must be 2592000"):
+        await bot.create_invoice_link("VIP", "d", "p", "XTR", one, subscription_period=7 * 86400)
+    with pytest.raises(TelegramBadRequest, match='needs the currency "XTR"'):
+        await bot.create_invoice_link("VIP", "d", "p", "USD", one, provider_token="t", subscription_period=2592000)
+    with pytest.raises(TelegramBadRequest, match="at most 10000 Stars"):
+        await bot.create_invoice_link(
+            "VIP", "d", "p", "XTR", [LabeledPrice(label="VIP", amount=10001)], subscription_period=2592000
+        )
+    assert len(fake.spec_errors) == 3
+    fake.spec_errors.clear()
+    link = await bot.create_invoice_link("VIP", "d", "p", "XTR", one, subscription_period=2592000)
+    assert fake.invoice_links[link] == {
+        "payload": "p",
+        "currency": "XTR",
+        "total_amount": 250,
+        "subscription_period": 2592000,
+    }
+    fake.assert_clean()
+
+
+@pytest.mark.asyncio
+async def test_a_subscription_renews_until_the_bot_cancels_it(fake: FakeTelegram, bot: Bot) -> None:
+    user = fake.user(USER_ID)
+    link = await bot.create_invoice_link(
+        "VIP", "d", "p", "XTR", [LabeledPrice(label="VIP", amount=250)], subscription_period=2592000
+    )
+    first = fake.subscription_payment_update(user, link, now=1_000_000, charge_id="sub-1")["message"]
+    paid = first["successful_payment"]
+    assert paid["is_recurring"] and paid["is_first_recurring"] and paid["subscription_expiration_date"] == 3_592_000
+    renewal = fake.renewal_payment_update(user, "sub-1")["message"]["successful_payment"]
+    assert renewal["is_recurring"] and "is_first_recurring" not in renewal
+    assert renewal["subscription_expiration_date"] == 3_592_000 + 2592000
+    assert renewal["telegram_payment_charge_id"] != "sub-1" and renewal["total_amount"] == 250
+    with pytest.raises(TelegramBadRequest, match="CHARGE_ID_INVALID"):
+        await bot.edit_user_star_subscription(USER_ID + 1, "sub-1", is_canceled=True)
+    with pytest.raises(TelegramBadRequest, match="CHARGE_ID_INVALID"):
+        await bot.edit_user_star_subscription(USER_ID, renewal["telegram_payment_charge_id"], is_canceled=True)
+    assert await bot.edit_user_star_subscription(USER_ID, "sub-1", is_canceled=True) is True
+    with pytest.raises(ValueError, match="cancelled"):
+        fake.renewal_payment_update(user, "sub-1")
+    assert await bot.edit_user_star_subscription(USER_ID, "sub-1", is_canceled=False) is True
+    assert fake.renewal_payment_update(user, "sub-1")["message"]["successful_payment"]["is_recurring"]
+    assert await bot.refund_star_payment(USER_ID, renewal["telegram_payment_charge_id"]) is True  # refundable
+    fake.assert_clean()

@@ -390,3 +390,42 @@ async def test_the_apps_json_endpoints_are_in_the_openapi_document(app: TestClie
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert body.rsplit("/", 1)[1] in document["components"]["schemas"]
     assert document["components"]["securitySchemes"]["telegramInitData"]["in"] == "header"
+
+
+async def test_vip_subscription_in_the_app_agrees_with_the_chat(app: TestClient, harness: BotHarness) -> None:
+    program = harness.services.program
+    assert program.vip is not None
+    harness.services.programs.current = program.model_copy(
+        update={"vip": program.vip.model_copy(update={"renew": "subscription"})}
+    )
+    await join(harness)
+    headers = auth(harness, MEMBER_ID)
+    assert (await (await app.get("/app/api/home", headers=headers)).json())["vip_offered"] is True
+    shown = await (await app.get("/app/api/vip", headers=headers)).json()
+    assert shown["subscription"] is True and shown["renews"] is None and shown["vip_until"] is None
+    page = await (await app.get("/app/view/vip", headers=headers)).text()
+    assert "data-vip-buy" in page and "Subscribe ⭐250" in page
+    response = await app.post("/app/api/vip/link", json={}, headers=headers)
+    assert response.status == 200
+    link = (await response.json())["link"]
+    [made] = harness.tg.calls_of("createInvoiceLink")
+    assert made.params["subscription_period"] == 2592000 and harness.tg.invoice_links[link]["total_amount"] == 250
+    # Paid in Telegram's sheet: the app then shows the renewal and its Cancel renewal button.
+    stamp = int(harness.clock().timestamp())
+    await harness.feed(harness.tg.subscription_payment_update(harness.user(MEMBER_ID), link, now=stamp, charge_id="s1"))
+    shown = await (await app.get("/app/api/vip", headers=headers)).json()
+    assert shown["renews"] is True and shown["vip_until"] == shown["renews_on"] == "Dec 22, 2026"
+    assert (await app.post("/app/api/vip/link", json={}, headers=headers)).status == 409  # one subscription
+    cancel = await app.post("/app/api/vip/renewal", json={"renew": False}, headers=headers)
+    assert cancel.status == 200 and (await cancel.json())["message"] == "Renewal cancelled."
+    assert harness.tg.subscriptions["s1"]["is_canceled"] is True
+    again = await app.post("/app/api/vip/renewal", json={"renew": False}, headers=headers)
+    assert again.status == 409 and "already cancelled" in (await again.json())["error"]["message"]
+    assert len(harness.tg.calls_of("editUserStarSubscription")) == 1
+    page = await (await app.get("/app/view/vip", headers=headers)).text()
+    assert 'data-renewal="true"' in page and "will not renew" in page
+    # The chat's /vip says the same.
+    calls = await harness.send(harness.user(MEMBER_ID), "/vip")
+    assert "will not renew" in harness.texts(calls)[-1]
+    bad = await app.post("/app/api/vip/renewal", json={"renew": "maybe"}, headers=headers)
+    assert bad.status == 400 and harness.tg.subscriptions["s1"]["is_canceled"] is True

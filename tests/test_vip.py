@@ -15,7 +15,7 @@ from loyalty import vip
 from loyalty.privacy import erase
 from loyalty.program import Program, ProgramError, VipRules, load_program, parse_program
 from notifications import vip as vip_handlers
-from storage.models import Coupon, LedgerEntry, Member, VipPayment
+from storage.models import Coupon, LedgerEntry, Member, VipPayment, VipSubscription
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
 
 ANN, BOB = 1001, 1002
@@ -478,6 +478,144 @@ async def test_mydata_includes_vip_payments(harness: BotHarness) -> None:
     assert data["vip"]["payments"][0]["charge_id"] == "stx-1" and data["vip"]["until"] is not None
 
 
+# ------------------------------------------------------------------------------------------------ subscriptions
+
+
+async def _subscribe_link(harness: BotHarness, telegram_id: int = ANN) -> str:
+    """/vip with renew = "subscription": the offer, then a Subscribe button holding a subscription invoice link."""
+    calls = await harness.send(harness.user(telegram_id), "/vip")
+    assert [c.method for c in calls] == ["sendMessage", "createInvoiceLink", "sendMessage"]
+    made = calls[1]
+    assert made.ok and made.params["subscription_period"] == 2592000 and made.params["currency"] == "XTR"
+    assert made.params["prices"] == [{"label": "VIP, 30 days", "amount": PRICE}]
+    [[button]] = calls[2].params["reply_markup"]["inline_keyboard"]
+    assert button["text"] == "Subscribe ⭐250" and button["url"] == made.response["result"]
+    return str(button["url"])
+
+
+def _unix(harness: BotHarness) -> int:
+    return int(harness.clock().timestamp())
+
+
+async def test_a_subscription_paid_renewed_twice_cancelled_and_lapsed(harness: BotHarness) -> None:
+    _with_vip(harness, renew="subscription")
+    await _join(harness)
+    start = harness.clock()
+    offer = harness.texts(await harness.send(harness.user(ANN), "/vip"))[0]
+    assert "renews by itself every 30 days" in offer
+    link = await _subscribe_link(harness)
+    paid = harness.tg.subscription_payment_update(harness.user(ANN), link, now=_unix(harness), charge_id="sub-1")
+    assert "Welcome to VIP" in harness.texts(await harness.feed(paid), ANN)[0]
+    assert "already recorded" in harness.texts(await harness.feed(paid), ANN)[0]  # delivered twice: once
+    member = await harness.member(ANN)
+    assert member is not None and member.vip_until == start + timedelta(days=30)
+    assert await _count(harness, VipSubscription) == 1
+    calls = await harness.send(harness.user(ANN), "/vip")
+    assert [c.method for c in calls] == ["sendMessage", "sendMessage"]  # no new link while subscribed
+    assert "renews on Dec 22, 2026" in harness.texts(calls)[1]
+    # Nothing to remind a renewing member of.
+    remind = vip_handlers.send_vip_reminders
+    assert await remind(*_args(harness), start + timedelta(days=27, hours=1)) == 0
+    # Two renewals, each delivered twice, each extending VIP once.
+    for n, until in ((1, "Jan 21, 2027"), (2, "Feb 20, 2027")):
+        harness.clock.now = start + timedelta(days=30 * n)
+        renewal = harness.tg.renewal_payment_update(harness.user(ANN), "sub-1", charge_id=f"ren-{n}")
+        texts = harness.texts(await harness.feed(renewal), ANN)
+        assert len(texts) == 1 and "subscription renewed" in texts[0] and until in texts[0]
+        assert "already recorded" in harness.texts(await harness.feed(renewal), ANN)[0]
+    member = await harness.member(ANN)
+    assert member is not None and member.vip_until == start + timedelta(days=90)
+    assert await _count(harness, VipPayment) == 3 and await _count(harness, VipSubscription) == 1
+    # Cancel renewal from /vip: Telegram is told with the subscription's first charge id.
+    harness.clock.now = start + timedelta(days=70)
+    await harness.send(harness.user(ANN), "/vip")
+    calls = await harness.press(harness.user(ANN), "Cancel renewal")
+    [edit] = [c for c in calls if c.method == "editUserStarSubscription"]
+    assert edit.ok and edit.params == {"user_id": ANN, "telegram_payment_charge_id": "sub-1", "is_canceled": True}
+    assert [c.params.get("text") for c in calls if c.method == "answerCallbackQuery"] == ["Renewal cancelled."]
+    assert "will not renew" in (harness.tg.last_text(ANN) or "")
+    with pytest.raises(ValueError, match="cancelled"):
+        harness.tg.renewal_payment_update(harness.user(ANN), "sub-1")
+    # The same press replayed (an old message's button) asks Telegram nothing and changes nothing.
+    message = harness.tg.last_message(ANN)
+    assert message is not None
+    replay = harness.tg.callback_update(harness.user(ANN), message, "viprenew:0")
+    calls = await harness.feed(replay)
+    assert [c.method for c in calls] == ["answerCallbackQuery"] and "already cancelled" in calls[0].params["text"]
+    # Renew again, then cancel for good.
+    calls = await harness.press(harness.user(ANN), "Renew again")
+    assert [c.params["is_canceled"] for c in calls if c.method == "editUserStarSubscription"] == [False]
+    assert "renews on Feb 20, 2027" in (harness.tg.last_text(ANN) or "")
+    await harness.press(harness.user(ANN), "Cancel renewal")
+    async with harness.sessions() as session:
+        status = await vip.status_of(session, (await _join(harness)).id or 0, harness.clock())
+    assert status.subscription is not None and not status.renews
+    # Cancelled: the usual reminder, then the end of VIP is told once.
+    assert await remind(*_args(harness), start + timedelta(days=87, hours=1)) == 1
+    lapses = vip_handlers.send_vip_lapses
+    assert await lapses(*_args(harness), start + timedelta(days=89)) == 0  # still VIP
+    assert await lapses(*_args(harness), start + timedelta(days=90, minutes=15)) == 1
+    assert "renewal was cancelled" in (harness.tg.last_text(ANN) or "")
+    assert await lapses(*_args(harness), start + timedelta(days=90, minutes=30)) == 0
+    harness.clock.now = start + timedelta(days=91)
+    await _subscribe_link(harness)  # a new subscription, after the old one ended
+
+
+async def test_a_renewal_that_does_not_arrive_ends_vip_and_the_member_is_told_once(harness: BotHarness) -> None:
+    _with_vip(harness, renew="subscription")
+    await _join(harness)
+    await _join(harness, BOB, "Bob")
+    start = harness.clock()
+    link = await _subscribe_link(harness)
+    await harness.feed(harness.tg.subscription_payment_update(harness.user(ANN), link, now=_unix(harness)))
+    bob_payload = vip.payload_for((await _join(harness, BOB, "Bob")).id or 0, _rules(harness))
+    await _pay(harness, "one-off", BOB, bob_payload, "Bob")  # a one-off payment: its end is no lapse
+    lapses = vip_handlers.send_vip_lapses
+    assert await lapses(*_args(harness), start + timedelta(days=29)) == 0
+    since = len(harness.tg.calls)
+    assert await lapses(*_args(harness), start + timedelta(days=30, hours=1)) == 1
+    told = harness.texts(harness.tg.calls[since:])
+    assert len(told) == 1 and "did not renew" in told[0] and "/vip" in told[0]
+    assert harness.texts(harness.tg.calls[since:], BOB) == []
+    assert await lapses(*_args(harness), start + timedelta(days=30, hours=2)) == 0
+    member = await harness.member(ANN)
+    assert member is not None and not vip.is_vip(member.vip_until, start + timedelta(days=30, hours=1))
+    # No cancelling a subscription that is over.
+    harness.clock.now = start + timedelta(days=31)
+    message = harness.tg.last_message(ANN)
+    assert message is not None
+    calls = await harness.feed(harness.tg.callback_update(harness.user(ANN), message, "viprenew:0"))
+    assert [c.method for c in calls] == ["answerCallbackQuery"] and "no VIP subscription" in calls[0].params["text"]
+
+
+async def test_a_renewal_is_refunded_like_a_one_off_payment(harness: BotHarness) -> None:
+    _with_vip(harness, renew="subscription")
+    ann = await _join(harness)
+    start = harness.clock()
+    link = await _subscribe_link(harness)
+    await harness.feed(
+        harness.tg.subscription_payment_update(harness.user(ANN), link, now=_unix(harness), charge_id="sub-1")
+    )
+    harness.clock.now = start + timedelta(days=30)
+    await harness.feed(harness.tg.renewal_payment_update(harness.user(ANN), "sub-1", charge_id="ren-1"))
+    texts, refunds = await _admin(harness, f"/vip_refund {ann.code} ren-1")
+    assert [c.params for c in refunds] == [{"user_id": ANN, "telegram_payment_charge_id": "ren-1"}] and refunds[0].ok
+    assert "Their VIP has ended" in texts[0]
+    member = await harness.member(ANN)
+    assert member is not None and member.vip_until == harness.clock()
+    texts, refunds = await _admin(harness, f"/vip_refund {ann.code} ren-1")
+    assert refunds == [] and "already refunded" in texts[0]
+
+
+async def test_subscription_texts_in_chinese(harness: BotHarness) -> None:
+    _with_vip(harness, renew="subscription")
+    user = harness.user(ANN, language_code="zh-hant")
+    await harness.send(user, "/start")
+    calls = await harness.send(user, "/vip")
+    [[button]] = calls[-1].params["reply_markup"]["inline_keyboard"]
+    assert "訂閱" in button["text"] and "每30天" in (calls[-1].params["text"])
+
+
 # ------------------------------------------------------------------------------------------------ program file
 
 
@@ -490,6 +628,11 @@ async def test_mydata_includes_vip_payments(harness: BotHarness) -> None:
         ('price_stars = 10\nbenefits = "b"\nterms = "t"\nperiod_days = 3\nreminder_days = 3', "reminder_days"),
         ('price_stars = 10\nbenefits = "b"\nterms = "t"\ntitle = "' + "x" * 33 + '"', "vip.title"),
         ('price_stars = 10\nterms = "t"', "vip.benefits"),
+        ('price_stars = 10\nbenefits = "b"\nterms = "t"\nrenew = "monthly"', "vip.renew"),
+        (
+            'price_stars = 10\nbenefits = "b"\nterms = "t"\nrenew = "subscription"\nperiod_days = 31',
+            "period_days must be 30",
+        ),
     ],
 )
 def test_invalid_vip_sections_name_the_key(section: str, message: str) -> None:

@@ -17,7 +17,7 @@ from aiogram.utils.i18n import ngettext
 from aiohttp import web
 from pydantic import Field
 
-from loyalty import profile, staffing, stores
+from loyalty import profile, staffing, stores, vip
 from loyalty.account import MAX_ADJUSTMENT, adjust
 from loyalty.audit import OwnAccount
 from loyalty.console import member_file
@@ -201,6 +201,10 @@ class MemberPageOut(Model):
     nps: list[NpsOut]
     referrals: ReferralsOut
     roles: list[RoleOut] = Field(description="The roles an admin can give")
+    vip_until: str | None = Field(default=None, description="The end of the member's VIP, while VIP")
+    vip_renews: bool | None = Field(
+        default=None, description="None: no VIP subscription running; else whether Telegram renews it"
+    )
 
 
 async def load_member(request: web.Request) -> MemberPageOut:
@@ -213,6 +217,7 @@ async def load_member(request: web.Request) -> MemberPageOut:
     now = services.clock()
     async with services.sessions() as session:
         file = await member_file(session, static_roles(services), found.id, now)
+        vip_status = await vip.status_of(session, found.id, now)
     member = file.member
     born = profile.birthday_of(member)
     tier = program.tiers.level(member.tier)
@@ -283,6 +288,10 @@ async def load_member(request: web.Request) -> MemberPageOut:
             NpsOut(score=s.score or 0, reason=s.reason, date=day(s.scored_at or s.sent_at, program.tz, locale))
             for s in file.nps
         ],
+        vip_until=day(vip_status.vip_until, program.tz, locale)
+        if vip_status.vip(now) and vip_status.vip_until
+        else None,
+        vip_renews=vip_status.renews if vip_status.subscription else None,
         referrals=ReferralsOut(
             invited=file.referrals.invited,
             joined=file.referrals.joined,

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 import segno
+from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiohttp import web
@@ -16,7 +17,7 @@ from babel.dates import format_skeleton
 from pydantic import Field
 from sqlalchemy.exc import NoResultFound
 
-from loyalty import privacy, profile, referrals
+from loyalty import privacy, profile, referrals, vip
 from loyalty.account import history, summary
 from loyalty.ledger import InsufficientPoints
 from loyalty.members import LANGUAGES, set_language
@@ -24,6 +25,7 @@ from loyalty.program import Program
 from loyalty.rewards import RewardUnavailable, catalog, coupons_of, redeem, tier_allows, title_for
 from loyalty.tiers import TierProgress
 from loyalty.vip import is_vip, vip_until_of
+from notifications import vip as vip_telegram
 from notifications.ledger import entry_label
 from notifications.texts import day, locale_of, money, pending_line, reward_stores
 from web.miniapp.core import (
@@ -90,6 +92,7 @@ class HomeOut(Model):
     tier: TierOut | None
     cards: list[CardOut]
     vip: bool
+    vip_offered: bool = Field(description="VIP can be bought: home links to the VIP screen")
 
 
 async def load_home(request: web.Request) -> HomeOut:
@@ -103,7 +106,7 @@ async def load_home(request: web.Request) -> HomeOut:
             overview = await summary(session, program, member_id, viewer_member.tier, services.clock())
         except NoResultFound as gone:
             raise Refused(403, "not_a_member", _("Please join first: send /start to the bot.")) from gone
-        vip = is_vip(await vip_until_of(session, member_id), services.clock())
+        vip_now = is_vip(await vip_until_of(session, member_id), services.clock())
     held = overview.balance
     return HomeOut(
         first_name=viewer_member.first_name,
@@ -117,7 +120,8 @@ async def load_home(request: web.Request) -> HomeOut:
         pending=pending_line(held.pending, program.tz, locale),
         tier=_tier(overview.tier, program, language, locale) if overview.tier else None,
         cards=[CardOut(name=c.rule.name_in(language), stamps=c.stamps, total=c.rule.stamps) for c in overview.cards],
-        vip=vip,
+        vip=vip_now,
+        vip_offered=program.vip_offer is not None,
     )
 
 
@@ -448,6 +452,102 @@ async def save_favourite(request: web.Request) -> web.Response:
     return json_of(Saved(message=_("Saved."), bonus=updated.bonus))
 
 
+# ------------------------------------------------------------------------------------------------ VIP
+
+
+class VipOut(Model):
+    offered: bool
+    title: str | None
+    benefits: str | None
+    terms: str | None
+    price_stars: int | None
+    period_days: int | None
+    subscription: bool = Field(description='[vip] renew = "subscription": Telegram renews it every 30 days')
+    vip_until: str | None = Field(description="The end of VIP, when the member is VIP")
+    renews: bool | None = Field(description="None: no subscription running; else whether it renews")
+    renews_on: str | None = Field(description="The end of the subscription's period: its next renewal, or its end")
+
+
+async def load_vip(request: web.Request) -> VipOut:
+    """What /vip shows: the offer, VIP's end, and the subscription's state with its buttons."""
+    services = request.app[SERVICES]
+    program, language, locale = services.program, request[LANGUAGE], locale_of(request[LANGUAGE])
+    member_id = _member_id(request)
+    now = services.clock()
+    async with services.sessions() as session:
+        status = await vip.status_of(session, member_id, now)
+    rules = program.vip_offer
+    subscription = status.subscription
+    return VipOut(
+        offered=rules is not None,
+        title=rules.title_in(language) if rules else None,
+        benefits=rules.benefits_in(language) if rules else None,
+        terms=rules.terms_in(language) if rules else None,
+        price_stars=rules.price_stars if rules else None,
+        period_days=rules.period_days if rules else None,
+        subscription=rules is not None and rules.renew == "subscription",
+        vip_until=day(status.vip_until, program.tz, locale) if status.vip(now) and status.vip_until else None,
+        renews=status.renews if subscription else None,
+        renews_on=day(subscription.expires_at, program.tz, locale) if subscription else None,
+    )
+
+
+class VipLinkIn(Model):
+    pass
+
+
+class VipLinkOut(Model):
+    link: str = Field(description="An invoice link for Telegram.WebApp.openInvoice (a subscription's, if so)")
+    message: str = ""
+
+
+async def vip_link(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    _member_id(request)
+    member = request[VIEWER].member
+    assert member is not None
+    await read(request, VipLinkIn)
+    rules = services.program.vip_offer
+    if rules is None:
+        raise Refused(409, "not_offered", _("VIP membership is not offered at the moment."))
+    if rules.renew == "subscription":
+        async with services.sessions() as session:
+            if (await vip.status_of(session, member.id, services.clock())).subscription is not None:
+                raise Refused(409, "subscribed", _("You have a VIP subscription already. Nothing was changed."))
+    return json_of(VipLinkOut(link=await vip_telegram.invoice_link(services.bot, rules, member)))
+
+
+class RenewalIn(Model):
+    renew: bool = Field(description="False: cancel the subscription's renewal; true: renew again")
+
+
+async def vip_renewal(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    _member_id(request)
+    member = request[VIEWER].member
+    assert member is not None
+    body = await read(request, RenewalIn)
+    try:
+        await vip_telegram.change_renewal(
+            services.bot, services.sessions, member, renew=body.renew, now=services.clock()
+        )
+    except vip.RenewalRefused as refused:
+        if refused.problem is vip.RenewalProblem.NO_SUBSCRIPTION:
+            text = _("You have no VIP subscription running. Nothing was changed.")
+        elif body.renew:
+            text = _("Your VIP subscription already renews. Nothing was changed.")
+        else:
+            text = _("Renewal is already cancelled. Nothing was changed.")
+        raise Refused(409, refused.problem.value, text) from refused
+    except TelegramAPIError as error:
+        raise Refused(
+            502,
+            "telegram_refused",
+            _("Telegram refused the change: {reason}. Nothing was changed.").format(reason=error.message),
+        ) from error
+    return json_of(Saved(message=_("Renewal is on again.") if body.renew else _("Renewal cancelled.")))
+
+
 # ------------------------------------------------------------------------------------------------ settings
 
 
@@ -550,6 +650,7 @@ SCREENS = [
     Screen("invite", load_invite, "invite.html", InviteOut, "The referral link and its results"),
     Screen("profile", load_profile, "profile.html", ProfileOut, "Birthday, favourites, phone"),
     Screen("settings", load_settings, "settings.html", SettingsOut, "Language and promotions"),
+    Screen("vip", load_vip, "vip.html", VipOut, "VIP: the offer, its end, and the subscription's renewal"),
     Screen("data", load_data, "data.html", DataOut, "Export or delete my data"),
 ]
 ACTIONS = [
@@ -557,6 +658,8 @@ ACTIONS = [
     Action("profile/birthday", save_birthday, BirthdayIn, Saved, "Set the birthday (once)"),
     Action("profile/favourite", save_favourite, FavouriteIn, Saved, "Choose or drop a favourite category"),
     Action("settings", save_settings, SettingsIn, Saved, "Change language or promotions"),
+    Action("vip/link", vip_link, VipLinkIn, VipLinkOut, "An invoice link to buy VIP (a subscription's, if so)"),
+    Action("vip/renewal", vip_renewal, RenewalIn, Saved, "Cancel a VIP subscription's renewal, or renew again"),
     Action("data/delete", delete_data, DeleteIn, Saved, "Erase my personal data"),
 ]
 

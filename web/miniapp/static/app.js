@@ -257,6 +257,16 @@ function wire(root) {
   for (const el of root.querySelectorAll("[data-language]")) {
     el.addEventListener("click", () => post("settings", { language: el.dataset.language }));
   }
+  for (const el of root.querySelectorAll("[data-vip-buy]")) {
+    // The server makes the invoice link (a subscription's, if so); Telegram's own sheet takes the Stars.
+    el.addEventListener("click", async () => {
+      const result = await post("vip/link", {}, null, { stay: true });
+      if (result?.link) tg.openInvoice(result.link, (status) => status === "paid" && setTimeout(reload, 1500));
+    });
+  }
+  for (const el of root.querySelectorAll("[data-renewal]")) {
+    el.addEventListener("click", () => post("vip/renewal", { renew: el.dataset.renewal === "true" }));
+  }
   for (const el of root.querySelectorAll("[data-promotions]")) {
     el.addEventListener("change", () => post("settings", { promotions: el.checked }));
   }

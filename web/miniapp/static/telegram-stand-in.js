@@ -123,6 +123,8 @@
     offEvent(name, fn) { handlers[name] = (handlers[name] || []).filter((f) => f !== fn); },
     openLink(url) { standIn.opened.push(url); },
     openTelegramLink(url) { standIn.opened.push(url); },
+    // An invoice opens Telegram's payment sheet: here it is only recorded; the status says nothing was paid.
+    openInvoice(url, callback) { standIn.opened.push(url); callback?.("cancelled"); },
     showAlert(message, callback) { dialog("tg-popup", message, {}, () => callback?.()); },
     showConfirm(message, callback) { dialog("tg-popup", message, { cancel: "Cancel" }, (ok) => callback?.(ok)); },
     showPopup(p, callback) { dialog("tg-popup", p.message, { cancel: "Cancel" }, (ok) => callback?.(ok ? "ok" : null)); },
