@@ -59,7 +59,7 @@ async def open_section(page: Page, section: str) -> None:
         await page.locator(".tabs [data-go='console/dashboard']").click()
     await page.locator(".segments [data-go='console/program']").click()
     await page.locator(f"#sections [data-go='console/program?section={section}']").click()
-    await expect(page.locator("form[data-editor]")).to_be_visible()
+    await expect(page.locator("form[data-editor][data-wired]")).to_be_visible()  # its script is listening
 
 
 async def revision(harness: BotHarness) -> int | None:

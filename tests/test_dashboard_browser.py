@@ -22,7 +22,7 @@ async def test_an_admin_opens_on_the_dashboards_charts_in_chinese(
     await _shop(harness)
     await join(harness, ADMIN_ID, "Ada", "zh-hans")
     page = await open_app(browser, server, harness, ADMIN_ID, first_name="Ada", dark=True)
-    board = page.locator("[data-dashboard]")
+    board = page.locator("[data-dashboard][data-wired]")  # its script is listening
     await expect(board).to_be_visible()
     charts = page.locator(".chart svg")
     await expect(charts).to_have_count(5)

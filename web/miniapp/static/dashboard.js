@@ -88,4 +88,5 @@ export function wireDashboard(root, { tg, base, request, show, note, errorText }
       }
     });
   }
+  board.dataset.wired = "true"; // this module arrives after the page: tests wait for it
 }

@@ -156,6 +156,10 @@ function editSection(root, form, app) {
       save.disabled = false;
     }
   });
+
+  // This module arrives after the page: what was typed before it did is checked now.
+  if ([...form.elements].some((el) => "defaultValue" in el && el.value !== el.defaultValue)) later();
+  form.dataset.wired = "true";
 }
 
 // ------------------------------------------------------------------------------------------------ the form
