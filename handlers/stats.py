@@ -34,14 +34,13 @@ from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
-from notifications.texts import N_, day, money, speaking, when
+from notifications.texts import day, lift_lines, money, observed_line, speaking, when
 from storage.database import DbSession, SessionFactory
 
 if TYPE_CHECKING:
     from handlers import charts
 
 DEFAULT_PERIOD = "30d"
-EFFECT_NAMES = {"birthday": N_("Birthday offers"), "winback": N_("Win-back nudges"), "broadcast": N_("Broadcasts")}
 
 
 def _percent(value: float | None) -> str:
@@ -119,7 +118,13 @@ def card(board: Dashboard, program: Program) -> str:
             value=value,
         ),
     ]
-    if board.effects:
+    # Campaign kinds with a randomized holdout in the period are measured against it; the others keep the first
+    # look (recipients beside similar members), labelled as not randomized.
+    measured = {found.kind for found in board.lifts}
+    for found in board.lifts:
+        lines += ["", "📣 " + "\n".join(lift_lines(found, program, program.analytics.effect_days, locale))]
+    observed = [e for e in board.effects if e.kind not in measured]
+    if observed:
         days = program.analytics.effect_days
         lines += [
             "",
@@ -127,15 +132,7 @@ def card(board: Dashboard, program: Program) -> str:
                 "📣 Bought within {days} day of the message:", "📣 Bought within {days} days of the message:", days
             ).format(days=days),
         ]
-        lines += [
-            _("{campaign}: {rate} of {recipients} · others {baseline}").format(
-                campaign=_(EFFECT_NAMES[e.kind]),
-                rate=_percent(e.rate),
-                recipients=e.recipients,
-                baseline=_percent(e.baseline),
-            )
-            for e in board.effects
-        ]
+        lines += [observed_line(e) for e in observed]
     if board.by_tier:
         lines += ["", _("🏅 By tier: average order · purchases per buyer")]
         order = {level.name: i for i, level in enumerate(program.tiers.levels)}

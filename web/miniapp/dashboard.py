@@ -44,10 +44,12 @@ from loyalty.report import csv_rows, document
 from loyalty.roles import Permission
 from notifications.texts import (
     day,
+    lift_lines,
     locale_of,
     money,
     month,
     number,
+    observed_line,
     short_day,
     short_money,
     short_month,
@@ -193,6 +195,12 @@ class ExportOut(Model):
     label: str
 
 
+class EffectOut(Model):
+    kind: str = Field(description="birthday, winback or broadcast")
+    randomized: bool = Field(description="Measured against a randomized holdout; false: beside similar members")
+    lines: list[str] = Field(description="What the figures say, in the viewer's language")
+
+
 class DashboardOut(Model):
     # loyalty report --format json, as it is
     program: str
@@ -208,6 +216,7 @@ class DashboardOut(Model):
     choices: list[ChoiceOut]
     cards: list[CardOut]
     charts: list[ChartOut]
+    effects: list[EffectOut]
     exports: list[ExportOut]
 
 
@@ -516,6 +525,23 @@ def _cards(board: Dashboard, program: Program, locale: str) -> list[CardOut]:
     ]
 
 
+def _effects(board: Dashboard, program: Program, locale: str) -> list[EffectOut]:
+    """The campaigns' effect, as /stats says it: against the randomized holdout where one was kept, else the
+    observational first look, labelled so."""
+    days = program.analytics.effect_days
+    out = [
+        EffectOut(kind=found.kind, randomized=True, lines=lift_lines(found, program, days, locale))
+        for found in board.lifts
+    ]
+    measured = {found.kind for found in board.lifts}
+    out += [
+        EffectOut(kind=e.kind, randomized=False, lines=[observed_line(e)])
+        for e in board.effects
+        if e.kind not in measured
+    ]
+    return out
+
+
 def _choice_name(label: str) -> str:
     count, unit = int(label[:-1]), label[-1]
     if unit == "d":
@@ -560,6 +586,7 @@ def dashboard_out(board: Dashboard, program: Program, asked: Period, language: s
             tiers_chart(board, program, language, locale),
             cohorts_chart(board, program, locale),
         ],
+        effects=_effects(board, program, locale),
         exports=_exports(period),
     )
 
