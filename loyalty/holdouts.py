@@ -167,3 +167,27 @@ def held_out(kind: str, campaign: Any, member_id: Any) -> ColumnElement[bool]:
             col(HoldoutDraw.held_out),
         )
     )
+
+
+class BadHoldout(ValueError):
+    """A holdout share that is not a number from 0 to ``HOLDOUT_MAX`` (``word``: what the admin wrote)."""
+
+    def __init__(self, word: str) -> None:
+        super().__init__(word)
+        self.word = word
+
+
+def take_share(text: str) -> tuple[str, float]:
+    """The chat's segment line with its ``holdout=10%`` (or ``holdout=0.1``) taken out: the rest, and the share
+    (0 without one). BadHoldout when the share is not one."""
+    share, rest = 0.0, []
+    for word in text.split():
+        key, _, value = word.partition("=")
+        if key.lower() != "holdout":
+            rest.append(word)
+            continue
+        found = parse_share(value)
+        if found is None:
+            raise BadHoldout(word)
+        share = found
+    return " ".join(rest), share

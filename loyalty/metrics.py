@@ -560,7 +560,9 @@ async def lifts(session: AsyncSession, period: Period, days: int) -> list[Lift]:
     results = []
     for kind in KINDS:
         draws = (
-            select(col(HoldoutDraw.id), col(HoldoutDraw.member_id), col(HoldoutDraw.held_out), col(HoldoutDraw.starts_at))
+            select(
+                col(HoldoutDraw.id), col(HoldoutDraw.member_id), col(HoldoutDraw.held_out), col(HoldoutDraw.starts_at)
+            )
             .where(col(HoldoutDraw.kind) == kind, _between(col(HoldoutDraw.starts_at), period.start, period.end))
             .subquery()
         )

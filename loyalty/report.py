@@ -131,7 +131,11 @@ def _lift_rows(found: Lift, program: Program, days: int) -> list[tuple[str, str,
         (section, "buyers difference, 95% high", None if c is None else _percent(c.high)),
         (section, f"sales per member difference ({currency})", None if s is None else _money(s.estimate, program)),
         (section, f"sales per member difference, 95% low ({currency})", None if s is None else _money(s.low, program)),
-        (section, f"sales per member difference, 95% high ({currency})", None if s is None else _money(s.high, program)),
+        (
+            section,
+            f"sales per member difference, 95% high ({currency})",
+            None if s is None else _money(s.high, program),
+        ),
         (section, "verdict", _verdict(found)),
     ]
     return out

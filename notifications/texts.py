@@ -28,7 +28,7 @@ from loyalty.metrics import Effect
 from loyalty.pending import Pending
 from loyalty.privacy import can_message
 from loyalty.profile import BadBirthday, Birthday, BirthdayProblem
-from loyalty.program import Program
+from loyalty.program import HOLDOUT_MAX, Program
 from loyalty.punchcards import CardProgress
 from loyalty.purchases import from_minor
 from loyalty.rewards import coupon_title
@@ -285,9 +285,7 @@ def lift_lines(found: Lift, program: Program, days: int, locale: str) -> list[st
         ),
     ]
     if found.conversion is None or found.sales is None:
-        lines.append(
-            _("Too few members to tell yet: each group needs at least {minimum}.").format(minimum=MINIMUM)
-        )
+        lines.append(_("Too few members to tell yet: each group needs at least {minimum}.").format(minimum=MINIMUM))
         return lines
     c, s = found.conversion, found.sales
     lines += [
@@ -312,4 +310,18 @@ def observed_line(effect: Effect) -> str:
     baseline = "—" if effect.baseline is None else f"{effect.baseline:.0%}"
     return _("{campaign}: {rate} of {recipients} · similar members {baseline} (no holdout, not randomized)").format(
         campaign=_(CAMPAIGN_KINDS[effect.kind]), rate=share, recipients=effect.recipients, baseline=baseline
+    )
+
+
+def holdout_problem(word: str, *, escape: bool) -> str:
+    shown = html.escape(word) if escape else word
+    return _(
+        "“{word}” is not a holdout share: give one from 0 to {most}, e.g. holdout=10%. Nothing was changed."
+    ).format(word=shown, most=f"{HOLDOUT_MAX:.0%}")
+
+
+def holdout_note(share: float) -> str:
+    """What keeping a holdout means, said before sending."""
+    return _("Holdout: a random {share} of them get nothing, to measure the broadcast against.").format(
+        share=f"{share:.0%}"
     )
