@@ -67,7 +67,7 @@ async def hold_out(session: AsyncSession, program: Program, member: Member, year
     if program.birthday.holdout <= 0:
         return False
     await begin_write(session)
-    held = await draw_one(session, program, KIND, str(year), member.id, program.birthday.holdout, now, now)
+    held = await draw_one(session, program, KIND, str(year), member.id, float(program.birthday.holdout), now, now)
     await session.commit()
     return held
 

@@ -327,7 +327,7 @@ HOLDOUT_MAX = 0.5
 class BirthdayRules(Offer):
     enabled: bool = True
     hour: int = Field(default=9, ge=0, le=23)  # local hour from which greetings go out
-    holdout: float = Field(default=0, ge=0, le=HOLDOUT_MAX)
+    holdout: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(str(HOLDOUT_MAX)))
 
 
 class WinbackRules(_Section):
@@ -343,7 +343,8 @@ class WinbackRules(_Section):
     bonus_days: int = Field(default=7, gt=0, le=365)
     reward: str | None = None  # or a coupon for this reward, valid coupon_days
     coupon_days: int = Field(default=14, gt=0, le=365)
-    holdout: float = Field(default=0, ge=0, le=HOLDOUT_MAX)  # drawn once per lapse, before its first nudge
+    # Drawn once per lapse, before its first nudge.
+    holdout: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(str(HOLDOUT_MAX)))
 
 
 class AnalyticsRules(_Section):

@@ -100,7 +100,7 @@ async def prepare(session: AsyncSession, program: Program, member: Member, now: 
     elif member.winback_nudges == 0 and now < last + limit:
         member.next_nudge_at = last + limit  # not lapsed after all
     elif member.winback_nudges == 0 and await draw_one(
-        session, program, KIND, last.isoformat(), member_id, rules.holdout, now, now
+        session, program, KIND, last.isoformat(), member_id, float(rules.holdout), now, now
     ):
         member.next_nudge_at = None  # held out for this lapse: no nudge, bonus or coupon; a purchase plans anew
     else:

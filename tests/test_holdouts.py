@@ -1,0 +1,273 @@
+"""Randomized holdouts: the seeded draw keeps its share and is stable, the lift's intervals cover a known true lift
+about 95% of the time, the report computes what a plain computation of the stored facts gives, and held-out
+members are never told, nor given anything, in broadcasts, birthday offers and win-back nudges."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from loyalty import broadcasts, holdouts, metrics
+from loyalty.holdouts import BadHoldout, coin, parse_share, take_share
+from loyalty.lift import MINIMUM, Group, conversion_difference, lift, sales_difference
+from loyalty.metrics import Period
+from loyalty.program import AnalyticsRules, BirthdayRules, Program, WinbackRules
+from loyalty.report import rows
+from loyalty.segments import Segment
+from storage.database import SessionFactory, begin_write
+from storage.models import Delivery, HoldoutDraw, Member, Purchase
+
+NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+
+# --------------------------------------------------------------------------- the draw
+
+
+def test_the_draw_keeps_its_share_and_decides_the_same_again() -> None:
+    ids = range(1, 20_001)
+    held = [m for m in ids if coin("broadcast", "7", m, 0.1)]
+    # 20,000 fair draws at 10%: the standard deviation of the share is 0.2 points; 4 of them is 0.85.
+    assert abs(len(held) / 20_000 - 0.1) < 0.0085
+    assert held == [m for m in ids if coin("broadcast", "7", m, 0.1)]  # seeded: a re-run decides the same
+    other = {m for m in ids if coin("broadcast", "8", m, 0.1)}
+    # Another campaign draws afresh: its holdout overlaps this one by chance only (about 10% of it).
+    assert abs(len(other & set(held)) / len(held) - 0.1) < 0.03
+    assert not any(coin("birthday", "2026", m, 0) for m in ids)
+
+
+def test_holdout_shares_as_admins_write_them() -> None:
+    assert [parse_share(t) for t in ("0.1", "10%", " 5 % ", "0", "0,25", "50%")] == [0.1, 0.1, 0.05, 0.0, 0.25, 0.5]
+    assert [parse_share(t) for t in ("", "abc", "-1%", "60%", "0.51", "nan", "inf")] == [None] * 7
+    assert take_share("tier=Gold holdout=10% inactive=30") == ("tier=Gold inactive=30", 0.1)
+    assert take_share("all") == ("all", 0.0)
+    with pytest.raises(BadHoldout):
+        take_share("holdout=lots")
+
+
+# --------------------------------------------------------------------------- the estimator, on simulated campaigns
+
+
+def _simulate(rng: random.Random, n: int, p: float, mean: float) -> Group:
+    """n members; each buys with probability p, a buyer spends an exponential amount with this mean."""
+    buyers, total, squares = 0, 0.0, 0.0
+    for _ in range(n):
+        if rng.random() < p:
+            spent = round(rng.expovariate(1 / mean))
+            buyers += 1
+            total += spent
+            squares += spent * spent
+    return Group(n, buyers, total, squares)
+
+
+def test_the_intervals_cover_a_known_true_lift_in_about_95_percent_of_campaigns() -> None:
+    # Recipients buy at 24% and spend 60.00 on average, the holdout at 20% and 50.00: the true lifts are
+    # +4 points of conversion and 0.24 × 6000 − 0.20 × 5000 = 440 minor units of sales per member.
+    p_treated, p_holdout, mean_treated, mean_holdout = 0.24, 0.20, 6000.0, 5000.0
+    true_conversion = p_treated - p_holdout
+    true_sales = p_treated * mean_treated - p_holdout * mean_holdout
+    seeds = 200
+    covered_conversion = covered_sales = 0
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        treated = _simulate(rng, 1800, p_treated, mean_treated)
+        holdout = _simulate(rng, 200, p_holdout, mean_holdout)  # a 10% holdout
+        found = lift("broadcast", treated, holdout)
+        assert found.conversion is not None and found.sales is not None
+        covered_conversion += found.conversion.covers(true_conversion)
+        covered_sales += found.sales.covers(true_sales)
+    # Binomial(200, 0.95): mean 190, standard deviation 3.1; ±3 of them.
+    tolerance = 3 * math.sqrt(seeds * 0.95 * 0.05)
+    assert abs(covered_conversion - 0.95 * seeds) <= tolerance, covered_conversion
+    assert abs(covered_sales - 0.95 * seeds) <= tolerance, covered_sales
+
+
+def test_no_lift_is_found_where_there_is_none_and_a_real_one_is() -> None:
+    rng = random.Random(3)  # a seed where the null's interval covers zero, as 95% of them do
+    same = lift("birthday", _simulate(rng, 5000, 0.2, 5000), _simulate(rng, 5000, 0.2, 5000))
+    assert same.conversion is not None and same.conversion.covers(0)
+    big = lift("birthday", _simulate(rng, 5000, 0.3, 5000), _simulate(rng, 5000, 0.2, 5000))
+    assert big.conversion is not None and big.conversion.sign == 1 and big.sales is not None and big.sales.sign == 1
+
+
+def test_groups_too_small_to_tell() -> None:
+    small = lift("winback", Group(500, 100, 1e5, 1e8), Group(MINIMUM - 1, 5, 1e3, 1e6))
+    assert small.too_small and small.conversion is None and small.sales is None
+    assert lift("winback", Group(500, 100, 1e5, 1e8), Group(0, 0, 0, 0)).too_small
+    assert conversion_difference(Group(0, 0, 0, 0), Group(5, 1, 0, 0)) is None
+    assert sales_difference(Group(1, 1, 5, 25), Group(5, 1, 5, 25)) is None
+    # Nobody bought in either group: the rates are known to be low, and the interval says so, around zero.
+    none = lift("winback", Group(100, 0, 0, 0), Group(100, 0, 0, 0))
+    assert none.conversion is not None and none.conversion.low < 0 < none.conversion.high
+
+
+# --------------------------------------------------------------------------- stored draws and the report
+
+
+async def _members(sessions: SessionFactory, count: int, *, joined: datetime = NOW - timedelta(days=400)) -> list[int]:
+    async with sessions() as session:
+        await begin_write(session)
+        members = [
+            Member(telegram_id=70_000 + i, chat_id=70_000 + i, code=f"H{i:05d}", joined_at=joined)
+            for i in range(count)
+        ]
+        session.add_all(members)
+        await session.commit()
+        return [m.id or 0 for m in members]
+
+
+async def test_a_broadcast_holdout_is_drawn_at_creation_and_gets_no_delivery(
+    sessions: SessionFactory, program: Program
+) -> None:
+    ids = await _members(sessions, 400)
+    async with sessions() as session:
+        created = await broadcasts.create(
+            session,
+            program,
+            created_by=1,
+            content={"default": {"text": "Hi"}},
+            segment=Segment(),
+            now=NOW,
+            holdout=0.1,
+        )
+    campaign = str(created.id)
+    expected = {m for m in ids if coin("broadcast", campaign, m, 0.1)}
+    async with sessions() as session:
+        delivered = set((await session.execute(select(Delivery.member_id))).scalars())
+        draws = {d.member_id: d.held_out for d in (await session.execute(select(HoldoutDraw))).scalars()}
+        assert await holdouts.held_out_count(session, "broadcast", campaign) == len(expected)
+    assert 20 <= len(expected) <= 60  # 10% of 400, within 3.3 standard deviations
+    assert delivered == set(ids) - expected and created.total == 400 - len(expected) and created.holdout == 0.1
+    assert draws == {m: m in expected for m in ids}  # every member's arm, stored before anything is sent
+    # Without a holdout nothing is drawn.
+    async with sessions() as session:
+        plain = await broadcasts.create(
+            session, program, created_by=1, content={"default": {"text": "Hi"}}, segment=Segment(), now=NOW
+        )
+        assert plain.total == 400
+        assert await holdouts.held_out_count(session, "broadcast", str(plain.id)) == 0
+
+
+@pytest.mark.parametrize("rotates", [False, True])
+async def test_members_held_out_last_time_are_spared_only_if_the_program_says_so(
+    sessions: SessionFactory, program: Program, rotates: bool
+) -> None:
+    program = program.model_copy(update={"analytics": AnalyticsRules(holdout_rotates=rotates)})
+    await _members(sessions, 600)
+    held: list[set[int]] = []
+    for n in range(2):
+        async with sessions() as session:
+            created = await broadcasts.create(
+                session,
+                program,
+                created_by=1,
+                content={"default": {"text": "Hi"}},
+                segment=Segment(),
+                now=NOW + timedelta(days=n),
+                holdout=0.5,
+            )
+            held.append(
+                set(
+                    (
+                        await session.execute(
+                            select(HoldoutDraw.member_id).where(
+                                HoldoutDraw.campaign == str(created.id), HoldoutDraw.held_out
+                            )
+                        )
+                    ).scalars()
+                )
+            )
+    if rotates:
+        assert not held[0] & held[1]
+    else:
+        assert len(held[0] & held[1]) > 100  # independent draws: about a quarter of 600
+
+
+async def test_the_report_computes_what_a_plain_computation_of_the_draws_gives(
+    sessions: SessionFactory, program: Program
+) -> None:
+    rng = random.Random(5)
+    ids = await _members(sessions, 120)
+    period = Period("30d", NOW - timedelta(days=30), NOW)
+    days = 14
+    window = timedelta(days=days)
+    draws: list[HoldoutDraw] = []
+    purchases: list[Purchase] = []
+    for kind in ("broadcast", "birthday"):
+        for campaign in range(3):
+            starts = NOW - timedelta(days=rng.randint(0, 40), hours=rng.randint(0, 23))
+            for m in rng.sample(ids, 70):
+                draws.append(
+                    HoldoutDraw(
+                        kind=kind,
+                        campaign=f"c{campaign}",
+                        member_id=m,
+                        held_out=rng.random() < 0.4,
+                        starts_at=starts,
+                        drawn_at=starts,
+                    )
+                )
+    for n in range(900):
+        amount = rng.randint(100, 20_000)
+        purchases.append(
+            Purchase(
+                member_id=rng.choice(ids),
+                source="receipt",
+                external_id=f"L{n}",
+                amount_minor=amount,
+                refunded_minor=rng.choice([0, 0, 0, amount, amount // 3]),
+                currency="CNY",
+                occurred_at=NOW - timedelta(days=rng.uniform(0, 60)),
+            )
+        )
+    async with sessions() as session:
+        await begin_write(session)
+        session.add_all(draws + purchases)
+        await session.commit()
+        found = {f.kind: f for f in await metrics.lifts(session, period, days)}
+
+    def plain(kind: str, held_out: bool) -> Group:
+        members = buyers = 0
+        total = squares = 0.0
+        for d in draws:
+            if d.kind != kind or d.held_out != held_out or not period.start <= d.starts_at < period.end:
+                continue
+            sales = sum(
+                p.amount_minor - p.refunded_minor
+                for p in purchases
+                if p.member_id == d.member_id
+                and p.refunded_minor < p.amount_minor
+                and d.starts_at <= p.occurred_at < d.starts_at + window
+            )
+            members += 1
+            buyers += sales > 0
+            total += sales
+            squares += sales * sales
+        return Group(members, buyers, total, squares)
+
+    assert set(found) == {"broadcast", "birthday"}
+    for kind, got in found.items():
+        treated, holdout = plain(kind, False), plain(kind, True)
+        assert (got.treated.members, got.treated.buyers, got.holdout.members, got.holdout.buyers) == (
+            treated.members,
+            treated.buyers,
+            holdout.members,
+            holdout.buyers,
+        )
+        assert got.treated.sales == pytest.approx(treated.sales) and got.holdout.sales == pytest.approx(holdout.sales)
+        assert got.treated.sales_squared == pytest.approx(treated.sales_squared)
+        assert got.holdout.sales_squared == pytest.approx(holdout.sales_squared)
+        expected = lift(kind, treated, holdout)
+        assert expected.conversion is not None and got.conversion is not None
+        assert got.conversion.low == pytest.approx(expected.conversion.low)
+        assert got.sales is not None and expected.sales is not None
+        assert got.sales.high == pytest.approx(expected.sales.high)
+    # The report and `loyalty report` say it, and leave the observational look for kinds that kept a holdout.
+    board = await metrics.dashboard(sessions, program, period, days)
+    figures = {(section, figure): value for section, figure, value in rows(board, program)}
+    assert figures[("lift vs holdout: birthday", "holdout: members")] == found["birthday"].holdout.members
+    assert ("lift vs holdout: broadcast", "verdict") in figures
+    assert not any(section.startswith("effect (observational") and "broadcast" in section for section, _ in figures)
