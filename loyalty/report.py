@@ -136,15 +136,11 @@ def _lift_rows(found: Lift, program: Program, days: int) -> list[tuple[str, str,
             f"sales per member difference, 95% high ({currency})",
             None if s is None else _money(s.high, program),
         ),
-        (section, "verdict", _verdict(found)),
+        # Numbers, as every figure: the console's JSON and the CSV carry them alike.
+        (section, f"too small to tell (1: fewer than {MINIMUM} members in a group)", int(found.too_small)),
+        (section, "buyers verdict (1: lift, 0: no clear difference, -1: drop)", None if c is None else c.sign),
     ]
     return out
-
-
-def _verdict(found: Lift) -> str:
-    if found.conversion is None:
-        return f"too small to tell (fewer than {MINIMUM} members in a group)"
-    return {1: "lift", 0: "no clear difference", -1: "drop"}[found.conversion.sign]
 
 
 def plain(value: Any) -> Any:
