@@ -20,9 +20,9 @@ from loyalty import broadcasts, holdouts, metrics
 from loyalty.holdouts import BadHoldout, coin, parse_share, take_share
 from loyalty.lift import MINIMUM, Group, conversion_difference, lift, sales_difference
 from loyalty.metrics import Period
+from loyalty.profile import Birthday, set_birthday
 from loyalty.program import AnalyticsRules, BirthdayRules, Program, WinbackRules
 from loyalty.report import rows
-from loyalty.profile import Birthday, set_birthday
 from loyalty.segments import Segment
 from notifications import reminders
 from storage.database import SessionFactory, begin_write
