@@ -263,8 +263,8 @@ def lift_lines(found: Lift, program: Program, days: int, locale: str) -> list[st
     def per_member(value: float | None) -> str:
         return "—" if value is None else money(from_minor(round(value), program), program.currency, locale)
 
-    def points(value: float) -> str:
-        return f"{value * 100:+.1f}"
+    def points(value: float) -> str:  # a difference of two rates, in percentage points
+        return f"{value * 100:+.1f}%"
 
     def signed_money(value: float) -> str:
         amount = money(from_minor(round(abs(value)), program), program.currency, locale)
@@ -289,7 +289,7 @@ def lift_lines(found: Lift, program: Program, days: int, locale: str) -> list[st
         return lines
     c, s = found.conversion, found.sales
     lines += [
-        _("Buyers: {difference} points (95% interval {low} to {high})").format(
+        _("Buyers: {difference} (95% interval {low} to {high})").format(
             difference=points(c.estimate), low=points(c.low), high=points(c.high)
         ),
         _("Sales per member: {difference} (95% interval {low} to {high})").format(
