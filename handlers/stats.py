@@ -188,6 +188,12 @@ def legend() -> str:
                 "at the program's point value."
             ),
             _(
+                "📣 <b>Campaign effect</b>: where a campaign kept a randomized holdout, its recipients beside the "
+                "members drawn to get nothing: who bought within the effect window and sales per member, and the "
+                "differences with 95% intervals (an interval that includes zero means no clear effect yet). Without "
+                "a holdout, recipients beside similar members: a first look, not randomized."
+            ),
+            _(
                 "Purchases are dated by when they happened (a till's own time, an import's dates), not by when "
                 "they reached us."
             ),
