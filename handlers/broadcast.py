@@ -344,6 +344,7 @@ async def list_broadcasts(message: Message, session: DbSession, program: Program
                 failed=progress.of(broadcasts.Outcome.FAILED),
                 blocked=progress.of(broadcasts.Outcome.BLOCKED),
             )
+            + (" · " + _("holdout {share}").format(share=f"{broadcast.holdout:.0%}") if broadcast.holdout else "")
         )
         row = []
         if broadcast.status in ("running", "scheduled"):

@@ -334,6 +334,8 @@ async def test_a_broadcast_holdout_from_the_chat_and_the_console_and_its_lift_in
         got = [m for m in harness.tg.messages(tid) if "Friday" in str(m.get("text"))]
         assert len(got) == (0 if tid in held else 1), tid
 
+    listed = harness.texts(await harness.send(admin, "/broadcasts"))[-1]
+    assert "#1 done · sent " in listed and "· holdout 50%" in listed
     harness.clock.advance(minutes=5)
     calls = await harness.send(admin, "/stats 7d")
     [card] = [c.params["text"] for c in calls if c.method == "sendMessage"]
