@@ -22,7 +22,7 @@ from handlers.filters import HasPermission, IsMember, NotCommand, slash
 from handlers.language import NAMES
 from handlers.menu import refuse_button
 from handlers.ui import drop_keyboard
-from loyalty import broadcasts, privacy
+from loyalty import broadcasts, holdouts, privacy
 from loyalty.members import MemberView
 from loyalty.numbers import RowId
 from loyalty.program import Program
@@ -37,7 +37,7 @@ from notifications.broadcasting import (
     send_variant,
     status_name,
 )
-from notifications.texts import content_problem, segment_problem, time_passed, when
+from notifications.texts import content_problem, holdout_note, holdout_problem, segment_problem, time_passed, when
 from storage.database import DbSession
 
 BUTTON_RE = re.compile(r"^\s*button:\s*(?P<text>[^|]{1,40}?)\s*\|\s*(?P<url>https?://\S+)\s*$", re.IGNORECASE)
@@ -181,6 +181,10 @@ async def compose_action(
                     "<code>birthday</code> · <code>lang=zh-Hans</code> · <code>nps=promoter</code> · "
                     "<code>points=100</code>",
                     _("Members who turned promotions off, blocked the bot or erased their data never get it."),
+                    _(
+                        "To measure the effect, add {example}: a random 10% of them get nothing, and /stats compares "
+                        "the two groups."
+                    ).format(example="<code>holdout=10%</code>"),
                 ]
             ),
             reply_markup=InlineKeyboardMarkup(
@@ -211,19 +215,30 @@ async def got_segment(
     message: Message, session: DbSession, state: FSMContext, program: Program, bot: Bot, clock: Callable[[], datetime]
 ) -> None:
     try:
-        segment = parse_segment(message.text or "", program)
+        filters, share = holdouts.take_share(message.text or "")
+        segment = parse_segment(filters, program)
+    except holdouts.BadHoldout as bad:
+        await message.answer(holdout_problem(bad.word, escape=True))
+        return
     except BadSegment as bad:
         await message.answer(segment_problem(bad, escape=True))
         return
-    await _preview(bot, message.chat.id, session, state, program, segment, clock())
+    await _preview(bot, message.chat.id, session, state, program, segment, clock(), share)
 
 
 async def _preview(
-    bot: Bot, chat_id: int, session: DbSession, state: FSMContext, program: Program, segment: Segment, now: datetime
+    bot: Bot,
+    chat_id: int,
+    session: DbSession,
+    state: FSMContext,
+    program: Program,
+    segment: Segment,
+    now: datetime,
+    holdout: float = 0,
 ) -> None:
     data = await state.get_data()
     counts = await broadcasts.audience(session, segment, program, now)
-    await state.update_data(segment=segment.model_dump())
+    await state.update_data(segment=segment.model_dump(), holdout=holdout)
     await state.set_state(Compose.confirm)
     await bot.send_message(chat_id, _("Preview, exactly as members will see it:"))
     content: dict[str, Any] = data["content"]
@@ -246,7 +261,8 @@ async def _preview(
         chat_id,
         ngettext(
             "Audience: <b>{total}</b> member ({languages}).", "Audience: <b>{total}</b> members ({languages}).", total
-        ).format(total=total, languages=by_language or "—"),
+        ).format(total=total, languages=by_language or "—")
+        + ("\n" + holdout_note(holdout) if holdout else ""),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons),
     )
 
@@ -295,6 +311,7 @@ async def _create(
         now=now,
         send_at=send_at,
         status_chat_id=chat_id,
+        holdout=float(data.get("holdout", 0)),
     )
     assert broadcast.id is not None
     if send_at is None:
@@ -327,6 +344,7 @@ async def list_broadcasts(message: Message, session: DbSession, program: Program
                 failed=progress.of(broadcasts.Outcome.FAILED),
                 blocked=progress.of(broadcasts.Outcome.BLOCKED),
             )
+            + (" · " + _("holdout {share}").format(share=f"{broadcast.holdout:.0%}") if broadcast.holdout else "")
         )
         row = []
         if broadcast.status in ("running", "scheduled"):

@@ -36,14 +36,13 @@ from loyalty.purchases import from_minor
 from loyalty.roles import Permission
 from notifications.figures import store_rows
 from notifications.refusals import unknown_store
-from notifications.texts import N_, day, money, speaking, when
+from notifications.texts import day, lift_lines, money, observed_line, speaking, when
 from storage.database import DbSession, SessionFactory
 
 if TYPE_CHECKING:
     from handlers import charts
 
 DEFAULT_PERIOD = "30d"
-EFFECT_NAMES = {"birthday": N_("Birthday offers"), "winback": N_("Win-back nudges"), "broadcast": N_("Broadcasts")}
 
 
 def _percent(value: float | None) -> str:
@@ -121,7 +120,13 @@ def card(board: Dashboard, program: Program) -> str:
             value=value,
         ),
     ]
-    if board.effects:
+    # Campaign kinds with a randomized holdout in the period are measured against it; the others keep the first
+    # look (recipients beside similar members), labelled as not randomized.
+    measured = {found.kind for found in board.lifts}
+    for found in board.lifts:
+        lines += ["", "📣 " + "\n".join(lift_lines(found, program, program.analytics.effect_days, locale))]
+    observed = [e for e in board.effects if e.kind not in measured]
+    if observed:
         days = program.analytics.effect_days
         lines += [
             "",
@@ -129,15 +134,7 @@ def card(board: Dashboard, program: Program) -> str:
                 "📣 Bought within {days} day of the message:", "📣 Bought within {days} days of the message:", days
             ).format(days=days),
         ]
-        lines += [
-            _("{campaign}: {rate} of {recipients} · others {baseline}").format(
-                campaign=_(EFFECT_NAMES[e.kind]),
-                rate=_percent(e.rate),
-                recipients=e.recipients,
-                baseline=_percent(e.baseline),
-            )
-            for e in board.effects
-        ]
+        lines += [observed_line(e) for e in observed]
     if board.by_tier:
         lines += ["", _("🏅 By tier: average order · purchases per buyer")]
         order = {level.name: i for i, level in enumerate(program.tiers.levels)}
@@ -221,6 +218,12 @@ def legend() -> str:
                 "<b>adjustments</b> by staff, <b>redeemed</b> and <b>expired</b>: by when they were booked. The "
                 "redemption rate: redeemed ÷ (purchases + bonuses). <b>Outstanding</b>: all balances now, valued "
                 "at the program's point value."
+            ),
+            _(
+                "📣 <b>Campaign effect</b>: where a campaign kept a randomized holdout, its recipients beside the "
+                "members drawn to get nothing: who bought within the effect window and sales per member, and the "
+                "differences with 95% intervals (an interval that includes zero means no clear effect yet). Without "
+                "a holdout, recipients beside similar members: a first look, not randomized."
             ),
             _(
                 "Purchases are dated by when they happened (a till's own time, an import's dates), not by when "

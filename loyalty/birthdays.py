@@ -14,10 +14,12 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.holdouts import draw_one, held_out
 from loyalty.ledger import Kind
 from loyalty.notices import sent
 from loyalty.program import Program
 from loyalty.rewards import Gift, give_gift
+from storage.database import begin_write
 from storage.models import Member
 
 KIND = "birthday"
@@ -50,11 +52,24 @@ def due(program: Program, now: datetime, limit: int = 500) -> Select[Member] | N
             col(Member.blocked_at).is_(None),
             col(Member.erased_at).is_(None),
             ~sent(KIND, col(Member.telegram_id), str(today.year)),
+            ~held_out(KIND, str(today.year), col(Member.id)),
         )
         # No ORDER BY: it would tempt the planner to walk the primary key past every member instead of
         # looking up today's birthdays on their index. Any order will do; the next run takes the rest.
         .limit(limit)
     )
+
+
+async def hold_out(session: AsyncSession, program: Program, member: Member, year: int, now: datetime) -> bool:
+    """This year's holdout draw for the member, committed before any offer goes: True if they get nothing this
+    year (no greeting, points or coupon). Always False with ``[birthday] holdout = 0``."""
+    assert member.id is not None
+    if program.birthday.holdout <= 0:
+        return False
+    await begin_write(session)
+    held = await draw_one(session, program, KIND, str(year), member.id, float(program.birthday.holdout), now, now)
+    await session.commit()
+    return held
 
 
 async def give(session: AsyncSession, program: Program, member: Member, year: int, now: datetime) -> Gift:

@@ -21,11 +21,12 @@ from enum import StrEnum
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.holdouts import draw_all
 from loyalty.program import Program
 from loyalty.segments import Segment, members
 from storage.database import begin_write
@@ -275,9 +276,11 @@ async def create(
     send_at: datetime | None = None,
     status_chat_id: int | None = None,
     key: str | None = None,
+    holdout: float = 0,
 ) -> Broadcast:
     """Store a broadcast and freeze its audience into the delivery queue; audited. With a ``key``, the same request
-    again (a double tap, a retry) finds the first broadcast and changes nothing."""
+    again (a double tap, a retry) finds the first broadcast and changes nothing. With a ``holdout`` share, that
+    random share of the audience is drawn now and gets no delivery row: it is never sent (``loyalty.holdouts``)."""
     await begin_write(session)
     if key is not None and (done := await by_key(session, key)) is not None:
         await session.commit()
@@ -292,6 +295,7 @@ async def create(
         status_chat_id=status_chat_id,
         created_at=now,
         key=key,
+        holdout=holdout,
     )
     session.add(broadcast)
     try:
@@ -305,6 +309,8 @@ async def create(
         literal(broadcast.id), col(Member.id), literal(Outcome.PENDING.value)
     )
     await session.execute(insert(Delivery).from_select(["broadcast_id", "member_id", "status"], audience_ids))
+    if holdout > 0:
+        await _hold_out(session, program, broadcast, holdout, starts_at=send_at or now, now=now)
     broadcast.total = (
         await session.execute(
             select(func.count()).select_from(Delivery).where(col(Delivery.broadcast_id) == broadcast.id)
@@ -312,6 +318,7 @@ async def create(
     ).scalar_one()
     session.add(broadcast)
     when = f", scheduled for {send_at.isoformat(timespec='minutes')}" if send_at else ""
+    when += f", holdout {holdout:.0%}" if holdout else ""
     filters = segment.model_dump_json(exclude_defaults=True)
     session.add(
         AuditLog(
@@ -323,6 +330,27 @@ async def create(
     )
     await session.commit()
     return broadcast
+
+
+async def _hold_out(
+    session: AsyncSession, program: Program, broadcast: Broadcast, share: float, *, starts_at: datetime, now: datetime
+) -> None:
+    """Draw the frozen audience (its delivery rows) into recipients and holdout, and take the holdout's rows out of
+    the queue, in the creating transaction: the holdout is decided before the first message goes."""
+    audience_ids = (
+        await session.execute(select(col(Delivery.member_id)).where(col(Delivery.broadcast_id) == broadcast.id))
+    ).scalars()
+    held = sorted(
+        await draw_all(
+            session, program, "broadcast", str(broadcast.id), list(audience_ids), share, starts_at=starts_at, now=now
+        )
+    )
+    for start in range(0, len(held), 1000):
+        await session.execute(
+            delete(Delivery).where(
+                col(Delivery.broadcast_id) == broadcast.id, col(Delivery.member_id).in_(held[start : start + 1000])
+            )
+        )
 
 
 async def by_key(session: AsyncSession, key: str) -> Broadcast | None:

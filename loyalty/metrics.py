@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
-from sqlalchemy import and_, case, distinct, exists, func, literal, or_, select, text
+from sqlalchemy import Float, and_, case, cast, distinct, exists, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.holdouts import KINDS
 from loyalty.ledger import Kind
+from loyalty.lift import Group, Lift, lift
 from loyalty.nps import Category, category
 from loyalty.program import Program
 from loyalty.tiers import months_after, months_before
@@ -27,6 +29,7 @@ from storage.database import SessionFactory, begin_write
 from storage.models import (
     Coupon,
     Delivery,
+    HoldoutDraw,
     LedgerEntry,
     Member,
     Notice,
@@ -447,7 +450,8 @@ class Effect:
 async def effects(session: AsyncSession, program: Program, period: Period, days: int) -> list[Effect]:
     """For each kind of campaign message sent in the period: the share of recipients with a purchase within
     ``days`` of receiving it, and the same share, from the period's midpoint, for members who got none of it
-    (for win-back: members lapsed as long at the midpoint). Not a randomized holdout: a first look."""
+    (for win-back: members lapsed as long at the midpoint). Not a randomized holdout: a first look, shown for
+    the kinds of campaign that kept no holdout in the period (``lifts`` for those that did)."""
     window = timedelta(days=days)
     midpoint = period.start + period.length / 2
     dialect = session.bind.dialect.name if session.bind is not None else ""
@@ -544,6 +548,57 @@ async def effects(session: AsyncSession, program: Program, period: Period, days:
         ).one()
         count_others, count_bought = comparable - eligible_recipients, eligible_buyers - recipient_buyers
         results.append(Effect(kind, int(recipients), int(recipients_bought), int(count_others), int(count_bought)))
+    return results
+
+
+async def lifts(session: AsyncSession, period: Period, days: int) -> list[Lift]:
+    """For each kind of campaign that drew a randomized holdout for a send in the period: its recipients and its
+    holdout (every member drawn, sent to or not: intent to treat), each with the members who bought within ``days``
+    of the send and their sales net of refunds, and the differences with 95% intervals (``loyalty.lift``). A member
+    drawn by two campaigns counts once for each."""
+    window = timedelta(days=days)
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    results = []
+    for kind in KINDS:
+        draws = (
+            select(
+                col(HoldoutDraw.id), col(HoldoutDraw.member_id), col(HoldoutDraw.held_out), col(HoldoutDraw.starts_at)
+            )
+            .where(col(HoldoutDraw.kind) == kind, _between(col(HoldoutDraw.starts_at), period.start, period.end))
+            .subquery()
+        )
+        net = col(Purchase.amount_minor) - col(Purchase.refunded_minor)
+        each = (
+            select(draws.c.held_out.label("held_out"), func.coalesce(func.sum(net), 0).label("sales"))
+            .select_from(draws)
+            .outerjoin(
+                Purchase,
+                and_(
+                    col(Purchase.member_id) == draws.c.member_id,
+                    _valid(),
+                    _within(col(Purchase.occurred_at), draws.c.starts_at, window, dialect),
+                ),
+            )
+            .group_by(draws.c.id, draws.c.held_out)
+            .subquery()
+        )
+        sales = cast(each.c.sales, Float)  # squares of large sums would overflow a 64-bit integer
+        rows = (
+            await session.execute(
+                select(
+                    each.c.held_out,
+                    func.count(),
+                    func.count().filter(each.c.sales > 0),
+                    func.coalesce(func.sum(sales), 0.0),
+                    func.coalesce(func.sum(sales * sales), 0.0),
+                ).group_by(each.c.held_out)
+            )
+        ).all()
+        if not rows:
+            continue
+        groups = {bool(h): Group(int(n), int(b), float(s), float(q)) for h, n, b, s, q in rows}
+        empty = Group(0, 0, 0.0, 0.0)
+        results.append(lift(kind, groups.get(False, empty), groups.get(True, empty)))
     return results
 
 
@@ -755,6 +810,7 @@ class Dashboard:
     support: Support
     points: Points
     effects: list[Effect]
+    lifts: list[Lift]
     by_tier: list[TierFigures]
     tiers: dict[str, int]  # "": no tier
     trend: Trend
@@ -790,6 +846,7 @@ async def dashboard(sessions: SessionFactory, program: Program, period: Period, 
         run(lambda s: support(s, period)),
         run(lambda s: points(s, period)),
         run(lambda s: effects(s, program, period, effect_days)),
+        run(lambda s: lifts(s, period, effect_days)),
         run(lambda s: by_tier(s, period)),
         run(tier_distribution),
         run(lambda s: trend(s, period, tz)),

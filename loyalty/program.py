@@ -320,9 +320,14 @@ class Offer(_Section):
     coupon_days: int = Field(default=14, gt=0, le=365)
 
 
+# A randomized holdout: this share of the eligible members gets nothing, to measure the campaign against.
+HOLDOUT_MAX = 0.5
+
+
 class BirthdayRules(Offer):
     enabled: bool = True
     hour: int = Field(default=9, ge=0, le=23)  # local hour from which greetings go out
+    holdout: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(str(HOLDOUT_MAX)))
 
 
 class WinbackRules(_Section):
@@ -338,6 +343,8 @@ class WinbackRules(_Section):
     bonus_days: int = Field(default=7, gt=0, le=365)
     reward: str | None = None  # or a coupon for this reward, valid coupon_days
     coupon_days: int = Field(default=14, gt=0, le=365)
+    # Drawn once per lapse, before its first nudge.
+    holdout: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(str(HOLDOUT_MAX)))
 
 
 class AnalyticsRules(_Section):
@@ -345,6 +352,9 @@ class AnalyticsRules(_Section):
     point_value: Decimal = Field(default=Decimal("0.01"), ge=0, le=1000)
     # Campaign effect: a recipient "bought" when a purchase came within this many days of the message.
     effect_days: int = Field(default=14, gt=0, le=90)
+    # A member held out last time a campaign of the same kind drew its holdout is not held out again (they get the
+    # message this time). Off: every draw is independent, which is what the statistics assume.
+    holdout_rotates: bool = False
 
 
 class DigestRules(_Section):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from loyalty.lift import MINIMUM, Lift
 from loyalty.metrics import Dashboard
 from loyalty.program import Program
 from loyalty.purchases import from_minor
@@ -101,11 +102,18 @@ def rows(board: Dashboard, program: Program, store: str | None = None) -> list[t
         ),
         ("points", "redemption rate", _percent(p.redemption_rate)),
     ]
+    days = program.analytics.effect_days
+    for found in board.lifts:
+        out += _lift_rows(found, program, days)
+    measured = {found.kind for found in board.lifts}
     for e in board.effects:
+        if e.kind in measured:
+            continue  # measured against its holdout above
+        section = f"effect (observational, no holdout): {e.kind}"
         out += [
-            (f"effect: {e.kind}", "recipients", e.recipients),
-            (f"effect: {e.kind}", f"bought within {program.analytics.effect_days} days", _percent(e.rate)),
-            (f"effect: {e.kind}", "others who bought", _percent(e.baseline)),
+            (section, "recipients", e.recipients),
+            (section, f"bought within {days} days", _percent(e.rate)),
+            (section, "similar members who bought", _percent(e.baseline)),
         ]
     for t in board.by_tier:
         name = t.tier or "(no tier)"
@@ -121,6 +129,40 @@ def rows(board: Dashboard, program: Program, store: str | None = None) -> list[t
             (f"tier: {name}", "purchases per buyer", None if t.frequency is None else round(t.frequency, 2)),
         ]
     return out + store_rows(board, program)
+
+
+def _money(minor: float | None, program: Program) -> Decimal | None:
+    return None if minor is None else from_minor(round(minor), program)
+
+
+def _lift_rows(found: Lift, program: Program, days: int) -> list[tuple[str, str, Any]]:
+    """A kind's recipients and randomized holdout, and the differences with 95% intervals (blank when the groups
+    are too small to tell)."""
+    section, currency = f"lift vs holdout: {found.kind}", program.currency
+    out: list[tuple[str, str, Any]] = []
+    for name, group in (("recipients", found.treated), ("holdout", found.holdout)):
+        out += [
+            (section, f"{name}: members", group.members),
+            (section, f"{name}: bought within {days} days", _percent(group.conversion)),
+            (section, f"{name}: sales per member ({currency})", _money(group.sales_per_member, program)),
+        ]
+    c, s = found.conversion, found.sales
+    out += [
+        (section, "buyers difference", None if c is None else _percent(c.estimate)),
+        (section, "buyers difference, 95% low", None if c is None else _percent(c.low)),
+        (section, "buyers difference, 95% high", None if c is None else _percent(c.high)),
+        (section, f"sales per member difference ({currency})", None if s is None else _money(s.estimate, program)),
+        (section, f"sales per member difference, 95% low ({currency})", None if s is None else _money(s.low, program)),
+        (
+            section,
+            f"sales per member difference, 95% high ({currency})",
+            None if s is None else _money(s.high, program),
+        ),
+        # Numbers, as every figure: the console's JSON and the CSV carry them alike.
+        (section, f"too small to tell (1: fewer than {MINIMUM} members in a group)", int(found.too_small)),
+        (section, "buyers verdict (1: lift, 0: no clear difference, -1: drop)", None if c is None else c.sign),
+    ]
+    return out
 
 
 def plain(value: Any) -> Any:

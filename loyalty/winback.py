@@ -19,6 +19,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty.holdouts import draw_one
 from loyalty.ledger import Kind, credit
 from loyalty.program import Program
 from loyalty.rewards import gift_coupon
@@ -98,6 +99,10 @@ async def prepare(session: AsyncSession, program: Program, member: Member, now: 
         member.next_nudge_at = None
     elif member.winback_nudges == 0 and now < last + limit:
         member.next_nudge_at = last + limit  # not lapsed after all
+    elif member.winback_nudges == 0 and await draw_one(
+        session, program, KIND, last.isoformat(), member_id, float(rules.holdout), now, now
+    ):
+        member.next_nudge_at = None  # held out for this lapse: no nudge, bonus or coupon; a purchase plans anew
     else:
         number, lapse = member.winback_nudges + 1, last.isoformat()
         coupon = None

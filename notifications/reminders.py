@@ -31,6 +31,8 @@ async def send_birthday_offers(bot: Bot, sessions: SessionFactory, program: Prog
     sent = 0
     async with sessions() as session:
         for member in await members_of(session, birthdays.due(program, now)):
+            if await birthdays.hold_out(session, program, member, int(year), now):
+                continue  # the holdout: nothing sent, nothing given, nothing said
 
             async def render(claimed: bool, member: Member = member) -> Letter:
                 gift = await birthdays.give(session, program, member, int(year), now)

@@ -22,12 +22,15 @@ from babel.dates import format_date, format_datetime, format_skeleton
 from babel.numbers import format_compact_currency, format_compact_decimal, format_currency, format_decimal
 
 from loyalty.broadcasts import BadContent, ContentProblem
+from loyalty.lift import MINIMUM, Lift
 from loyalty.members import MemberView, map_language
+from loyalty.metrics import Effect
 from loyalty.pending import Pending
 from loyalty.privacy import can_message
 from loyalty.profile import BadBirthday, Birthday, BirthdayProblem
-from loyalty.program import Program
+from loyalty.program import HOLDOUT_MAX, Program
 from loyalty.punchcards import CardProgress
+from loyalty.purchases import from_minor
 from loyalty.rewards import coupon_title
 from loyalty.segments import BadSegment, SegmentProblem
 from storage.database import DbSession
@@ -253,3 +256,80 @@ def reward_stores(program: Program, reward_key: str | None, language: str) -> st
     if rule is None or not rule.stores:
         return None
     return ", ".join(store.name_in(language) for store in program.stores if store.key in rule.stores)
+
+
+CAMPAIGN_KINDS = {"birthday": N_("Birthday offers"), "winback": N_("Win-back nudges"), "broadcast": N_("Broadcasts")}
+
+
+def lift_lines(found: Lift, program: Program, days: int, locale: str) -> list[str]:
+    """A campaign kind's lift over its randomized holdout, in plain words: the two groups, then the differences
+    with their 95% intervals, or that the groups are too small to tell. /stats and the console's dashboard."""
+
+    def rate(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    def per_member(value: float | None) -> str:
+        return "—" if value is None else money(from_minor(round(value), program), program.currency, locale)
+
+    def points(value: float) -> str:  # a difference of two rates, in percentage points
+        return f"{value * 100:+.1f}%"
+
+    def signed_money(value: float) -> str:
+        amount = money(from_minor(round(abs(value)), program), program.currency, locale)
+        return f"−{amount}" if round(value) < 0 else f"+{amount}"
+
+    t, h = found.treated, found.holdout
+    lines = [
+        ngettext(
+            "{campaign}, against a randomized holdout (purchases within {days} day):",
+            "{campaign}, against a randomized holdout (purchases within {days} days):",
+            days,
+        ).format(campaign=_(CAMPAIGN_KINDS[found.kind]), days=days),
+        _("Recipients: {members} · bought {rate} · sales per member {sales}").format(
+            members=t.members, rate=rate(t.conversion), sales=per_member(t.sales_per_member)
+        ),
+        _("Holdout: {members} · bought {rate} · sales per member {sales}").format(
+            members=h.members, rate=rate(h.conversion), sales=per_member(h.sales_per_member)
+        ),
+    ]
+    if found.conversion is None or found.sales is None:
+        lines.append(_("Too few members to tell yet: each group needs at least {minimum}.").format(minimum=MINIMUM))
+        return lines
+    c, s = found.conversion, found.sales
+    lines += [
+        _("Buyers: {difference} (95% interval {low} to {high})").format(
+            difference=points(c.estimate), low=points(c.low), high=points(c.high)
+        ),
+        _("Sales per member: {difference} (95% interval {low} to {high})").format(
+            difference=signed_money(s.estimate), low=signed_money(s.low), high=signed_money(s.high)
+        ),
+        {
+            1: _("A clear lift: more recipients bought than members held out."),
+            0: _("No clear difference yet: the interval includes zero."),
+            -1: _("Fewer recipients bought than members held out."),
+        }[c.sign],
+    ]
+    return lines
+
+
+def observed_line(effect: Effect) -> str:
+    """A campaign kind without a holdout: recipients beside members who got nothing, not randomized."""
+    share = "—" if effect.rate is None else f"{effect.rate:.0%}"
+    baseline = "—" if effect.baseline is None else f"{effect.baseline:.0%}"
+    return _("{campaign}: {rate} of {recipients} · similar members {baseline} (no holdout, not randomized)").format(
+        campaign=_(CAMPAIGN_KINDS[effect.kind]), rate=share, recipients=effect.recipients, baseline=baseline
+    )
+
+
+def holdout_problem(word: str, *, escape: bool) -> str:
+    shown = html.escape(word) if escape else word
+    return _(
+        "“{word}” is not a holdout share: give one from 0 to {most}, e.g. holdout=10%. Nothing was changed."
+    ).format(word=shown, most=f"{HOLDOUT_MAX:.0%}")
+
+
+def holdout_note(share: float) -> str:
+    """What keeping a holdout means, said before sending."""
+    return _("Holdout: a random {share} of them get nothing, to measure the broadcast against.").format(
+        share=f"{share:.0%}"
+    )

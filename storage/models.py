@@ -462,6 +462,8 @@ class Broadcast(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     # The console's request key: a create sent twice (a double tap, a retry) finds the first broadcast.
     key: str | None = Field(default=None, max_length=64, unique=True)
+    # The share of the audience kept back as a randomized holdout (0: none); drawn at creation (HoldoutDraw).
+    holdout: float = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Delivery(SQLModel, table=True):
@@ -485,6 +487,28 @@ class Delivery(SQLModel, table=True):
     message_id: int | None = None
     error: str | None = Field(default=None, max_length=200)
     sent_at: datetime | None = None
+
+
+class HoldoutDraw(SQLModel, table=True):
+    """One eligible member of a campaign that keeps a randomized holdout, and the arm they were drawn into, stored
+    when the audience is fixed (a broadcast's creation, a birthday or win-back run) so the effect report reads facts.
+    UNIQUE(kind, campaign, member): a re-run finds the draw and decides nothing again. ``campaign`` names the
+    occasion: a broadcast's id, a birthday's year, a win-back lapse (the member's last activity)."""
+
+    __tablename__ = "holdout_draw"
+    __table_args__ = (
+        UniqueConstraint("kind", "campaign", "member_id", name="uq_holdout_draw"),
+        Index("ix_holdout_draw_member", "member_id", "kind", "id"),  # a member's previous draw of a kind
+        Index("ix_holdout_draw_start", "kind", "starts_at"),  # the report: a kind's draws in a period
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # "birthday" | "winback" | "broadcast"
+    campaign: str = Field(max_length=40)
+    member_id: int = Field(foreign_key="member.id")
+    held_out: bool
+    starts_at: datetime  # when the message goes (or would have gone) out: the outcome window opens here
+    drawn_at: datetime = Field(default_factory=utcnow)
 
 
 class StatsSnapshot(SQLModel, table=True):

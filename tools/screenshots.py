@@ -292,6 +292,7 @@ async def admin_screens(
     user = {"id": ADMIN_ID, "first_name": "Ada", "language_code": code}
     names = []
     shots = [
+        ("dashboard", "console/dashboard"),
         ("program", "console/program"),
         ("program-earn", "console/program?section=earn"),
         ("program-rewards", "console/program?section=rewards"),
@@ -317,9 +318,10 @@ async def admin_screens(
             await page.locator(".row-list > [data-row] > summary").first.click()
         await page.wait_for_timeout(100)
         full = f"{name}-{language}-{scheme}"
-        await shoot(page, out, full, whole=name == "program-earn")
+        await shoot(page, out, full, whole=name in ("program-earn", "dashboard"))
         names.append(full)
         await page.context.close()
+    return names
 
 
 async def broadcast_screens(
@@ -364,6 +366,7 @@ def write_index(out: Path, names: list[str]) -> None:
         "data": "My data",
         "till": "Cashier: till",
         "till-member": "Cashier: member scanned, amount typed",
+        "dashboard": "Console: the dashboard, figures and charts for 30 days",
         "program": "Console: the program's sections",
         "program-earn": "Console: editing earning, a mistake beside its field, a sample purchase compared",
         "program-rewards": "Console: the rewards list, one open",

@@ -26,11 +26,13 @@ from pydantic import Field
 
 from loyalty import broadcasts
 from loyalty.broadcasts import BadContent, BadTime, Outcome, Status, TimeProblem
+from loyalty.holdouts import parse_share
 from loyalty.members import LANGUAGES
+from loyalty.program import HOLDOUT_MAX
 from loyalty.roles import Permission
 from loyalty.segments import NPS_RANGES, BadSegment, Segment, segment_of
 from notifications.broadcasting import status_name
-from notifications.texts import N_, content_problem, locale_of, segment_problem, time_passed, when
+from notifications.texts import N_, content_problem, holdout_problem, locale_of, segment_problem, time_passed, when
 from storage.models import Broadcast
 from web.miniapp.core import (
     LANGUAGE,
@@ -273,6 +275,7 @@ class ComposeOut(Model):
     max_text: int
     max_caption: int
     max_photo: int = Field(description="Bytes")
+    holdout_max: int = Field(description="The largest holdout, in percent")
 
 
 async def load_compose(request: web.Request) -> ComposeOut:
@@ -295,6 +298,7 @@ async def load_compose(request: web.Request) -> ComposeOut:
         max_text=broadcasts.MAX_TEXT,
         max_caption=broadcasts.MAX_CAPTION,
         max_photo=MAX_PHOTO,
+        holdout_max=round(HOLDOUT_MAX * 100),
     )
 
 
@@ -356,6 +360,9 @@ class CreateIn(Model):
     versions: dict[str, VersionIn] = Field(description="default, and optionally zh-Hans and zh-Hant")
     filters: dict[str, str] = Field(default_factory=dict, description="The chat's filters: tier, inactive, …")
     send_at: str | None = Field(default=None, max_length=32, description="Local YYYY-MM-DDTHH:MM; none sends now")
+    holdout: str = Field(
+        default="", max_length=16, description="A share kept back at random to measure against: 10% or 0.1; empty: none"
+    )
 
 
 class CreatedOut(Model):
@@ -383,6 +390,9 @@ async def create(request: web.Request) -> web.Response:
             name = _("Default") if language == "default" else LANGUAGE_NAMES[language]
             raise Refused(400, "invalid_message", f"{name}: {content_problem(bad, escape=False)}") from bad
     segment = _segment(body.filters.items(), request)
+    holdout = parse_share(body.holdout or "0")
+    if holdout is None:
+        raise Refused(400, "invalid_holdout", holdout_problem(body.holdout, escape=False))
     now = services.clock()
     program = services.program
     send_at = None
@@ -397,7 +407,15 @@ async def create(request: web.Request) -> web.Response:
     async with services.sessions() as session:
         replayed = await broadcasts.by_key(session, key) is not None
         broadcast = await broadcasts.create(
-            session, program, created_by=actor, content=content, segment=segment, now=now, send_at=send_at, key=key
+            session,
+            program,
+            created_by=actor,
+            content=content,
+            segment=segment,
+            now=now,
+            send_at=send_at,
+            key=key,
+            holdout=holdout,
         )
     assert broadcast.id is not None
     if replayed:

@@ -47,10 +47,12 @@ from notifications.figures import store_rows
 from notifications.refusals import unknown_store
 from notifications.texts import (
     day,
+    lift_lines,
     locale_of,
     money,
     month,
     number,
+    observed_line,
     short_day,
     short_money,
     short_month,
@@ -210,6 +212,12 @@ class ExportOut(Model):
     label: str
 
 
+class EffectOut(Model):
+    kind: str = Field(description="birthday, winback or broadcast")
+    randomized: bool = Field(description="Measured against a randomized holdout; false: beside similar members")
+    lines: list[str] = Field(description="What the figures say, in the viewer's language")
+
+
 class DashboardOut(Model):
     # loyalty report --format json, as it is
     program: str
@@ -225,6 +233,7 @@ class DashboardOut(Model):
     choices: list[ChoiceOut]
     cards: list[CardOut]
     charts: list[ChartOut] = Field(description="The whole program's; none while one store is chosen")
+    effects: list[EffectOut]
     exports: list[ExportOut]
     store: str | None = Field(default=None, description="The [[stores]] key chosen (?store=), else all stores")
     stores: list[StoreChoiceOut] = Field(default_factory=list, description="Empty when the program lists none")
@@ -536,6 +545,23 @@ def _cards(board: Dashboard, program: Program, locale: str) -> list[CardOut]:
     ]
 
 
+def _effects(board: Dashboard, program: Program, locale: str) -> list[EffectOut]:
+    """The campaigns' effect, as /stats says it: against the randomized holdout where one was kept, else the
+    observational first look, labelled so."""
+    days = program.analytics.effect_days
+    out = [
+        EffectOut(kind=found.kind, randomized=True, lines=lift_lines(found, program, days, locale))
+        for found in board.lifts
+    ]
+    measured = {found.kind for found in board.lifts}
+    out += [
+        EffectOut(kind=e.kind, randomized=False, lines=[observed_line(e)])
+        for e in board.effects
+        if e.kind not in measured
+    ]
+    return out
+
+
 def _choice_name(label: str) -> str:
     count, unit = int(label[:-1]), label[-1]
     if unit == "d":
@@ -595,6 +621,7 @@ def dashboard_out(
             tiers_chart(board, program, language, locale),
             cohorts_chart(board, program, locale),
         ],
+        effects=_effects(board, program, locale),
         exports=_exports(period),
         store=store,
         stores=[StoreChoiceOut(key=s.key, name=s.name_in(language), chosen=s.key == store) for s in program.stores],

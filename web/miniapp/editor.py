@@ -196,6 +196,8 @@ LABELS = {
     "weekday": N_("Weekday"),
     "point_value": N_("What a point costs you"),
     "effect_days": N_("A campaign's effect counts for (days)"),
+    "holdout": N_("Holdout: share that gets nothing, to measure against (0–0.5)"),
+    "holdout_rotates": N_("Never hold out the same member twice in a row"),
     "backdate_days": N_("A till may send purchases this many days late"),
     "pending_days": N_("Return window: points pending for (days)"),
     "count_pending": N_("Count purchases toward tiers while their points are pending"),

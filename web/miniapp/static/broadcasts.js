@@ -138,6 +138,8 @@ function wireCompose(form, app) {
     const later = form.elements.when.value === "later";
     const body = { key: form.dataset.key, versions: versions(form), filters: Object.fromEntries(filters(form)) };
     if (later) body.send_at = at.value;
+    const holdout = form.elements.holdout.value.trim();
+    if (holdout) body.holdout = `${holdout}%`;
     const ask = later ? form.dataset.confirmLater : form.dataset.confirmNow;
     app.confirmThen(ask.replace("{audience}", audience.textContent.trim()), async () => {
       const submit = form.querySelector("[type=submit]");
