@@ -15,6 +15,7 @@ from loyalty import checkin
 from loyalty.ledger import Kind
 from loyalty.program import CheckinMilestone, CheckinRules, Program, load_program
 from notifications.reminders import send_checkin_reminders
+from storage.database import begin_write
 from storage.models import Checkin, Coupon, LedgerEntry, Member
 from tests.harness import BotHarness
 
@@ -225,6 +226,7 @@ async def test_the_evening_reminder_once_a_day_only_to_who_asked_and_can_be_told
     await harness.send(bob, "/checkin")
     await harness.press(bob, "🔔 Remind me in the evening")
     async with harness.sessions() as session:
+        await begin_write(session)
         member = (await session.execute(select(Member).where(Member.telegram_id == 1002))).scalar_one()
         member.promotions = False  # Bob turned promotions off: no reminder
         session.add(member)
