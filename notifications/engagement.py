@@ -92,8 +92,9 @@ def status_lines(status: checkin.Status, program: Program, language: str, *, esc
     return lines
 
 
-def result_lines(result: checkin.Result, program: Program, language: str) -> list[str]:
-    """What a check-in (or a make-up) did, as the member reads it."""
+def result_lines(result: checkin.Result, program: Program, language: str, *, escape: bool = True) -> list[str]:
+    """What a check-in (or a make-up) did, as the member reads it; ``escape``: for a Telegram HTML message (the
+    app shows it as plain text)."""
     if not result.created:
         lines = [_("✅ You have already checked in today. Come back tomorrow!")]
     elif result.day < result.status.today:
@@ -111,25 +112,33 @@ def result_lines(result: checkin.Result, program: Program, language: str) -> lis
             )
         )
         if milestone.coupon is not None:
-            lines.append(_("🎁 Your coupon: <code>{code}</code>. See /coupons.").format(code=milestone.coupon.code))
+            lines.append(coupon_line(milestone.coupon.code, escape))
     if result.capped:
         lines.append(_("This month's check-in points are all paid; your streak still counts."))
-    lines += completion_lines(result.missions, program, language)
-    lines += status_lines(result.status, program, language)
+    lines += completion_lines(result.missions, program, language, escape=escape)
+    lines += status_lines(result.status, program, language, escape=escape)
     return lines
 
 
-def completion_lines(done: list[missions.Completion], program: Program, language: str) -> list[str]:
+def coupon_line(code: str, escape: bool) -> str:
+    if escape:
+        return _("🎁 Your coupon: <code>{code}</code>. See /coupons.").format(code=code)
+    return _("🎁 Your coupon: {code}. See Rewards.").format(code=code)
+
+
+def completion_lines(
+    done: list[missions.Completion], program: Program, language: str, *, escape: bool = True
+) -> list[str]:
     lines = []
     for item in done:
         lines.append(
             _("🎯 Mission complete: {name} ({prize}).").format(
-                name=html.escape(item.rule.name_in(language)),
-                prize=prize(item.points, item.rule.reward, program, language),
+                name=_quote(item.rule.name_in(language), escape),
+                prize=prize(item.points, item.rule.reward, program, language, escape=escape),
             )
         )
         if item.coupon is not None:
-            lines.append(_("🎁 Your coupon: <code>{code}</code>. See /coupons.").format(code=item.coupon.code))
+            lines.append(coupon_line(item.coupon.code, escape))
     return lines
 
 

@@ -26,6 +26,7 @@ from loyalty.tiers import TierProgress
 from loyalty.vip import is_vip, vip_until_of
 from notifications.ledger import entry_label
 from notifications.texts import day, locale_of, money, pending_line
+from web.miniapp.checkin import CheckinOut, checkin_of
 from web.miniapp.core import (
     LANGUAGE,
     VIEWER,
@@ -90,6 +91,7 @@ class HomeOut(Model):
     tier: TierOut | None
     cards: list[CardOut]
     vip: bool
+    checkin: CheckinOut | None = Field(default=None, description="The daily check-in; None when the program has none")
 
 
 async def load_home(request: web.Request) -> HomeOut:
@@ -118,6 +120,7 @@ async def load_home(request: web.Request) -> HomeOut:
         tier=_tier(overview.tier, program, language, locale) if overview.tier else None,
         cards=[CardOut(name=c.rule.name_in(language), stamps=c.stamps, total=c.rule.stamps) for c in overview.cards],
         vip=vip,
+        checkin=await checkin_of(request, member_id),
     )
 
 
