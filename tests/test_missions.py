@@ -235,3 +235,21 @@ def test_program_file_checks_missions() -> None:
             program_from_data({**base, "missions": [bad]})
     with pytest.raises(ProgramError, match="mission keys must be unique"):
         program_from_data({**base, "missions": [good, good]})
+
+
+async def test_stats_show_check_ins_and_mission_completion_rates(harness: BotHarness) -> None:
+    from tests.harness import ADMIN_ID
+
+    await _join(harness)
+    await _join(harness, BOB, "Bob")
+    for receipt in ("V-1", "V-2", "V-3"):
+        await _buy(harness, ANN, "10", receipt)
+    harness.clock.advance(hours=1)
+    await harness.send(harness.user(ANN), "/checkin")
+    await harness.send(harness.user(BOB), "/checkin")
+    harness.clock.advance(minutes=1)
+    calls = await harness.send(harness.user(ADMIN_ID, "Boss"), "/stats 7d")
+    [card] = [c.params["text"] for c in calls if c.method == "sendMessage"]
+    assert "📅 Check-ins: 2 · members checking in: 2" in card
+    assert "🎯 Missions: completed · of members" in card
+    assert "Visits: 1 · 50%" in card and "Spender: 0 · 0%" in card
