@@ -171,10 +171,7 @@ def engagement_lines(board: Dashboard, program: Program) -> list[str]:
         lines += ["", _("🎯 Missions: completed · of members")]
         names = {rule.key: rule.name_in(_language()) for rule in program.missions}
         lines += [
-            "{name}: {completed} · {rate}".format(
-                name=html.escape(names.get(f.key, f.key)), completed=f.completed, rate=_percent(f.rate)
-            )
-            for f in figures.missions
+            f"{html.escape(names.get(f.key, f.key))}: {f.completed} · {_percent(f.rate)}" for f in figures.missions
         ]
     return lines
 

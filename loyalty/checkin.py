@@ -372,7 +372,7 @@ async def reminders_on(session: AsyncSession, member_id: int) -> bool:
     return bool(value)
 
 
-def reminders_due(program: Program, now: datetime, limit: int = 500) -> Select[tuple[Member]] | None:
+def reminders_due(program: Program, now: datetime, limit: int = 500) -> Select[Member] | None:
     """Members to remind now: opted in, reachable with promotions on, not checked in today; None before the
     program's ``reminder_hour`` (or with check-in off). Each is claimed as a notice for the day, so once a day."""
     rules = program.checkin

@@ -74,6 +74,12 @@ async def _points(harness: BotHarness, kind: str, telegram_id: int = ANN) -> int
     return int(total)
 
 
+async def _balance(harness: BotHarness) -> int:
+    member = await harness.member(ANN)
+    assert member is not None
+    return member.points
+
+
 def _at_local(day: int, hour: int, minute: int = 0) -> datetime:
     """A moment in November 2026, Shanghai time (UTC+8), in UTC."""
     return datetime(2026, 11, day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
@@ -144,33 +150,29 @@ async def test_a_timezone_change_between_two_checkins_reads_the_day_in_the_zone_
 async def test_a_broken_streak_made_up_for_points_once_and_within_the_monthly_allowance(harness: BotHarness) -> None:
     ann = harness.user(ANN)
     _with(harness, min_member_hours=0)
-    await _join(harness)
+    member_id = (await _join(harness)).id or 0
     for day in (23, 24):
         harness.clock.now = _at_local(day, 10)
         await _checkin(harness)
     harness.clock.now = _at_local(26, 10)  # the 25th was missed
     async with harness.sessions() as session:
-        status = await checkin.status(
-            session, harness.services.program, (await harness.member(ANN)).id, harness.clock.now
-        )  # type: ignore[union-attr]
+        status = await checkin.status(session, harness.services.program, member_id, harness.clock.now)
     assert status.streak == 0 and status.can_make_up  # read from the days, not a stored counter
 
     text = await _checkin(harness)
     assert "Streak: 1 day in a row" in text
-    before = (await harness.member(ANN)).points  # type: ignore[union-attr]
+    before = await _balance(harness)
     calls = await harness.press(ann, "🩹 Make up yesterday for 20 points")
     [edit] = [c for c in calls if c.method == "editMessageText"]
     text = edit.params["text"]
     assert "Yesterday is made up" in text and "Day 3 of your streak: +10 points" in text
     assert "Streak: 4 days in a row" in text
-    assert (await harness.member(ANN)).points == before - 20 + 10  # type: ignore[union-attr]
+    assert await _balance(harness) == before - 20 + 10
     assert await _points(harness, Kind.MAKEUP) == -20
 
     # A double tap on the same button: yesterday is checked in, nothing is paid twice.
     async with harness.sessions() as session:
-        again = await checkin.make_up(
-            session, harness.services.program, (await harness.member(ANN)).id, harness.clock.now
-        )  # type: ignore[union-attr]
+        again = await checkin.make_up(session, harness.services.program, member_id, harness.clock.now)
     assert not again.created
     assert await _points(harness, Kind.MAKEUP) == -20
 
@@ -178,7 +180,7 @@ async def test_a_broken_streak_made_up_for_points_once_and_within_the_monthly_al
     await _checkin(harness)
     async with harness.sessions() as session:
         with pytest.raises(checkin.CheckinRefused) as refused:
-            await checkin.make_up(session, harness.services.program, (await harness.member(ANN)).id, harness.clock.now)  # type: ignore[union-attr]
+            await checkin.make_up(session, harness.services.program, member_id, harness.clock.now)
     assert refused.value.refusal is checkin.Refusal.MAKEUP_LIMIT
     assert await _points(harness, Kind.MAKEUP) == -20
 
