@@ -45,8 +45,8 @@ def refusal(error: checkin.CheckinRefused, program: Program, locale: str) -> str
         return _("Make-up check-ins are not offered.")
     if error.refusal is checkin.Refusal.MAKEUP_LIMIT:
         return ngettext(
-            "You have used this month's make-up check-in.",
-            "You have used this month's {count} make-up check-ins.",
+            "You have used your {count} make-up check-in this month.",
+            "You have used your {count} make-up check-ins this month.",
             program.checkin.makeups_per_month,
         ).format(count=program.checkin.makeups_per_month)
     if error.refusal is checkin.Refusal.NOTHING_TO_MAKE_UP:
