@@ -249,3 +249,19 @@ async def test_the_evening_reminder_once_a_day_only_to_who_asked_and_can_be_told
     calls = await harness.send(ann, "/checkin")
     await harness.press(ann, "🔕 No evening reminders")
     assert await run(_at_local(27, 20, 5)) == []
+
+
+@pytest.mark.parametrize(
+    ("language", "checked_in", "streak"),
+    [("zh-hans", "签到成功！+5 积分", "已连续签到 1 天"), ("zh-hant", "簽到成功！+5 積分", "已連續簽到 1 天")],
+)
+async def test_check_in_speaks_the_members_language(
+    harness: BotHarness, language: str, checked_in: str, streak: str
+) -> None:
+    user = harness.user(ANN, language_code=language)
+    await harness.send(user, "/start")
+    harness.clock.advance(days=1, hours=1)
+    [text] = harness.texts(await harness.send(user, "/checkin"), ANN)
+    assert checked_in in text and streak in text
+    [again] = harness.texts(await harness.send(user, "/missions"), ANN)
+    assert "任务" in again or "任務" in again
