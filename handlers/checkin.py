@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n, ngettext
@@ -107,7 +108,12 @@ async def on_button(
             else _("🔕 No more evening reminders.")
         )
         status = await checkin.status(session, program, member.id, now)
-        await query.message.edit_reply_markup(reply_markup=await _markup(session, program, member, status, webapp_url))
+        try:
+            markup = await _markup(session, program, member, status, webapp_url)
+            await query.message.edit_reply_markup(reply_markup=markup)
+        except TelegramBadRequest as exc:  # a double tap: the buttons already say so
+            if "message is not modified" not in exc.message:
+                raise
         return
     if step is Step.MISSIONS:
         await query.answer()
@@ -136,8 +142,7 @@ async def _missions_text(session: DbSession, program: Program, member: MemberVie
     if not program.missions:
         return _("There are no missions at the moment.")
     # Opening the list pays a mission reached but not yet paid (the program changed, say); then shows progress.
-    done = await missions.evaluate(session, program, member.id, now)
-    await session.commit()
+    done = await missions.settle(session, program, member.id, now)
     items = await missions.progress(session, program, member.id, now)
     lines = [_("🎯 <b>Missions</b>"), ""]
     lines += engagement.completion_lines(done, program, member.language)

@@ -29,7 +29,7 @@ from sqlmodel import col
 from loyalty.ledger import Kind, claw_back, credit
 from loyalty.program import MissionRule, Program
 from loyalty.rewards import gift_coupon
-from storage.database import insert_once
+from storage.database import begin_write, insert_once
 from storage.models import Checkin, Coupon, Member, MissionPayment, Purchase, Referral
 
 PURCHASE_GOALS = ("purchases", "spend", "categories")
@@ -204,6 +204,18 @@ async def evaluate(
         if (done := await _pay(session, program, member_id, item, now)) is not None:
             completed.append(done)
     return completed
+
+
+async def settle(session: AsyncSession, program: Program, member_id: int, now: datetime) -> list[Completion]:
+    """Outside a unit of work (/missions opened, the app's screen): pay what is reached and unpaid (a mission added
+    to the program after the purchases that reach it, say) in a write of its own; a plain read otherwise."""
+    if not any(item.reached and not item.paid for item in await progress(session, program, member_id, now)):
+        return []
+    await session.rollback()  # the read ends; the write below reads everything again under its lock
+    await begin_write(session)
+    done = await evaluate(session, program, member_id, now)
+    await session.commit()
+    return done
 
 
 async def _pay(

@@ -253,3 +253,17 @@ async def test_stats_show_check_ins_and_mission_completion_rates(harness: BotHar
     assert "📅 Check-ins: 2 · members checking in: 2" in card
     assert "🎯 Missions: completed · of members" in card
     assert "Visits: 1 · 50%" in card and "Spender: 0 · 0%" in card
+
+
+async def test_a_mission_added_after_the_purchases_pays_when_missions_are_opened(harness: BotHarness) -> None:
+    await _join(harness)
+    for receipt in ("L-1", "L-2"):
+        await _buy(harness, ANN, "10", receipt)
+    program: Program = harness.services.program
+    late = _mission("two", "purchases", "2", points=12)
+    harness.services.programs.current = program.model_copy(update={"missions": [late]})
+    [text] = harness.texts(await harness.send(harness.user(ANN), "/missions"), ANN)
+    assert "Mission complete: Two (+12 points)" in text and "✅ done" in text
+    [again] = harness.texts(await harness.send(harness.user(ANN), "/missions"), ANN)
+    assert "Mission complete" not in again
+    assert await _mission_points(harness) == (12, 0)

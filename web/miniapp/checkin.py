@@ -169,8 +169,7 @@ async def load_missions(request: web.Request) -> MissionsOut:
     now = services.clock()
     async with services.sessions() as session:
         # As /missions: a mission reached but not paid yet (the program changed, say) is paid on opening.
-        done = await missions.evaluate(session, program, member_id, now)
-        await session.commit()
+        done = await missions.settle(session, program, member_id, now)
         items = await missions.progress(session, program, member_id, now)
     return MissionsOut(
         missions=[
