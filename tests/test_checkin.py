@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from loyalty import checkin
 from loyalty.ledger import Kind
+from loyalty.privacy import erase
 from loyalty.program import CheckinMilestone, CheckinRules, Program, load_program
 from notifications.reminders import send_checkin_reminders
 from storage.database import begin_write
@@ -233,6 +234,22 @@ async def test_the_evening_reminder_once_a_day_only_to_who_asked_and_can_be_told
         member.promotions = False  # Bob turned promotions off: no reminder
         session.add(member)
         await session.commit()
+    carl, dora = harness.user(1003, "Carl"), harness.user(1004, "Dora")
+    for telegram_id, user in ((1003, carl), (1004, dora)):  # Carl will block the bot, Dora erase her data
+        joined = await _join(harness, telegram_id, user["first_name"])
+        async with harness.sessions() as session:
+            await checkin.set_reminders(session, joined.id or 0, True)
+    async with harness.sessions() as session:
+        await begin_write(session)
+        blocked = (await session.execute(select(Member).where(Member.telegram_id == 1003))).scalar_one()
+        blocked.blocked_at = harness.clock.now
+        session.add(blocked)
+        dora_id = (await session.execute(select(Member.id).where(Member.telegram_id == 1004))).scalar_one()
+        await session.commit()
+    async with harness.sessions() as session:
+        await erase(session, dora_id, harness.clock.now)
+
+    _with(harness, min_member_hours=0)  # Carl and Dora joined today
 
     async def run(at: datetime) -> list[str]:
         before = len(harness.tg.calls)
@@ -240,7 +257,10 @@ async def test_the_evening_reminder_once_a_day_only_to_who_asked_and_can_be_told
         return harness.texts(harness.tg.calls[before:], ANN)
 
     assert await run(_at_local(25, 19)) == []  # before the reminder hour
+    before = len(harness.tg.calls)
     [reminder] = await run(_at_local(25, 20, 5))
+    told = {c.params["chat_id"] for c in harness.tg.calls[before:] if c.method == "sendMessage"}
+    assert told == {ANN}  # not Bob (promotions off), Carl (blocked) or Dora (erased)
     assert "You have not checked in today" in reminder and "Streak: 1 day" in reminder
     assert await run(_at_local(25, 21)) == []  # once a day
     harness.clock.now = _at_local(26, 9)
