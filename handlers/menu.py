@@ -30,6 +30,7 @@ SHARE = N_("📣 Share & earn")
 PROFILE = N_("👤 Profile")
 SETTINGS = N_("⚙️ Settings")
 FEEDBACK = N_("💬 Feedback")
+CHECKIN = N_("📅 Check in")
 
 
 def main_menu() -> ReplyKeyboardMarkup:
@@ -39,7 +40,7 @@ def main_menu() -> ReplyKeyboardMarkup:
             [KeyboardButton(text=_(HISTORY)), KeyboardButton(text=_(INVITE)), KeyboardButton(text=_(SHARE))],
             # Language lives in Settings now; its old button still works on keyboards sent before.
             [KeyboardButton(text=_(FEEDBACK)), KeyboardButton(text=_(PROFILE)), KeyboardButton(text=_(SETTINGS))],
-            [KeyboardButton(text=_(HELP))],
+            [KeyboardButton(text=_(CHECKIN)), KeyboardButton(text=_(HELP))],
         ],
         resize_keyboard=True,
         is_persistent=True,

@@ -148,10 +148,30 @@ def card(board: Dashboard, program: Program) -> str:
                     frequency="—" if figures.frequency is None else f"{figures.frequency:.1f}",
                 )
             )
+    lines += engagement_lines(board, program)
     if board.by_store:
         lines += ["", _("🏬 By store: buyers · purchases · sales · coupons accepted · NPS of its customers")]
         lines += store_lines(board, program)
     return "\n".join(lines)
+
+
+def engagement_lines(board: Dashboard, program: Program) -> list[str]:
+    """Check-ins and each mission's completions in the period (nothing when the program has neither)."""
+    figures, lines = board.engagement, []
+    if program.checkin.enabled or figures.checkins:
+        lines += [
+            "",
+            _("📅 Check-ins: {count} · members checking in: {members}").format(
+                count=figures.checkins, members=figures.checkin_members
+            ),
+        ]
+    if figures.missions:
+        lines += ["", _("🎯 Missions: completed · of members")]
+        names = {rule.key: rule.name_in(_language()) for rule in program.missions}
+        lines += [
+            f"{html.escape(names.get(f.key, f.key))}: {f.completed} · {_percent(f.rate)}" for f in figures.missions
+        ]
+    return lines
 
 
 def store_lines(board: Dashboard, program: Program, store: str | None = None) -> list[str]:

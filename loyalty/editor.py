@@ -47,6 +47,8 @@ SECTIONS = (
     "winback",
     "nps",
     "vip",
+    "checkin",
+    "missions",
     "support",
     "digest",
     "analytics",

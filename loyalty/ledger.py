@@ -46,6 +46,9 @@ class Kind:
     BIRTHDAY = "birthday"
     WINBACK = "winback"  # the bonus for coming back after a win-back nudge
     VIP = "vip"  # the monthly gift of a paid VIP membership
+    CHECKIN = "checkin"  # a daily check-in and its streak milestones
+    MAKEUP = "makeup"  # points paid for a make-up check-in (a debit)
+    MISSION = "mission"  # a mission reached
 
 
 async def find_by_key(session: AsyncSession, key: str) -> LedgerEntry | None:

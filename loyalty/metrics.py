@@ -19,6 +19,7 @@ from sqlalchemy import Float, and_, case, cast, distinct, exists, func, literal,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty import missions
 from loyalty.holdouts import KINDS
 from loyalty.ledger import Kind
 from loyalty.lift import Group, Lift, lift
@@ -27,6 +28,7 @@ from loyalty.program import Program
 from loyalty.tiers import months_after, months_before
 from storage.database import SessionFactory, begin_write
 from storage.models import (
+    Checkin,
     Coupon,
     Delivery,
     HoldoutDraw,
@@ -72,9 +74,19 @@ def nps_of(scores: Iterable[int]) -> Nps:
 # --------------------------------------------------------------------------- periods
 
 # What a member did besides buying (a purchase counts by when it happened, from the purchases themselves).
-ACTIVITY_KINDS = (Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL)
+ACTIVITY_KINDS = (Kind.SPEND, Kind.SHARE, Kind.PROFILE, Kind.REFERRAL, Kind.CHECKIN)
 # Points given rather than earned by buying; adjustments by staff are a line of their own.
-BONUS_KINDS = (Kind.WELCOME, Kind.REFERRAL, Kind.SHARE, Kind.PROFILE, Kind.BIRTHDAY, Kind.WINBACK, Kind.VIP)
+BONUS_KINDS = (
+    Kind.WELCOME,
+    Kind.REFERRAL,
+    Kind.SHARE,
+    Kind.PROFILE,
+    Kind.BIRTHDAY,
+    Kind.WINBACK,
+    Kind.VIP,
+    Kind.CHECKIN,
+    Kind.MISSION,
+)
 CUSTOMER_WINDOW = timedelta(days=365)  # a customer: a member with a purchase in the last 12 months
 LOYAL_PURCHASES = 4  # loyal: more than this many purchases in the last 12 months
 PERIOD_RE = re.compile(r"^(?P<count>[1-9][0-9]{0,3})(?P<unit>[dm])$")
@@ -802,6 +814,35 @@ async def cohorts(session: AsyncSession, now: datetime, tz: ZoneInfo, count: int
 
 
 @dataclass(frozen=True)
+class MissionFigures:
+    key: str
+    completed: int  # members paid for it in the period (and not taken back)
+    rate: float | None  # of the members it was open to; None: no members
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """Daily check-in and missions in the period."""
+
+    checkins: int = 0
+    checkin_members: int = 0  # distinct members who checked in
+    missions: list[MissionFigures] = field(default_factory=list)
+
+
+async def engagement(session: AsyncSession, program: Program, period: Period) -> Engagement:
+    made, who = (
+        await session.execute(
+            select(func.count(), func.count(distinct(col(Checkin.member_id)))).where(
+                col(Checkin.created_at) >= period.start, col(Checkin.created_at) < period.end
+            )
+        )
+    ).one()
+    rates = await missions.completion_rates(session, program, period.start, period.end)
+    figures = [MissionFigures(r.rule.key, r.completed, r.completed / r.members if r.members else None) for r in rates]
+    return Engagement(int(made), int(who), figures)
+
+
+@dataclass(frozen=True)
 class Dashboard:
     period: Period
     members: Members
@@ -816,6 +857,7 @@ class Dashboard:
     trend: Trend
     cohorts: Cohorts
     by_store: list[StoreFigures] = field(default_factory=list)  # with [[stores]]; older snapshots have none
+    engagement: Engagement = field(default_factory=Engagement)  # check-ins and missions; older snapshots have none
 
 
 async def dashboard(sessions: SessionFactory, program: Program, period: Period, effect_days: int = 14) -> Dashboard:
@@ -852,6 +894,7 @@ async def dashboard(sessions: SessionFactory, program: Program, period: Period, 
         run(lambda s: trend(s, period, tz)),
         run(lambda s: cohorts(s, period.end, tz)),
         run(lambda s: by_store(s, period, [store.key for store in program.stores])),
+        run(lambda s: engagement(s, program, period)),
     )
     return Dashboard(period, *parts)  # type: ignore[arg-type]
 

@@ -431,6 +431,80 @@ class VipRules(_Section):
         return localized(language, self.terms, self.terms_zh_hans, self.terms_zh_hant)
 
 
+class CheckinMilestone(_Section):
+    """A streak's milestone: on the ``day``-th consecutive local day checked in, ``points`` and/or a coupon."""
+
+    day: int = Field(gt=1, le=366)
+    points: int = Field(default=0, ge=0, le=1_000_000)
+    reward: str | None = None  # a [[rewards]] key: a coupon for it
+    coupon_days: int = Field(default=14, gt=0, le=365)
+
+    @model_validator(mode="after")
+    def _pays(self) -> CheckinMilestone:
+        if not self.points and self.reward is None:
+            raise ValueError(f"streak day {self.day}: give points or a reward")
+        return self
+
+
+class CheckinRules(_Section):
+    """Daily check-in (签到): once per local day, with streak milestones. Absent: no check-in."""
+
+    enabled: bool = False
+    points: int = Field(default=5, ge=0, le=1_000_000)  # for each check-in
+    # The hour (program time) a new check-in day begins: 0 is midnight; 4 lets a night owl's 1 a.m. count as
+    # the evening before.
+    day_starts: int = Field(default=0, ge=0, le=23)
+    streak: list[CheckinMilestone] = Field(default_factory=list, max_length=24)
+    makeup_cost: int = Field(default=0, ge=0, le=1_000_000)  # points for checking in for a missed yesterday; 0: off
+    makeups_per_month: int = Field(default=2, ge=0, le=31)
+    monthly_cap: int = Field(default=0, ge=0, le=10_000_000)  # most points check-ins pay in a local month; 0: none
+    min_member_hours: int = Field(default=24, ge=0, le=24 * 365)  # members newer than this cannot check in yet
+    reminder_hour: int = Field(default=20, ge=0, le=23)  # the opt-in evening reminder, program time
+
+    @field_validator("streak")
+    @classmethod
+    def _unique_days(cls, streak: list[CheckinMilestone]) -> list[CheckinMilestone]:
+        days = [milestone.day for milestone in streak]
+        if len(days) != len(set(days)):
+            raise ValueError("streak days must be unique")
+        return sorted(streak, key=lambda milestone: milestone.day)
+
+
+class MissionRule(_Section):
+    """A goal that pays once when reached, per period (a local week or month) or between two dates."""
+
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    name: str = Field(min_length=1, max_length=48)
+    name_zh_hans: str | None = Field(default=None, min_length=1, max_length=48)
+    name_zh_hant: str | None = Field(default=None, min_length=1, max_length=48)
+    goal: Literal["purchases", "spend", "categories", "referrals", "checkin_streak"]
+    target: Decimal = Field(gt=0, le=10_000_000)  # a count, an amount of money (spend) or a number of days
+    period: Literal["week", "month"] | None = None
+    starts: date | None = None
+    ends: date | None = None
+    points: int = Field(default=0, ge=0, le=1_000_000)
+    reward: str | None = None  # a [[rewards]] key: a coupon for it
+    coupon_days: int = Field(default=14, gt=0, le=365)
+    tiers: list[str] | None = None  # [[tiers.levels]] names: only members at these tiers
+    stores: list[str] | None = None  # [[stores]] keys: only purchases there count
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MissionRule:
+        dated = self.starts is not None or self.ends is not None
+        if (self.period is None) == (not dated) or (dated and (self.starts is None or self.ends is None)):
+            raise ValueError(f"mission {self.key!r}: give either period or both starts and ends")
+        if self.starts is not None and self.ends is not None and self.ends < self.starts:
+            raise ValueError(f"mission {self.key!r}: ends is before starts")
+        if not self.points and self.reward is None:
+            raise ValueError(f"mission {self.key!r}: give points or a reward")
+        if self.goal != "spend" and self.target != self.target.to_integral_value():
+            raise ValueError(f"mission {self.key!r}: target must be a whole number for goal {self.goal!r}")
+        return self
+
+    def name_in(self, language: str) -> str:
+        return localized(language, self.name, self.name_zh_hans, self.name_zh_hant)
+
+
 class Program(_Section):
     name: str = Field(min_length=1, max_length=64)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -454,6 +528,8 @@ class Program(_Section):
     analytics: AnalyticsRules = AnalyticsRules()
     api: ApiRules = ApiRules()
     vip: VipRules | None = None  # absent: VIP is not offered
+    checkin: CheckinRules = CheckinRules()
+    missions: list[MissionRule] = Field(default_factory=list, max_length=50)
     # The language of messages to staff (reviews in the support chat): most merchants' staff read Chinese.
     staff_language: Literal["en", "zh-Hans", "zh-Hant"] = "en"
     # The database revision this program is (``loyalty.revisions``); None: read from a file, not stored.
@@ -478,6 +554,8 @@ class Program(_Section):
             ("birthday.reward", self.birthday.reward),
             ("winback.reward", self.winback.reward),
             ("vip.monthly_reward", vip_reward),
+            *((f"checkin.streak day {m.day} reward", m.reward) for m in self.checkin.streak),
+            *((f"mission {m.key!r} reward", m.reward) for m in self.missions),
         ):
             if offer is not None and offer not in keys:
                 raise ValueError(f"{where} {offer!r} is not among [[rewards]] keys")
@@ -489,9 +567,16 @@ class Program(_Section):
         tokens = [token for store in self.stores for token in store.tokens]
         if len(tokens) != len(set(tokens)):
             raise ValueError("an API token belongs to one store at most")
+        missions = [mission.key for mission in self.missions]
+        if len(missions) != len(set(missions)):
+            raise ValueError("mission keys must be unique")
+        for mission in self.missions:
+            if unknown := [name for name in mission.tiers or [] if name not in tiers]:
+                raise ValueError(f"mission {mission.key!r}: tiers {unknown} are not tier level names")
         for where, named in (
             *((f"promotion {p.name!r}", p.stores) for p in self.promotions),
             *((f"reward {r.key!r}", r.stores) for r in self.rewards),
+            *((f"mission {m.key!r}", m.stores) for m in self.missions),
         ):
             if unknown := [key for key in named or [] if key not in stores]:
                 raise ValueError(f"{where}: stores {unknown} are not among [[stores]] keys")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import pending, referrals, vip, winback
+from loyalty import missions, pending, referrals, vip, winback
 from loyalty.audit import refuse_own_account
 from loyalty.earning import Basket, earning_for
 from loyalty.ledger import Kind, credit
@@ -211,6 +211,7 @@ class PurchaseResult:
     referral: referrals.Payout | None = None  # what a referred friend's first qualifying purchase paid
     winback_bonus: int = 0  # points for coming back within a win-back offer's window
     campaign: Campaign | None = None  # the campaign the purchase earned with: members read its name in their language
+    missions: list[missions.Completion] = field(default_factory=list)  # the buyer's missions this purchase completed
 
 
 async def find_purchase(session: AsyncSession, scope: str, source: str, external_id: str) -> Purchase | None:
@@ -305,6 +306,9 @@ async def record_purchase(
         promoted = await promote_if_earned(session, program, member, now)
         payout = await referrals.on_purchase(session, program, purchase, now)
         welcome_back = await winback.on_purchase(session, program, member, purchase, now)
+        completed = await missions.evaluate(session, program, member_id, now)
+        if payout is not None:  # the referrer's "refer a friend who buys"
+            await missions.evaluate(session, program, payout.referrer.id or 0, now, goals=("referrals",))
         await session.commit()
     except IntegrityError:
         # A concurrent delivery of the same purchase committed first: report that one.
@@ -319,12 +323,13 @@ async def record_purchase(
         purchase,
         created=True,
         points=points,
-        balance=balance + welcome_back,
+        balance=balance + welcome_back + sum(done.points for done in completed),
         cards=cards,
         promoted=promoted,
         referral=payout,
         winback_bonus=welcome_back,
         campaign=earning.campaign,
+        missions=completed,
     )
 
 

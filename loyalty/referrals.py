@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from loyalty import missions
 from loyalty.codes import normalize_code
 from loyalty.earning import period_start
 from loyalty.ledger import Kind, claw_back, credit
@@ -289,6 +290,8 @@ async def review(
         await session.rollback()
         return None
     payout = await _pay(session, program, referral, now) if decided and approve else None
+    if payout is not None:
+        await missions.evaluate(session, program, referral.referrer_id, now, goals=("referrals",))
     await session.commit()
     return Decision(referral, bool(decided), payout)
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from loyalty import pending, referrals, stores
+from loyalty import missions, pending, referrals, stores
 from loyalty.audit import refuse_own_account
 from loyalty.ledger import claw_back
 from loyalty.program import Program
@@ -151,7 +151,11 @@ async def refund(
                 actor_id=actor_id,
                 reason=f"refund {receipt}"[:256],
             )
-        await referrals.on_refund(session, program, purchase, now)
+        undone = await referrals.on_refund(session, program, purchase, now)
+        # Missions the refund undid: the buyer's purchase goals, and the referrer's when a referral was undone.
+        affected = [purchase.member_id] + ([undone.referrer_id] if undone is not None else [])
+        await missions.on_refund(session, program, affected, now)
+        balance = await _balance(session, purchase.member_id)
         await session.commit()
     except IntegrityError:
         await session.rollback()

@@ -28,7 +28,11 @@ KIND_LABELS: dict[str, LazyProxy] = {
     Kind.BIRTHDAY: __("Birthday gift"),
     Kind.WINBACK: __("Welcome-back bonus"),
     Kind.VIP: __("VIP monthly gift"),
+    Kind.CHECKIN: __("Daily check-in"),
+    Kind.MAKEUP: __("Make-up check-in"),
+    Kind.MISSION: __("Mission completed"),
 }
+MISSION_REASON = "mission "  # loyalty.missions writes "mission <key>" on a claw-back
 REFUND_REASON = "refund "  # loyalty.refunds writes "refund <receipt>"
 
 
@@ -46,6 +50,13 @@ def entry_label(
         return _("{label} ({detail})").format(label=label, detail=f"{detail} {named}".strip())
     if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(REFUND_REASON):
         return _("Refund of receipt {receipt}").format(receipt=quote(entry.reason[len(REFUND_REASON) :]))
+    if entry.kind == Kind.REFUND and entry.reason and entry.reason.startswith(MISSION_REASON):
+        return _("Mission reward taken back (a purchase was refunded)")
+    if entry.kind == Kind.MISSION and entry.reason:  # the mission's key: its name in the member's language
+        language = get_i18n().current_locale.replace("_", "-")
+        rule = next((m for m in program.missions if m.key == entry.reason), None)
+        name = rule.name_in(language) if rule is not None else entry.reason
+        return _("{label} ({detail})").format(label=label, detail=quote(name))
     if entry.kind == Kind.REFERRAL and entry.points < 0:
         return _("Referral bonus taken back (the friend's purchase was refunded)")
     if entry.reason and entry.kind in (Kind.ADJUST, Kind.SPEND):  # the staff's reason; the reward's title

@@ -30,6 +30,8 @@ _MEMBER: list[tuple[str, LazyProxy]] = [
     ("card", __("Your member card for the till")),
     ("rewards", __("Spend your points on rewards")),
     ("coupons", __("Your coupons")),
+    ("checkin", __("Daily check-in: points and your streak")),
+    ("missions", __("Missions: goals that pay points")),
     ("vip", __("VIP membership: benefits and price in Stars")),
     ("feedback", __("Write to our team")),
     ("refer", __("Invite friends and earn points")),

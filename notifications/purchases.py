@@ -14,6 +14,7 @@ from loyalty import referrals
 from loyalty.campaigns import promotion_name
 from loyalty.program import Program
 from loyalty.purchases import PurchaseResult, from_minor
+from notifications.engagement import completion_lines
 from notifications.texts import card_lines, day, locale_of, money, tell
 from storage.models import Member
 
@@ -88,6 +89,7 @@ async def notify_purchase(bot: Bot, i18n: I18n, member: Member, result: Purchase
                 "🎁 Welcome back! +{points} bonus points.",
                 result.winback_bonus,
             ).format(points=result.winback_bonus)
+        text += "".join("\n" + line for line in completion_lines(result.missions, program, member.language))
         text += "\n" + _balance_line(result.balance)
         text += "".join("\n" + line for line in card_lines(result.cards))
         if result.promoted is not None:

@@ -14,13 +14,14 @@ from aiogram import Bot
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
-from loyalty import birthdays, digest, expiry, winback
+from loyalty import birthdays, checkin, digest, expiry, winback
 from loyalty.members import members_of, reachable
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Role, StaticRoles, staff_roles
 from loyalty.tiers import review_tiers
 from notifications.delivery import Letter, Notice, Outcome, deliver, send_once
+from notifications.engagement import reminder_text
 from notifications.texts import coupon_line, day, locale_of, money, speaking
 from storage.database import DbSession, SessionFactory
 from storage.models import Member
@@ -82,6 +83,28 @@ async def send_winback_nudges(bot: Bot, sessions: SessionFactory, program: Progr
                 continue
             # Sent now, or before (by us or another scheduler): the next nudge of the lapse is due next.
             await winback.advance(session, program, nudge, now)
+            sent += outcome is Outcome.SENT
+    return sent
+
+
+async def send_checkin_reminders(
+    bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime
+) -> int:
+    """The opt-in evening reminder to check in: from ``[checkin] reminder_hour``, once per member and local day,
+    only to members who opted in, take promotions and can be messaged, and have not checked in yet."""
+    today = checkin.local_day(program, now).isoformat()
+    sent = 0
+    async with sessions() as session:
+        for member in await members_of(session, checkin.reminders_due(program, now)):
+
+            async def render(claimed: bool, member: Member = member) -> Letter:
+                status = await checkin.status(session, program, member.id or 0, now)
+                return Letter(reminder_text(status, program, member.language))
+
+            claim = Notice(checkin.KIND, member.telegram_id, today)
+            outcome = await send_once(
+                bot, session, i18n, claim, chat_id=member.chat_id, language=member.language, now=now, render=render
+            )
             sent += outcome is Outcome.SENT
     return sent
 

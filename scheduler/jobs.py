@@ -91,6 +91,7 @@ def _jobs(services: JobServices) -> list[Job]:
         Job("expire", timedelta(hours=1), partial(expire_points, sessions)),
         # Points of purchases past their return window ([earn] pending_days) become spendable.
         Job("release-pending", timedelta(minutes=1), release),
+        Job("checkin-reminders", timedelta(minutes=15), to_members(reminders.send_checkin_reminders)),
         Job("expiry-warnings", timedelta(minutes=30), to_members(reminders.send_expiry_warnings)),
         Job("surveys", timedelta(minutes=5), to_members(surveys.send_due_surveys)),
         Job("overdue-threads", timedelta(minutes=5), overdue),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -69,6 +69,8 @@ class Member(SQLModel, table=True):
     # again before the end extends it); monthly gifts count months from it.
     vip_until: datetime | None = Field(default=None, index=True)
     vip_since: datetime | None = None
+    # The evening reminder to check in ([checkin] reminder_hour): opt-in, and still only with promotions on.
+    checkin_reminders: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class Purchase(SQLModel, table=True):
@@ -573,3 +575,35 @@ class ProgramRevision(SQLModel, table=True):
     author_id: int | None = Field(default=None, sa_column=Column(BigInteger))  # the Telegram user, if one
     note: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Checkin(SQLModel, table=True):
+    """A member's daily check-in: UNIQUE(member, local day) makes it once a day whatever the taps and devices.
+    Streaks are read from consecutive days (``loyalty.checkin``), never kept as a counter."""
+
+    __table_args__ = (UniqueConstraint("member_id", "local_day", name="uq_checkin_member_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id")
+    local_day: date  # in the program's timezone, as [checkin] day_starts draws the line
+    made_up: bool = False  # a make-up check-in for a missed day, paid in points
+    points: int = 0  # what it paid, its milestones included (the monthly cap sums these)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class MissionPayment(SQLModel, table=True):
+    """A mission reached and paid: UNIQUE(member, mission, period) pays once under replays and concurrent
+    purchases. A refund that undoes the goal takes the points back (``clawed_back_at``); reaching it again in
+    the same period pays again, as payment number ``times``."""
+
+    __tablename__ = "mission_payment"
+    __table_args__ = (UniqueConstraint("member_id", "mission_key", "period_start", name="uq_mission_payment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id")
+    mission_key: str = Field(max_length=32)
+    period_start: date  # the local first day of the week, month or dated window
+    points: int = 0
+    times: int = 1
+    clawed_back_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from loyalty.roles import Permission, can
-from web.miniapp import broadcasts, console, dashboard, editor, member, till
+from web.miniapp import broadcasts, checkin, console, dashboard, editor, member, till
 from web.miniapp.auth import Viewer
 from web.miniapp.core import (
     BACKGROUND,
@@ -28,7 +28,7 @@ from web.miniapp.core import (
 
 STATIC = HERE / "static"
 # Each screen module: its SCREENS and ACTIONS, and setup() to mount them (and anything else it serves).
-FEATURES = (member, till, console, dashboard, editor, broadcasts)
+FEATURES = (member, checkin, till, console, dashboard, editor, broadcasts)
 
 
 def setup(app: web.Application, config: AppConfig) -> None:

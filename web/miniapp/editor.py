@@ -82,6 +82,8 @@ SECTION_TITLES = {
     "winback": N_("Win-back"),
     "nps": N_("NPS surveys"),
     "vip": N_("VIP"),
+    "checkin": N_("Daily check-in"),
+    "missions": N_("Missions"),
     "support": N_("Support"),
     "digest": N_("Weekly digest"),
     "analytics": N_("Analytics"),
@@ -104,6 +106,8 @@ SECTION_ICONS = {
     "winback": "🔁",
     "nps": "📊",
     "vip": "💎",
+    "checkin": "📅",
+    "missions": "🎯",
     "support": "💬",
     "digest": "🗞",
     "analytics": "📈",
@@ -205,6 +209,21 @@ LABELS = {
     "stores.name": N_("Name"),
     "stores.timezone": N_("Time zone, if not the program's"),
     "tokens": N_("API tokens of its tills (names)"),
+    "checkin.points": N_("Points for a check-in"),
+    "day_starts": N_("A new check-in day starts at (hour)"),
+    "streak": N_("Streak milestones"),
+    "checkin.streak.day": N_("On day of the streak"),
+    "makeup_cost": N_("A make-up check-in costs (points; 0: none)"),
+    "makeups_per_month": N_("Make-up check-ins per month"),
+    "checkin.monthly_cap": N_("Most check-in points per month (0: no cap)"),
+    "min_member_hours": N_("Members may check in after (hours since joining)"),
+    "reminder_hour": N_("Evening reminder from (hour)"),
+    "goal": N_("Goal"),
+    "target": N_("Target (a count, an amount or days)"),
+    "period": N_("Every"),
+    "missions.points": N_("Points when reached"),
+    "missions.tiers": N_("Only for these tiers (names)"),
+    "missions.stores": N_("Only purchases at these stores (keys)"),
 }
 HINTS = {
     "earn.categories": N_("Separated by commas, e.g. coffee, pastry"),
@@ -218,6 +237,9 @@ HINTS = {
     "promotions.stores": N_("Separated by commas; empty: every store"),
     "rewards.stores": N_("Separated by commas; empty: every store"),
     "stores.tokens": N_("Names from LOYALTY_API_TOKENS, separated by commas"),
+    "missions": N_("Give a period (week or month) or both dates; points, a reward key, or both"),
+    "missions.tiers": N_("Separated by commas; empty: every member"),
+    "missions.stores": N_("Separated by commas; empty: every store"),
 }
 OPTIONS = {
     "down": N_("Down"),
@@ -246,6 +268,10 @@ OPTIONS = {
     "max": N_("The better of the two"),
     "subscription": N_("Subscription (Telegram renews it every 30 days)"),
     "one_off": N_("One-off payment per period"),
+    "purchases": N_("Purchases"),
+    "categories": N_("Categories tried"),
+    "referrals": N_("Friends who buy"),
+    "checkin_streak": N_("Check-in streak (days)"),
     "en": "English",
     "zh-Hans": "简体中文",
     "zh-Hant": "繁體中文",
@@ -452,6 +478,9 @@ def summary(program: Program, section: str) -> str:
     if section == "tiers":
         count = len(program.tiers.levels)
         return ngettext("{count} level", "{count} levels", count).format(count=count)
+    if section == "missions":
+        count = len(program.missions)
+        return ngettext("{count} mission", "{count} missions", count).format(count=count)
     if section == "vip":
         offer = program.vip_offer
         return (

@@ -28,6 +28,7 @@ from loyalty.vip import is_vip, vip_until_of
 from notifications import vip as vip_telegram
 from notifications.ledger import entry_label
 from notifications.texts import day, locale_of, money, pending_line, reward_stores
+from web.miniapp.checkin import CheckinOut, checkin_of
 from web.miniapp.core import (
     LANGUAGE,
     VIEWER,
@@ -93,6 +94,7 @@ class HomeOut(Model):
     cards: list[CardOut]
     vip: bool
     vip_offered: bool = Field(description="VIP can be bought: home links to the VIP screen")
+    checkin: CheckinOut | None = Field(default=None, description="The daily check-in; None when the program has none")
 
 
 async def load_home(request: web.Request) -> HomeOut:
@@ -122,6 +124,7 @@ async def load_home(request: web.Request) -> HomeOut:
         cards=[CardOut(name=c.rule.name_in(language), stamps=c.stamps, total=c.rule.stamps) for c in overview.cards],
         vip=vip_now,
         vip_offered=program.vip_offer is not None,
+        checkin=await checkin_of(request, member_id),
     )
 
 
