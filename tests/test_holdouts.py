@@ -355,6 +355,10 @@ async def test_a_broadcast_holdout_from_the_chat_and_the_console_and_its_lift_in
     async with harness.sessions() as session:
         stored = await session.get(Broadcast, 2)
         assert stored is not None and stored.holdout == 0.5
+    listed = await (await app.get("/app/api/console/broadcasts", headers=headers)).json()
+    assert [b["holdout"] for b in listed["broadcasts"]][:2] == ["holdout 50%", "holdout 50%"]  # newest first
+    detail = await app.get("/app/view/console/broadcast?id=2", headers=headers)
+    assert "🎲 holdout 50%" in await detail.text()
 
     harness.clock.advance(minutes=20)  # past the snapshot's age
     board = await app.get("/app/api/console/dashboard", params={"period": "7d"}, headers=headers)

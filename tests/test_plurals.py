@@ -10,6 +10,7 @@ from aiogram.utils.i18n import ngettext
 from babel.messages.pofile import read_po
 
 from handlers.rewards import _line as reward_line
+from loyalty.program import load_program
 from notifications.texts import make_i18n, speaking
 from storage.models import Reward
 from tests.harness import ADMIN_ID, CASHIER_ID, BotHarness
@@ -23,7 +24,7 @@ def _render(language: str, cost: int) -> str:
     """A line of /rewards, as the handler renders it."""
     reward = Reward(key="tea", title="Tea", title_zh_hans="茶", title_zh_hant="茶", cost=cost)
     with speaking(make_i18n(), language):
-        return reward_line(reward, language)
+        return reward_line(reward, load_program(), language)
 
 
 def test_english_says_one_point_and_two_points() -> None:

@@ -46,7 +46,7 @@ STAND_IN = ROOT / "web" / "miniapp" / "static" / "telegram-stand-in.js"
 TELEGRAM_SCRIPT = "https://telegram.org/js/telegram-web-app.js"
 CHROMIUM = "/usr/bin/chromium"
 MEMBER_ID, CASHIER_ID, ADMIN_ID = 1001, 9002, 9001
-MEMBER_SCREENS = ["home", "card", "rewards", "history", "invite", "profile", "settings", "data"]
+MEMBER_SCREENS = ["home", "card", "rewards", "missions", "vip", "history", "invite", "profile", "settings", "data"]
 CASHIER_SCREENS = ["till", "till-member"]
 LANGUAGES = {"en": "en", "zh-Hans": "zh-hans", "zh-Hant": "zh-hant"}  # ours: Telegram's language_code
 # Traditional Chinese differs from Simplified in its glyphs and words, not its layout: a few screens show it.
@@ -364,6 +364,8 @@ def write_index(out: Path, names: list[str]) -> None:
         "profile": "Profile",
         "settings": "Settings",
         "data": "My data",
+        "missions": "Missions and their progress",
+        "vip": "VIP: the offer and its renewal",
         "till": "Cashier: till",
         "till-member": "Cashier: member scanned, amount typed",
         "dashboard": "Console: the dashboard, figures and charts for 30 days",

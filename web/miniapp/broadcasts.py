@@ -99,6 +99,7 @@ class BroadcastRowOut(Model):
     processed: int = Field(description="Sent, failed or blocked: the copies that are through")
     excerpt: str
     when: str = Field(description="When it was, or is, to be sent")
+    holdout: str | None = Field(default=None, description="The randomized holdout kept back, e.g. 'holdout 10%'")
 
 
 class BroadcastsOut(Model):
@@ -125,9 +126,15 @@ async def load_broadcasts(request: web.Request) -> BroadcastsOut:
                 processed=_processed(progress),
                 excerpt=_plain(first.get("text", "")) or ("📷" if first.get("photo") else ""),
                 when=when(broadcast.scheduled_at, services.program.tz, locale),
+                holdout=_holdout(broadcast),
             )
         )
     return BroadcastsOut(broadcasts=out)
+
+
+def _holdout(broadcast: Broadcast) -> str | None:
+    # As the chat's /broadcasts says it.
+    return _("holdout {share}").format(share=f"{broadcast.holdout:.0%}") if broadcast.holdout else None
 
 
 def _processed(progress: broadcasts.Progress) -> int:
@@ -157,6 +164,7 @@ class ProgressOut(Model):
     remaining: int
     processed: int
     rate: float = Field(description="Messages a second, lately")
+    holdout: str | None = Field(default=None, description="The randomized holdout kept back, e.g. 'holdout 10%'")
     seconds_left: int | None
     pace: str = Field(description="The rate and the time left, or when it starts, in words")
     can_pause: bool
@@ -192,6 +200,7 @@ async def load_broadcast(request: web.Request) -> ProgressOut:
         remaining=progress.remaining,
         processed=_processed(progress),
         rate=round(rate, 1),
+        holdout=_holdout(broadcast),
         seconds_left=left,
         pace=_pace(request, broadcast, rate, left),
         can_pause=status in (Status.RUNNING, Status.SCHEDULED),
