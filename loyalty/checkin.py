@@ -42,7 +42,7 @@ class Refusal(StrEnum):
     NOT_MEMBER = "not_member"
     TOO_NEW = "too_new"
     NO_MAKEUP = "no_makeup"  # make-up check-ins are off
-    NOTHING_TO_MAKE_UP = "nothing_to_make_up"  # yesterday was checked in, or before the member joined
+    NOTHING_TO_MAKE_UP = "nothing_to_make_up"  # no streak to save (the day before yesterday missed too), or new
     MAKEUP_LIMIT = "makeup_limit"
 
 
@@ -152,6 +152,7 @@ async def status(session: AsyncSession, program: Program, member_id: int, now: d
         rules.enabled
         and rules.makeup_cost > 0
         and yesterday not in days
+        and yesterday - timedelta(days=1) in days  # a streak to save: paying for a lone day buys nothing
         and yesterday >= local_day(program, member.joined_at)
         and await _makeups_in_month(session, member_id, today) < rules.makeups_per_month
     )
@@ -313,7 +314,7 @@ async def make_up(session: AsyncSession, program: Program, member_id: int, now: 
     if yesterday in days:
         await session.rollback()
         return await _unchanged(session, program, member_id, yesterday, now)
-    if yesterday < local_day(program, member.joined_at):
+    if yesterday < local_day(program, member.joined_at) or yesterday - timedelta(days=1) not in days:
         raise CheckinRefused(Refusal.NOTHING_TO_MAKE_UP)
     if await _makeups_in_month(session, member_id, today) >= rules.makeups_per_month:
         raise CheckinRefused(Refusal.MAKEUP_LIMIT)

@@ -177,6 +177,15 @@ async def test_a_broken_streak_made_up_for_points_once_and_within_the_monthly_al
     assert not again.created
     assert await _points(harness, Kind.MAKEUP) == -20
 
+    # A lone missed day with no streak before it is nothing to make up: not offered, and refused.
+    harness.clock.now = _at_local(29, 10)  # the 27th and 28th missed
+    async with harness.sessions() as session:
+        lone = await checkin.status(session, harness.services.program, member_id, harness.clock.now)
+        assert not lone.can_make_up
+        with pytest.raises(checkin.CheckinRefused) as nothing:
+            await checkin.make_up(session, harness.services.program, member_id, harness.clock.now)
+    assert nothing.value.refusal is checkin.Refusal.NOTHING_TO_MAKE_UP
+
     harness.clock.now = _at_local(28, 10)  # the 27th missed: this month's one make-up is used
     await _checkin(harness)
     async with harness.sessions() as session:
@@ -185,6 +194,8 @@ async def test_a_broken_streak_made_up_for_points_once_and_within_the_monthly_al
     assert refused.value.refusal is checkin.Refusal.MAKEUP_LIMIT
     assert await _points(harness, Kind.MAKEUP) == -20
 
+    harness.clock.now = _at_local(30, 10)
+    await _checkin(harness)
     # Next month, a make-up the member cannot afford is refused with a clear message and changes nothing.
     harness.clock.now = datetime(2026, 12, 2, 2, tzinfo=UTC)  # 10:00 on Dec 2 in Shanghai; Dec 1 missed
     _with(harness, makeup_cost=100_000)
@@ -193,7 +204,7 @@ async def test_a_broken_streak_made_up_for_points_once_and_within_the_monthly_al
     [answer] = [c for c in calls if c.method == "answerCallbackQuery"]
     assert "You need 100000 points" in answer.params["text"]
     async with harness.sessions() as session:
-        assert (await session.execute(select(func.count()).select_from(Checkin))).scalar_one() == 6
+        assert (await session.execute(select(func.count()).select_from(Checkin))).scalar_one() == 7
 
 
 async def test_the_monthly_cap_limits_points_not_the_streak(harness: BotHarness) -> None:
