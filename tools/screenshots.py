@@ -30,7 +30,7 @@ from emulator import FakeTelegram
 from emulator.webapp import init_data, launch_url
 from loyalty import broadcasts, profile
 from loyalty.members import join, set_language
-from loyalty.program import Program, load_program
+from loyalty.program import EXAMPLE_PROGRAM, Program, parse_program
 from loyalty.purchases import record_purchase
 from loyalty.revisions import FROM_TELEGRAM, ensure_first_revision, save_revision
 from loyalty.rewards import catalog, redeem, sync_catalog
@@ -53,6 +53,32 @@ LANGUAGES = {"en": "en", "zh-Hans": "zh-hans", "zh-Hant": "zh-hant"}  # ours: Te
 ZH_HANT_SCREENS = {"home", "card", "till-member", "program-earn"}
 SCHEMES = ("light", "dark")
 VIEWPORT = {"width": 390, "height": 844}
+# The example program with two of its (commented-out) missions on, so the missions screen has something to show.
+MISSIONS = """
+[[missions]]
+key = "three-visits"
+name = "3 visits this month"
+name_zh_hans = "本月到店3次"
+name_zh_hant = "本月到店3次"
+goal = "purchases"
+target = 3
+period = "month"
+points = 30
+
+[[missions]]
+key = "explorer"
+name = "Try 2 categories this month"
+name_zh_hans = "本月尝试2个品类"
+name_zh_hant = "本月嘗試2個品類"
+goal = "categories"
+target = 2
+period = "month"
+reward = "latte"
+"""
+
+
+def load_program() -> Program:
+    return parse_program(EXAMPLE_PROGRAM.read_text() + MISSIONS)
 
 
 @dataclass
