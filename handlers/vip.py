@@ -18,7 +18,6 @@ from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    LabeledPrice,
     Message,
     PreCheckoutQuery,
 )
@@ -105,12 +104,7 @@ async def show_vip(
         description=rules.benefits_in(member.language),
         payload=vip.payload_for(member.id, rules),
         currency=vip.CURRENCY,
-        prices=[
-            LabeledPrice(
-                label=ngettext("VIP, {days} day", "VIP, {days} days", rules.period_days).format(days=rules.period_days),
-                amount=rules.price_stars,
-            )
-        ],
+        prices=vip_telegram.prices(rules),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[pay]]),
     )
 

@@ -264,22 +264,28 @@ async def _pay(
     return pay, pay < due, paid
 
 
+async def _new_day(
+    session: AsyncSession, member_id: int, day: date, *, made_up: bool, now: datetime
+) -> Checkin | None:
+    """The member's check-in row for ``day``, inserted now; None if there was one (a double tap, another device)."""
+    inserted = await insert_once(
+        session, Checkin, member_id=member_id, local_day=day, made_up=made_up, points=0, created_at=now
+    )
+    if not inserted:
+        return None
+    query = select(Checkin).where(col(Checkin.member_id) == member_id, col(Checkin.local_day) == day)
+    return (await session.execute(query)).scalar_one()
+
+
 async def check_in(session: AsyncSession, program: Program, member_id: int, now: datetime) -> Result:
     """Check the member in for today, once; a second call the same day changes nothing (``created`` False)."""
     await begin_write(session)
     await _member(session, program, member_id, now)
     today = local_day(program, now)
-    inserted = await insert_once(
-        session, Checkin, member_id=member_id, local_day=today, made_up=False, points=0, created_at=now
-    )
-    if not inserted:
+    row = await _new_day(session, member_id, today, made_up=False, now=now)
+    if row is None:
         await session.rollback()
         return await _unchanged(session, program, member_id, today, now)
-    row = (
-        await session.execute(
-            select(Checkin).where(col(Checkin.member_id) == member_id, col(Checkin.local_day) == today)
-        )
-    ).scalar_one()
     days = await days_of(session, member_id, today)
     streak, first = run_ending(days, today)
     points, capped, milestones = await _pay(
@@ -319,17 +325,10 @@ async def make_up(session: AsyncSession, program: Program, member_id: int, now: 
     if await _makeups_in_month(session, member_id, today) >= rules.makeups_per_month:
         raise CheckinRefused(Refusal.MAKEUP_LIMIT)
     old, _first = current_run(days, today)
-    inserted = await insert_once(
-        session, Checkin, member_id=member_id, local_day=yesterday, made_up=True, points=0, created_at=now
-    )
-    if not inserted:
+    row = await _new_day(session, member_id, yesterday, made_up=True, now=now)
+    if row is None:
         await session.rollback()
         return await _unchanged(session, program, member_id, yesterday, now)
-    row = (
-        await session.execute(
-            select(Checkin).where(col(Checkin.member_id) == member_id, col(Checkin.local_day) == yesterday)
-        )
-    ).scalar_one()
     try:
         await debit(session, member_id, rules.makeup_cost, kind=Kind.MAKEUP, now=now, key=f"makeup:{row.id}")
     except InsufficientPoints:

@@ -101,6 +101,12 @@ async def send_vip_lapses(bot: Bot, sessions: SessionFactory, program: Program, 
 # ------------------------------------------------------------------------------------------------ subscriptions
 
 
+def prices(rules: VipRules) -> list[LabeledPrice]:
+    """What a VIP invoice charges, one-off or by subscription, as the member reads it on the invoice."""
+    label = ngettext("VIP, {days} day", "VIP, {days} days", rules.period_days).format(days=rules.period_days)
+    return [LabeledPrice(label=label, amount=rules.price_stars)]
+
+
 async def invoice_link(bot: Bot, rules: VipRules, member: MemberView) -> str:
     """An invoice link for this member (the Mini App opens it; /vip sends it with a subscription): with
     ``renew = "subscription"`` a Stars subscription, which Telegram charges again every 30 days."""
@@ -110,12 +116,7 @@ async def invoice_link(bot: Bot, rules: VipRules, member: MemberView) -> str:
         description=rules.benefits_in(member.language),
         payload=vip.payload_for(member.id, rules),
         currency=vip.CURRENCY,
-        prices=[
-            LabeledPrice(
-                label=ngettext("VIP, {days} day", "VIP, {days} days", rules.period_days).format(days=rules.period_days),
-                amount=rules.price_stars,
-            )
-        ],
+        prices=prices(rules),
         subscription_period=int(vip.SUBSCRIPTION_PERIOD.total_seconds()) if subscribe else None,
     )
 
