@@ -34,7 +34,7 @@ from loyalty.metrics import Dashboard, parse_period
 from loyalty.program import Program
 from loyalty.purchases import from_minor
 from loyalty.roles import Permission
-from notifications.figures import store_rows
+from notifications.figures import engagement_lines, store_rows
 from notifications.refusals import unknown_store
 from notifications.texts import day, lift_lines, money, observed_line, speaking, when
 from storage.database import DbSession, SessionFactory
@@ -148,30 +148,12 @@ def card(board: Dashboard, program: Program) -> str:
                     frequency="—" if figures.frequency is None else f"{figures.frequency:.1f}",
                 )
             )
-    lines += engagement_lines(board, program)
+    if engaged := engagement_lines(board, program, _language(), html.escape):
+        lines += ["", *engaged]
     if board.by_store:
         lines += ["", _("🏬 By store: buyers · purchases · sales · coupons accepted · NPS of its customers")]
         lines += store_lines(board, program)
     return "\n".join(lines)
-
-
-def engagement_lines(board: Dashboard, program: Program) -> list[str]:
-    """Check-ins and each mission's completions in the period (nothing when the program has neither)."""
-    figures, lines = board.engagement, []
-    if program.checkin.enabled or figures.checkins:
-        lines += [
-            "",
-            _("📅 Check-ins: {count} · members checking in: {members}").format(
-                count=figures.checkins, members=figures.checkin_members
-            ),
-        ]
-    if figures.missions:
-        lines += ["", _("🎯 Missions: completed · of members")]
-        names = {rule.key: rule.name_in(_language()) for rule in program.missions}
-        lines += [
-            f"{html.escape(names.get(f.key, f.key))}: {f.completed} · {_percent(f.rate)}" for f in figures.missions
-        ]
-    return lines
 
 
 def store_lines(board: Dashboard, program: Program, store: str | None = None) -> list[str]:

@@ -264,9 +264,7 @@ async def _pay(
     return pay, pay < due, paid
 
 
-async def _new_day(
-    session: AsyncSession, member_id: int, day: date, *, made_up: bool, now: datetime
-) -> Checkin | None:
+async def _new_day(session: AsyncSession, member_id: int, day: date, *, made_up: bool, now: datetime) -> Checkin | None:
     """The member's check-in row for ``day``, inserted now; None if there was one (a double tap, another device)."""
     inserted = await insert_once(
         session, Checkin, member_id=member_id, local_day=day, made_up=made_up, points=0, created_at=now

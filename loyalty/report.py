@@ -128,7 +128,23 @@ def rows(board: Dashboard, program: Program, store: str | None = None) -> list[t
             ),
             (f"tier: {name}", "purchases per buyer", None if t.frequency is None else round(t.frequency, 2)),
         ]
-    return out + store_rows(board, program)
+    return out + engagement_rows(board, program) + store_rows(board, program)
+
+
+def engagement_rows(board: Dashboard, program: Program) -> list[tuple[str, str, Any]]:
+    """Daily check-ins and each mission's completions in the period (none when the program has neither)."""
+    figures = board.engagement
+    out: list[tuple[str, str, Any]] = []
+    if program.checkin.enabled or figures.checkins:
+        out += [
+            ("check-in", "check-ins", figures.checkins),
+            ("check-in", "members checking in", figures.checkin_members),
+        ]
+    names = {rule.key: rule.name for rule in program.missions}
+    for f in figures.missions:
+        section = f"mission: {names.get(f.key, f.key)}"
+        out += [(section, "completed", f.completed), (section, "completion rate", _percent(f.rate))]
+    return out
 
 
 def _money(minor: float | None, program: Program) -> Decimal | None:

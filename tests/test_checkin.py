@@ -296,3 +296,31 @@ async def test_check_in_speaks_the_members_language(
     assert checked_in in text and streak in text
     [again] = harness.texts(await harness.send(user, "/missions"), ANN)
     assert "任务" in again or "任務" in again
+
+
+async def test_check_ins_show_in_the_report_and_the_consoles_dashboard(harness: BotHarness) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from loyalty import metrics
+    from loyalty.report import rows
+    from tests.harness import ADMIN_ID
+    from tests.test_miniapp import auth, services_with_app
+    from web.server import make_http_app
+
+    _with(harness, min_member_hours=0)
+    await _join(harness)
+    await _checkin(harness)
+    harness.clock.advance(minutes=1)  # a period ends now, the check-in was made a moment ago
+    program = harness.services.program
+    period = metrics.parse_period("7d", harness.clock(), program.tz)
+    assert period is not None
+    board = await metrics.dashboard(harness.sessions, program, period)
+    figures = {(a, b): v for a, b, v in rows(board, program)}
+    assert figures[("check-in", "check-ins")] == 1 and figures[("check-in", "members checking in")] == 1
+    server = TestServer(make_http_app(services_with_app(harness), serve_updates=True))
+    async with TestClient(server) as client:
+        answer = await client.get("/app/api/console/dashboard?period=7d", headers=auth(harness, ADMIN_ID))
+        assert answer.status == 200, await answer.text()
+        out = await answer.json()
+    assert out["engagement"][0] == "📅 Check-ins: 1 · members checking in: 1"
+    assert {"section": "check-in", "figure": "check-ins", "value": 1} in out["figures"]

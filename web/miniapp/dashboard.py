@@ -43,7 +43,7 @@ from loyalty.metrics import Dashboard, Period, parse_period
 from loyalty.program import Program
 from loyalty.report import csv_rows, document
 from loyalty.roles import Permission
-from notifications.figures import store_rows
+from notifications.figures import engagement_lines, store_rows
 from notifications.refusals import unknown_store
 from notifications.texts import (
     day,
@@ -234,6 +234,7 @@ class DashboardOut(Model):
     cards: list[CardOut]
     charts: list[ChartOut] = Field(description="The whole program's; none while one store is chosen")
     effects: list[EffectOut]
+    engagement: list[str] = Field(default_factory=list, description="Check-ins and missions, as /stats says them")
     exports: list[ExportOut]
     store: str | None = Field(default=None, description="The [[stores]] key chosen (?store=), else all stores")
     stores: list[StoreChoiceOut] = Field(default_factory=list, description="Empty when the program lists none")
@@ -622,6 +623,7 @@ def dashboard_out(
             cohorts_chart(board, program, locale),
         ],
         effects=_effects(board, program, locale),
+        engagement=engagement_lines(board, program, language),
         exports=_exports(period),
         store=store,
         stores=[StoreChoiceOut(key=s.key, name=s.name_in(language), chosen=s.key == store) for s in program.stores],
