@@ -1,16 +1,19 @@
 """The scheduler's VIP messages (the monthly gift, the reminder a few days before VIP ends, the end of a subscription
 that did not renew) and the two Telegram calls of a subscription the chat and the Mini App share: its invoice link,
-and turning its renewal off or on."""
+turning its renewal off or on, and off after a staff refund."""
 
 from __future__ import annotations
 
 import html
+import logging
 from datetime import datetime
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import LabeledPrice
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty import vip
 from loyalty.members import MemberView
@@ -18,6 +21,9 @@ from loyalty.program import Program, VipRules
 from notifications.delivery import Letter, Notice, Outcome, send_once
 from notifications.texts import coupon_line, day, locale_of
 from storage.database import SessionFactory
+from storage.models import Member
+
+log = logging.getLogger(__name__)
 
 
 async def send_vip_gifts(bot: Bot, sessions: SessionFactory, program: Program, i18n: I18n, now: datetime) -> int:
@@ -136,3 +142,20 @@ async def change_renewal(
         if not await vip.record_renewal(session, subscription.id, renew=renew, now=now):
             raise vip.RenewalRefused(vip.RenewalProblem.ALREADY)  # the same press, processed at the same moment
         return await vip.status_of(session, member.id, now)
+
+
+async def stop_renewal(bot: Bot, session: AsyncSession, member: Member, now: datetime) -> bool:
+    """After a staff refund: a subscription that would renew is cancelled with Telegram, so the member is not
+    charged again for what was just refunded. Whether one was; Telegram refusing is logged (the refund stands)."""
+    assert member.id is not None
+    subscription = (await vip.status_of(session, member.id, now)).subscription
+    if subscription is None or subscription.id is None or subscription.canceled_at is not None:
+        return False
+    try:
+        await bot.edit_user_star_subscription(
+            user_id=member.telegram_id, telegram_payment_charge_id=subscription.charge_id, is_canceled=True
+        )
+    except TelegramAPIError:
+        log.warning("could not cancel the VIP subscription of member %s after a refund", member.id, exc_info=True)
+        return False
+    return await vip.record_renewal(session, subscription.id, renew=False, now=now)

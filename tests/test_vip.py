@@ -598,9 +598,16 @@ async def test_a_renewal_is_refunded_like_a_one_off_payment(harness: BotHarness)
     )
     harness.clock.now = start + timedelta(days=30)
     await harness.feed(harness.tg.renewal_payment_update(harness.user(ANN), "sub-1", charge_id="ren-1"))
+    before = len(harness.tg.calls)
     texts, refunds = await _admin(harness, f"/vip_refund {ann.code} ren-1")
     assert [c.params for c in refunds] == [{"user_id": ANN, "telegram_payment_charge_id": "ren-1"}] and refunds[0].ok
-    assert "Their VIP has ended" in texts[0]
+    assert "Their VIP has ended. Their subscription will not renew." in texts[0]
+    # What was refunded is not charged again: the subscription is cancelled with Telegram, and stays cancelled.
+    [cancel] = harness.tg.calls_of("editUserStarSubscription")[-1:]
+    assert harness.tg.calls.index(cancel) >= before and cancel.ok
+    assert cancel.params == {"user_id": ANN, "telegram_payment_charge_id": "sub-1", "is_canceled": True}
+    with pytest.raises(ValueError, match="cancelled"):
+        harness.tg.renewal_payment_update(harness.user(ANN), "sub-1")
     member = await harness.member(ANN)
     assert member is not None and member.vip_until == harness.clock()
     texts, refunds = await _admin(harness, f"/vip_refund {ann.code} ren-1")
