@@ -27,6 +27,7 @@ from handlers.menu import SETTINGS
 from handlers.ui import drop_keyboard, edit_or_keep
 from loyalty import privacy
 from loyalty.members import MemberView
+from notifications.vip import stop_renewal
 from storage.database import DbSession
 
 
@@ -137,7 +138,9 @@ async def erase(
     if not callback_data.confirm:
         await bot.send_message(member.chat_id, _("Nothing was erased."))
         return
-    await privacy.erase(session, member.id, clock())
+    now = clock()
+    await privacy.erase(session, member.id, now)
+    await stop_renewal(bot, session, member.id, member.telegram_id, now)  # nothing is charged after they left
     await bot.send_message(
         member.chat_id,
         _(

@@ -377,7 +377,7 @@ async def refund_vip(
         status = _("Their VIP now runs until {date}.").format(date=_until(result.vip_until, program))
     else:
         status = _("Their VIP has ended.")
-    if await vip_telegram.stop_renewal(bot, session, member, now):
+    if await vip_telegram.stop_renewal(bot, session, member.id, member.telegram_id, now):
         status += " " + _("Their subscription will not renew.")
     await message.answer(
         _("↩️ Refunded ⭐{amount} to {name} (<code>{code}</code>).").format(

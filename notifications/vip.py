@@ -21,7 +21,6 @@ from loyalty.program import Program, VipRules
 from notifications.delivery import Letter, Notice, Outcome, send_once
 from notifications.texts import coupon_line, day, locale_of
 from storage.database import SessionFactory
-from storage.models import Member
 
 log = logging.getLogger(__name__)
 
@@ -144,18 +143,17 @@ async def change_renewal(
         return await vip.status_of(session, member.id, now)
 
 
-async def stop_renewal(bot: Bot, session: AsyncSession, member: Member, now: datetime) -> bool:
-    """After a staff refund: a subscription that would renew is cancelled with Telegram, so the member is not
-    charged again for what was just refunded. Whether one was; Telegram refusing is logged (the refund stands)."""
-    assert member.id is not None
-    subscription = (await vip.status_of(session, member.id, now)).subscription
+async def stop_renewal(bot: Bot, session: AsyncSession, member_id: int, telegram_id: int, now: datetime) -> bool:
+    """After a staff refund or an erasure: a subscription that would renew is cancelled with Telegram, so the member
+    is not charged again. Whether one was; Telegram refusing is logged (the refund or erasure stands)."""
+    subscription = (await vip.status_of(session, member_id, now)).subscription
     if subscription is None or subscription.id is None or subscription.canceled_at is not None:
         return False
     try:
         await bot.edit_user_star_subscription(
-            user_id=member.telegram_id, telegram_payment_charge_id=subscription.charge_id, is_canceled=True
+            user_id=telegram_id, telegram_payment_charge_id=subscription.charge_id, is_canceled=True
         )
     except TelegramAPIError:
-        log.warning("could not cancel the VIP subscription of member %s after a refund", member.id, exc_info=True)
+        log.warning("could not cancel the VIP subscription of member %s", member_id, exc_info=True)
         return False
     return await vip.record_renewal(session, subscription.id, renew=False, now=now)

@@ -655,3 +655,19 @@ def test_vip_is_off_without_a_section_and_the_example_offers_it() -> None:
     )
     rules = load_program().vip_offer
     assert rules is not None and rules.price_stars == PRICE and rules.multiplier == Decimal("1.5")
+
+
+async def test_erasing_ones_data_cancels_a_renewing_subscription(harness: BotHarness) -> None:
+    _with_vip(harness, renew="subscription")
+    await _join(harness)
+    link = await _subscribe_link(harness)
+    await harness.feed(
+        harness.tg.subscription_payment_update(harness.user(ANN), link, now=_unix(harness), charge_id="sub-9")
+    )
+    ann = harness.user(ANN)
+    await harness.send(ann, "/deleteme")
+    calls = await harness.press(ann, "🗑 Yes, erase my data")
+    [cancel] = [c for c in calls if c.method == "editUserStarSubscription"]
+    assert cancel.ok and cancel.params == {"user_id": ANN, "telegram_payment_charge_id": "sub-9", "is_canceled": True}
+    with pytest.raises(ValueError, match="cancelled"):  # Telegram charges nothing after they left
+        harness.tg.renewal_payment_update(ann, "sub-9")

@@ -28,6 +28,7 @@ from loyalty.vip import is_vip, vip_until_of
 from notifications import vip as vip_telegram
 from notifications.ledger import entry_label
 from notifications.texts import day, locale_of, money, pending_line, reward_stores
+from notifications.vip import stop_renewal
 from web.miniapp.checkin import CheckinOut, checkin_of
 from web.miniapp.core import (
     LANGUAGE,
@@ -629,8 +630,11 @@ async def delete_data(request: web.Request) -> web.Response:
     body = await read(request, DeleteIn)
     if not body.confirm:
         raise Refused(400, "not_confirmed", _("Nothing was deleted."))
+    now = services.clock()
     async with services.sessions() as session:
-        await privacy.erase(session, member_id, services.clock())
+        await privacy.erase(session, member_id, now)
+        # Nothing is charged after they left: a renewing VIP subscription is cancelled with Telegram.
+        await stop_renewal(services.bot, session, member_id, request[VIEWER].telegram_id, now)
     return json_of(Saved(message=_("Your data has been deleted. Send /start to join again.")))
 
 
