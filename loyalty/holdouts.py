@@ -90,17 +90,8 @@ async def draw_one(
     caller's unit of work: True if held out. Drawn once; a re-run reads the stored arm."""
     if share <= 0:
         return False
-    stored = (
-        await session.execute(
-            select(col(HoldoutDraw.held_out)).where(
-                col(HoldoutDraw.kind) == kind,
-                col(HoldoutDraw.campaign) == campaign,
-                col(HoldoutDraw.member_id) == member_id,
-            )
-        )
-    ).scalar_one_or_none()
-    if stored is not None:
-        return bool(stored)
+    if (stored := await _stored(session, kind, campaign, member_id)) is not None:
+        return stored
     rotated = program.analytics.holdout_rotates and member_id in await _held_out_last_time(session, kind, member_id)
     held_out = not rotated and coin(kind, campaign, member_id, share)
     await insert_once(
@@ -117,17 +108,20 @@ async def draw_one(
 
 
 async def is_held_out(session: AsyncSession, kind: str, campaign: str, member_id: int) -> bool:
-    return bool(
-        (
-            await session.execute(
-                select(col(HoldoutDraw.held_out)).where(
-                    col(HoldoutDraw.kind) == kind,
-                    col(HoldoutDraw.campaign) == campaign,
-                    col(HoldoutDraw.member_id) == member_id,
-                )
-            )
-        ).scalar_one_or_none()
+    return bool(await _stored(session, kind, campaign, member_id))
+
+
+async def _stored(session: AsyncSession, kind: str, campaign: str, member_id: int) -> bool | None:
+    """The arm a member was drawn into for a campaign; None: not drawn yet."""
+    held_out = await session.execute(
+        select(col(HoldoutDraw.held_out)).where(
+            col(HoldoutDraw.kind) == kind,
+            col(HoldoutDraw.campaign) == campaign,
+            col(HoldoutDraw.member_id) == member_id,
+        )
     )
+    found = held_out.scalar_one_or_none()
+    return None if found is None else bool(found)
 
 
 async def held_out_count(session: AsyncSession, kind: str, campaign: str) -> int:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty import stores
 from loyalty.account import MAX_ADJUSTMENT, adjust
@@ -378,10 +379,10 @@ def _purchase_out(purchase: Purchase, member: MemberRef, balance: int, program: 
     )
 
 
-def _store(program: Program, given: str | None, request: web.Request) -> str | None:
-    """The store given, else the one whose tills use this token (``[[stores]] tokens``)."""
+async def _store(session: AsyncSession, program: Program, given: str | None, request: web.Request) -> str | None:
+    """The store given, else the one whose tills use this token (``loyalty.stores.where``)."""
     try:
-        return stores.checked(program, given) if given is not None else stores.of_token(program, request[SCOPE])
+        return await stores.where(session, program, explicit=given, token_name=request[SCOPE])
     except stores.UnknownStore as unknown:
         raise ApiError(
             422, "unknown_store", f"no store {unknown.key!r} in the program", stores=unknown.known
@@ -405,7 +406,7 @@ async def create_purchase(request: web.Request) -> web.Response:
         result = await record_purchase(
             session,
             program,
-            store=_store(program, body.store, request),
+            store=await _store(session, program, body.store, request),
             member_id=member_id,
             amount=given.amount,
             source=SOURCE,
@@ -468,7 +469,7 @@ async def create_refund(request: web.Request) -> web.Response:
                 key=f"api-refund:{_scoped(request, key)}",
                 actor_id=0,
                 now=services.clock(),
-                store=_store(program, body.store, request),
+                store=await _store(session, program, body.store, request),
             )
         except RefundRefused as refused:
             if refused.problem is RefundProblem.UNKNOWN:
